@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+// The umbrella header: everything mp offers, as `import multiprocessing` does.
+#pragma once
+
+#include "mp/connection.hpp"
+#include "mp/errors.hpp"
+#include "mp/process.hpp"
+#include "mp/serialization.hpp"

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: MIT
+// mp::process and the process-level functions of Python's multiprocessing:
+// Process, current_process, parent_process, active_children, cpu_count.
+//
+// Only differences from Python are documented here; see
+// https://docs.python.org/3/library/multiprocessing.html#process-and-exceptions
+//
+// Lifetime: `~process` joins a running non-daemon child and terminates (then
+// kills) a running daemon child; `options.on_destroy` overrides this. When the
+// program exits normally, children still running are handled the same way, as
+// Python's exit handler does. A child never outlives a SIGKILLed parent: it
+// gets SIGKILL itself (parent-death signal, with the race at start closed).
+//
+// Thread-safety: a process object may be used from one thread at a time;
+// process_handle copies may be used from any thread. Starting processes from
+// several threads at once is safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <concepts>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mp/detail/code_identity.hpp"
+#include "mp/errors.hpp"
+#include "mp/export.hpp"
+
+namespace mp {
+
+/// What `~process` does with a child that is still running.
+enum class destroy_action {
+  join,       ///< wait for it to end (default for non-daemon children)
+  terminate,  ///< SIGTERM, then SIGKILL after `terminate_timeout` (default for daemons)
+  kill,       ///< SIGKILL at once
+};
+
+/// Python's Process keyword arguments (`name`, `daemon`) and mp's destroy policy.
+struct process_options {
+  /// Empty: "Process-N[:M...]" as Python names them.
+  std::string name;
+  /// Unset: inherit the current process's flag (false in the main process).
+  std::optional<bool> daemon;
+  /// Unset: join for non-daemon, terminate for daemon children.
+  std::optional<destroy_action> on_destroy;
+  /// How long `terminate` in the destructor waits before escalating to SIGKILL.
+  std::chrono::milliseconds terminate_timeout{2000};
+};
+
+/// Throw from a process target to end the process with `code`: Python's
+/// `sys.exit(code)`. Deliberately not a std::exception, as SystemExit is not an
+/// Exception, so `catch (const std::exception&)` lets it through.
+struct system_exit {
+  int code = 0;
+};
+
+namespace detail {
+
+struct process_state;
+
+/// A callable with its arguments, type-erased for the process to run.
+class target {
+ public:
+  virtual ~target() = default;
+  /// Runs the call in this process (a forked child).
+  virtual void run() = 0;
+  /// True if encode() can describe the call to a process that does not share
+  /// our memory; otherwise `why_not_portable()` says why.
+  virtual bool portable() const noexcept = 0;
+  virtual const char* why_not_portable() const noexcept = 0;
+  virtual void encode(output_archive& out) const = 0;
+};
+
+template <class Fn, class... Args>
+class target_impl final : public target {
+ public:
+  template <class F, class... A>
+  explicit target_impl(F&& fn, A&&... args)
+      : fn_(std::forward<F>(fn)), args_(std::forward<A>(args)...) {}
+
+  void run() override { apply_stored(fn_, args_); }
+  bool portable() const noexcept override { return is_portable_v<Fn, Args...>; }
+  const char* why_not_portable() const noexcept override {
+    if constexpr (!(is_function_pointer_v<Fn> || is_stateless_callable_v<Fn> ||
+                    (std::is_class_v<Fn> && serializable<Fn>)))
+      return "the callable captures state the codec cannot encode (a capturing lambda?): use "
+             "a function, a capture-less lambda taking that state as arguments, or a function "
+             "object with a cereal serialize function";
+    else if constexpr (!(serializable<Args> && ...))
+      return "an argument has a type the codec cannot encode";
+    else
+      return "";
+  }
+  void encode(output_archive& out) const override {
+    if constexpr (is_portable_v<Fn, Args...>) {
+      encode_call(out, fn_, args_);
+    } else {
+      throw usage_error(why_not_portable());
+    }
+  }
+
+ private:
+  Fn fn_;
+  std::tuple<Args...> args_;
+};
+
+template <class Fn, class... Args>
+inline constexpr bool is_target_v =
+    std::is_invocable_v<Fn&, Args&...> || std::is_invocable_v<Fn&, Args&&...>;
+
+}  // namespace detail
+
+class process;
+
+/// A non-owning, copyable reference to a process: a child (from
+/// `process::handle()` or `active_children()`), the current process or the
+/// parent. Copies share one state; the owning `process` decides the child's fate.
+class MP_EXPORT process_handle {
+ public:
+  /// The pid, or nullopt if the process was not started yet.
+  std::optional<pid_t> pid() const;
+  const std::string& name() const;
+  bool daemon() const;
+  /// Reaps the child if it ended. True for the current process.
+  bool is_alive() const;
+  /// Python's exitcode: nullopt while running or before start; the exit status,
+  /// or minus the signal number that ended it. Always nullopt for the parent.
+  std::optional<int> exitcode() const;
+  /// Waits for the process to end. Throws mp::usage_error for the current process.
+  void join() const;
+  /// Waits at most `timeout`; true if the process has ended.
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) const {
+    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  /// SIGTERM; does nothing if the process already ended. Children only.
+  void terminate() const;
+  /// SIGKILL; does nothing if the process already ended. Children only.
+  void kill() const;
+  /// A descriptor that becomes readable when the process ends (a pidfd), valid
+  /// until the process is closed. Use with poll, epoll or mp::wait.
+  int sentinel() const;
+
+  explicit process_handle(std::shared_ptr<detail::process_state> state) noexcept
+      : state_(std::move(state)) {}
+
+ private:
+  friend class process;
+  bool join_for(std::optional<std::chrono::nanoseconds> timeout) const;
+  std::shared_ptr<detail::process_state> state_;
+};
+
+/// A child process running a callable with arguments, as Python's Process.
+///
+/// Callables: any function, lambda (capturing too) or function object under the
+/// fork start method. Under start methods that do not share memory the callable
+/// must be portable (see `detail::is_portable_v`), or start() throws
+/// mp::usage_error saying why. The target's return value is ignored; throw
+/// mp::system_exit to choose the exit code. An exception escaping the target
+/// prints "Process <name>:" and its type and message on stderr and exits with 1.
+///
+/// Arguments are stored by value and, after start(), released in the parent:
+/// a connection passed to the child is then open only in the child, so its
+/// peer sees EOF when the child ends (in Python the parent's copy stays open).
+class MP_EXPORT process {
+ public:
+  /// An empty process that cannot be started (a moved-from one is the same).
+  process() noexcept;
+
+  template <class Fn, class... Args>
+  requires(!std::same_as<std::remove_cvref_t<Fn>, process_options> &&
+           !std::same_as<std::remove_cvref_t<Fn>, process>) explicit process(Fn&& fn,
+                                                                             Args&&... args)
+      : process(process_options{}, std::forward<Fn>(fn), std::forward<Args>(args)...) {}
+
+  template <class Fn, class... Args>
+  process(process_options options, Fn&& fn, Args&&... args) {
+    static_assert(detail::is_target_v<std::decay_t<Fn>, std::decay_t<Args>...>,
+                  "mp::process: the callable cannot be called with these arguments");
+    init(std::move(options),
+         std::make_unique<detail::target_impl<std::decay_t<Fn>, std::decay_t<Args>...>>(
+             std::forward<Fn>(fn), std::forward<Args>(args)...));
+  }
+
+  process(process&& other) noexcept;
+  /// Applies the destroy policy to the current child first.
+  process& operator=(process&& other) noexcept;
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+  /// Applies the destroy policy (see the file comment). Never throws.
+  ~process();
+
+  /// Starts the child. Throws mp::usage_error if already started, closed, empty,
+  /// or if the current process is a daemon (daemons may not have children);
+  /// std::system_error if fork fails.
+  void start();
+  /// Waits for the child to end. Throws mp::usage_error if not started.
+  void join() { handle().join(); }
+  /// Waits at most `timeout`; true if the child has ended (Python returns None
+  /// and leaves you to check exitcode).
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return handle().join(timeout);
+  }
+  /// True from start() until the child ends. Never throws for a started child.
+  bool is_alive() const;
+  void terminate() { handle().terminate(); }
+  void kill() { handle().kill(); }
+  /// See process_handle::exitcode.
+  std::optional<int> exitcode() const;
+  std::optional<pid_t> pid() const;
+  const std::string& name() const;
+  /// Renames the process; only before start().
+  void set_name(std::string name);
+  bool daemon() const;
+  /// Sets the daemon flag; only before start(). Throws mp::usage_error after.
+  void set_daemon(bool daemon);
+  int sentinel() const { return handle().sentinel(); }
+  /// Releases the sentinel. Throws mp::usage_error if the child is still
+  /// running. After close() only name(), daemon() and exitcode() may be used.
+  void close();
+  /// A copyable reference to this process. Throws mp::usage_error if empty or closed.
+  process_handle handle() const;
+  /// True if the target can be sent to a process that does not share memory.
+  bool portable() const noexcept;
+
+ private:
+  void init(process_options options, std::unique_ptr<detail::target> target);
+  void destroy() noexcept;
+  const detail::process_state& state() const;
+  process_options options_;
+  std::unique_ptr<detail::target> target_;
+  std::shared_ptr<detail::process_state> state_;
+};
+
+/// The current process (Python's current_process()). In the main process its
+/// name is "MainProcess".
+MP_EXPORT process_handle current_process();
+
+/// The parent of the current process, or nullopt in the main process.
+/// is_alive() and join() watch the parent through a pidfd.
+MP_EXPORT std::optional<process_handle> parent_process();
+
+/// Children of the current process that are still running; reaps any that ended.
+MP_EXPORT std::vector<process_handle> active_children();
+
+/// The number of CPUs this process may use: its affinity mask, limited by a
+/// cgroup CPU quota. Python's os.cpu_count() counts the machine's CPUs, and
+/// os.process_cpu_count() (3.13) ignores quotas.
+MP_EXPORT unsigned cpu_count();
+
+}  // namespace mp

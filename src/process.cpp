@@ -1,0 +1,578 @@
+// SPDX-License-Identifier: MIT
+// mp::process under the fork start method, the per-process runtime (who am I,
+// who are my children) and the exit handler.
+#include "mp/process.hpp"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "os/system.hpp"
+#include "process_state.hpp"
+
+namespace mp {
+namespace detail {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Per-process bookkeeping. Heap-allocated and never destroyed, so the exit
+/// handler and late destructors can always use it.
+struct runtime {
+  std::mutex mutex;
+  std::shared_ptr<process_state> self;
+  std::shared_ptr<process_state> parent;
+  std::vector<std::shared_ptr<process_state>> children;
+  std::vector<unsigned> identity;  // ours, as Python's _identity
+  unsigned counter = 0;            // for our children's names
+  bool exit_handler_registered = false;
+};
+
+runtime& rt() {
+  static runtime* instance = [] {
+    auto* r = new runtime;
+    r->self = std::make_shared<process_state>(process_state::kind::self);
+    r->self->name = "MainProcess";
+    r->self->pid = ::getpid();
+    return r;
+  }();
+  return *instance;
+}
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                             std::free);
+  return status == 0 && out ? out.get() : name;
+}
+
+/// "type: message" for the exception being handled, for the child's report.
+std::string describe_current_exception() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  const std::string type_name = type != nullptr ? demangle(type->name()) : "unknown exception";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return type_name + ": " + e.what();
+  } catch (...) {
+    return type_name;
+  }
+}
+
+void remove_child(const process_state* state) {
+  runtime& r = rt();
+  std::lock_guard lock(r.mutex);
+  std::erase_if(r.children, [&](const auto& c) { return c.get() == state; });
+}
+
+/// Python's _exit_function: terminate daemonic children, then join them all.
+void exit_function() noexcept {
+  std::vector<std::shared_ptr<process_state>> children;
+  {
+    runtime& r = rt();
+    std::lock_guard lock(r.mutex);
+    children = r.children;
+  }
+  for (auto& child : children)
+    if (child->daemon) child->signal(SIGTERM);
+  for (auto& child : children) {
+    try {
+      child->wait(std::nullopt);
+    } catch (...) {
+      // Nothing to report to at exit; the kernel reaps what is left.
+    }
+  }
+}
+
+/// Forks run on the main thread when called there; from any other thread they
+/// run on this long-lived thread instead. The parent-death signal fires when the
+/// *thread* that forked exits, so a child forked by a short-lived thread would
+/// be killed with it.
+class launcher {
+ public:
+  static launcher& get() {
+    static launcher* instance = new launcher;  // never destroyed: see runtime
+    return *instance;
+  }
+  void run(const std::function<void()>& job) {
+    std::unique_lock lock(mutex_);
+    if (!thread_started_) {
+      std::thread([this] { loop(); }).detach();
+      thread_started_ = true;
+    }
+    std::exception_ptr error;
+    bool done = false;
+    jobs_.push_back({&job, &error, &done});
+    wake_.notify_all();
+    finished_.wait(lock, [&] { return done; });
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  struct job_slot {
+    const std::function<void()>* job;
+    std::exception_ptr* error;
+    bool* done;
+  };
+  void loop() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return !jobs_.empty(); });
+      job_slot slot = jobs_.front();
+      jobs_.pop_front();
+      lock.unlock();
+      try {
+        (*slot.job)();
+      } catch (...) {
+        *slot.error = std::current_exception();
+      }
+      lock.lock();
+      *slot.done = true;
+      finished_.notify_all();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable wake_, finished_;
+  std::deque<job_slot> jobs_;
+  bool thread_started_ = false;
+};
+
+/// The child's side of start(): only the steps that must precede user code.
+[[noreturn]] void child_main(target& work, const std::shared_ptr<process_state>& me,
+                             pid_t parent_pid, const std::string& parent_name,
+                             const sigset_t& caller_mask) {
+  // Die with the parent; if it already died before prctl, the signal will
+  // never come, so check by hand (the race the man page warns about).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent_pid) ::_exit(1);
+  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+
+  // As Python's bootstrap does: the child must not compete for our stdin.
+  if (int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    ::close(null);
+  }
+
+  int code = 0;
+  try {
+    try {
+      work.run();
+    } catch (const system_exit& e) {
+      code = e.code;
+    } catch (...) {
+      const std::string report =
+          "Process " + me->name + ":\n" + describe_current_exception() + "\n";
+      std::fflush(stdout);
+      std::cerr << report << std::flush;
+      code = 1;
+    }
+    exit_function();
+  } catch (...) {
+    code = 1;
+  }
+  static_cast<void>(parent_name);
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+}  // namespace
+
+// ---- process_state -------------------------------------------------------
+
+bool process_state::signal(int sig) {
+  std::lock_guard lock(mutex);
+  if (!pidfd || exitcode) return false;
+  return os::pidfd_signal(pidfd.get(), sig);
+}
+
+bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  int fd = -1;
+  {
+    std::lock_guard lock(mutex);
+    if (exitcode) return true;
+    if (!pidfd) throw usage_error("process '" + name + "' was not started");
+    fd = pidfd.get();
+  }
+  if (!os::wait_readable(fd, timeout)) return false;
+  return poll();
+}
+
+bool process_state::poll() {
+  bool ended = false;
+  {
+    std::lock_guard lock(mutex);
+    if (exitcode) return true;
+    if (!pidfd) return false;
+    if (kind_ == kind::parent) {
+      ended = os::wait_readable(pidfd.get(), std::chrono::nanoseconds::zero());
+      return ended;
+    }
+    exitcode = os::reap(pidfd.get(), false);
+    ended = exitcode.has_value();
+  }
+  if (ended) remove_child(this);
+  return ended;
+}
+
+unique_fd open_parent_pidfd(pid_t parent) {
+  try {
+    unique_fd fd = os::pidfd_open(parent);
+    if (::getppid() == parent) return fd;
+  } catch (const std::system_error&) {
+    // ESRCH: the parent is gone.
+  }
+  return {};
+}
+
+// ---- forking -------------------------------------------------------------
+
+void start_fork(target& work, const std::shared_ptr<process_state>& child) {
+  runtime& r = rt();
+  sigset_t all, caller_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &caller_mask);
+  const pid_t parent_pid = ::getpid();
+
+  auto fork_here = [&] {
+    // Holding the runtime lock across fork keeps any other thread from holding
+    // it at that instant, so the child's copy is never locked forever.
+    std::unique_lock lock(r.mutex);
+    const std::string parent_name = r.self->name;
+    const std::vector<unsigned> parent_identity = r.identity;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      lock.unlock();
+      auto me = std::make_shared<process_state>(process_state::kind::self);
+      me->name = child->name;
+      me->daemon = child->daemon;
+      me->pid = ::getpid();
+      auto parent = std::make_shared<process_state>(process_state::kind::parent);
+      parent->name = parent_name;
+      parent->pid = parent_pid;
+      r.self = me;
+      r.parent = parent;
+      r.children.clear();
+      r.identity = parent_identity;
+      r.identity.push_back(child->identity_index);
+      r.counter = 0;
+      r.exit_handler_registered = true;  // child_main calls it explicitly
+      child_main(work, me, parent_pid, parent_name, caller_mask);
+    }
+    if (pid < 0) {
+      const int error = errno;
+      lock.unlock();
+      pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+      errno = error;
+      os::throw_errno("fork");
+    }
+    child->pid = pid;
+    r.children.push_back(child);
+    if (!r.exit_handler_registered) {
+      r.exit_handler_registered = true;
+      std::atexit(exit_function);
+    }
+  };
+
+  if (os::thread_id() == parent_pid) {
+    fork_here();
+  } else {
+    launcher::get().run(fork_here);
+  }
+  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+  // The child cannot be reaped before we look, so its pid is still its own.
+  try {
+    os::unique_fd fd = os::pidfd_open(child->pid);
+    std::lock_guard lock(child->mutex);
+    child->pidfd = std::move(fd);
+  } catch (...) {
+    ::kill(child->pid, SIGKILL);
+    remove_child(child.get());
+    throw;
+  }
+}
+
+}  // namespace detail
+
+// ---- process_handle ------------------------------------------------------
+
+using detail::process_state;
+
+std::optional<pid_t> process_handle::pid() const {
+  std::lock_guard lock(state_->mutex);
+  if (state_->pid == 0) return std::nullopt;
+  return state_->pid;
+}
+const std::string& process_handle::name() const {
+  return state_->name;
+}
+bool process_handle::daemon() const {
+  return state_->daemon;
+}
+
+bool process_handle::is_alive() const {
+  if (state_->kind_ == process_state::kind::self) return true;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->pidfd && !state_->exitcode && state_->kind_ == process_state::kind::child)
+      return false;  // not started
+  }
+  if (state_->kind_ == process_state::kind::parent) {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->pidfd) state_->pidfd = detail::open_parent_pidfd(state_->pid);
+    if (!state_->pidfd) return false;
+  }
+  return !state_->poll();
+}
+
+std::optional<int> process_handle::exitcode() const {
+  if (state_->kind_ != process_state::kind::child) return std::nullopt;
+  state_->poll();
+  std::lock_guard lock(state_->mutex);
+  return state_->exitcode;
+}
+
+void process_handle::join() const {
+  join_for(std::nullopt);
+}
+
+bool process_handle::join_for(std::optional<std::chrono::nanoseconds> timeout) const {
+  switch (state_->kind_) {
+    case process_state::kind::self:
+      throw usage_error("a process cannot join itself");
+    case process_state::kind::parent: {
+      std::lock_guard lock(state_->mutex);
+      if (!state_->pidfd) state_->pidfd = detail::open_parent_pidfd(state_->pid);
+      if (!state_->pidfd) return true;
+      break;
+    }
+    case process_state::kind::child:
+      break;
+  }
+  return state_->wait(timeout);
+}
+
+void process_handle::terminate() const {
+  if (state_->kind_ != process_state::kind::child)
+    throw usage_error("only a child process can be terminated");
+  state_->check_started();
+  state_->signal(SIGTERM);
+}
+
+void process_handle::kill() const {
+  if (state_->kind_ != process_state::kind::child)
+    throw usage_error("only a child process can be killed");
+  state_->check_started();
+  state_->signal(SIGKILL);
+}
+
+int process_handle::sentinel() const {
+  std::lock_guard lock(state_->mutex);
+  if (state_->kind_ == process_state::kind::parent && !state_->pidfd)
+    state_->pidfd = detail::open_parent_pidfd(state_->pid);
+  if (!state_->pidfd)
+    throw usage_error("process '" + state_->name + "' has no sentinel (not started or closed)");
+  return state_->pidfd.get();
+}
+
+// ---- process -------------------------------------------------------------
+
+process::process() noexcept = default;
+
+void process::init(process_options options, std::unique_ptr<detail::target> target) {
+  options_ = std::move(options);
+  target_ = std::move(target);
+  state_ = std::make_shared<process_state>(process_state::kind::child);
+  detail::runtime& r = detail::rt();
+  std::lock_guard lock(r.mutex);
+  state_->identity_index = ++r.counter;
+  if (options_.name.empty()) {
+    std::string name = "Process-";
+    for (unsigned i : r.identity) name += std::to_string(i) + ":";
+    name += std::to_string(state_->identity_index);
+    state_->name = std::move(name);
+  } else {
+    state_->name = options_.name;
+  }
+  state_->daemon = options_.daemon.value_or(r.self->daemon);
+}
+
+process::process(process&& other) noexcept
+    : options_(std::move(other.options_)),
+      target_(std::move(other.target_)),
+      state_(std::move(other.state_)) {}
+
+process& process::operator=(process&& other) noexcept {
+  if (this != &other) {
+    destroy();
+    options_ = std::move(other.options_);
+    target_ = std::move(other.target_);
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+process::~process() {
+  destroy();
+}
+
+void process::destroy() noexcept {
+  if (!state_) return;
+  try {
+    bool running = false;
+    {
+      std::lock_guard lock(state_->mutex);
+      running = state_->pidfd && !state_->exitcode;
+    }
+    if (running) {
+      const destroy_action action = options_.on_destroy.value_or(
+          state_->daemon ? destroy_action::terminate : destroy_action::join);
+      switch (action) {
+        case destroy_action::join:
+          state_->wait(std::nullopt);
+          break;
+        case destroy_action::terminate:
+          state_->signal(SIGTERM);
+          if (!state_->wait(options_.terminate_timeout)) {
+            state_->signal(SIGKILL);
+            state_->wait(std::nullopt);
+          }
+          break;
+        case destroy_action::kill:
+          state_->signal(SIGKILL);
+          state_->wait(std::nullopt);
+          break;
+      }
+    }
+  } catch (...) {
+    // Destructors never throw; the pidfd below is still released.
+  }
+  detail::remove_child(state_.get());
+  state_.reset();
+  target_.reset();
+}
+
+const process_state& process::state() const {
+  if (!state_) throw usage_error("empty mp::process (default-constructed or moved-from)");
+  return *state_;
+}
+
+void process::start() {
+  state();
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->closed) throw usage_error("process '" + state_->name + "' is closed");
+    if (state_->pidfd || state_->exitcode)
+      throw usage_error("process '" + state_->name + "' was already started");
+  }
+  if (current_process().daemon())
+    throw usage_error("daemonic processes are not allowed to have children");
+  detail::start_fork(*target_, state_);
+  target_.reset();  // the child has its own copy; release ours (see class comment)
+}
+
+bool process::is_alive() const {
+  if (!state_) return false;
+  return process_handle(state_).is_alive();
+}
+
+std::optional<int> process::exitcode() const {
+  if (!state_) return std::nullopt;
+  return process_handle(state_).exitcode();
+}
+
+std::optional<pid_t> process::pid() const {
+  state();
+  return process_handle(state_).pid();
+}
+const std::string& process::name() const {
+  return state().name;
+}
+bool process::daemon() const {
+  return state().daemon;
+}
+
+void process::set_name(std::string name) {
+  state();
+  state_->check_not_started("rename");
+  state_->name = std::move(name);
+}
+
+void process::set_daemon(bool daemon) {
+  state();
+  state_->check_not_started("set the daemon flag of");
+  state_->daemon = daemon;
+}
+
+void process::close() {
+  state();
+  std::lock_guard lock(state_->mutex);
+  if (state_->pidfd && !state_->exitcode) {
+    // Reap first in case it has just ended.
+    state_->exitcode = os::reap(state_->pidfd.get(), false);
+    if (!state_->exitcode)
+      throw usage_error("cannot close process '" + state_->name + "' while it is still running");
+  }
+  state_->pidfd.reset();
+  state_->closed = true;
+  target_.reset();
+}
+
+process_handle process::handle() const {
+  const process_state& s = state();
+  if (s.closed) throw usage_error("process '" + s.name + "' is closed");
+  return process_handle(state_);
+}
+
+bool process::portable() const noexcept {
+  return target_ && target_->portable();
+}
+
+// ---- free functions ------------------------------------------------------
+
+process_handle current_process() {
+  detail::runtime& r = detail::rt();
+  std::lock_guard lock(r.mutex);
+  return process_handle(r.self);
+}
+
+std::optional<process_handle> parent_process() {
+  detail::runtime& r = detail::rt();
+  std::lock_guard lock(r.mutex);
+  if (!r.parent) return std::nullopt;
+  return process_handle(r.parent);
+}
+
+std::vector<process_handle> active_children() {
+  std::vector<std::shared_ptr<process_state>> children;
+  {
+    detail::runtime& r = detail::rt();
+    std::lock_guard lock(r.mutex);
+    children = r.children;
+  }
+  std::vector<process_handle> alive;
+  for (auto& child : children)
+    if (!child->poll()) alive.emplace_back(child);
+  return alive;
+}
+
+unsigned cpu_count() {
+  return os::usable_cpu_count();
+}
+
+}  // namespace mp

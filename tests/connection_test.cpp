@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: MIT
+// Tests of pipes, connections and mp::wait (mp/connection.hpp).
+#include "mp/connection.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mp/process.hpp"
+#include "mp/testing/testing.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+mp::bytes make_bytes(std::string_view text) {
+  const auto s = std::as_bytes(std::span(text));
+  return {s.begin(), s.end()};
+}
+
+std::string as_string(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+TEST(connection, sends_values_both_ways_on_a_duplex_pipe) {
+  auto [a, b] = mp::pipe();
+  a.send(std::string{"ping"});
+  EXPECT_EQ(b.recv<std::string>(), "ping");
+  b.send(std::map<std::string, int>{{"x", 1}});
+  EXPECT_EQ((a.recv<std::map<std::string, int>>()), (std::map<std::string, int>{{"x", 1}}));
+  EXPECT_TRUE(a.readable() && a.writable());
+}
+
+TEST(connection, simplex_pipe_has_a_read_end_and_a_write_end) {
+  auto [reader, writer] = mp::pipe(false);
+  EXPECT_TRUE(reader.readable());
+  EXPECT_FALSE(reader.writable());
+  EXPECT_FALSE(writer.readable());
+  EXPECT_TRUE(writer.writable());
+  EXPECT_THROW(reader.send(1), mp::usage_error);
+  EXPECT_THROW(writer.recv<int>(), mp::usage_error);
+  writer.send(5);
+  EXPECT_EQ(reader.recv<int>(), 5);
+}
+
+TEST(connection, keeps_message_boundaries_and_order) {
+  auto [a, b] = mp::pipe();
+  // From another thread: the socket buffer holds far fewer than 1000 messages.
+  std::thread sender([&] {
+    for (int i = 0; i < 1000; ++i) a.send(std::vector<int>(static_cast<std::size_t>(i % 37), i));
+  });
+  for (int i = 0; i < 1000; ++i)
+    EXPECT_EQ(b.recv<std::vector<int>>(), std::vector<int>(static_cast<std::size_t>(i % 37), i));
+  sender.join();
+  EXPECT_FALSE(b.poll());
+}
+
+TEST(connection, send_bytes_with_offset_and_size) {
+  auto [a, b] = mp::pipe();
+  const mp::bytes data = make_bytes("0123456789");
+  a.send_bytes(data);
+  a.send_bytes(data, 3);
+  a.send_bytes(data, 2, 4);
+  a.send_bytes(std::string_view{});
+  EXPECT_EQ(as_string(b.recv_bytes()), "0123456789");
+  EXPECT_EQ(as_string(b.recv_bytes()), "3456789");
+  EXPECT_EQ(as_string(b.recv_bytes()), "2345");
+  EXPECT_TRUE(b.recv_bytes().empty());
+  EXPECT_THROW(a.send_bytes(data, 11), std::out_of_range);
+  EXPECT_THROW(a.send_bytes(data, 5, 6), std::out_of_range);
+}
+
+TEST(connection, recv_bytes_into_a_buffer_at_an_offset) {
+  auto [a, b] = mp::pipe();
+  a.send_bytes(std::string_view{"abc"});
+  std::vector<std::byte> buffer(8, std::byte{'.'});
+  EXPECT_EQ(b.recv_bytes_into(buffer, 2), 3u);
+  EXPECT_EQ(as_string(buffer), "..abc...");
+}
+
+TEST(connection, buffer_too_short_keeps_the_whole_message) {
+  auto [a, b] = mp::pipe();
+  a.send_bytes(std::string_view{"too long for it"});
+  a.send_bytes(std::string_view{"next"});
+  std::vector<std::byte> buffer(4);
+  try {
+    b.recv_bytes_into(buffer);
+    FAIL() << "no buffer_too_short";
+  } catch (const mp::buffer_too_short& e) {
+    EXPECT_EQ(as_string(e.message()), "too long for it");
+  }
+  EXPECT_EQ(b.recv_bytes_into(buffer), 4u);  // the stream is still in step
+  EXPECT_EQ(as_string(buffer), "next");
+}
+
+TEST(connection, message_over_maxlength_closes_the_connection) {
+  auto [a, b] = mp::pipe();
+  a.send_bytes(std::string_view{"0123456789"});
+  EXPECT_THROW(b.recv_bytes(5), mp::process_error);
+  EXPECT_TRUE(b.closed());
+  EXPECT_THROW(b.recv_bytes(), mp::usage_error);
+}
+
+TEST(connection, peer_close_is_eof_after_pending_messages) {
+  auto [a, b] = mp::pipe();
+  a.send(1);
+  a.send(2);
+  a.close();
+  EXPECT_TRUE(a.closed());
+  EXPECT_EQ(b.recv<int>(), 1);
+  EXPECT_EQ(b.recv<int>(), 2);
+  EXPECT_TRUE(b.poll());  // EOF counts as readable, as in Python
+  EXPECT_THROW(b.recv<int>(), mp::eof_error);
+  EXPECT_THROW(b.recv_bytes(), mp::eof_error);
+}
+
+TEST(connection, eof_in_the_middle_of_a_message_is_reported) {
+  auto [a, b] = mp::pipe();
+  const std::uint64_t header = 100;  // announces 100 bytes, sends 3
+  ASSERT_EQ(::write(a.fileno(), &header, sizeof header), 8);
+  ASSERT_EQ(::write(a.fileno(), "abc", 3), 3);
+  a.close();
+  EXPECT_THROW(b.recv_bytes(), mp::eof_error);
+}
+
+TEST(connection, hostile_length_is_eof_not_an_allocation) {
+  auto [a, b] = mp::pipe();
+  const std::uint64_t header = (std::uint64_t{1} << 47) - 1;  // 128 TiB
+  ASSERT_EQ(::write(a.fileno(), &header, sizeof header), 8);
+  a.close();
+  EXPECT_THROW(b.recv_bytes(), mp::eof_error);
+  auto [c, d] = mp::pipe();
+  ASSERT_EQ(::write(c.fileno(), &header, sizeof header), 8);
+  c.close();
+  EXPECT_THROW(d.recv<std::string>(), mp::eof_error);
+}
+
+TEST(connection, announced_descriptors_that_never_came_are_an_error) {
+  auto [a, b] = mp::pipe();
+  const std::uint64_t header = std::uint64_t{2} << 48;
+  ASSERT_EQ(::write(a.fileno(), &header, sizeof header), 8);
+  EXPECT_THROW(b.recv_bytes(), mp::decode_error);
+  EXPECT_TRUE(b.closed());
+}
+
+TEST(connection, wrong_type_is_a_decode_error_and_the_stream_goes_on) {
+  auto [a, b] = mp::pipe();
+  a.send(42);
+  a.send(std::string{"after"});
+  EXPECT_THROW(b.recv<std::string>(), mp::decode_error);
+  EXPECT_EQ(b.recv<std::string>(), "after");
+}
+
+TEST(connection, send_to_a_dead_peer_is_an_error_not_sigpipe) {
+  auto [a, b] = mp::pipe();
+  b.close();
+  try {
+    for (int i = 0; i < 2; ++i) a.send(std::string(1 << 20, 'x'));
+    FAIL() << "send to a closed peer succeeded";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code().value(), EPIPE) << e.what();
+  }
+  EXPECT_THROW(a.send_bytes(std::string_view{"x"}), std::system_error);
+}
+
+TEST(connection, closed_connection_refuses_everything) {
+  auto [a, b] = mp::pipe();
+  a.close();
+  a.close();  // idempotent
+  EXPECT_THROW(a.send(1), mp::usage_error);
+  EXPECT_THROW(a.recv<int>(), mp::usage_error);
+  EXPECT_THROW(a.poll(), mp::usage_error);
+  EXPECT_THROW(a.fileno(), mp::usage_error);
+  mp::connection empty;
+  EXPECT_TRUE(empty.closed());
+}
+
+TEST(connection, poll_waits_up_to_its_timeout) {
+  auto [a, b] = mp::pipe();
+  EXPECT_FALSE(b.poll());
+  EXPECT_FALSE(b.poll(5ms));
+  a.send(1);
+  EXPECT_TRUE(b.poll(std::nullopt));
+  EXPECT_TRUE(b.poll());
+  EXPECT_EQ(b.recv<int>(), 1);
+  std::thread later([&] {
+    std::this_thread::sleep_for(10ms);
+    a.send(2);
+  });
+  EXPECT_TRUE(b.poll(mp::testing::scaled(30s)));
+  later.join();
+  EXPECT_EQ(b.recv<int>(), 2);
+}
+
+TEST(connection, poll_sees_buffered_messages) {
+  auto [a, b] = mp::pipe();
+  a.send(1);
+  a.send(2);
+  EXPECT_EQ(b.recv<int>(), 1);  // reads both into the buffer
+  EXPECT_TRUE(b.poll());
+  EXPECT_EQ(b.recv<int>(), 2);
+  EXPECT_FALSE(b.poll());
+}
+
+TEST(connection, is_an_argument_of_a_child_process) {
+  auto [parent_end, child_end] = mp::pipe();
+  mp::process p{[](mp::connection c) {
+                  while (true) {
+                    const auto n = c.recv<int>();
+                    if (n < 0) break;
+                    c.send(n * n);
+                  }
+                },
+                std::move(child_end)};
+  p.start();
+  for (int i = 0; i < 100; ++i) {
+    parent_end.send(i);
+    ASSERT_EQ(parent_end.recv<int>(), i * i);
+  }
+  parent_end.send(-1);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(connection, a_connection_can_be_sent_over_a_connection) {
+  auto [control_parent, control_child] = mp::pipe();
+  mp::process p{[](mp::connection control) {
+                  auto data = control.recv<mp::connection>();
+                  data.send(std::string{"via passed descriptor"});
+                },
+                std::move(control_child)};
+  p.start();
+  auto [data_reader, data_writer] = mp::pipe(false);
+  control_parent.send(data_writer);
+  data_writer.close();  // the child holds its own copy now
+  EXPECT_EQ(data_reader.recv<std::string>(), "via passed descriptor");
+  EXPECT_THROW(data_reader.recv<std::string>(), mp::eof_error);
+  p.join();
+}
+
+TEST(connection, values_holding_several_connections_travel_together) {
+  auto [a, b] = mp::pipe();
+  std::vector<mp::connection> keep;
+  std::vector<mp::connection> send;
+  for (int i = 0; i < 3; ++i) {
+    auto [r, w] = mp::pipe(false);
+    keep.push_back(std::move(r));
+    send.push_back(std::move(w));
+  }
+  a.send(std::pair{std::string{"three"}, std::move(send)});
+  auto [label, writers] = b.recv<std::pair<std::string, std::vector<mp::connection>>>();
+  EXPECT_EQ(label, "three");
+  ASSERT_EQ(writers.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) writers[i].send(static_cast<int>(i));
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(keep[i].recv<int>(), static_cast<int>(i));
+}
+
+TEST(connection, a_connection_with_unread_data_cannot_be_sent) {
+  auto [a, b] = mp::pipe();
+  auto [x, y] = mp::pipe();
+  y.send(1);
+  y.send(2);
+  EXPECT_EQ(x.recv<int>(), 1);  // 2 is now buffered in x
+  EXPECT_THROW(a.send(x), mp::usage_error);
+}
+
+TEST(connection, descriptors_of_a_failed_decode_are_closed) {
+  const auto before = mp::testing::open_fds();
+  {
+    auto [a, b] = mp::pipe();
+    auto [r, w] = mp::pipe();
+    a.send(w);
+    EXPECT_THROW(b.recv<int>(), mp::decode_error);
+  }
+  EXPECT_EQ(mp::testing::open_fds(), before);
+}
+
+TEST(connection, moves_a_one_gibibyte_message_intact) {
+  constexpr std::size_t size = std::size_t{1} << 30;
+  auto [reader, writer] = mp::pipe(false);
+  mp::process p{[](mp::connection out) {
+                  std::vector<std::byte> big(size);
+                  for (std::size_t i = 0; i < size; i += 4096) big[i] = std::byte(i >> 12);
+                  out.send_bytes(big);
+                },
+                std::move(writer)};
+  p.start();
+  const mp::bytes got = reader.recv_bytes();
+  p.join();
+  ASSERT_EQ(got.size(), size);
+  for (std::size_t i = 0; i < size; i += 4096) ASSERT_EQ(got[i], std::byte(i >> 12)) << "at " << i;
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(connection, large_values_round_trip_through_the_codec) {
+  auto [a, b] = mp::pipe();
+  std::vector<double> values(3 << 20);
+  std::iota(values.begin(), values.end(), 0.5);
+  std::thread sender([&] { a.send(values); });
+  EXPECT_EQ(b.recv<std::vector<double>>(), values);
+  sender.join();
+}
+
+TEST(wait, returns_the_ready_connections_in_order) {
+  auto [a1, b1] = mp::pipe();
+  auto [a2, b2] = mp::pipe();
+  auto [a3, b3] = mp::pipe();
+  std::vector<mp::connection*> readers{&b1, &b2, &b3};
+  EXPECT_TRUE(mp::wait(readers, 0ms).empty());
+  a3.send(3);
+  a1.send(1);
+  const auto ready = mp::wait(readers, mp::testing::scaled(30s));
+  ASSERT_EQ(ready.size(), 2u);
+  EXPECT_EQ(ready[0], &b1);
+  EXPECT_EQ(ready[1], &b3);
+  a2.close();  // EOF is ready too
+  EXPECT_EQ(mp::wait(std::vector<mp::connection*>{&b2}).size(), 1u);
+}
+
+TEST(wait, times_out_with_nothing_ready) {
+  auto [a, b] = mp::pipe();
+  std::vector<mp::connection*> readers{&b};
+  EXPECT_TRUE(mp::wait(readers, 10ms).empty());
+}
+
+TEST(wait, watches_processes_and_connections_together) {
+  auto [go_reader, go_writer] = mp::pipe(false);
+  auto [reader, writer] = mp::pipe(false);
+  mp::process p{[](mp::connection go) {
+                  try {
+                    static_cast<void>(go.recv<int>());
+                  } catch (const mp::eof_error&) {
+                  }
+                },
+                std::move(go_reader)};
+  p.start();
+  std::vector<int> sentinels{p.sentinel(), reader.fileno()};
+  EXPECT_TRUE(mp::wait(sentinels, 0ms).empty());
+  go_writer.send(1);
+  const auto ready = mp::wait(sentinels, mp::testing::scaled(30s));
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], p.sentinel());
+  std::vector<mp::process*> processes{&p};
+  EXPECT_EQ(mp::wait(processes).size(), 1u);
+  p.join();
+}
+
+TEST(wait, sees_data_buffered_inside_a_connection) {
+  auto [a, b] = mp::pipe();
+  a.send(1);
+  a.send(2);
+  EXPECT_EQ(b.recv<int>(), 1);
+  std::vector<std::reference_wrapper<mp::connection>> readers{std::ref(b)};
+  EXPECT_EQ(mp::wait(readers, 0ms).size(), 1u);
+}
+
+}  // namespace
