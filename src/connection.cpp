@@ -296,7 +296,9 @@ void load(detail::input_archive& archive, connection& c) {
 }
 
 std::pair<connection, connection> pipe(bool duplex) {
-  auto [a, b] = os::socket_pair();
+  auto ends = os::socket_pair();  // not a structured binding: clang 14 cannot capture one
+  auto& a = ends.first;
+  auto& b = ends.second;
   if (duplex) return {connection(std::move(a)), connection(std::move(b))};
   os::check("shutdown", [&] { return ::shutdown(a.get(), SHUT_WR); });
   os::check("shutdown", [&] { return ::shutdown(b.get(), SHUT_RD); });

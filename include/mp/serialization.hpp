@@ -59,7 +59,7 @@ namespace detail {
 
 /// The compiler's spelling of T, used for fingerprints and messages.
 template <class T>
-consteval std::string_view type_name() {
+constexpr std::string_view type_name() {
   std::string_view p = __PRETTY_FUNCTION__;
   // GCC: "... [with T = int; std::string_view = ...]"; Clang: "... [T = int]".
   const auto start = p.find("T = ") + 4;
@@ -67,7 +67,7 @@ consteval std::string_view type_name() {
   return p.substr(start, end - start);
 }
 
-consteval std::uint64_t fnv1a(std::string_view text) {
+constexpr std::uint64_t fnv1a(std::string_view text) {
   std::uint64_t hash = 14695981039346656037ULL;
   for (char c : text) {
     hash ^= static_cast<unsigned char>(c);

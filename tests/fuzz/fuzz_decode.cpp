@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: MIT
+// Fuzzes the value codec: the first byte picks a type, the rest is decoded as
+// a message of that type (with a valid fingerprint, so decoding goes deep).
+// Anything but success or mp::decode_error is a bug.
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "mp/serialization.hpp"
+
+namespace {
+
+struct point {
+  double x, y;
+  int tag;
+};
+
+struct record {
+  std::string name;
+  std::vector<point> points;
+  std::optional<std::map<int, std::string>> extra;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(name, points, extra);
+  }
+};
+
+template <class T>
+void decode_as(const std::uint8_t* data, std::size_t size) {
+  std::vector<std::byte> message(8 + size);
+  const std::uint64_t fingerprint = mp::type_fingerprint<T>;
+  std::memcpy(message.data(), &fingerprint, 8);
+  if (size != 0) std::memcpy(message.data() + 8, data, size);
+  try {
+    static_cast<void>(mp::decode<T>(message));
+  } catch (const mp::decode_error&) {
+  }
+  try {  // the raw bytes too, fingerprint and all
+    static_cast<void>(mp::decode<T>(std::as_bytes(std::span(data, size))));
+  } catch (const mp::decode_error&) {
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::uint8_t selector = data[0];
+  ++data;
+  --size;
+  switch (selector % 10) {
+    case 0: decode_as<std::string>(data, size); break;
+    case 1: decode_as<std::vector<std::string>>(data, size); break;
+    case 2: decode_as<std::map<int, std::string>>(data, size); break;
+    case 3: decode_as<std::unordered_map<std::string, std::vector<double>>>(data, size); break;
+    case 4: decode_as<std::variant<int, std::string, std::vector<bool>>>(data, size); break;
+    case 5: decode_as<std::tuple<bool, std::optional<int>, std::set<long>>>(data, size); break;
+    case 6: decode_as<record>(data, size); break;
+    case 7: decode_as<std::vector<record>>(data, size); break;
+    case 8: decode_as<std::vector<std::vector<point>>>(data, size); break;
+    default: decode_as<std::pair<std::chrono::nanoseconds, std::string>>(data, size); break;
+  }
+  return 0;
+}
