@@ -4,6 +4,7 @@
 // into offsets and back. Results are cached: images rarely come and go.
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <cstring>
@@ -71,6 +72,7 @@ int collect(dl_phdr_info* info, std::size_t, void* data) {
 
 class image_table {
  public:
+  std::mutex& mutex() { return mutex_; }
   // Looks up under the lock; on a miss re-reads the loader's list once, since
   // a library may have been loaded since the last read.
   template <class Match>
@@ -108,6 +110,20 @@ std::unordered_set<const void*>& entries() {
   static std::unordered_set<const void*> set;
   return set;
 }
+
+// A fork while another thread holds one of these locks would leave the child's
+// copy locked forever (pool workers and forked children resolve code too), so
+// fork takes them first, as pthread_atfork intends.
+void lock_before_fork() noexcept {
+  table().mutex().lock();
+  entries_mutex.lock();
+}
+void unlock_after_fork() noexcept {
+  entries_mutex.unlock();
+  table().mutex().unlock();
+}
+[[maybe_unused]] const int fork_handlers =
+    pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
 
 }  // namespace
 

@@ -27,6 +27,58 @@ namespace {
 
 using namespace std::chrono_literals;
 
+/// Forks run on the main thread when called there; from any other thread they
+/// run on this long-lived thread instead. The parent-death signal fires when the
+/// *thread* that forked exits, so a child forked by a short-lived thread would
+/// be killed with it.
+class launcher {
+ public:
+  void run(const std::function<void()>& job) {
+    std::unique_lock lock(mutex_);
+    if (!thread_started_) {
+      std::thread([this] { loop(); }).detach();
+      thread_started_ = true;
+    }
+    std::exception_ptr error;
+    bool done = false;
+    jobs_.push_back({&job, &error, &done});
+    wake_.notify_all();
+    finished_.wait(lock, [&] { return done; });
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  struct job_slot {
+    const std::function<void()>* job;
+    std::exception_ptr* error;
+    bool* done;
+  };
+  void loop() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return !jobs_.empty(); });
+      job_slot slot = jobs_.front();
+      jobs_.pop_front();
+      lock.unlock();
+      try {
+        (*slot.job)();
+      } catch (...) {
+        *slot.error = std::current_exception();
+      }
+      lock.lock();
+      *slot.done = true;
+      finished_.notify_all();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable wake_, finished_;
+  std::deque<job_slot> jobs_;
+  bool thread_started_ = false;
+};
+
 /// Per-process bookkeeping. Heap-allocated and never destroyed, so the exit
 /// handler and late destructors can always use it.
 struct runtime {
@@ -37,6 +89,7 @@ struct runtime {
   std::vector<unsigned> identity;  // ours, as Python's _identity
   unsigned counter = 0;            // for our children's names
   bool exit_handler_registered = false;
+  launcher* forker = nullptr;  // created on first use, never destroyed
 };
 
 runtime& rt() {
@@ -95,66 +148,9 @@ void exit_function() noexcept {
   }
 }
 
-/// Forks run on the main thread when called there; from any other thread they
-/// run on this long-lived thread instead. The parent-death signal fires when the
-/// *thread* that forked exits, so a child forked by a short-lived thread would
-/// be killed with it.
-class launcher {
- public:
-  static launcher& get() {
-    static launcher* instance = new launcher;  // never destroyed: see runtime
-    return *instance;
-  }
-  void run(const std::function<void()>& job) {
-    std::unique_lock lock(mutex_);
-    if (!thread_started_) {
-      std::thread([this] { loop(); }).detach();
-      thread_started_ = true;
-    }
-    std::exception_ptr error;
-    bool done = false;
-    jobs_.push_back({&job, &error, &done});
-    wake_.notify_all();
-    finished_.wait(lock, [&] { return done; });
-    if (error) std::rethrow_exception(error);
-  }
-
- private:
-  struct job_slot {
-    const std::function<void()>* job;
-    std::exception_ptr* error;
-    bool* done;
-  };
-  void loop() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return !jobs_.empty(); });
-      job_slot slot = jobs_.front();
-      jobs_.pop_front();
-      lock.unlock();
-      try {
-        (*slot.job)();
-      } catch (...) {
-        *slot.error = std::current_exception();
-      }
-      lock.lock();
-      *slot.done = true;
-      finished_.notify_all();
-    }
-  }
-  std::mutex mutex_;
-  std::condition_variable wake_, finished_;
-  std::deque<job_slot> jobs_;
-  bool thread_started_ = false;
-};
-
 /// The child's side of start(): only the steps that must precede user code.
 [[noreturn]] void child_main(target& work, const std::shared_ptr<process_state>& me,
-                             pid_t parent_pid, const std::string& parent_name,
-                             const sigset_t& caller_mask) {
+                             pid_t parent_pid, const sigset_t& caller_mask) {
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -184,7 +180,6 @@ class launcher {
   } catch (...) {
     code = 1;
   }
-  static_cast<void>(parent_name);
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
@@ -272,7 +267,8 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
       r.identity.push_back(child->identity_index);
       r.counter = 0;
       r.exit_handler_registered = true;  // child_main calls it explicitly
-      child_main(work, me, parent_pid, parent_name, caller_mask);
+      r.forker = nullptr;                // its thread was not copied; a new one starts on demand
+      child_main(work, me, parent_pid, caller_mask);
     }
     if (pid < 0) {
       const int error = errno;
@@ -292,7 +288,13 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
   if (os::thread_id() == parent_pid) {
     fork_here();
   } else {
-    launcher::get().run(fork_here);
+    launcher* forker = nullptr;
+    {
+      std::lock_guard lock(r.mutex);
+      if (r.forker == nullptr) r.forker = new launcher;
+      forker = r.forker;
+    }
+    forker->run(fork_here);
   }
   pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
   // The child cannot be reaped before we look, so its pid is still its own.

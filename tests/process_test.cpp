@@ -308,6 +308,31 @@ TEST(process, child_started_from_a_thread_outlives_the_thread) {
   EXPECT_EQ(p->exitcode(), 0);
 }
 
+TEST(process, a_child_forked_from_a_thread_can_start_processes_from_its_threads) {
+  // The child is forked by the launcher thread; its copy of the launcher must
+  // not be used, since that thread does not exist in the child.
+  auto [reader, writer] = mp::pipe(false);
+  std::optional<mp::process> p;
+  std::thread([&] {
+    p.emplace(
+        [](mp::connection out) {
+          std::optional<int> code;
+          std::thread([&] {
+            mp::process inner{[] { throw mp::system_exit{5}; }};
+            inner.start();
+            inner.join();
+            code = inner.exitcode();
+          }).join();
+          out.send(code.value_or(-1));
+        },
+        std::move(writer));
+    p->start();
+  }).join();
+  EXPECT_EQ(reader.recv<int>(), 5);
+  p->join();
+  EXPECT_EQ(p->exitcode(), 0);
+}
+
 bool process_gone(pid_t pid) {
   if (::kill(pid, 0) != 0) return true;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

@@ -139,13 +139,10 @@ TEST(serialization, trailing_bytes_are_an_error) {
 // Builds a message by hand: fingerprint of T, then raw fields.
 template <class T>
 mp::bytes forged(std::initializer_list<std::uint64_t> words) {
-  mp::bytes out(8);
-  const std::uint64_t fingerprint = mp::type_fingerprint<T>;
-  std::memcpy(out.data(), &fingerprint, 8);
-  for (std::uint64_t w : words) {
-    const auto* p = reinterpret_cast<const std::byte*>(&w);
-    out.insert(out.end(), p, p + 8);
-  }
+  std::vector<std::uint64_t> all{mp::type_fingerprint<T>};
+  all.insert(all.end(), words);
+  mp::bytes out(all.size() * 8);
+  std::memcpy(out.data(), all.data(), out.size());
   return out;
 }
 

@@ -20,10 +20,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int i = 0; i < 1000 && !reader.closed(); ++i) {
     try {
       switch (mode % 4) {
-        case 0: static_cast<void>(reader.recv_bytes()); break;
-        case 1: static_cast<void>(reader.recv_bytes(100)); break;
-        case 2: static_cast<void>(reader.recv_bytes_into(buffer)); break;
-        default: static_cast<void>(reader.recv<std::vector<std::string>>()); break;
+        case 0:
+          static_cast<void>(reader.recv_bytes());
+          break;
+        case 1:
+          static_cast<void>(reader.recv_bytes(100));
+          break;
+        case 2:
+          static_cast<void>(reader.recv_bytes_into(buffer));
+          break;
+        default:
+          static_cast<void>(reader.recv<std::vector<std::string>>());
+          break;
       }
     } catch (const mp::eof_error&) {
       break;

@@ -55,16 +55,36 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ++data;
   --size;
   switch (selector % 10) {
-    case 0: decode_as<std::string>(data, size); break;
-    case 1: decode_as<std::vector<std::string>>(data, size); break;
-    case 2: decode_as<std::map<int, std::string>>(data, size); break;
-    case 3: decode_as<std::unordered_map<std::string, std::vector<double>>>(data, size); break;
-    case 4: decode_as<std::variant<int, std::string, std::vector<bool>>>(data, size); break;
-    case 5: decode_as<std::tuple<bool, std::optional<int>, std::set<long>>>(data, size); break;
-    case 6: decode_as<record>(data, size); break;
-    case 7: decode_as<std::vector<record>>(data, size); break;
-    case 8: decode_as<std::vector<std::vector<point>>>(data, size); break;
-    default: decode_as<std::pair<std::chrono::nanoseconds, std::string>>(data, size); break;
+    case 0:
+      decode_as<std::string>(data, size);
+      break;
+    case 1:
+      decode_as<std::vector<std::string>>(data, size);
+      break;
+    case 2:
+      decode_as<std::map<int, std::string>>(data, size);
+      break;
+    case 3:
+      decode_as<std::unordered_map<std::string, std::vector<double>>>(data, size);
+      break;
+    case 4:
+      decode_as<std::variant<int, std::string, std::vector<bool>>>(data, size);
+      break;
+    case 5:
+      decode_as<std::tuple<bool, std::optional<int>, std::set<long>>>(data, size);
+      break;
+    case 6:
+      decode_as<record>(data, size);
+      break;
+    case 7:
+      decode_as<std::vector<record>>(data, size);
+      break;
+    case 8:
+      decode_as<std::vector<std::vector<point>>>(data, size);
+      break;
+    default:
+      decode_as<std::pair<std::chrono::nanoseconds, std::string>>(data, size);
+      break;
   }
   return 0;
 }

@@ -46,9 +46,16 @@ std::string unique_name(std::string_view prefix) {
   } else {
     test = "notest";
   }
-  test = sanitized(test).substr(0, max_test_part);
-  return "/" + sanitized(prefix) + "-" + std::to_string(::getpid()) + "-" + test + "-" +
-         std::to_string(++counter);
+  // Appended piece by piece: `"/" + std::string + ...` trips GCC 12's -Wrestrict at -O3.
+  std::string name = "/";
+  name += sanitized(prefix);
+  name += '-';
+  name += std::to_string(::getpid());
+  name += '-';
+  name += sanitized(test).substr(0, max_test_part);
+  name += '-';
+  name += std::to_string(++counter);
+  return name;
 }
 
 std::chrono::milliseconds scaled(std::chrono::milliseconds duration) {
