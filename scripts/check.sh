@@ -13,7 +13,7 @@ declare -A describe=(
   [dev]="Debug with AddressSanitizer and UndefinedBehaviorSanitizer (preset ci-dev)"
   [release]="Release (preset ci-release)"
   [tsan]="ThreadSanitizer (preset ci-tsan)"
-  [consumer]="install, then build and run tests/consumer against the installed package"
+  [consumer]="install (static and shared), then build and run tests/consumer against each package"
   [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-30} s each (preset fuzz)"
   [leftovers]="no process left from this run, no new /dev/shm entries"
 )
@@ -99,10 +99,22 @@ step_consumer() {
   local tmp
   new_temp_dir tmp
   cmake --install build/ci-release --prefix "$tmp/prefix"
-  cmake -S tests/consumer -B "$tmp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
-  cmake --build "$tmp/build"
-  "$tmp/build/mp_consumer"
+  consume "$tmp/prefix" "$tmp/build"
+  # A shared build with hidden visibility proves that everything the headers
+  # need is exported.
+  cmake -S . -B "$tmp/shared" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
+    -DMP_DEVELOPER_MODE=OFF -DMP_WARNINGS_AS_ERRORS=ON
+  cmake --build "$tmp/shared"
+  cmake --install "$tmp/shared" --prefix "$tmp/shared-prefix"
+  LD_LIBRARY_PATH="$tmp/shared-prefix/lib" consume "$tmp/shared-prefix" "$tmp/shared-build"
+}
+
+# consume PREFIX BUILD_DIR: builds tests/consumer against the package in PREFIX and runs it.
+consume() {
+  cmake -S tests/consumer -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="$1" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+  cmake --build "$2"
+  "$2/mp_consumer"
 }
 
 step_fuzz() {
