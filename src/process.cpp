@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -250,6 +251,11 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     std::unique_lock lock(r.mutex);
     const std::string parent_name = r.self->name;
     const std::vector<unsigned> parent_identity = r.identity;
+    // Registered before the first fork, so every child inherits it too.
+    if (!r.exit_handler_registered) {
+      r.exit_handler_registered = true;
+      std::atexit(exit_function);
+    }
     const pid_t pid = ::fork();
     if (pid == 0) {
       lock.unlock();
@@ -266,47 +272,42 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
       r.identity = parent_identity;
       r.identity.push_back(child->identity_index);
       r.counter = 0;
-      r.exit_handler_registered = true;  // child_main calls it explicitly
-      r.forker = nullptr;                // its thread was not copied; a new one starts on demand
+      r.forker = nullptr;  // its thread was not copied; a new one starts on demand
       child_main(work, me, parent_pid, caller_mask);
     }
-    if (pid < 0) {
-      const int error = errno;
-      lock.unlock();
-      pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
-      errno = error;
-      os::throw_errno("fork");
+    if (pid < 0) os::throw_errno("fork");
+    // Until we reap it the pid cannot be reused, so the pidfd is the child's.
+    // It is set before the child is listed, so no one sees it half started.
+    try {
+      os::unique_fd fd = os::pidfd_open(pid);
+      std::lock_guard state_lock(child->mutex);
+      child->pid = pid;
+      child->pidfd = std::move(fd);
+    } catch (...) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw;
     }
-    child->pid = pid;
     r.children.push_back(child);
-    if (!r.exit_handler_registered) {
-      r.exit_handler_registered = true;
-      std::atexit(exit_function);
-    }
   };
 
-  if (os::thread_id() == parent_pid) {
-    fork_here();
-  } else {
-    launcher* forker = nullptr;
-    {
-      std::lock_guard lock(r.mutex);
-      if (r.forker == nullptr) r.forker = new launcher;
-      forker = r.forker;
-    }
-    forker->run(fork_here);
-  }
-  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
-  // The child cannot be reaped before we look, so its pid is still its own.
   try {
-    os::unique_fd fd = os::pidfd_open(child->pid);
-    std::lock_guard lock(child->mutex);
-    child->pidfd = std::move(fd);
+    if (os::thread_id() == parent_pid) {
+      fork_here();
+    } else {
+      launcher* forker = nullptr;
+      {
+        std::lock_guard lock(r.mutex);
+        if (r.forker == nullptr) r.forker = new launcher;
+        forker = r.forker;
+      }
+      forker->run(fork_here);
+    }
   } catch (...) {
-    ::kill(child->pid, SIGKILL);
-    remove_child(child.get());
+    pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
     throw;
   }
+  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
 }
 
 }  // namespace detail

@@ -384,6 +384,27 @@ TEST(process, normal_exit_joins_children_and_terminates_daemons) {
   EXPECT_TRUE(process_gone(std::stoi(result.out.substr(at + 7))));
 }
 
+MP_TEST_ROLE(child_exits_with_grandchild_running) {
+  // The first process this role starts; it inherits the exit handler.
+  mp::process child{[] {
+    auto* grandchild = new mp::process{[] {
+      std::this_thread::sleep_for(50ms);
+      std::printf("grandchild finished\n");
+    }};
+    grandchild->start();
+    std::exit(0);
+  }};
+  child.start();
+  child.join();
+  return child.exitcode().value_or(-1);
+}
+
+TEST(process, a_child_exiting_normally_joins_its_own_children) {
+  const auto result = mp::testing::run_role("child_exits_with_grandchild_running");
+  EXPECT_EQ(result.exitcode, 0) << result.err;
+  EXPECT_EQ(result.out, "grandchild finished\n");
+}
+
 TEST(process, cpu_count_follows_the_affinity_mask) {
   const unsigned all = mp::cpu_count();
   EXPECT_GE(all, 1u);
