@@ -17,6 +17,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <ostream>
 #include <thread>
 
 #include "os/system.hpp"
@@ -485,6 +486,11 @@ void process::start() {
   }
   if (current_process().daemon())
     throw usage_error("daemonic processes are not allowed to have children");
+  // Output buffered here would otherwise be written twice, by us and by the
+  // child's copy of the buffer (Python flushes too).
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
   detail::start_fork(*target_, state_);
   target_.reset();  // the child has its own copy; release ours (see class comment)
 }
@@ -576,6 +582,27 @@ std::vector<process_handle> active_children() {
 
 unsigned cpu_count() {
   return os::usable_cpu_count();
+}
+
+std::ostream& operator<<(std::ostream& out, const process_handle& p) {
+  const auto pid = p.pid();
+  out << "<process name='" << p.name() << "'";
+  if (pid) out << " pid=" << *pid;
+  const auto code = p.exitcode();
+  if (!pid)
+    out << " initial";
+  else if (code)
+    out << " stopped exitcode=" << *code;
+  else
+    out << " started";
+  if (p.daemon()) out << " daemon";
+  return out << '>';
+}
+
+std::ostream& operator<<(std::ostream& out, const process& p) {
+  if (!p.state_) return out << "<process empty>";
+  if (p.state_->closed) return out << "<process name='" << p.state_->name << "' closed>";
+  return out << process_handle(p.state_);
 }
 
 }  // namespace mp

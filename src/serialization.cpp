@@ -46,7 +46,7 @@ void check_fingerprint(std::span<const std::byte> in, std::uint64_t expected,
   std::memcpy(&actual, in.data(), sizeof actual);
   if (actual != expected)
     throw decode_error("type mismatch: the message was encoded from another type than '" +
-                       std::string(type) + "'");
+                       std::string(type) + "' (sender and receiver must use the same type)");
 }
 
 void check_consumed(std::size_t remaining) {

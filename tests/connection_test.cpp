@@ -39,6 +39,15 @@ TEST(connection, sends_values_both_ways_on_a_duplex_pipe) {
   EXPECT_TRUE(a.readable() && a.writable());
 }
 
+TEST(connection, string_literals_and_c_strings_arrive_as_std_string) {
+  auto [a, b] = mp::pipe();
+  a.send("hello");
+  const char* c_string = "world";
+  a.send(c_string);
+  EXPECT_EQ(b.recv<std::string>(), "hello");
+  EXPECT_EQ(b.recv<std::string>(), "world");
+}
+
 TEST(connection, simplex_pipe_has_a_read_end_and_a_write_end) {
   auto [reader, writer] = mp::pipe(false);
   EXPECT_TRUE(reader.readable());
@@ -323,6 +332,19 @@ TEST(wait, returns_the_ready_connections_in_order) {
   EXPECT_EQ(ready[1], &b3);
   a2.close();  // EOF is ready too
   EXPECT_EQ(mp::wait(std::vector<mp::connection*>{&b2}).size(), 1u);
+}
+
+TEST(wait, over_connections_themselves_returns_pointers_to_them) {
+  std::vector<mp::connection> readers, writers;
+  for (int i = 0; i < 3; ++i) {
+    auto [r, w] = mp::pipe(false);
+    readers.push_back(std::move(r));
+    writers.push_back(std::move(w));
+  }
+  writers[1].send(1);
+  const std::vector<mp::connection*> ready = mp::wait(readers, mp::testing::scaled(30s));
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], &readers[1]);
 }
 
 TEST(wait, times_out_with_nothing_ready) {

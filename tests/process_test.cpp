@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -403,6 +404,38 @@ TEST(process, a_child_exiting_normally_joins_its_own_children) {
   const auto result = mp::testing::run_role("child_exits_with_grandchild_running");
   EXPECT_EQ(result.exitcode, 0) << result.err;
   EXPECT_EQ(result.out, "grandchild finished\n");
+}
+
+MP_TEST_ROLE(print_then_start) {
+  std::printf("printed once");  // stdout is a pipe here: fully buffered
+  mp::process p{do_nothing};
+  p.start();
+  p.join();
+  return 0;
+}
+
+TEST(process, start_flushes_output_so_the_child_does_not_repeat_it) {
+  const auto result = mp::testing::run_role("print_then_start");
+  EXPECT_EQ(result.out, "printed once");
+}
+
+TEST(process, prints_like_python_repr) {
+  mp::process p{{.name = "shown"}, sleep_forever};
+  std::ostringstream before, running, after;
+  before << p;
+  EXPECT_EQ(before.str(), "<process name='shown' initial>");
+  p.start();
+  running << p;
+  EXPECT_EQ(running.str(), "<process name='shown' pid=" + std::to_string(*p.pid()) + " started>");
+  p.terminate();
+  p.join();
+  after << p;
+  EXPECT_EQ(after.str(),
+            "<process name='shown' pid=" + std::to_string(*p.pid()) + " stopped exitcode=-15>");
+  p.close();
+  std::ostringstream closed;
+  closed << p;
+  EXPECT_EQ(closed.str(), "<process name='shown' closed>");
 }
 
 TEST(process, cpu_count_follows_the_affinity_mask) {

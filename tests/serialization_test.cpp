@@ -186,6 +186,8 @@ TEST(serialization, serializable_concept_matches_the_codec) {
   static_assert(mp::serializable<person>);
   static_assert(mp::serializable<mp::connection>);
   static_assert(!mp::serializable<int*>);
+  static_assert(!mp::serializable<std::string_view>);  // a view: its bytes live elsewhere
+  static_assert(!mp::serializable<std::span<const int>>);
   struct no_codec {
     std::string s;
   };

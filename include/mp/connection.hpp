@@ -52,15 +52,23 @@ class MP_EXPORT connection {
   /// Sends one value through the codec. Blocks until the kernel took all of it.
   /// Throws mp::usage_error if closed or not writable; std::system_error (EPIPE)
   /// if the peer is gone. Values holding connections pass their descriptors.
+  /// A string literal or `const char*` is sent as a std::string.
   template <class T>
   void send(const T& value) {
-    check_writable();
-    write_buffer_.clear();
-    write_buffer_.grow(header_size);
-    detail::handle_sink handles;
-    detail::encode_into(write_buffer_, value, &handles);
-    send_frame(write_buffer_.data(), write_buffer_.size() - header_size, {}, handles.fds);
-    write_buffer_.shrink_if_above(large_buffer);
+    if constexpr (std::is_array_v<T> || std::is_same_v<T, const char*> ||
+                  std::is_same_v<T, char*>) {
+      static_assert(std::is_convertible_v<const T&, std::string_view>,
+                    "mp::connection::send: arrays other than strings cannot be sent; use a "
+                    "std::vector or std::array");
+      send(std::string(value));
+      return;
+    } else {
+      static_assert(serializable<T>,
+                    "mp::connection::send: the codec cannot encode this type (views such as "
+                    "string_view and span, raw pointers, and types without a cereal serialize "
+                    "function are refused; see mp/serialization.hpp)");
+      send_value(value);
+    }
   }
 
   /// Receives one value sent with `send<T>`. Blocks until a whole message is
@@ -68,6 +76,9 @@ class MP_EXPORT connection {
   /// mp::decode_error if the message is not a T (the message is consumed).
   template <class T>
   T recv() {
+    static_assert(serializable<T>,
+                  "mp::connection::recv: the codec cannot decode this type (it must be "
+                  "default-constructible and serializable; views cannot own what they receive)");
     T value{};
     detail::handle_source handles;
     const std::span<const std::byte> payload = read_frame(handles);
@@ -116,8 +127,18 @@ class MP_EXPORT connection {
 
  private:
   static constexpr std::size_t header_size = 8;
-  static constexpr std::size_t large_buffer = std::size_t{1} << 20;
+  static constexpr std::size_t large_buffer = std::size_t{4} << 20;
 
+  template <class T>
+  void send_value(const T& value) {
+    check_writable();
+    write_buffer_.clear();
+    write_buffer_.grow(header_size);
+    detail::handle_sink handles;
+    detail::encode_into(write_buffer_, value, &handles);
+    send_frame(write_buffer_.data(), write_buffer_.size() - header_size, {}, handles.fds);
+    write_buffer_.shrink_if_above(large_buffer);
+  }
   void check_writable() const;
   void check_readable() const;
   bool poll_for(std::optional<std::chrono::nanoseconds> timeout);
@@ -197,21 +218,28 @@ MP_EXPORT std::vector<std::size_t> wait_ready(std::span<const wait_target> targe
 /// Python's multiprocessing.connection.wait: waits until at least one object
 /// is ready (a connection has data or EOF, a process has ended, a descriptor is
 /// readable) or the timeout passes, and returns the ready ones, in input order.
-/// Elements may be connection*, process*, process_handle, descriptors (int) or
-/// reference_wrappers of these; the result has the element type of the input.
+/// Elements may be connections, processes, process handles, descriptors (int),
+/// or pointers or reference_wrappers to these. The result holds copies of the
+/// ready elements, or pointers to them when the elements cannot be copied (a
+/// std::vector<mp::connection> gives std::vector<mp::connection*>).
 template <std::ranges::forward_range R>
-auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
-    -> std::vector<std::ranges::range_value_t<R>> {
+auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  using element = std::ranges::range_value_t<R>;
+  using result = std::conditional_t<std::is_copy_constructible_v<element>, element,
+                                    std::remove_reference_t<std::ranges::range_reference_t<R>>*>;
   std::vector<detail::wait_target> targets;
   for (const auto& object : objects) targets.push_back(detail::wait_target_of(object));
-  std::vector<std::ranges::range_value_t<R>> ready;
+  std::vector<result> ready;
   const auto indices = detail::wait_ready(targets, timeout);
   auto it = std::ranges::begin(objects);
   std::size_t at = 0;
   for (std::size_t index : indices) {
     std::advance(it, static_cast<std::ptrdiff_t>(index - at));
     at = index;
-    ready.push_back(*it);
+    if constexpr (std::is_copy_constructible_v<element>)
+      ready.push_back(*it);
+    else
+      ready.push_back(std::addressof(*it));
   }
   return ready;
 }

@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <concepts>
+#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -231,6 +232,7 @@ class MP_EXPORT process {
   bool portable() const noexcept;
 
  private:
+  friend MP_EXPORT std::ostream& operator<<(std::ostream& out, const process& p);
   void init(process_options options, std::unique_ptr<detail::target> target);
   void destroy() noexcept;
   const detail::process_state& state() const;
@@ -238,6 +240,11 @@ class MP_EXPORT process {
   std::unique_ptr<detail::target> target_;
   std::shared_ptr<detail::process_state> state_;
 };
+
+/// Python's repr of a process: "<process name='Process-1' pid=42 started>",
+/// "... stopped exitcode=-15>", "... initial>", with " daemon" when it is one.
+MP_EXPORT std::ostream& operator<<(std::ostream& out, const process_handle& p);
+MP_EXPORT std::ostream& operator<<(std::ostream& out, const process& p);
 
 /// The current process (Python's current_process()). In the main process its
 /// name is "MainProcess".

@@ -186,7 +186,15 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& data) {
 
 /// `bitwise`: a trivially copyable struct that cereal has no function for: it is
 /// copied as its bytes. Pointers inside are copied as addresses, which is
-/// meaningful only in a forked child.
+/// meaningful only in a forked child; string_view and span, which are nothing
+/// but a pointer, are refused.
+template <class T>
+struct is_view : std::false_type {};
+template <class C, class Traits>
+struct is_view<std::basic_string_view<C, Traits>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_view<std::span<T, N>> : std::true_type {};
+
 // A concept, not a variable template, so that the conjunction short-circuits:
 // the probe's own overload lookup must not re-enter this check (the archive
 // test comes first in every constraint below for the same reason).
@@ -214,11 +222,13 @@ void CEREAL_LOAD_FUNCTION_NAME(A& ar, T& value) {
 /// A value the codec can encode and decode: arithmetic, enums, standard
 /// containers and vocabulary types of such, trivially copyable structs, and
 /// types with a cereal `serialize` (or `save`/`load`) function. Raw pointers are
-/// not (cereal refuses them; use a value or a smart pointer).
+/// not (cereal refuses them; use a value or a smart pointer), nor are views
+/// (string_view, span): send the owning std::string or std::vector.
 template <class T>
-concept serializable = std::is_default_constructible_v<T> && !std::is_pointer_v<T> &&
-                       cereal::traits::is_output_serializable<T, detail::output_archive>::value &&
-                       cereal::traits::is_input_serializable<T, detail::input_archive>::value;
+concept serializable =
+    std::is_default_constructible_v<T> && !std::is_pointer_v<T> && !detail::is_view<T>::value &&
+    cereal::traits::is_output_serializable<T, detail::output_archive>::value &&
+    cereal::traits::is_input_serializable<T, detail::input_archive>::value;
 
 /// A compact, stable identity of T carried at the head of each message, so that
 /// decoding into another type is reported instead of misread.
