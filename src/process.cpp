@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,19 +151,46 @@ void exit_function() noexcept {
   }
 }
 
-/// The child's side of start(): only the steps that must precede user code.
-[[noreturn]] void child_main(target& work, const std::shared_ptr<process_state>& me,
-                             pid_t parent_pid, const sigset_t& caller_mask) {
+/// What a child needs to become itself, prepared by the parent before fork so
+/// that the child only swaps pointers. Most of a start's cost is page faults,
+/// not system calls: each page the child writes is copied on write, and each
+/// 64 KiB window of code it runs must be mapped, so the child's path up to the
+/// user's code touches as little as possible.
+struct child_boot {
+  std::shared_ptr<process_state> self;
+  std::shared_ptr<process_state> parent;
+  std::vector<std::shared_ptr<process_state>> children;  // empty
+  std::vector<unsigned> identity;
+  pid_t parent_pid = 0;
+  sigset_t caller_mask;
+};
+
+// Captured before main: after sync_with_stdio(false) cout has its own buffer
+// to flush, otherwise flushing stdout is enough.
+std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
+
+/// The child's side of start(). Raw system calls all go through one libc
+/// function, so they cost one code mapping between them (see child_boot).
+[[noreturn]] void child_main(target& work, child_boot& boot) {
+  runtime& r = rt();
+  r.self.swap(boot.self);
+  r.parent.swap(boot.parent);
+  r.children.swap(boot.children);  // our parent's children stay in `boot`, never destroyed
+  r.identity.swap(boot.identity);
+  r.counter = 0;
+  r.forker = nullptr;  // its thread was not copied; a new one starts on demand
+
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent_pid) ::_exit(1);
-  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (::syscall(SYS_getppid) != boot.parent_pid) ::_exit(1);
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &boot.caller_mask, nullptr, _NSIG / 8);
 
   // As Python's bootstrap does: the child must not compete for our stdin.
-  if (int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0) {
-    ::dup2(null, STDIN_FILENO);
-    ::close(null);
+  const long null = ::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+  if (null > STDIN_FILENO) {
+    ::syscall(SYS_dup3, null, STDIN_FILENO, 0);
+    ::syscall(SYS_close, null);
   }
 
   int code = 0;
@@ -173,7 +201,7 @@ void exit_function() noexcept {
       code = e.code;
     } catch (...) {
       const std::string report =
-          "Process " + me->name + ":\n" + describe_current_exception() + "\n";
+          "Process " + r.self->name + ":\n" + describe_current_exception() + "\n";
       std::fflush(stdout);
       std::cerr << report << std::flush;
       code = 1;
@@ -182,9 +210,8 @@ void exit_function() noexcept {
   } catch (...) {
     code = 1;
   }
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
+  if (std::cout.rdbuf() != stdio_synced_cout) std::cout.flush();
+  std::fflush(stdout);  // stderr is unbuffered, as is cerr
   ::_exit(code);
 }
 
@@ -222,6 +249,7 @@ bool process_state::poll() {
     }
     exitcode = os::reap(pidfd.get(), false);
     ended = exitcode.has_value();
+    if (ended) keep_until_reaped.reset();
   }
   if (ended) remove_child(this);
   return ended;
@@ -250,8 +278,22 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     // Holding the runtime lock across fork keeps any other thread from holding
     // it at that instant, so the child's copy is never locked forever.
     std::unique_lock lock(r.mutex);
-    const std::string parent_name = r.self->name;
-    const std::vector<unsigned> parent_identity = r.identity;
+    // Allocated, and released only after the child is reaped: freeing it while
+    // the child shares our pages would copy them (see child_boot).
+    auto boot_owner = std::make_shared<child_boot>();
+    child_boot& boot = *boot_owner;
+    r.children.reserve(r.children.size() + 1);
+    boot.self = std::make_shared<process_state>(process_state::kind::self);
+    boot.self->name = child->name;
+    boot.self->daemon = child->daemon;
+    boot.parent = std::make_shared<process_state>(process_state::kind::parent);
+    boot.parent->name = r.self->name;
+    boot.parent->pid = parent_pid;
+    boot.identity.reserve(r.identity.size() + 1);
+    boot.identity = r.identity;
+    boot.identity.push_back(child->identity_index);
+    boot.parent_pid = parent_pid;
+    boot.caller_mask = caller_mask;
     // Registered before the first fork, so every child inherits it too.
     if (!r.exit_handler_registered) {
       r.exit_handler_registered = true;
@@ -260,21 +302,7 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       lock.unlock();
-      auto me = std::make_shared<process_state>(process_state::kind::self);
-      me->name = child->name;
-      me->daemon = child->daemon;
-      me->pid = ::getpid();
-      auto parent = std::make_shared<process_state>(process_state::kind::parent);
-      parent->name = parent_name;
-      parent->pid = parent_pid;
-      r.self = me;
-      r.parent = parent;
-      r.children.clear();
-      r.identity = parent_identity;
-      r.identity.push_back(child->identity_index);
-      r.counter = 0;
-      r.forker = nullptr;  // its thread was not copied; a new one starts on demand
-      child_main(work, me, parent_pid, caller_mask);
+      child_main(work, boot);
     }
     if (pid < 0) os::throw_errno("fork");
     // Until we reap it the pid cannot be reused, so the pidfd is the child's.
@@ -284,6 +312,7 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
       std::lock_guard state_lock(child->mutex);
       child->pid = pid;
       child->pidfd = std::move(fd);
+      child->keep_until_reaped = std::move(boot_owner);
     } catch (...) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
@@ -319,6 +348,7 @@ using detail::process_state;
 
 std::optional<pid_t> process_handle::pid() const {
   std::lock_guard lock(state_->mutex);
+  if (state_->pid == 0 && state_->kind_ == process_state::kind::self) state_->pid = ::getpid();
   if (state_->pid == 0) return std::nullopt;
   return state_->pid;
 }
@@ -493,6 +523,13 @@ void process::start() {
   std::fflush(nullptr);
   detail::start_fork(*target_, state_);
   target_.reset();  // the child has its own copy; release ours (see class comment)
+}
+
+bool process::join_for(std::optional<std::chrono::nanoseconds> timeout) {
+  // Straight to the state: a handle copy would write its reference count on a
+  // page the running child shares.
+  if (state().closed) throw usage_error("process '" + state_->name + "' is closed");
+  return state_->wait(timeout);
 }
 
 bool process::is_alive() const {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@ struct process_state {
   unique_fd pidfd;
   std::optional<int> exitcode;
   bool closed = false;
+  std::shared_ptr<void> keep_until_reaped;  // what start() must not free while sharing pages
 
   /// Sends `sig` unless the process already ended; true if sent.
   bool signal(int sig);

@@ -202,12 +202,12 @@ class MP_EXPORT process {
   /// std::system_error if fork fails.
   void start();
   /// Waits for the child to end. Throws mp::usage_error if not started.
-  void join() { handle().join(); }
+  void join() { join_for(std::nullopt); }
   /// Waits at most `timeout`; true if the child has ended (Python returns None
   /// and leaves you to check exitcode).
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return handle().join(timeout);
+    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
   /// True from start() until the child ends. Never throws for a started child.
   bool is_alive() const;
@@ -234,6 +234,7 @@ class MP_EXPORT process {
  private:
   friend MP_EXPORT std::ostream& operator<<(std::ostream& out, const process& p);
   void init(process_options options, std::unique_ptr<detail::target> target);
+  bool join_for(std::optional<std::chrono::nanoseconds> timeout);
   void destroy() noexcept;
   const detail::process_state& state() const;
   process_options options_;
