@@ -165,6 +165,17 @@ struct child_boot {
   sigset_t caller_mask;
 };
 
+// Called through pointers taken at load time: a first call through the PLT
+// would run the dynamic linker in every child (lazy binding) for functions
+// the parent never calls itself. Volatile, or the compiler calls the PLT anyway.
+long (*volatile raw_syscall)(long, ...) = ::syscall;
+void (*volatile raw_exit)(int) = ::_exit;
+
+[[noreturn]] void exit_now(int code) {
+  raw_exit(code);
+  __builtin_unreachable();
+}
+
 // Captured before main: after sync_with_stdio(false) cout has its own buffer
 // to flush, otherwise flushing stdout is enough.
 std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
@@ -182,15 +193,15 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
 
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
-  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (::syscall(SYS_getppid) != boot.parent_pid) ::_exit(1);
-  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &boot.caller_mask, nullptr, _NSIG / 8);
+  raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (raw_syscall(SYS_getppid) != boot.parent_pid) exit_now(1);
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &boot.caller_mask, nullptr, _NSIG / 8);
 
   // As Python's bootstrap does: the child must not compete for our stdin.
-  const long null = ::syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+  const long null = raw_syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
   if (null > STDIN_FILENO) {
-    ::syscall(SYS_dup3, null, STDIN_FILENO, 0);
-    ::syscall(SYS_close, null);
+    raw_syscall(SYS_dup3, null, STDIN_FILENO, 0);
+    raw_syscall(SYS_close, null);
   }
 
   int code = 0;
@@ -212,7 +223,7 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   }
   if (std::cout.rdbuf() != stdio_synced_cout) std::cout.flush();
   std::fflush(stdout);  // stderr is unbuffered, as is cerr
-  ::_exit(code);
+  exit_now(code);
 }
 
 }  // namespace
