@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Side-by-side: runs each scenario through mp (mp_side), Python's
+multiprocessing (bench/python/*.py, fork start method) and the bare system
+calls (mp_floor), --repeat times, interleaved so that drift on a shared machine
+hits all three alike; prints a markdown table of the medians with each target
+marked PASS or FAIL, and writes it with the machine's details to
+bench/results/<date>-<hostname>.md.
+
+The latency scenarios (spawn, pingpong) run twice: unpinned, and with every
+process pinned to one CPU (sched_setaffinity before exec; children inherit it).
+
+Usage: run.py [--rounds N] [--repeat R] [--build-dir DIR] [--output FILE|-] [--env NAME=VALUE]
+"""
+import argparse
+import datetime
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+SOURCE_DIR = BENCH_DIR.parent
+IMPLEMENTATIONS = ("mp", "python", "floor")
+
+
+@dataclass
+class Scenario:
+    name: str
+    mode: str  # mp_side / mp_floor mode
+    python_script: str
+    pinned: bool
+    # "latency": microseconds, lower is better; "throughput": GB/s, higher is better.
+    kind: str
+    # Timed rounds per run unless --rounds says otherwise. The round trip is so short that
+    # 1000 rounds last a few milliseconds, which is too little for the scheduler's placement
+    # of the two processes to settle; 20000 last about a second at Python's speed.
+    rounds: int
+    values: dict = field(default_factory=lambda: {i: [] for i in IMPLEMENTATIONS})
+
+    def median(self, implementation):
+        return statistics.median(self.values[implementation])
+
+
+SCENARIOS = (
+    Scenario("spawn: start + join", "spawn", "process_start.py", False, "latency", 1000),
+    Scenario("spawn: start + join, pinned", "spawn", "process_start.py", True, "latency", 1000),
+    Scenario("pingpong: 8-byte round trip", "pingpong", "pipe_roundtrip.py", False, "latency",
+             20000),
+    Scenario("pingpong: 8-byte round trip, pinned", "pingpong", "pipe_roundtrip.py", True,
+             "latency", 20000),
+    Scenario("throughput: 1 MiB messages", "throughput", "pipe_throughput.py", False,
+             "throughput", 2000),
+)
+
+
+def targets(scenario, mp_over_floor, python_over_mp):
+    """The issue's targets: a list of (description, passed)."""
+    if scenario.mode == "spawn":
+        return [("mp/floor <= 1.5", mp_over_floor <= 1.5),
+                ("python/mp >= 10", python_over_mp >= 10)]
+    if scenario.mode == "pingpong":
+        return [("mp/floor <= 1.3", mp_over_floor <= 1.3)]
+    return [("mp/floor >= 0.8", mp_over_floor >= 0.8)]
+
+
+def command(scenario, implementation, args):
+    rounds = str(args.rounds or scenario.rounds)
+    if implementation == "mp":
+        return [str(args.build_dir / "bench" / "mp_side"), scenario.mode, rounds]
+    if implementation == "floor":
+        return [str(args.build_dir / "bench" / "mp_floor"), scenario.mode, rounds]
+    return [args.python, str(BENCH_DIR / "python" / scenario.python_script), rounds]
+
+
+def run_once(scenario, implementation, args):
+    def pin():
+        os.sched_setaffinity(0, {args.pin_cpu})
+
+    argv = command(scenario, implementation, args)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=args.timeout,
+                            env=args.environment, preexec_fn=pin if scenario.pinned else None,
+                            check=False)
+    if result.returncode != 0:
+        sys.exit(f"run.py: {' '.join(argv)} failed ({result.returncode}):\n{result.stderr}")
+    return float(result.stdout.split()[-1])
+
+
+def fmt(scenario, value):
+    return f"{value:,.1f} µs" if scenario.kind == "latency" else f"{value:.2f} GB/s"
+
+
+def table(scenarios):
+    lines = ["| scenario | mp | python | floor | mp/floor | python/mp | targets |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    all_passed = True
+    for s in scenarios:
+        mp, python, floor = (s.median(i) for i in IMPLEMENTATIONS)
+        mp_over_floor, python_over_mp = mp / floor, python / mp
+        marks = []
+        for description, passed in targets(s, mp_over_floor, python_over_mp):
+            marks.append(f"{description}: {'PASS' if passed else 'FAIL'}")
+            all_passed = all_passed and passed
+        lines.append(f"| {s.name} | {fmt(s, mp)} | {fmt(s, python)} | {fmt(s, floor)} "
+                     f"| {mp_over_floor:.2f} | {python_over_mp:.2f} | {'; '.join(marks)} |")
+    return "\n".join(lines), all_passed
+
+
+def raw_values(scenarios):
+    lines = ["| scenario | implementation | runs (each the median of its rounds; GB/s for "
+             "throughput) |", "|---|---|---|"]
+    for s in scenarios:
+        for i in IMPLEMENTATIONS:
+            runs = ", ".join(f"{v:.2f}" for v in s.values[i])
+            lines.append(f"| {s.name} | {i} | {runs} |")
+    return "\n".join(lines)
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cmake_cache(build_dir, variable):
+    try:
+        for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
+            if line.startswith(variable + ":"):
+                return line.split("=", 1)[1]
+    except OSError:
+        pass
+    return "unknown"
+
+
+def library_revision(build_dir):
+    """The git commit of the mp sources the build directory was configured from."""
+    source = cmake_cache(build_dir, "CMAKE_HOME_DIRECTORY")
+    if source == "unknown":
+        return "unknown commit"
+    try:
+        rev = subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        # Changes under bench/ do not change what is measured.
+        dirty = subprocess.run(["git", "-C", source, "status", "--porcelain",
+                                "--untracked-files=no", "--", ".", ":!bench"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return f"commit {rev}" + (" with uncommitted library changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+
+
+def compiler_version(build_dir):
+    compiler = cmake_cache(build_dir, "CMAKE_CXX_COMPILER")
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                              check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return compiler
+
+
+def machine_info(args, scenarios):
+    rounds = ", ".join(f"{s.mode} {args.rounds or s.rounds}"
+                       for s in scenarios if not s.pinned)
+    python_version = subprocess.run(
+        [args.python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True, text=True, check=False).stdout.strip()
+    return [
+        f"- host: {socket.gethostname()}",
+        f"- CPU: {cpu_model()}",
+        f"- nproc: {os.cpu_count()} (usable here: {len(os.sched_getaffinity(0))})",
+        f"- kernel: {platform.system()} {platform.release()}",
+        f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"- start method: fork (mp's only one so far; Python: get_context('fork'))",
+        f"- Python: {python_version} ({args.python})",
+        f"- mp: {library_revision(args.build_dir)}, "
+        f"{cmake_cache(args.build_dir, 'CMAKE_BUILD_TYPE')} build, "
+        f"{compiler_version(args.build_dir)}",
+        f"- timed rounds per run: {rounds} (and a tenth as many warm-up rounds before); "
+        f"runs per cell: {args.repeat}, interleaved; each cell is the median of its runs",
+        f"- pinned rows: every process on CPU {args.pin_cpu}",
+        f"- extra environment: {' '.join(args.env) if args.env else 'none'}",
+    ]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="timed rounds per run (messages for throughput); default 1000 "
+                             "for spawn, 20000 for pingpong, 2000 for throughput")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs per implementation and scenario; default 5")
+    parser.add_argument("--build-dir", type=Path, default=SOURCE_DIR / "build" / "release",
+                        help="the CMake build directory holding bench/mp_side and bench/mp_floor; "
+                             "default build/release")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the Python interpreter for the baselines; default this one")
+    parser.add_argument("--pin-cpu", type=int, default=min(os.sched_getaffinity(0)),
+                        help="the CPU for the pinned rows; default the lowest usable")
+    parser.add_argument("--scenario", action="append", choices=["spawn", "pingpong", "throughput"],
+                        help="run only these scenarios (repeatable); default all")
+    parser.add_argument("--output", default=None,
+                        help="results file; default bench/results/<date>-<hostname>.md; "
+                             "'-' writes none")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set this in the environment of every run, all three sides alike "
+                             "(repeatable), e.g. LD_BIND_NOW=1")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    parser.add_argument("--check", action="store_true",
+                        help="exit with status 1 if a target is missed")
+    args = parser.parse_args()
+    if (args.rounds is not None and args.rounds < 1) or args.repeat < 1:
+        parser.error("--rounds and --repeat must be positive")
+    args.build_dir = args.build_dir.resolve()
+    args.environment = dict(os.environ)
+    for assignment in args.env:
+        name, equals, value = assignment.partition("=")
+        if not name or not equals:
+            parser.error(f"--env wants NAME=VALUE, not '{assignment}'")
+        args.environment[name] = value
+    for binary in ("mp_side", "mp_floor"):
+        if not (args.build_dir / "bench" / binary).is_file():
+            parser.error(f"{args.build_dir / 'bench' / binary} not found: build first "
+                         "(cmake --preset release && cmake --build --preset release)")
+
+    scenarios = [s for s in SCENARIOS if not args.scenario or s.mode in args.scenario]
+    info = machine_info(args, scenarios)
+    for repetition in range(args.repeat):
+        for s in scenarios:
+            for implementation in IMPLEMENTATIONS:
+                value = run_once(s, implementation, args)
+                s.values[implementation].append(value)
+                print(f"[{repetition + 1}/{args.repeat}] {s.name:<38} {implementation:<6} "
+                      f"{fmt(s, value)}", file=sys.stderr, flush=True)
+
+    results, all_passed = table(scenarios)
+    print(results)
+    if args.output != "-":
+        now = datetime.datetime.now()
+        output = Path(args.output) if args.output else (
+            BENCH_DIR / "results" / f"{now:%Y-%m-%d}-{socket.gethostname()}.md")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(
+            f"# Side-by-side results, {now:%Y-%m-%d %H:%M}\n\n"
+            f"Command: `{' '.join(['bench/side_by_side/run.py'] + sys.argv[1:])}`\n\n"
+            + "\n".join(info) + "\n\n" + results + "\n\n"
+            "Latency in µs (lower is better), throughput in GB/s = 10^9 bytes/s (higher is "
+            "better); the ratios divide the medians as written, so mp/floor above 1 means mp "
+            "is slower for latency and faster for throughput.\n\n"
+            "## Every run\n\n" + raw_values(scenarios) + "\n")
+        print(f"\nwritten to {output}", file=sys.stderr)
+    return 1 if args.check and not all_passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
