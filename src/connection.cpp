@@ -172,8 +172,11 @@ void connection::fill(std::size_t count) {
     if (read_buffer_.capacity() - read_end_ < std::min(min_read, count - read_end_))
       read_buffer_.reserve(std::min(std::max(read_buffer_.capacity() * 2, read_end_ + min_read),
                                     std::max(count, read_end_ + min_read)));
-    const std::size_t got =
-        receive(read_buffer_.data() + read_end_, read_buffer_.capacity() - read_end_);
+    // After a large message, expect another: read just its header, so its
+    // payload goes straight to its destination instead of through this buffer.
+    const std::size_t room = read_buffer_.capacity() - read_end_;
+    const std::size_t want = large_frames_ ? std::min(room, count - read_end_) : room;
+    const std::size_t got = receive(read_buffer_.data() + read_end_, want);
     if (got == 0) throw_eof();
     read_end_ += got;
     read_buffer_.resize(read_end_);
@@ -195,6 +198,7 @@ std::size_t connection::read_header(detail::handle_source& handles) {
     received_fds_.pop_front();
   }
   const std::uint64_t length = header & length_mask;
+  large_frames_ = length >= min_read;
   if (length > SIZE_MAX - header_size) {
     close();
     throw decode_error("message length out of range; connection closed");

@@ -168,6 +168,7 @@ class MP_EXPORT connection {
   std::size_t read_begin_ = 0;  // unread bytes are [read_begin_, read_end_)
   std::size_t read_end_ = 0;
   std::size_t frame_size_ = 0;  // header + payload of the frame read_frame returned
+  bool large_frames_ = false;   // the last frame was large: read headers alone
   std::deque<detail::unique_fd> received_fds_;
   detail::byte_buffer write_buffer_;
 };
