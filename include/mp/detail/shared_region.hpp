@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// Anonymous shared memory for the objects mp places there (locks, semaphores,
+// shared values): memfd mappings that children inherit across fork and that the
+// kernel frees when the last process lets go, even after SIGKILL.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "mp/export.hpp"
+
+namespace mp::detail {
+
+/// One memfd mapping, MAP_SHARED. Nothing in it is ever written to /dev/shm.
+class MP_EXPORT shared_region {
+ public:
+  /// Creates and maps a zero-filled region of `size` bytes.
+  /// Throws std::system_error if memfd_create, ftruncate or mmap fails.
+  static std::shared_ptr<shared_region> create(std::size_t size);
+  shared_region(const shared_region&) = delete;
+  shared_region& operator=(const shared_region&) = delete;
+  ~shared_region();
+
+  std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  /// The memfd, for passing the region to another process.
+  int fd() const noexcept { return fd_; }
+
+ private:
+  shared_region(int fd, std::byte* data, std::size_t size) noexcept
+      : fd_(fd), data_(data), size_(size) {}
+  int fd_;
+  std::byte* data_;
+  std::size_t size_;
+};
+
+/// Carves `size` bytes aligned to `align` out of this process's shared arena
+/// (regions of 64 KiB, or one region for a larger request). The bytes are zero.
+/// The region stays mapped while the returned owner lives. Thread-safe; after
+/// fork a child carves from fresh regions, never from its parent's.
+MP_EXPORT std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(std::size_t size,
+                                                                                std::size_t align);
+
+/// A T constructed in shared memory, kept alive (with its region) by this owner
+/// and its copies. T must be trivially destructible: objects in shared memory
+/// outlive any one process, so none of them runs a destructor.
+template <class T>
+class shared_object {
+  static_assert(std::is_trivially_destructible_v<T>,
+                "objects in shared memory must be trivially destructible");
+
+ public:
+  shared_object() = default;
+  template <class... Args>
+  static shared_object make(Args&&... args) {
+    auto [region, at] = shared_allocate(sizeof(T), alignof(T));
+    shared_object out;
+    out.object_ = ::new (static_cast<void*>(at)) T(std::forward<Args>(args)...);
+    out.region_ = std::move(region);
+    return out;
+  }
+  T* get() const noexcept { return object_; }
+  T& operator*() const noexcept { return *object_; }
+  T* operator->() const noexcept { return object_; }
+  explicit operator bool() const noexcept { return object_ != nullptr; }
+  const std::shared_ptr<shared_region>& region() const noexcept { return region_; }
+
+ private:
+  std::shared_ptr<shared_region> region_;
+  T* object_ = nullptr;
+};
+
+}  // namespace mp::detail

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: MIT
+// Synchronization across processes: Python's multiprocessing Lock, RLock,
+// Semaphore, BoundedSemaphore, Event, Condition and Barrier.
+//
+// Only differences from Python are documented here; see
+// https://docs.python.org/3/library/multiprocessing.html#synchronization-primitives
+//
+// Every primitive lives in anonymous shared memory (a memfd, never /dev/shm)
+// and is shared with children of mp::process by fork: copy the object (copies
+// refer to the same primitive) or pass it as an argument. The memory is freed
+// when the last process holding a copy lets go, even after SIGKILL.
+//
+// Blocked waiters sleep on a futex and use no CPU, except that lock waiters wake
+// every 100 ms to check whether the holder still lives. Memory ordering: a
+// release (unlock, release, set, notify, barrier arrival) happens-before the
+// acquire or wait it lets through, in any process.
+//
+// Holder death: if a process dies (even by SIGKILL) holding a lock, an rlock
+// or a condition's lock, the next acquirer takes the lock over and is told by
+// mp::owner_died, thrown with the lock held. The lock stays marked
+// inconsistent, and every later acquirer is told too, until someone calls
+// mark_consistent(). Semaphores, events and barriers have no owner: a waiter
+// whose releaser died waits until its timeout.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+
+#include "mp/detail/shared_region.hpp"
+#include "mp/errors.hpp"
+#include "mp/export.hpp"
+
+namespace mp {
+
+/// The previous holder of a lock died holding it. The thread that catches this
+/// holds the lock: repair the protected state, call mark_consistent(), then
+/// unlock (pthread's EOWNERDEAD, made an exception).
+class MP_EXPORT owner_died : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+/// A barrier was aborted, reset while waited on, or its action failed, or a
+/// wait on it timed out (Python's threading.BrokenBarrierError).
+class MP_EXPORT broken_barrier : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+namespace detail {
+
+/// The shared state of a lock or rlock.
+struct lock_state {
+  std::atomic<std::uint32_t> word{0};  // 0 free, 1 held, 2 held with waiters
+  std::atomic<std::int32_t> owner_pid{0};
+  std::atomic<std::uint64_t> owner_start{0};  // with the pid: who holds it
+  std::atomic<std::int32_t> owner_tid{0};
+  std::atomic<std::uint32_t> depth{0};         // rlock recursion
+  std::atomic<std::uint32_t> inconsistent{0};  // holder died; cleared by mark_consistent
+};
+
+/// Acquires `state` (recursively if `recursive`); false on timeout. Throws
+/// mp::owner_died (with the lock held) if the state is inconsistent.
+MP_EXPORT bool lock_acquire(lock_state& state, bool recursive,
+                            std::optional<std::chrono::nanoseconds> timeout);
+MP_EXPORT void lock_release(lock_state& state, bool recursive);
+
+}  // namespace detail
+
+/// Python's Lock: a non-recursive lock any thread of any process may release
+/// (as in Python). Satisfies the standard TimedLockable requirements.
+/// Copies refer to the same lock. Thread-safe and fork-safe. Spelled
+/// `mp::lock`: the class has another name only because a C++ class cannot
+/// have a member function named like itself, and std::scoped_lock needs lock().
+class MP_EXPORT process_lock {
+ public:
+  process_lock();
+
+  /// Python's acquire(block, timeout): blocks at most `timeout` (forever if
+  /// unset); with `blocking` false, does not wait at all. True if acquired.
+  /// Throws mp::owner_died (holding the lock) if a holder died.
+  bool acquire(bool blocking = true,
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  /// Throws mp::usage_error if the lock is not held.
+  void release();
+
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return try_lock_for(deadline - Clock::now());
+  }
+  void unlock() { release(); }
+
+  /// Clears the inconsistent mark left by a dead holder.
+  void mark_consistent();
+  /// True while the lock is marked inconsistent after a holder died.
+  bool inconsistent() const;
+
+  detail::lock_state& state() const { return *state_; }
+
+ private:
+  detail::shared_object<detail::lock_state> state_;
+};
+
+/// Python's Lock (see process_lock).
+using lock = process_lock;
+
+/// Python's RLock: recursive, owned by one thread of one process; release by
+/// any other thread throws mp::usage_error. TimedLockable. Copies refer to the
+/// same lock.
+class MP_EXPORT rlock {
+ public:
+  rlock();
+  bool acquire(bool blocking = true,
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  void release();
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return try_lock_for(deadline - Clock::now());
+  }
+  void unlock() { release(); }
+  void mark_consistent();
+  bool inconsistent() const;
+
+  detail::lock_state& state() const { return *state_; }
+
+ private:
+  detail::shared_object<detail::lock_state> state_;
+};
+
+}  // namespace mp

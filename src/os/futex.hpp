@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+// Futex waits and wakes on 32-bit words in shared memory (not process-private,
+// so they work across processes), plus process liveness checks used to detect
+// a dead lock holder.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+
+namespace mp::os {
+
+/// Sleeps while `*word == expected`, at most `timeout` (nullopt: no limit).
+/// Returns false on timeout; true when woken, interrupted, or the value differs
+/// (callers re-check their condition in a loop).
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::optional<std::chrono::nanoseconds> timeout);
+
+/// Wakes up to `count` waiters on `word` (INT_MAX: all).
+void futex_wake(const std::atomic<std::uint32_t>& word, int count);
+
+/// A process identity that survives pid reuse: the pid and its start time in
+/// clock ticks since boot (field 22 of /proc/<pid>/stat).
+struct process_identity {
+  std::int32_t pid = 0;
+  std::uint64_t start_time = 0;
+};
+
+/// This process's identity (cached per process; correct after fork).
+process_identity self_identity();
+
+/// True if the process `id` names is still running (a zombie counts as dead).
+bool is_running(const process_identity& id);
+
+}  // namespace mp::os

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+// Linux implementation of src/os/futex.hpp.
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "os/futex.hpp"
+#include "os/system.hpp"
+
+namespace mp::os {
+
+bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                std::optional<std::chrono::nanoseconds> timeout) {
+  timespec ts{};
+  if (timeout) {
+    const auto ns = std::max(timeout->count(), std::int64_t{0});
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  }
+  // Shared futex (no FUTEX_PRIVATE_FLAG): the word is in memory other
+  // processes map. The timeout is relative, on CLOCK_MONOTONIC.
+  const long r =
+      ::syscall(SYS_futex, &word, FUTEX_WAIT, expected, timeout ? &ts : nullptr, nullptr, 0);
+  if (r == 0) return true;
+  if (errno == ETIMEDOUT) return false;
+  if (errno == EAGAIN || errno == EINTR) return true;
+  throw_errno("futex(FUTEX_WAIT)");
+}
+
+void futex_wake(const std::atomic<std::uint32_t>& word, int count) {
+  if (::syscall(SYS_futex, &word, FUTEX_WAKE, count, nullptr, nullptr, 0) < 0)
+    throw_errno("futex(FUTEX_WAKE)");
+}
+
+namespace {
+
+std::uint64_t start_time_of(pid_t pid, char* state) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return 0;
+  // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(line.substr(close + 2));
+  std::string field;
+  fields >> *state;  // field 3
+  for (int i = 4; i < 22 && fields >> field; ++i) {
+  }
+  std::uint64_t start = 0;
+  fields >> start;  // field 22
+  return start;
+}
+
+}  // namespace
+
+namespace {
+
+// getpid() is a system call; lock fast paths need our identity for free.
+// Cleared in a forked child, which has another.
+std::atomic<std::int32_t> cached_pid{0};
+std::atomic<std::uint64_t> cached_start{0};
+void forget_identity() noexcept {
+  cached_pid.store(0, std::memory_order_relaxed);
+}
+[[maybe_unused]] const int fork_handler = pthread_atfork(nullptr, nullptr, forget_identity);
+
+}  // namespace
+
+process_identity self_identity() {
+  std::int32_t pid = cached_pid.load(std::memory_order_acquire);
+  if (pid == 0) {
+    pid = static_cast<std::int32_t>(::getpid());
+    char state = 0;
+    cached_start.store(start_time_of(pid, &state), std::memory_order_relaxed);
+    cached_pid.store(pid, std::memory_order_release);
+  }
+  return {pid, cached_start.load(std::memory_order_relaxed)};
+}
+
+bool is_running(const process_identity& id) {
+  if (id.pid <= 0) return false;
+  char state = 0;
+  const std::uint64_t start = start_time_of(id.pid, &state);
+  if (start == 0) return false;  // no such process
+  if (state == 'Z' || state == 'X') return false;
+  // Unknown start time (the holder died before recording it): the pid alone.
+  return id.start_time == 0 || start == id.start_time;  // otherwise the pid was reused
+}
+
+}  // namespace mp::os

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+// memfd regions and the per-process bump arena that hands out pieces of them.
+#include "mp/detail/shared_region.hpp"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <mutex>
+
+#include "os/system.hpp"
+
+namespace mp::detail {
+
+std::shared_ptr<shared_region> shared_region::create(std::size_t size) {
+  os::unique_fd fd(os::check("memfd_create", [] { return ::memfd_create("mp", MFD_CLOEXEC); }));
+  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(size)); });
+  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (at == MAP_FAILED) os::throw_errno("mmap");
+  return std::shared_ptr<shared_region>(
+      new shared_region(fd.release(), static_cast<std::byte*>(at), size));
+}
+
+shared_region::~shared_region() {
+  ::munmap(data_, size_);
+  ::close(fd_);
+}
+
+namespace {
+
+constexpr std::size_t arena_region_size = std::size_t{64} << 10;
+
+struct arena {
+  std::mutex mutex;
+  pid_t owner = 0;  // the process whose regions these are
+  // Weak: a region lives only as long as objects in it, so no descriptor or
+  // mapping stays behind once they are gone.
+  std::weak_ptr<shared_region> current;
+  std::size_t used = 0;
+};
+
+arena& the_arena() {
+  static arena* instance = new arena;  // never destroyed: owners may outlive statics
+  return *instance;
+}
+
+// A fork while another thread holds the arena lock would leave the child's
+// copy locked forever.
+void lock_arena() noexcept {
+  the_arena().mutex.lock();
+}
+void unlock_arena() noexcept {
+  the_arena().mutex.unlock();
+}
+[[maybe_unused]] const int fork_handlers = pthread_atfork(lock_arena, unlock_arena, unlock_arena);
+
+}  // namespace
+
+std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(std::size_t size,
+                                                                      std::size_t align) {
+  if (size > arena_region_size / 4) {
+    auto region = shared_region::create(size);
+    std::byte* at = region->data();
+    return {std::move(region), at};
+  }
+  arena& a = the_arena();
+  std::lock_guard lock(a.mutex);
+  // A forked child shares its parent's regions: carving more from them would
+  // hand both processes the same bytes.
+  const pid_t self = ::getpid();
+  std::shared_ptr<shared_region> region = a.current.lock();
+  std::size_t offset = (a.used + align - 1) / align * align;
+  if (!region || a.owner != self || offset + size > region->size()) {
+    region = shared_region::create(arena_region_size);
+    a.current = region;
+    a.owner = self;
+    offset = 0;
+  }
+  a.used = offset + size;
+  std::byte* at = region->data() + offset;
+  return {std::move(region), at};
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+// Lock and RLock on a futex word that holds the owner's pid, so that a waiter
+// can tell whether the holder still lives (the robust-futex idea, checked by
+// the waiter on its slow path instead of by the kernel, which keeps the fast
+// path a bare compare-and-swap).
+#include <climits>
+#include <thread>
+
+#include "mp/synchronize.hpp"
+#include "os/futex.hpp"
+#include "os/system.hpp"
+
+namespace mp {
+namespace detail {
+namespace {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+// The lock word: the holder's pid (pid_max is at most 2^22), and a bit that
+// says someone may be sleeping on it.
+constexpr std::uint32_t pid_mask = (1U << 30) - 1;
+constexpr std::uint32_t waiters_bit = 1U << 30;
+// How often a sleeping waiter checks that the holder still lives.
+constexpr std::chrono::nanoseconds liveness_period = 100ms;
+constexpr int spin_iterations = 100;
+
+std::uint32_t self_word() {
+  return static_cast<std::uint32_t>(os::self_identity().pid) & pid_mask;
+}
+
+std::int32_t self_tid() {
+  // Cached per thread, and refreshed in a forked child (whose pid differs).
+  thread_local std::int32_t pid = 0, tid = 0;
+  const std::int32_t now = os::self_identity().pid;
+  if (pid != now) {
+    pid = now;
+    tid = static_cast<std::int32_t>(os::thread_id());
+  }
+  return tid;
+}
+
+void record_owner(lock_state& state, bool recursive) {
+  state.owner_start.store(os::self_identity().start_time, std::memory_order_relaxed);
+  if (recursive) {
+    state.owner_tid.store(self_tid(), std::memory_order_relaxed);
+    state.depth.store(1, std::memory_order_relaxed);
+  }
+}
+
+[[noreturn]] void throw_owner_died() {
+  throw owner_died(
+      "a process died holding this lock; you hold it now, but what it protects may be "
+      "inconsistent: repair it, call mark_consistent(), then release");
+}
+
+// Runs after every successful acquire: the holder is us from here on.
+bool acquired(lock_state& state, bool recursive) {
+  record_owner(state, recursive);
+  if (state.inconsistent.load(std::memory_order_acquire) != 0) throw_owner_died();
+  return true;
+}
+
+bool try_take(lock_state& state, std::uint32_t with) {
+  std::uint32_t expected = 0;
+  return state.word.compare_exchange_strong(expected, with, std::memory_order_acquire,
+                                            std::memory_order_relaxed);
+}
+
+}  // namespace
+
+bool lock_acquire(lock_state& state, bool recursive,
+                  std::optional<std::chrono::nanoseconds> timeout) {
+  const std::uint32_t me = self_word();
+  if (recursive && (state.word.load(std::memory_order_relaxed) & pid_mask) == me &&
+      state.owner_tid.load(std::memory_order_relaxed) == self_tid()) {
+    state.depth.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (try_take(state, me)) return acquired(state, recursive);
+  if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return false;
+
+  // Back-to-back hand-offs should not pay for a sleep and a wake-up.
+  for (int i = 0; i < spin_iterations; ++i) {
+    if (state.word.load(std::memory_order_relaxed) == 0 && try_take(state, me))
+      return acquired(state, recursive);
+    std::this_thread::yield();
+  }
+
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  for (;;) {
+    std::uint32_t current = state.word.load(std::memory_order_relaxed);
+    if (current == 0) {
+      // Others may sleep here too: keep the waiters bit so release wakes one.
+      if (try_take(state, me | waiters_bit)) return acquired(state, recursive);
+      continue;
+    }
+    if ((current & waiters_bit) == 0 &&
+        !state.word.compare_exchange_weak(current, current | waiters_bit,
+                                          std::memory_order_relaxed))
+      continue;
+    current |= waiters_bit;
+    auto slice = liveness_period;
+    if (timeout) {
+      const auto left = deadline - clock::now();
+      if (left <= std::chrono::nanoseconds::zero()) return false;
+      slice = std::min<std::chrono::nanoseconds>(slice, left);
+    }
+    if (os::futex_wait(state.word, current, slice)) continue;
+    // A quiet period: is the holder still alive?
+    const os::process_identity holder{static_cast<std::int32_t>(current & pid_mask),
+                                      state.owner_start.load(std::memory_order_relaxed)};
+    if (!os::is_running(holder) &&
+        state.word.compare_exchange_strong(current, me | waiters_bit, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+      state.inconsistent.store(1, std::memory_order_release);
+      record_owner(state, recursive);
+      throw_owner_died();
+    }
+  }
+}
+
+void lock_release(lock_state& state, bool recursive) {
+  const std::uint32_t current = state.word.load(std::memory_order_relaxed);
+  if (current == 0) throw usage_error("release of an unlocked lock");
+  if (recursive) {
+    if ((current & pid_mask) != self_word() ||
+        state.owner_tid.load(std::memory_order_relaxed) != self_tid())
+      throw usage_error("cannot release an rlock held by another thread or process");
+    if (state.depth.fetch_sub(1, std::memory_order_relaxed) > 1) return;
+    state.owner_tid.store(0, std::memory_order_relaxed);
+  }
+  state.owner_start.store(0, std::memory_order_relaxed);
+  if ((state.word.exchange(0, std::memory_order_release) & waiters_bit) != 0)
+    os::futex_wake(state.word, 1);
+}
+
+}  // namespace detail
+
+process_lock::process_lock() : state_(detail::shared_object<detail::lock_state>::make()) {}
+
+bool process_lock::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
+  if (!blocking) timeout = std::chrono::nanoseconds::zero();
+  return detail::lock_acquire(*state_, false, timeout);
+}
+
+void process_lock::release() {
+  detail::lock_release(*state_, false);
+}
+
+void process_lock::mark_consistent() {
+  state_->inconsistent.store(0, std::memory_order_release);
+}
+
+bool process_lock::inconsistent() const {
+  return state_->inconsistent.load(std::memory_order_acquire) != 0;
+}
+
+rlock::rlock() : state_(detail::shared_object<detail::lock_state>::make()) {}
+
+bool rlock::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
+  if (!blocking) timeout = std::chrono::nanoseconds::zero();
+  return detail::lock_acquire(*state_, true, timeout);
+}
+
+void rlock::release() {
+  detail::lock_release(*state_, true);
+}
+
+void rlock::mark_consistent() {
+  state_->inconsistent.store(0, std::memory_order_release);
+}
+
+bool rlock::inconsistent() const {
+  return state_->inconsistent.load(std::memory_order_acquire) != 0;
+}
+
+}  // namespace mp
