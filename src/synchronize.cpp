@@ -176,3 +176,89 @@ bool rlock::inconsistent() const {
 }
 
 }  // namespace mp
+
+namespace mp {
+
+condition::condition() : condition(mp::rlock{}) {}
+
+condition::condition(mp::lock lock)
+    : lock_(std::move(lock)),
+      recursive_(false),
+      state_(detail::shared_object<detail::condition_state>::make()) {}
+
+condition::condition(mp::rlock lock)
+    : lock_(std::move(lock)),
+      recursive_(true),
+      state_(detail::shared_object<detail::condition_state>::make()) {}
+
+detail::lock_state& condition::lock_state() const {
+  return std::visit([](const auto& l) -> detail::lock_state& { return l.state(); }, lock_);
+}
+
+bool condition::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
+  if (!blocking) timeout = std::chrono::nanoseconds::zero();
+  return detail::lock_acquire(lock_state(), recursive_, timeout);
+}
+
+void condition::release() {
+  detail::lock_release(lock_state(), recursive_);
+}
+
+bool condition::held_by_caller() const {
+  const detail::lock_state& s = lock_state();
+  const std::uint32_t word = s.word.load(std::memory_order_relaxed);
+  if (!recursive_) return word != 0;  // a Lock has no owning thread (Python)
+  return (word & detail::pid_mask) == detail::self_word() &&
+         s.owner_tid.load(std::memory_order_relaxed) == detail::self_tid();
+}
+
+bool condition::wait(std::optional<std::chrono::nanoseconds> timeout) {
+  if (!held_by_caller()) throw usage_error("cannot wait on an un-acquired condition");
+  detail::lock_state& lock = lock_state();
+  // Read the sequence before releasing: a notify between the release and the
+  // sleep changes it, and the futex then does not sleep.
+  const std::uint32_t sequence = state_->sequence.load(std::memory_order_acquire);
+  state_->waiters.fetch_add(1, std::memory_order_relaxed);
+  std::uint32_t depth = 1;
+  if (recursive_) {
+    depth = lock.depth.load(std::memory_order_relaxed);
+    lock.depth.store(1, std::memory_order_relaxed);  // so one release frees it
+  }
+  detail::lock_release(lock, recursive_);
+  bool notified = true;
+  using clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  while (state_->sequence.load(std::memory_order_acquire) == sequence) {
+    std::optional<std::chrono::nanoseconds> left;
+    if (timeout) {
+      left = deadline - clock::now();
+      if (*left <= std::chrono::nanoseconds::zero()) {
+        notified = false;
+        break;
+      }
+    }
+    os::futex_wait(state_->sequence, sequence, left);
+  }
+  state_->waiters.fetch_sub(1, std::memory_order_relaxed);
+  try {
+    detail::lock_acquire(lock, recursive_, std::nullopt);
+  } catch (const owner_died&) {
+    if (recursive_) lock.depth.store(depth, std::memory_order_relaxed);
+    throw;
+  }
+  if (recursive_) lock.depth.store(depth, std::memory_order_relaxed);
+  return notified;
+}
+
+void condition::notify(unsigned n) {
+  if (!held_by_caller()) throw usage_error("cannot notify on an un-acquired condition");
+  if (state_->waiters.load(std::memory_order_relaxed) == 0 || n == 0) return;
+  state_->sequence.fetch_add(1, std::memory_order_release);
+  os::futex_wake(state_->sequence, static_cast<int>(std::min<unsigned>(n, INT_MAX)));
+}
+
+void condition::notify_all() {
+  notify(UINT_MAX);
+}
+
+}  // namespace mp

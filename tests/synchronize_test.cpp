@@ -252,3 +252,116 @@ TEST(rlock, the_next_acquirer_is_told_when_the_holder_died) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(condition, wait_times_out_and_requires_the_lock) {
+  mp::condition c;
+  EXPECT_THROW(c.wait(1ms), mp::usage_error);
+  EXPECT_THROW(c.notify(), mp::usage_error);
+  std::scoped_lock guard(c);
+  EXPECT_FALSE(c.wait(10ms));
+}
+
+TEST(condition, wait_releases_a_recursive_lock_fully_and_restores_it) {
+  mp::rlock r;
+  mp::condition c(r);
+  c.acquire();
+  c.acquire();
+  std::thread notifier([&] {
+    std::scoped_lock guard(c);  // only possible if wait released both levels
+    c.notify();
+  });
+  EXPECT_TRUE(c.wait(mp::testing::scaled(30s)));
+  notifier.join();
+  c.release();
+  std::thread([&] { EXPECT_FALSE(r.try_lock()); }).join();  // still held once
+  c.release();
+  std::thread([&] {
+    EXPECT_TRUE(r.try_lock());
+    r.unlock();
+  }).join();
+}
+
+TEST(condition, producer_and_consumer_processes) {
+  struct slot {
+    int items;
+    int total;
+  };
+  mp::condition c(mp::lock{});
+  auto shared = mp::detail::shared_object<slot>::make(slot{0, 0});
+  mp::process consumer{[c, shared]() mutable {
+    for (int consumed = 0; consumed < 100; ++consumed) {
+      std::scoped_lock guard(c);
+      c.wait_for([&] { return shared->items > 0; });
+      --shared->items;
+      ++shared->total;
+      c.notify();
+    }
+  }};
+  consumer.start();
+  for (int i = 0; i < 100; ++i) {
+    std::scoped_lock guard(c);
+    c.wait_for([&] { return shared->items < 5; });  // a bounded buffer of 5
+    ++shared->items;
+    c.notify();
+  }
+  consumer.join();
+  EXPECT_EQ(consumer.exitcode(), 0);
+  EXPECT_EQ(shared->total, 100);
+  EXPECT_EQ(shared->items, 0);
+}
+
+TEST(condition, notify_all_wakes_every_waiting_process) {
+  struct state {
+    int waiting;
+    bool go;
+  };
+  mp::condition c;
+  auto shared = mp::detail::shared_object<state>::make(state{0, false});
+  std::vector<mp::process> waiters;
+  for (int i = 0; i < 3; ++i)
+    waiters.emplace_back([c, shared]() mutable {
+      std::scoped_lock guard(c);
+      ++shared->waiting;
+      c.notify_all();
+      c.wait_for([&] { return shared->go; });
+    });
+  for (auto& w : waiters) w.start();
+  {
+    std::scoped_lock guard(c);
+    EXPECT_TRUE(c.wait_for([&] { return shared->waiting == 3; }, mp::testing::scaled(30s)));
+    shared->go = true;
+    c.notify_all();
+  }
+  for (auto& w : waiters) {
+    w.join();
+    EXPECT_EQ(w.exitcode(), 0);
+  }
+}
+
+TEST(condition, wait_for_returns_the_predicate_after_a_timeout) {
+  mp::condition c;
+  std::scoped_lock guard(c);
+  EXPECT_FALSE(c.wait_for([] { return false; }, 20ms));
+  EXPECT_TRUE(c.wait_for([] { return true; }, 0ms));
+}
+
+TEST(condition, a_waiter_learns_that_the_lock_holder_died) {
+  mp::condition c(mp::lock{});
+  auto [reader, writer] = mp::pipe(false);
+  mp::process holder{[](mp::condition cond, mp::connection out) {
+                       cond.acquire();
+                       out.send(1);
+                       sleep_forever();
+                     },
+                     c, std::move(writer)};
+  holder.start();
+  EXPECT_EQ(reader.recv<int>(), 1);
+  holder.kill();
+  holder.join();
+  EXPECT_THROW(c.acquire(true, mp::testing::scaled(30s)), mp::owner_died);
+  c.release();
+}
+
+}  // namespace

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <variant>
 
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
@@ -142,6 +143,76 @@ class MP_EXPORT rlock {
 
  private:
   detail::shared_object<detail::lock_state> state_;
+};
+
+namespace detail {
+struct condition_state {
+  std::atomic<std::uint32_t> sequence{0};  // bumped by every notify
+  std::atomic<std::uint32_t> waiters{0};
+};
+}  // namespace detail
+
+/// Python's Condition over a lock or an rlock (a new rlock by default, as in
+/// Python). wait() releases the lock completely, even an rlock held
+/// recursively, and restores it before returning. Copies refer to the same
+/// condition. notify(n) may wake more than n waiters, like a spurious wake-up:
+/// wait in a loop or use wait_for with a predicate.
+class MP_EXPORT condition {
+ public:
+  condition();
+  explicit condition(mp::lock lock);
+  explicit condition(mp::rlock lock);
+
+  bool acquire(bool blocking = true,
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  void release();
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return try_lock_for(deadline - Clock::now());
+  }
+  void unlock() { release(); }
+
+  /// Releases the lock, sleeps until notified or `timeout`, then reacquires.
+  /// Requires: the caller holds the lock (for an rlock: this thread), or
+  /// mp::usage_error is thrown. Returns false on timeout. Throws
+  /// mp::owner_died (holding the lock) if a holder died meanwhile.
+  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  /// Waits until `predicate()` is true or `timeout` passes; returns the last
+  /// value of the predicate (Python's wait_for).
+  template <class Predicate>
+  bool wait_for(Predicate predicate,
+                std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    bool result = predicate();
+    while (!result) {
+      std::optional<std::chrono::nanoseconds> left;
+      if (timeout) {
+        left = deadline - clock::now();
+        if (*left <= std::chrono::nanoseconds::zero()) break;
+      }
+      wait(left);
+      result = predicate();
+    }
+    return result;
+  }
+  /// Wakes up to `n` waiters. Requires the lock held (else mp::usage_error).
+  void notify(unsigned n = 1);
+  void notify_all();
+
+ private:
+  detail::lock_state& lock_state() const;
+  bool recursive() const noexcept { return recursive_; }
+  bool held_by_caller() const;
+  std::variant<mp::lock, mp::rlock> lock_;
+  bool recursive_;
+  detail::shared_object<detail::condition_state> state_;
 };
 
 }  // namespace mp
