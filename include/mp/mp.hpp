@@ -6,4 +6,6 @@
 #include "mp/errors.hpp"
 #include "mp/process.hpp"
 #include "mp/serialization.hpp"
+#include "mp/shared_memory.hpp"
+#include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"

@@ -54,6 +54,19 @@ class shared_object {
 
  public:
   shared_object() = default;
+  shared_object(const shared_object&) = default;
+  shared_object& operator=(const shared_object&) = default;
+  /// A moved-from owner is empty: it no longer points into a region it does
+  /// not keep mapped.
+  shared_object(shared_object&& other) noexcept
+      : region_(std::move(other.region_)), object_(std::exchange(other.object_, nullptr)) {}
+  shared_object& operator=(shared_object&& other) noexcept {
+    region_ = std::move(other.region_);
+    object_ = std::exchange(other.object_, nullptr);
+    return *this;
+  }
+  ~shared_object() = default;
+
   template <class... Args>
   static shared_object make(Args&&... args) {
     auto [region, at] = shared_allocate(sizeof(T), alignof(T));

@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: MIT
+// Tests of mp::shared_memory and mp::shareable_list (mp/shared_memory.hpp): naming, the
+// destructor policy, sharing with children, crash safety and defensive decoding.
+#include "mp/shared_memory.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mp/connection.hpp"
+#include "mp/process.hpp"
+#include "mp/serialization.hpp"
+#include "mp/testing/testing.hpp"
+
+namespace {
+
+using item = mp::shareable_list::item;
+
+void sleep_forever() {
+  for (;;) ::pause();
+}
+
+// Whether /dev/shm has an entry for `name` (as unique_name gives it, with a leading '/').
+bool exists(const std::string& name) {
+  return mp::testing::shm_entries().contains(name.substr(1));
+}
+
+// Ends a forked child with `code` unless `ok`.
+void require(bool ok, int code) {
+  if (!ok) throw mp::system_exit{code};
+}
+
+mp::bytes to_bytes(std::string_view text) {
+  const auto view = std::as_bytes(std::span(text));
+  return mp::bytes(view.begin(), view.end());
+}
+
+// Starts a child that creates the block `name` and writes 42 to its first byte, opens the block
+// here, then kills the child, leaving the block behind without its creator. The block returned
+// holds it, so that orphan sweeps of tests running at the same time leave it alone for now.
+mp::shared_memory crash_creator(const std::string& name) {
+  auto [reader, writer] = mp::pipe(false);
+  mp::process creator{[name](mp::connection out) {
+                        auto block = mp::shared_memory::create(name, 64);
+                        block.data()[0] = std::byte{42};
+                        out.send(true);
+                        sleep_forever();
+                      },
+                      std::move(writer)};
+  creator.start();
+  if (!reader.recv<bool>()) throw std::logic_error("the creator did not start");
+  auto holder = mp::shared_memory::open(name);
+  creator.kill();
+  creator.join();
+  if (creator.exitcode() != -SIGKILL) throw std::logic_error("the creator was not killed");
+  return holder;
+}
+
+TEST(shared_memory, create_open_and_unlink_round_trip) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto creator = mp::shared_memory::create(name, 100);
+  EXPECT_EQ(creator.name(), name.substr(1));  // reported without the '/', as Python does
+  EXPECT_EQ(creator.size(), 100u);
+  EXPECT_EQ(creator.bytes().size(), 100u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(creator.data()) % 4096, 0u);
+  EXPECT_TRUE(creator.owns_name());
+  EXPECT_TRUE(std::all_of(creator.bytes().begin(), creator.bytes().end(),
+                          [](std::byte b) { return b == std::byte{0}; }));
+  std::memcpy(creator.data(), "hello", 5);
+
+  auto opener = mp::shared_memory::open(name.substr(1));  // without the '/' too
+  EXPECT_FALSE(opener.owns_name());
+  EXPECT_EQ(opener.name(), creator.name());
+  EXPECT_EQ(opener.size(), 100u);
+  EXPECT_EQ(std::memcmp(opener.data(), "hello", 5), 0);
+  opener.data()[99] = std::byte{7};
+  EXPECT_EQ(creator.data()[99], std::byte{7});
+
+  opener.unlink();  // any holder may unlink, as in Python
+  EXPECT_FALSE(exists(name));
+  EXPECT_THROW(mp::shared_memory::open(name), mp::shared_memory_not_found);
+  EXPECT_THROW(opener.unlink(), mp::shared_memory_not_found);
+  EXPECT_EQ(creator.data()[99], std::byte{7});  // the mappings outlive the name
+}
+
+TEST(shared_memory, an_anonymous_block_is_shared_with_a_forked_child) {
+  auto block = mp::shared_memory::create(4096);
+  EXPECT_TRUE(block.name().empty());
+  EXPECT_GE(block.fd(), 0);
+  EXPECT_FALSE(block.owns_name());
+  block.data()[0] = std::byte{1};
+  mp::process p{[&block] {
+    require(block.data()[0] == std::byte{1}, 2);
+    block.data()[4095] = std::byte{9};
+  }};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(block.data()[4095], std::byte{9});
+  block.unlink();  // nothing to unlink
+}
+
+TEST(shared_memory, opening_a_missing_name_throws_not_found) {
+  const std::string name = mp::testing::unique_name("shm");
+  EXPECT_THROW(mp::shared_memory::open(name), mp::shared_memory_not_found);
+  try {
+    mp::shared_memory::open(name);
+  } catch (const mp::process_error& e) {  // the Python hierarchy's root
+    EXPECT_NE(std::string(e.what()).find(name.substr(1)), std::string::npos) << e.what();
+  }
+}
+
+TEST(shared_memory, creating_an_existing_name_throws_exists) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto first = mp::shared_memory::create(name, 10);
+  EXPECT_THROW(mp::shared_memory::create(name, 10), mp::shared_memory_exists);
+  EXPECT_THROW(mp::shared_memory::create(name.substr(1), 10), mp::shared_memory_exists);
+  EXPECT_TRUE(exists(name));  // the failed attempts removed nothing
+}
+
+TEST(shared_memory, zero_size_and_bad_names_are_invalid_arguments) {
+  const std::string name = mp::testing::unique_name("shm");
+  EXPECT_THROW(mp::shared_memory::create(name, 0), std::invalid_argument);
+  EXPECT_THROW(mp::shared_memory::create(0), std::invalid_argument);
+  for (const char* bad : {"", "/", "a/b", "//a", "..", "/."}) {
+    EXPECT_THROW(mp::shared_memory::create(bad, 8), std::invalid_argument) << bad;
+    EXPECT_THROW(mp::shared_memory::open(bad), std::invalid_argument) << bad;
+  }
+  EXPECT_THROW(mp::shared_memory::open(std::string(256, 'x')), std::invalid_argument);
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, the_creators_destructor_unlinks_and_an_openers_does_not) {
+  const std::string name = mp::testing::unique_name("shm");
+  {
+    auto creator = mp::shared_memory::create(name, 10);
+    { auto opener = mp::shared_memory::open(name); }
+    EXPECT_TRUE(exists(name));
+    auto opener = mp::shared_memory::open(name);
+    opener.close();
+    EXPECT_TRUE(exists(name));
+  }
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, close_is_idempotent_and_the_closed_creator_still_unlinks) {
+  const std::string name = mp::testing::unique_name("shm");
+  {
+    auto block = mp::shared_memory::create(name, 10);
+    block.close();
+    block.close();
+    EXPECT_TRUE(block.closed());
+    EXPECT_EQ(block.data(), nullptr);
+    EXPECT_TRUE(block.bytes().empty());
+    EXPECT_EQ(block.fd(), -1);
+    EXPECT_EQ(block.size(), 10u);  // as Python's size after close()
+    EXPECT_TRUE(exists(name));
+  }
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, moving_transfers_ownership_of_the_name) {
+  const std::string first = mp::testing::unique_name("shm");
+  const std::string second = mp::testing::unique_name("shm");
+  auto a = mp::shared_memory::create(first, 10);
+  mp::shared_memory b = std::move(a);
+  EXPECT_TRUE(a.closed());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  EXPECT_FALSE(a.owns_name());
+  EXPECT_TRUE(a.name().empty());
+  EXPECT_TRUE(b.owns_name());
+  EXPECT_EQ(b.name(), first.substr(1));
+  b = mp::shared_memory::create(second, 10);  // the overwritten creator unlinks its name
+  EXPECT_FALSE(exists(first));
+  EXPECT_TRUE(exists(second));
+  b = mp::shared_memory{};
+  EXPECT_FALSE(exists(second));
+}
+
+TEST(shared_memory, release_name_keeps_the_block_for_a_later_unlink) {
+  const std::string name = mp::testing::unique_name("shm");
+  {
+    auto block = mp::shared_memory::create(name, 10);
+    block.data()[0] = std::byte{5};
+    block.release_name();
+    EXPECT_FALSE(block.owns_name());
+  }
+  EXPECT_TRUE(exists(name));
+  mp::shared_memory::remove_orphans();  // nobody holds it, but it was kept on purpose
+  EXPECT_TRUE(exists(name));
+  auto again = mp::shared_memory::open(name);
+  EXPECT_EQ(again.data()[0], std::byte{5});
+  again.unlink();
+  EXPECT_FALSE(exists(name));
+  again.close();
+  EXPECT_THROW(again.release_name(), mp::usage_error);
+}
+
+TEST(shared_memory, a_forked_copy_of_the_creator_never_unlinks) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto block = mp::shared_memory::create(name, 10);
+  mp::process p{[&block] {
+    // Destroying the child's copy runs the creator's destructor in another process.
+    { mp::shared_memory moved = std::move(block); }
+  }};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_TRUE(exists(name));
+  EXPECT_TRUE(block.owns_name());
+}
+
+TEST(shared_memory, the_destructor_spares_a_new_block_that_took_an_unlinked_name) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto old_block = mp::shared_memory::create(name, 10);
+  mp::shared_memory::open(name).unlink();
+  auto new_block = mp::shared_memory::create(name, 20);
+  old_block = mp::shared_memory{};  // its name now belongs to another block
+  EXPECT_TRUE(exists(name));
+  EXPECT_EQ(mp::shared_memory::open(name).size(), 20u);
+}
+
+// Other test processes may sweep at the same time as these tests, so they check what became of
+// the name, never how many blocks a sweep removed.
+TEST(shared_memory, remove_orphans_removes_a_block_whose_creator_was_killed) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto holder = crash_creator(name);
+  EXPECT_TRUE(exists(name));  // SIGKILL ran no destructor
+  EXPECT_EQ(holder.data()[0], std::byte{42});
+  mp::shared_memory::remove_orphans();
+  EXPECT_TRUE(exists(name));  // we hold it
+  holder.close();
+  mp::shared_memory::remove_orphans();
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, remove_orphans_spares_a_block_that_a_forked_child_inherited) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto holder = crash_creator(name);
+  // A child inherits the holder's descriptor: it holds the block too, while it runs.
+  auto [reader, writer] = mp::pipe(false);
+  mp::process heir{[](mp::connection out) {
+                     out.send(true);
+                     sleep_forever();
+                   },
+                   std::move(writer)};
+  heir.start();
+  ASSERT_TRUE(reader.recv<bool>());
+  holder.close();
+  mp::shared_memory::remove_orphans();
+  EXPECT_TRUE(exists(name));
+  heir.kill();
+  heir.join();
+  mp::shared_memory::remove_orphans();
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, remove_orphans_spares_a_closed_block_whose_creator_lives) {
+  const std::string name = mp::testing::unique_name("shm");
+  {
+    auto block = mp::shared_memory::create(name, 10);
+    block.close();  // nobody holds it, but its creator will unlink it
+    mp::shared_memory::remove_orphans();
+    EXPECT_TRUE(exists(name));
+    EXPECT_NO_THROW(mp::shared_memory::open(name));
+  }
+  EXPECT_FALSE(exists(name));
+}
+
+TEST(shared_memory, creating_over_an_orphan_reclaims_its_name) {
+  const std::string name = mp::testing::unique_name("shm");
+  crash_creator(name).close();
+  auto block = mp::shared_memory::create(name, 64);
+  EXPECT_TRUE(block.owns_name());
+  EXPECT_EQ(block.data()[0], std::byte{0});  // a new block, not the orphan
+}
+
+TEST(shared_memory, a_block_without_an_mp_header_opens_as_plain_bytes) {
+  // As Python's SharedMemory(create=True) leaves it: a bare file in /dev/shm.
+  const std::string name = mp::testing::unique_name("shm");
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "python", 6), 6);
+  ::close(fd);
+  {
+    auto block = mp::shared_memory::open(name);
+    EXPECT_EQ(block.size(), 6u);
+    EXPECT_EQ(std::memcmp(block.data(), "python", 6), 0);
+  }
+  mp::shared_memory::remove_orphans();  // not ours: never swept
+  EXPECT_TRUE(exists(name));
+  ::shm_unlink(name.c_str());
+}
+
+TEST(shared_memory, a_header_of_another_version_throws_decode_error) {
+  const std::string name = mp::testing::unique_name("shm");
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 8192), 0);
+  const char header[12] = {'m', 'p', '.', 's', 'h', 'm', '\0', '\1', 2, 0, 0, 0};  // version 2
+  ASSERT_EQ(::pwrite(fd, header, sizeof header, 0), static_cast<ssize_t>(sizeof header));
+  ::close(fd);
+  EXPECT_THROW(mp::shared_memory::open(name), mp::decode_error);
+  ::shm_unlink(name.c_str());
+}
+
+TEST(shareable_list, holds_every_item_type) {
+  const std::vector<item> items{
+      std::int64_t{-3}, 2.5, true, "text", to_bytes(std::string_view("\0b", 2)), std::monostate{}};
+  mp::shareable_list list(items);
+  ASSERT_EQ(list.size(), items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) EXPECT_EQ(list[i], items[i]) << i;
+  EXPECT_TRUE(list.shm().name().empty());  // anonymous
+  EXPECT_EQ(list.count(true), 1u);
+  EXPECT_EQ(list.count(std::int64_t{1}), 0u);  // true is a bool, not an int, here
+  EXPECT_EQ(list.index("text"), 3u);
+  EXPECT_THROW(list.index("absent"), std::invalid_argument);
+  EXPECT_THROW(list.get(6), std::out_of_range);
+  EXPECT_THROW(list.set(6, true), std::out_of_range);
+}
+
+TEST(shareable_list, a_slot_holds_what_python_lets_it_hold) {
+  mp::shareable_list list({"abcde", std::int64_t{1}, ""});
+  list.set(0, "12345678");  // 5 bytes round up to room for 8, as in Python
+  EXPECT_EQ(list[0], item("12345678"));
+  EXPECT_THROW(list.set(0, "123456789"), std::invalid_argument);
+  EXPECT_EQ(list[0], item("12345678"));  // unchanged by the failed set
+  list.set(0, std::string("a\0b", 3));   // trailing and inner NULs are kept
+  EXPECT_EQ(list[0], item(std::string("a\0b", 3)));
+  list.set(0, 4.5);  // any number fits any slot
+  EXPECT_EQ(list[0], item(4.5));
+  list.set(1, "eight ch");  // a number's 8 bytes can take a short string
+  EXPECT_EQ(list[1], item("eight ch"));
+  EXPECT_THROW(list.set(1, "nine char"), std::invalid_argument);
+  list.set(1, std::monostate{});
+  EXPECT_EQ(list[1], item(std::monostate{}));
+  list.set(2, to_bytes("8 bytes!"));  // an empty string still has room for 8
+  EXPECT_EQ(list[2], item(to_bytes("8 bytes!")));
+  EXPECT_EQ(mp::shareable_list(std::vector<item>{}).size(), 0u);
+}
+
+TEST(shareable_list, a_named_list_round_trips_across_processes) {
+  const std::string name = mp::testing::unique_name("shm");
+  mp::shareable_list list({std::int64_t{1}, "hello", 0.5}, name);
+  EXPECT_EQ(list.shm().name(), name.substr(1));
+  mp::process p{[name] {
+    auto mine = mp::shareable_list::open(name);
+    require(mine.size() == 3, 2);
+    require(mine[1] == item("hello"), 3);
+    mine.set(0, std::int64_t{mine.count(0.5) == 1 ? 100 : -1});
+    mine.set(1, "world");
+  }};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(list[0], item(std::int64_t{100}));
+  EXPECT_EQ(list[1], item("world"));
+}
+
+TEST(shareable_list, an_anonymous_list_is_shared_with_a_forked_child) {
+  mp::shareable_list list({std::int64_t{0}, false});
+  mp::process p{[&list] {
+    list.set(0, std::int64_t{7});
+    list.set(1, true);
+  }};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(list[0], item(std::int64_t{7}));
+  EXPECT_EQ(list[1], item(true));
+}
+
+// Offsets into a list's block, per the layout in shared_memory.hpp.
+constexpr std::size_t count_at = 16, slots_at = 32, slot_size = 32;
+constexpr std::size_t type_at = 0, offset_at = 8, capacity_at = 16, length_at = 24;
+
+void poke(std::byte* block, std::size_t at, std::uint64_t value) {
+  std::memcpy(block + at, &value, sizeof value);
+}
+
+TEST(shareable_list, a_corrupt_block_throws_decode_error) {
+  const std::string name = mp::testing::unique_name("shm");
+  mp::shareable_list list({"abc", true, std::int64_t{1}}, name);
+  auto raw = mp::shared_memory::open(name);
+  std::byte* block = raw.data();
+
+  poke(block, count_at, std::uint64_t{1} << 40);
+  EXPECT_THROW(mp::shareable_list::open(name), mp::decode_error);
+  poke(block, count_at, 3);
+  EXPECT_NO_THROW(mp::shareable_list::open(name));
+
+  // Corruption after opening is caught on each access.
+  poke(block, slots_at + length_at, 1000);
+  EXPECT_THROW(list.get(0), mp::decode_error);
+  EXPECT_THROW(list.set(0, "x"), mp::decode_error);
+  poke(block, slots_at + length_at, 3);
+  EXPECT_EQ(list[0], item("abc"));
+  poke(block, slots_at + offset_at, std::uint64_t{0} - 8);
+  EXPECT_THROW(list.get(0), mp::decode_error);
+  poke(block, slots_at + offset_at, 0);
+  poke(block, slots_at + capacity_at, 4);
+  EXPECT_THROW(list.get(0), mp::decode_error);
+  poke(block, slots_at + capacity_at, 8);
+
+  std::uint32_t type = 99;
+  std::memcpy(block + slots_at + slot_size + type_at, &type, sizeof type);
+  EXPECT_THROW(list.get(1), mp::decode_error);
+  EXPECT_THROW(list.count(true), mp::decode_error);
+  type = 3;  // bool again
+  std::memcpy(block + slots_at + slot_size + type_at, &type, sizeof type);
+  const std::size_t data_at = slots_at + 3 * slot_size;
+  poke(block, data_at + 8, 2);  // item 1's payload: a bool that is neither 0 nor 1
+  EXPECT_THROW(list.get(1), mp::decode_error);
+  poke(block, data_at + 8, 1);
+  EXPECT_EQ(list[1], item(true));
+
+  std::memset(block, 0, 8);  // the magic
+  EXPECT_THROW(mp::shareable_list::open(name), mp::decode_error);
+  EXPECT_THROW(mp::shareable_list::open(mp::shared_memory::create(16)), mp::decode_error);
+}
+
+}  // namespace
