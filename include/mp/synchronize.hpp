@@ -215,4 +215,148 @@ class MP_EXPORT condition {
   detail::shared_object<detail::condition_state> state_;
 };
 
+/// Python's SEM_VALUE_MAX: the largest value a semaphore may hold.
+inline constexpr unsigned sem_value_max = 0x7fffffff;
+
+namespace detail {
+
+/// The shared state of a semaphore or bounded_semaphore.
+struct semaphore_state {
+  semaphore_state(std::uint32_t initial, std::uint32_t maximum) noexcept
+      : value(initial), max_value(maximum) {}
+  std::atomic<std::uint32_t> value;       // futex word: the count
+  std::atomic<std::uint32_t> waiters{0};  // threads that may sleep on `value`
+  const std::uint32_t max_value;          // release() beyond it throws
+};
+
+/// The shared state of an event.
+struct event_state {
+  std::atomic<std::uint32_t> word{0};  // futex word: (number of sets << 1) | flag
+  std::atomic<std::uint32_t> waiters{0};
+};
+
+/// The shared state of a barrier (its encoding is in src/synchronize_barrier.cpp).
+struct barrier_state {
+  static constexpr std::uint32_t history = 32;
+  explicit barrier_state(std::uint32_t party_count) noexcept;
+  std::atomic<std::uint64_t> word{0};     // generation, arrivals, phase
+  std::atomic<std::uint32_t> changes{0};  // futex word: bumped when the generation changes
+  const std::uint32_t parties;
+  std::atomic<std::uint64_t> outcomes[history];  // how recent generations ended
+};
+
+}  // namespace detail
+
+/// Python's Semaphore. Copies refer to the same semaphore. Meets the standard
+/// TimedLockable requirements, so `std::scoped_lock guard(sem);` is Python's
+/// `with sem:`. Thread-safe and fork-safe.
+class MP_EXPORT semaphore {
+ public:
+  /// Throws mp::usage_error if `value` exceeds sem_value_max.
+  explicit semaphore(unsigned value = 1);
+
+  /// Python's acquire(block, timeout): blocks at most `timeout` (forever if
+  /// unset) while the value is zero; with `blocking` false, does not wait at
+  /// all. True if acquired. Throws only std::system_error.
+  bool acquire(bool blocking = true,
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  /// Adds `n` and wakes up to `n` waiters (threading.Semaphore's release(n)).
+  /// Never blocks. Throws mp::usage_error, changing nothing, if `n` is 0 or
+  /// the value would exceed the maximum (sem_value_max, or for a
+  /// bounded_semaphore its initial value).
+  void release(unsigned n = 1);
+  /// The current value (it may change at once). Never blocks or throws.
+  unsigned get_value() const;
+
+  void lock() { acquire(); }
+  bool try_lock() { return acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return try_lock_for(deadline - Clock::now());
+  }
+  void unlock() { release(); }
+
+ protected:
+  semaphore(unsigned value, unsigned max_value);
+
+ private:
+  detail::shared_object<detail::semaphore_state> state_;
+};
+
+/// Python's BoundedSemaphore: release() above the initial value throws
+/// mp::usage_error and changes nothing. The bound lives in shared memory, so a
+/// copy sliced to mp::semaphore keeps it.
+class MP_EXPORT bounded_semaphore : public semaphore {
+ public:
+  /// Throws mp::usage_error if `value` exceeds sem_value_max.
+  explicit bounded_semaphore(unsigned value = 1);
+};
+
+/// Python's Event. Copies refer to the same event. Thread-safe and fork-safe.
+class MP_EXPORT event {
+ public:
+  event();
+  /// Never blocks or throws.
+  bool is_set() const;
+  /// Sets the flag and wakes every waiter. Never blocks.
+  void set();
+  /// Clears the flag. Never blocks or throws.
+  void clear();
+  /// Blocks until the flag is set, or at most `timeout` (forever if unset),
+  /// and returns the flag on exit. As in Python, a set() undone by clear()
+  /// before a waiter runs still wakes it, and it returns false.
+  /// Throws only std::system_error.
+  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+ private:
+  detail::shared_object<detail::event_state> state_;
+};
+
+/// Python's Barrier (threading.Barrier, shared across processes). Copies refer
+/// to the same barrier; each copy carries its own copy of the action, and the
+/// process that arrives last runs its copy. Thread-safe and fork-safe.
+///
+/// Differences from Python: a timeout, abort() or reset() while the action
+/// runs breaks the cycle (Python waits for the action first), and the
+/// arriving process then throws mp::broken_barrier after its action returns.
+/// Processes leaving a completed cycle need not drain before the next cycle
+/// fills. A process killed while waiting still counts as arrived: the others
+/// are released early or time out, and reset() starts afresh.
+class MP_EXPORT barrier {
+ public:
+  /// `timeout` is the default for wait(). Throws mp::usage_error unless
+  /// 1 <= parties <= 2^29 - 1.
+  explicit barrier(unsigned parties, std::function<void()> action = {},
+                   std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  /// Arrives and blocks until `parties` processes or threads have arrived, or
+  /// at most `timeout` (the constructor's if unset; forever if both are).
+  /// Returns the arrival index, 0 to parties() - 1; the last to arrive runs
+  /// the action before anyone is released. Arrivals while the action runs
+  /// wait for the next cycle. Throws mp::broken_barrier if the barrier is or
+  /// becomes broken, or if the wait times out (which breaks it for everyone);
+  /// an exception from the action breaks the barrier and propagates.
+  unsigned wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  /// Breaks the barrier: current and later waits throw mp::broken_barrier
+  /// until reset(). Never blocks.
+  void abort();
+  /// Returns the barrier to its initial state; current waiters throw
+  /// mp::broken_barrier. Never blocks.
+  void reset();
+  /// Never blocks or throws.
+  bool broken() const;
+  /// The number of arrivals in the current cycle (0 while broken).
+  unsigned n_waiting() const;
+  unsigned parties() const;
+
+ private:
+  detail::shared_object<detail::barrier_state> state_;
+  std::function<void()> action_;
+  std::optional<std::chrono::nanoseconds> timeout_;
+};
+
 }  // namespace mp
