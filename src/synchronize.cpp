@@ -69,6 +69,14 @@ bool try_take(lock_state& state, std::uint32_t with) {
 
 }  // namespace
 
+void lock_acquire_blocking(lock_state& state, bool recursive) {
+  if (!recursive && try_take(state, self_word())) {
+    acquired(state, false);
+    return;
+  }
+  lock_acquire(state, recursive, std::nullopt);
+}
+
 bool lock_acquire(lock_state& state, bool recursive,
                   std::optional<std::chrono::nanoseconds> timeout) {
   const std::uint32_t me = self_word();
