@@ -7,10 +7,12 @@ hits all three alike; prints a markdown table of the medians with each target
 marked PASS or FAIL, and writes it with the machine's details to
 bench/results/<date>-<hostname>.md.
 
-The latency scenarios (spawn, pingpong) run twice: unpinned, and with every
-process pinned to one CPU (sched_setaffinity before exec; children inherit it).
+The round-trip scenarios (spawn, pingpong, event) run twice: unpinned, and with
+every process pinned to one CPU (sched_setaffinity before exec; children inherit
+it). The lock scenario has a second row whose floor is a robust pthread mutex.
 
-Usage: run.py [--rounds N] [--repeat R] [--build-dir DIR] [--output FILE|-] [--env NAME=VALUE]
+Usage: run.py [--rounds N] [--repeat R] [--scenario NAME] [--build-dir DIR] [--output FILE|-]
+              [--env NAME=VALUE] [--check]
 """
 import argparse
 import datetime
@@ -28,44 +30,92 @@ SOURCE_DIR = BENCH_DIR.parent
 IMPLEMENTATIONS = ("mp", "python", "floor")
 
 
+# What each program prints, by scenario kind: (unit, lower is better).
+KINDS = {
+    "latency": ("µs", True),
+    "latency-ns": ("ns", True),
+    "rate": ("M/s", False),  # millions of operations per second
+    "throughput": ("GB/s", False),  # 10^9 bytes per second
+}
+
+# What one of a mode's rounds is, where it is not one timed round trip.
+ROUNDS_UNIT = {"throughput": " messages", "lock": " batches of 1000 pairs",
+               "increments": " increments per process"}
+
+
+@dataclass
+class Target:
+    """A target from the issue: `ratio op bound`, the ratio of the medians as written."""
+    ratio: str  # "mp/floor", "python/mp" (both table columns) or "mp/python"
+    op: str  # "<=" or ">="
+    bound: float
+    # Shown, but not counted by --check: a target of ours, not the issue's.
+    informational: bool = False
+
+    def value(self, medians):
+        top, bottom = self.ratio.split("/")
+        return medians[top] / medians[bottom]
+
+    def passed(self, medians):
+        value = self.value(medians)
+        return value <= self.bound if self.op == "<=" else value >= self.bound
+
+    def describe(self, medians):
+        text = f"{self.ratio} {self.op} {self.bound:g}"
+        if self.ratio not in ("mp/floor", "python/mp"):  # not in a column: show it here
+            text += f" (is {self.value(medians):.1f})"
+        text += f": {'PASS' if self.passed(medians) else 'FAIL'}"
+        return text + (" (informational)" if self.informational else "")
+
+
 @dataclass
 class Scenario:
     name: str
-    mode: str  # mp_side / mp_floor mode
+    mode: str  # mp_side / mp_floor mode, and what --scenario selects
     python_script: str
     pinned: bool
-    # "latency": microseconds, lower is better; "throughput": GB/s, higher is better.
-    kind: str
+    kind: str  # a key of KINDS
     # Timed rounds per run unless --rounds says otherwise. The round trip is so short that
     # 1000 rounds last a few milliseconds, which is too little for the scheduler's placement
     # of the two processes to settle; 20000 last about a second at Python's speed.
     rounds: int
+    targets: tuple = ()  # of Target; none for a reference row
+    floor_mode: str = ""  # the mp_floor mode, if not `mode`
     values: dict = field(default_factory=lambda: {i: [] for i in IMPLEMENTATIONS})
 
     def median(self, implementation):
         return statistics.median(self.values[implementation])
 
 
+SPAWN_TARGETS = (Target("mp/floor", "<=", 1.5), Target("python/mp", ">=", 10))
+PINGPONG_TARGETS = (Target("mp/floor", "<=", 1.3),)
+# No target in the issue; ours: an event round trip costs little more than the two futex wakes.
+EVENT_TARGETS = (Target("mp/floor", "<=", 2, informational=True),)
+
 SCENARIOS = (
-    Scenario("spawn: start + join", "spawn", "process_start.py", False, "latency", 1000),
-    Scenario("spawn: start + join, pinned", "spawn", "process_start.py", True, "latency", 1000),
+    Scenario("spawn: start + join", "spawn", "process_start.py", False, "latency", 1000,
+             SPAWN_TARGETS),
+    Scenario("spawn: start + join, pinned", "spawn", "process_start.py", True, "latency", 1000,
+             SPAWN_TARGETS),
     Scenario("pingpong: 8-byte round trip", "pingpong", "pipe_roundtrip.py", False, "latency",
-             20000),
+             20000, PINGPONG_TARGETS),
     Scenario("pingpong: 8-byte round trip, pinned", "pingpong", "pipe_roundtrip.py", True,
-             "latency", 20000),
+             "latency", 20000, PINGPONG_TARGETS),
     Scenario("throughput: 1 MiB messages", "throughput", "pipe_throughput.py", False,
-             "throughput", 2000),
+             "throughput", 2000, (Target("mp/floor", ">=", 0.8),)),
+    # Uncontended, one process: pinning changes nothing. A run times 2000 batches of 1000 pairs.
+    Scenario("lock: uncontended acquire + release", "lock", "lock_uncontended.py", False,
+             "latency-ns", 2000, (Target("mp/floor", "<=", 1.3),)),
+    Scenario("lock: the same, floor a robust pthread mutex", "lock", "lock_uncontended.py", False,
+             "latency-ns", 2000, floor_mode="lock-robust"),
+    # Each program puts its two processes on two CPUs itself.
+    Scenario("increments: 2 processes, 1 locked counter", "increments", "value_increments.py",
+             False, "rate", 200000, (Target("mp/python", ">=", 20),)),
+    Scenario("event: set/wait round trip", "event", "event_pingpong.py", False, "latency", 20000,
+             EVENT_TARGETS),
+    Scenario("event: set/wait round trip, pinned", "event", "event_pingpong.py", True, "latency",
+             20000, EVENT_TARGETS),
 )
-
-
-def targets(scenario, mp_over_floor, python_over_mp):
-    """The issue's targets: a list of (description, passed)."""
-    if scenario.mode == "spawn":
-        return [("mp/floor <= 1.5", mp_over_floor <= 1.5),
-                ("python/mp >= 10", python_over_mp >= 10)]
-    if scenario.mode == "pingpong":
-        return [("mp/floor <= 1.3", mp_over_floor <= 1.3)]
-    return [("mp/floor >= 0.8", mp_over_floor >= 0.8)]
 
 
 def command(scenario, implementation, args):
@@ -73,7 +123,8 @@ def command(scenario, implementation, args):
     if implementation == "mp":
         return [str(args.build_dir / "bench" / "mp_side"), scenario.mode, rounds]
     if implementation == "floor":
-        return [str(args.build_dir / "bench" / "mp_floor"), scenario.mode, rounds]
+        return [str(args.build_dir / "bench" / "mp_floor"), scenario.floor_mode or scenario.mode,
+                rounds]
     return [args.python, str(BENCH_DIR / "python" / scenario.python_script), rounds]
 
 
@@ -91,7 +142,8 @@ def run_once(scenario, implementation, args):
 
 
 def fmt(scenario, value):
-    return f"{value:,.1f} µs" if scenario.kind == "latency" else f"{value:.2f} GB/s"
+    unit, _ = KINDS[scenario.kind]
+    return f"{value:.2f} {unit}" if unit in ("GB/s", "M/s") else f"{value:,.1f} {unit}"
 
 
 def table(scenarios):
@@ -99,20 +151,26 @@ def table(scenarios):
              "|---|---:|---:|---:|---:|---:|---|"]
     all_passed = True
     for s in scenarios:
-        mp, python, floor = (s.median(i) for i in IMPLEMENTATIONS)
-        mp_over_floor, python_over_mp = mp / floor, python / mp
-        marks = []
-        for description, passed in targets(s, mp_over_floor, python_over_mp):
-            marks.append(f"{description}: {'PASS' if passed else 'FAIL'}")
-            all_passed = all_passed and passed
-        lines.append(f"| {s.name} | {fmt(s, mp)} | {fmt(s, python)} | {fmt(s, floor)} "
-                     f"| {mp_over_floor:.2f} | {python_over_mp:.2f} | {'; '.join(marks)} |")
+        medians = {i: s.median(i) for i in IMPLEMENTATIONS}
+        marks = [t.describe(medians) for t in s.targets] or ["none (reference)"]
+        all_passed = all_passed and all(t.passed(medians) for t in s.targets
+                                        if not t.informational)
+        lines.append(f"| {s.name} | {fmt(s, medians['mp'])} | {fmt(s, medians['python'])} "
+                     f"| {fmt(s, medians['floor'])} | {medians['mp'] / medians['floor']:.2f} "
+                     f"| {medians['python'] / medians['mp']:.2f} | {'; '.join(marks)} |")
     return "\n".join(lines), all_passed
 
 
+LEGEND = ("Latency in µs or ns (lower is better); throughput in GB/s = 10^9 bytes/s and rates in "
+          "M/s = 10^6 operations/s (higher is better). The ratio columns divide the medians as "
+          "written, so mp/floor above 1 means mp is slower for latency and faster for throughput "
+          "and rates, and python/mp above 1 means mp is faster for latency and slower for "
+          "throughput and rates. A target on a ratio that is not a column shows its value.")
+
+
 def raw_values(scenarios):
-    lines = ["| scenario | implementation | runs (each the median of its rounds; GB/s for "
-             "throughput) |", "|---|---|---|"]
+    lines = ["| scenario | implementation | runs (each the median of its rounds, or for GB/s "
+             "and M/s the rate over the run) |", "|---|---|---|"]
     for s in scenarios:
         for i in IMPLEMENTATIONS:
             runs = ", ".join(f"{v:.2f}" for v in s.values[i])
@@ -167,8 +225,8 @@ def compiler_version(build_dir):
 
 
 def machine_info(args, scenarios):
-    rounds = ", ".join(f"{s.mode} {args.rounds or s.rounds}"
-                       for s in scenarios if not s.pinned)
+    rounds = ", ".join(dict.fromkeys(
+        f"{s.mode} {args.rounds or s.rounds}{ROUNDS_UNIT.get(s.mode, '')}" for s in scenarios))
     python_version = subprocess.run(
         [args.python, "-c", "import platform; print(platform.python_version())"],
         capture_output=True, text=True, check=False).stdout.strip()
@@ -178,7 +236,8 @@ def machine_info(args, scenarios):
         f"- nproc: {os.cpu_count()} (usable here: {len(os.sched_getaffinity(0))})",
         f"- kernel: {platform.system()} {platform.release()}",
         f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"- start method: fork (mp's only one so far; Python: get_context('fork'))",
+        "- start method: fork (mp's only one so far; Python: get_context('fork'), and for "
+        "lock the default context)",
         f"- Python: {python_version} ({args.python})",
         f"- mp: {library_revision(args.build_dir)}, "
         f"{cmake_cache(args.build_dir, 'CMAKE_BUILD_TYPE')} build, "
@@ -194,8 +253,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=None,
-                        help="timed rounds per run (messages for throughput); default 1000 "
-                             "for spawn, 20000 for pingpong, 2000 for throughput")
+                        help="timed rounds per run (messages for throughput, batches of 1000 "
+                             "pairs for lock, increments per process for increments); default "
+                             "1000 for spawn, 20000 for pingpong and event, 2000 for throughput "
+                             "and lock, 200000 for increments")
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs per implementation and scenario; default 5")
     parser.add_argument("--build-dir", type=Path, default=SOURCE_DIR / "build" / "release",
@@ -205,7 +266,8 @@ def main():
                         help="the Python interpreter for the baselines; default this one")
     parser.add_argument("--pin-cpu", type=int, default=min(os.sched_getaffinity(0)),
                         help="the CPU for the pinned rows; default the lowest usable")
-    parser.add_argument("--scenario", action="append", choices=["spawn", "pingpong", "throughput"],
+    parser.add_argument("--scenario", action="append",
+                        choices=list(dict.fromkeys(s.mode for s in SCENARIOS)),
                         help="run only these scenarios (repeatable); default all")
     parser.add_argument("--output", default=None,
                         help="results file; default bench/results/<date>-<hostname>.md; "
@@ -238,7 +300,7 @@ def main():
             for implementation in IMPLEMENTATIONS:
                 value = run_once(s, implementation, args)
                 s.values[implementation].append(value)
-                print(f"[{repetition + 1}/{args.repeat}] {s.name:<38} {implementation:<6} "
+                print(f"[{repetition + 1}/{args.repeat}] {s.name:<46} {implementation:<6} "
                       f"{fmt(s, value)}", file=sys.stderr, flush=True)
 
     results, all_passed = table(scenarios)
@@ -251,10 +313,7 @@ def main():
         output.write_text(
             f"# Side-by-side results, {now:%Y-%m-%d %H:%M}\n\n"
             f"Command: `{' '.join(['bench/side_by_side/run.py'] + sys.argv[1:])}`\n\n"
-            + "\n".join(info) + "\n\n" + results + "\n\n"
-            "Latency in µs (lower is better), throughput in GB/s = 10^9 bytes/s (higher is "
-            "better); the ratios divide the medians as written, so mp/floor above 1 means mp "
-            "is slower for latency and faster for throughput.\n\n"
+            + "\n".join(info) + "\n\n" + results + "\n\n" + LEGEND + "\n\n"
             "## Every run\n\n" + raw_values(scenarios) + "\n")
         print(f"\nwritten to {output}", file=sys.stderr)
     return 1 if args.check and not all_passed else 0
