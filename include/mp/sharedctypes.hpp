@@ -128,7 +128,7 @@ void locked_write(T& object, const T& value) noexcept {
 /// acquire/release and the standard TimedLockable members to the one it holds,
 /// so `std::scoped_lock guard(value.get_lock());` works. Copies refer to the
 /// same lock. Thread-safe and fork-safe as the lock it holds.
-class any_lock {
+class any_lock : public detail::timed_lockable<any_lock> {
  public:
   /// Holds `primitive`, an mp::lock. Implicit: an mp::lock can be passed for an any_lock.
   any_lock(process_lock primitive) noexcept : lock_(std::move(primitive)) {}
@@ -145,17 +145,10 @@ class any_lock {
   void release() {
     std::visit([](auto& l) { l.release(); }, lock_);
   }
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  /// The fast blocking path of the lock it holds.
+  void lock() {
+    std::visit([](auto& l) { l.lock(); }, lock_);
   }
-  template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  void unlock() { release(); }
   /// Clears the inconsistent mark left by a holder that died.
   void mark_consistent() {
     std::visit([](auto& l) { l.mark_consistent(); }, lock_);

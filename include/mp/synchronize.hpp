@@ -77,12 +77,41 @@ MP_EXPORT void lock_release(lock_state& state, bool recursive);
 
 }  // namespace detail
 
+namespace detail {
+
+/// The standard TimedLockable members (lock, try_lock, try_lock_for,
+/// try_lock_until, unlock) in terms of Derived's Python-style
+/// acquire(blocking, timeout) and release(), so std::scoped_lock,
+/// std::unique_lock and std::condition_variable_any work. Derived may hide
+/// lock() with a faster one.
+template <class Derived>
+class timed_lockable {
+ public:
+  void lock() { self().acquire(); }
+  bool try_lock() { return self().acquire(false); }
+  template <class Rep, class Period>
+  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
+    // Rounded up: a timed wait never ends before the time asked for.
+    return self().acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+    return try_lock_for(deadline - Clock::now());
+  }
+  void unlock() { self().release(); }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
+}  // namespace detail
+
 /// Python's Lock: a non-recursive lock any thread of any process may release
 /// (as in Python). Satisfies the standard TimedLockable requirements.
 /// Copies refer to the same lock. Thread-safe and fork-safe. Spelled
 /// `mp::lock`: the class has another name only because a C++ class cannot
 /// have a member function named like itself, and std::scoped_lock needs lock().
-class MP_EXPORT process_lock {
+class MP_EXPORT process_lock : public detail::timed_lockable<process_lock> {
  public:
   process_lock();
 
@@ -95,16 +124,6 @@ class MP_EXPORT process_lock {
   void release();
 
   void lock() { detail::lock_acquire_blocking(*state_, false); }
-  bool try_lock() { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  void unlock() { release(); }
 
   /// Clears the inconsistent mark left by a dead holder.
   void mark_consistent();
@@ -123,23 +142,13 @@ using lock = process_lock;
 /// Python's RLock: recursive, owned by one thread of one process; release by
 /// any other thread throws mp::usage_error. TimedLockable. Copies refer to the
 /// same lock.
-class MP_EXPORT rlock {
+class MP_EXPORT rlock : public detail::timed_lockable<rlock> {
  public:
   rlock();
   bool acquire(bool blocking = true,
                std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   void release();
   void lock() { detail::lock_acquire_blocking(*state_, true); }
-  bool try_lock() { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  void unlock() { release(); }
   void mark_consistent();
   bool inconsistent() const;
 
@@ -161,7 +170,7 @@ struct condition_state {
 /// recursively, and restores it before returning. Copies refer to the same
 /// condition. notify(n) may wake more than n waiters, like a spurious wake-up:
 /// wait in a loop or use wait_for with a predicate.
-class MP_EXPORT condition {
+class MP_EXPORT condition : public detail::timed_lockable<condition> {
  public:
   condition();
   explicit condition(mp::lock lock);
@@ -171,16 +180,6 @@ class MP_EXPORT condition {
                std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
   void release();
   void lock() { detail::lock_acquire_blocking(lock_state(), recursive_); }
-  bool try_lock() { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    return acquire(true, std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  void unlock() { release(); }
 
   /// Releases the lock, sleeps until notified or `timeout`, then reacquires.
   /// Requires: the caller holds the lock (for an rlock: this thread), or
@@ -254,7 +253,7 @@ struct barrier_state {
 /// Python's Semaphore. Copies refer to the same semaphore. Meets the standard
 /// TimedLockable requirements, so `std::scoped_lock guard(sem);` is Python's
 /// `with sem:`. Thread-safe and fork-safe.
-class MP_EXPORT semaphore {
+class MP_EXPORT semaphore : public detail::timed_lockable<semaphore> {
  public:
   /// Throws mp::usage_error if `value` exceeds sem_value_max.
   explicit semaphore(unsigned value = 1);
@@ -271,18 +270,6 @@ class MP_EXPORT semaphore {
   void release(unsigned n = 1);
   /// The current value (it may change at once). Never blocks or throws.
   unsigned get_value() const;
-
-  void lock() { acquire(); }
-  bool try_lock() { return acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    return acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
-  template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
-    return try_lock_for(deadline - Clock::now());
-  }
-  void unlock() { release(); }
 
  protected:
   semaphore(unsigned value, unsigned max_value);
