@@ -145,48 +145,6 @@ void lock_release(lock_state& state, bool recursive) {
 
 }  // namespace detail
 
-process_lock::process_lock() : state_(detail::shared_object<detail::lock_state>::make()) {}
-
-bool process_lock::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
-  if (!blocking) timeout = std::chrono::nanoseconds::zero();
-  return detail::lock_acquire(*state_, false, timeout);
-}
-
-void process_lock::release() {
-  detail::lock_release(*state_, false);
-}
-
-void process_lock::mark_consistent() {
-  state_->inconsistent.store(0, std::memory_order_release);
-}
-
-bool process_lock::inconsistent() const {
-  return state_->inconsistent.load(std::memory_order_acquire) != 0;
-}
-
-rlock::rlock() : state_(detail::shared_object<detail::lock_state>::make()) {}
-
-bool rlock::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
-  if (!blocking) timeout = std::chrono::nanoseconds::zero();
-  return detail::lock_acquire(*state_, true, timeout);
-}
-
-void rlock::release() {
-  detail::lock_release(*state_, true);
-}
-
-void rlock::mark_consistent() {
-  state_->inconsistent.store(0, std::memory_order_release);
-}
-
-bool rlock::inconsistent() const {
-  return state_->inconsistent.load(std::memory_order_acquire) != 0;
-}
-
-}  // namespace mp
-
-namespace mp {
-
 condition::condition() : condition(mp::rlock{}) {}
 
 condition::condition(mp::lock lock)

@@ -106,57 +106,55 @@ class timed_lockable {
 
 }  // namespace detail
 
-/// Python's Lock: a non-recursive lock any thread of any process may release
-/// (as in Python). Satisfies the standard TimedLockable requirements.
-/// Copies refer to the same lock. Thread-safe and fork-safe. Spelled
-/// `mp::lock`: the class has another name only because a C++ class cannot
-/// have a member function named like itself, and std::scoped_lock needs lock().
-class MP_EXPORT process_lock : public detail::timed_lockable<process_lock> {
- public:
-  process_lock();
+namespace detail {
 
+/// What Lock and RLock share: the state in shared memory and the calls on it;
+/// they differ only in whether ownership is recursive and per thread.
+/// Copies refer to the same lock. Thread-safe and fork-safe.
+template <class Derived, bool Recursive>
+class basic_lock : public timed_lockable<Derived> {
+ public:
   /// Python's acquire(block, timeout): blocks at most `timeout` (forever if
   /// unset); with `blocking` false, does not wait at all. True if acquired.
   /// Throws mp::owner_died (holding the lock) if a holder died.
   bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  /// Throws mp::usage_error if the lock is not held.
-  void release();
-
-  void lock() { detail::lock_acquire_blocking(*state_, false); }
-
+               std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    if (!blocking) timeout = std::chrono::nanoseconds::zero();
+    return lock_acquire(*state_, Recursive, timeout);
+  }
+  /// Blocks until acquired; throws as acquire().
+  void lock() { lock_acquire_blocking(*state_, Recursive); }
+  /// Throws mp::usage_error if the lock is not held (for an rlock: by this thread).
+  void release() { lock_release(*state_, Recursive); }
   /// Clears the inconsistent mark left by a dead holder.
-  void mark_consistent();
+  void mark_consistent() { state_->inconsistent.store(0, std::memory_order_release); }
   /// True while the lock is marked inconsistent after a holder died.
-  bool inconsistent() const;
+  bool inconsistent() const { return state_->inconsistent.load(std::memory_order_acquire) != 0; }
 
-  detail::lock_state& state() const { return *state_; }
+  lock_state& state() const { return *state_; }
+
+  /// A new, unlocked lock in shared memory. Throws std::system_error if the
+  /// memory cannot be created.
+  basic_lock() : state_(shared_object<lock_state>::make()) {}
 
  private:
-  detail::shared_object<detail::lock_state> state_;
+  shared_object<lock_state> state_;
 };
+
+}  // namespace detail
+
+/// Python's Lock: a non-recursive lock any thread of any process may release
+/// (as in Python). Satisfies the standard TimedLockable requirements. Spelled
+/// `mp::lock`: the class has another name only because a C++ class cannot
+/// have a member function named like itself, and std::scoped_lock needs lock().
+class process_lock : public detail::basic_lock<process_lock, false> {};
 
 /// Python's Lock (see process_lock).
 using lock = process_lock;
 
 /// Python's RLock: recursive, owned by one thread of one process; release by
-/// any other thread throws mp::usage_error. TimedLockable. Copies refer to the
-/// same lock.
-class MP_EXPORT rlock : public detail::timed_lockable<rlock> {
- public:
-  rlock();
-  bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  void release();
-  void lock() { detail::lock_acquire_blocking(*state_, true); }
-  void mark_consistent();
-  bool inconsistent() const;
-
-  detail::lock_state& state() const { return *state_; }
-
- private:
-  detail::shared_object<detail::lock_state> state_;
-};
+/// any other thread or process throws mp::usage_error. TimedLockable.
+class rlock : public detail::basic_lock<rlock, true> {};
 
 namespace detail {
 struct condition_state {
