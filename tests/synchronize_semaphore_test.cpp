@@ -71,6 +71,16 @@ void wait_until_asleep(const std::string& path) {
   }
 }
 
+// Sends SIGSTOP to `pid` and waits (up to 10 s, scaled) until it shows as
+// stopped; false if the signal could not be sent.
+bool stop(pid_t pid) {
+  if (::kill(pid, SIGSTOP) != 0) return false;
+  const auto deadline = clock_type::now() + mp::testing::scaled(10s);
+  while (read_stat(stat_path(pid)).state != 'T' && clock_type::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  return true;
+}
+
 // Waits until `b` counts `n` arrivals.
 void wait_for_arrivals(const mp::barrier& b, unsigned n) {
   const auto deadline = clock_type::now() + mp::testing::scaled(10s);
@@ -370,10 +380,7 @@ TEST(event, a_set_undone_by_clear_still_wakes_a_waiter_which_returns_false) {
   wait_until_asleep(stat_path(pid));
   // Stopped, the waiter cannot run between set() and clear(); when it
   // continues, the kernel restarts its futex wait, which finds the word changed.
-  ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-  const auto deadline = clock_type::now() + mp::testing::scaled(10s);
-  while (read_stat(stat_path(pid)).state != 'T' && clock_type::now() < deadline)
-    std::this_thread::sleep_for(1ms);
+  ASSERT_TRUE(stop(pid));
   e.set();
   e.clear();
   ASSERT_EQ(::kill(pid, SIGCONT), 0);
@@ -490,10 +497,7 @@ TEST(barrier, a_waiter_that_falls_behind_still_learns_how_its_cycle_ended) {
     wait_until_asleep(stat_path(pid));
     // Stopped, the child cannot look at the barrier until long after its
     // cycle ended and several others came and went.
-    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
-    const auto deadline = clock_type::now() + mp::testing::scaled(10s);
-    while (read_stat(stat_path(pid)).state != 'T' && clock_type::now() < deadline)
-      std::this_thread::sleep_for(1ms);
+    ASSERT_TRUE(stop(pid));
     if (released) {
       EXPECT_EQ(b.wait(), 1U);
       b.abort();

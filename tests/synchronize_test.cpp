@@ -102,14 +102,16 @@ TEST(lock, serialises_increments_from_many_processes) {
 }
 
 // A child takes the lock, says so, and is then SIGKILLed while holding it.
-mp::process holder_that_dies(mp::lock l, mp::connection& reader) {
+// `depth` times, for an rlock; any lock type of mp works.
+template <class Lockable>
+mp::process holder_that_dies(Lockable l, mp::connection& reader, int depth = 1) {
   auto [r, w] = mp::pipe(false);
-  mp::process holder{[](mp::lock held, mp::connection out) {
-                       held.lock();
+  mp::process holder{[](Lockable held, mp::connection out, int times) {
+                       for (int i = 0; i < times; ++i) held.lock();
                        out.send(1);
                        sleep_forever();
                      },
-                     l, std::move(w)};
+                     l, std::move(w), depth};
   holder.start();
   reader = std::move(r);
   return holder;
@@ -232,15 +234,8 @@ TEST(rlock, another_process_cannot_release_it) {
 
 TEST(rlock, the_next_acquirer_is_told_when_the_holder_died) {
   mp::rlock r;
-  auto [reader, writer] = mp::pipe(false);
-  mp::process holder{[](mp::rlock held, mp::connection out) {
-                       held.lock();
-                       held.lock();
-                       out.send(1);
-                       sleep_forever();
-                     },
-                     r, std::move(writer)};
-  holder.start();
+  mp::connection reader;
+  mp::process holder = holder_that_dies(r, reader, 2);
   EXPECT_EQ(reader.recv<int>(), 1);
   holder.kill();
   holder.join();
@@ -349,14 +344,8 @@ TEST(condition, wait_for_returns_the_predicate_after_a_timeout) {
 
 TEST(condition, a_waiter_learns_that_the_lock_holder_died) {
   mp::condition c(mp::lock{});
-  auto [reader, writer] = mp::pipe(false);
-  mp::process holder{[](mp::condition cond, mp::connection out) {
-                       cond.acquire();
-                       out.send(1);
-                       sleep_forever();
-                     },
-                     c, std::move(writer)};
-  holder.start();
+  mp::connection reader;
+  mp::process holder = holder_that_dies(c, reader);
   EXPECT_EQ(reader.recv<int>(), 1);
   holder.kill();
   holder.join();
