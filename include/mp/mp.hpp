@@ -5,6 +5,7 @@
 #include "mp/connection.hpp"
 #include "mp/errors.hpp"
 #include "mp/process.hpp"
+#include "mp/queues.hpp"
 #include "mp/serialization.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"

@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+// Queues between processes: Python's multiprocessing Queue, SimpleQueue and
+// JoinableQueue.
+//
+// Only differences from Python are documented here; see
+// https://docs.python.org/3/library/multiprocessing.html#pipes-and-queues
+//
+// Items live in shared memory (an anonymous memfd), not in a pipe, and there
+// is no feeder thread: put() has written the item into shared memory when it
+// returns. So a producer may exit right after put() and nothing is lost, and
+// joining a child that put items never deadlocks. Items are any codec type
+// (mp/serialization.hpp) of any size; each is encoded straight into the queue
+// and decoded straight out of it.
+//
+// The queue grows as needed: records sit in chained segments of 256 KiB, and a
+// larger item gets a segment of its own (a power of two that fits it). Freed
+// large segments give their pages back to the system. The address space is
+// reserved up front (64 GiB, mapped without reserving memory), and that is the
+// limit on the bytes one queue can hold at once.
+//
+// Processes share a queue by fork: copy the object (copies refer to the same
+// queue) or pass it as an argument of mp::process.
+//
+// Blocked producers and consumers spin for a few microseconds and then sleep on
+// a futex, waking every 100 ms to re-check (which is how they carry on when a
+// process that should have woken them died).
+//
+// Crash safety: a process killed inside put() (even by SIGKILL) leaves no
+// trace: its half-written item is discarded. A process killed inside get()
+// leaves the item it was taking in the queue for the next consumer. Either way
+// the others carry on: the next producer or consumer notices the dead holder
+// of the side's lock within 100 ms and repairs the queue.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <utility>
+
+#include "mp/detail/byte_buffer.hpp"
+#include "mp/errors.hpp"
+#include "mp/export.hpp"
+#include "mp/serialization.hpp"
+
+namespace mp {
+
+/// get() found nothing in time: Python's queue.Empty.
+class MP_EXPORT queue_empty : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+/// put() found no room in time (only a queue with a maxsize fills up):
+/// Python's queue.Full.
+class MP_EXPORT queue_full : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+namespace detail {
+
+struct queue_control;
+
+/// The shared state of a queue, without its item type: a memfd holding a
+/// control block and chained segments of variable-size records.
+class MP_EXPORT queue_core {
+ public:
+  using encoder = void (*)(const void* item, byte_buffer& out);
+  using decoder = void (*)(std::span<const std::byte> in, void* out);
+
+  /// A new, empty queue of at most `max_items` items (0: unbounded).
+  /// Throws std::system_error if the memory cannot be reserved.
+  queue_core(std::uint64_t fingerprint, std::size_t max_items);
+  queue_core(const queue_core&) = delete;
+  queue_core& operator=(const queue_core&) = delete;
+  ~queue_core();
+
+  /// Encodes `*item` with `encode` into the queue. False if there was no room
+  /// within `timeout` (or at once if `block` is false). Throws what `encode`
+  /// throws, mp::usage_error after close(), mp::process_error if the item does
+  /// not fit in the queue's address space.
+  bool put(const void* item, encoder encode, bool block,
+           std::optional<std::chrono::nanoseconds> timeout);
+  /// Takes the oldest item and decodes it with `decode` into `out`. False if
+  /// none came within `timeout`. If decoding throws, the item is consumed and
+  /// the exception propagates.
+  bool get(void* out, decoder decode, bool block, std::optional<std::chrono::nanoseconds> timeout);
+
+  std::size_t qsize() const noexcept;
+  std::size_t max_items() const noexcept;
+
+  /// JoinableQueue: marks one item done; mp::usage_error if more than were put.
+  void task_done();
+  /// Waits until every item put has been marked done; false on timeout.
+  bool join(std::optional<std::chrono::nanoseconds> timeout);
+
+  void close() noexcept { closed_ = true; }
+  bool closed() const noexcept { return closed_; }
+
+ private:
+  queue_control& control() const noexcept;
+  std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
+  void check_open() const;
+  bool lock_put(std::optional<std::chrono::nanoseconds> timeout);
+  bool lock_get(std::optional<std::chrono::nanoseconds> timeout);
+  void put_locked(const void* item, encoder encode);
+  bool take_locked(void* out, decoder decode);
+  void repair_put();
+  void repair_get();
+  void reclaim();
+  std::uint64_t allocate(std::uint64_t bytes);
+  void release_segment(std::uint64_t segment);
+  std::uint64_t segment_capacity(std::uint64_t segment) const noexcept;
+  [[noreturn]] void corrupt(const char* what) const;
+
+  std::byte* base_ = nullptr;
+  std::uint64_t size_ = 0;
+  int fd_ = -1;
+  bool closed_ = false;
+};
+
+template <class T>
+void encode_item(const void* item, byte_buffer& out) {
+  output_archive archive(out);
+  archive(*static_cast<const T*>(item));
+}
+
+// Decodes into a std::optional<T>, so that get() constructs the result once.
+template <class T>
+void decode_item(std::span<const std::byte> in, void* out) {
+  auto& value = static_cast<std::optional<T>*>(out)->emplace();
+  try {
+    input_archive archive(in);
+    archive(value);
+    check_consumed(archive.remaining());
+  } catch (const process_error&) {
+    throw;
+  } catch (...) {
+    rethrow_as_decode_error(type_name<T>());
+  }
+}
+
+}  // namespace detail
+
+/// Python's multiprocessing.Queue: any number of producers and consumers in
+/// any processes, FIFO (per producer, and overall in commit order).
+/// Thread-safe; copies refer to the same queue.
+///
+/// Timeouts follow Python: put and get with `block` false fail at once even if
+/// a timeout is given; with a timeout they wait at most that long; otherwise
+/// they wait as long as it takes.
+template <serializable T>
+class queue {
+ public:
+  using value_type = T;
+
+  /// A new queue holding at most `maxsize` items (0: no limit, as in Python).
+  explicit queue(std::size_t maxsize = 0)
+      : core_(std::make_shared<detail::queue_core>(type_fingerprint<T>, maxsize)) {}
+
+  /// Puts `item`, waiting while the queue is full.
+  void put(const T& item) { put(item, true); }
+  /// Puts `item`, waiting at most `timeout` for room; throws mp::queue_full.
+  template <class Rep, class Period>
+  void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
+    put(item, true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  /// Python's put(obj, block, timeout); throws mp::queue_full when there was
+  /// no room (at once if `block` is false).
+  void put(const T& item, bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
+    if (!core().put(&item, &detail::encode_item<T>, block, timeout))
+      throw queue_full("the queue is full (maxsize " + std::to_string(core().max_items()) + ")");
+  }
+  void put_nowait(const T& item) { put(item, false); }
+
+  /// Removes and returns the oldest item, waiting until there is one.
+  T get() { return get(true); }
+  /// Waits at most `timeout`; throws mp::queue_empty.
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    return get(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  /// Python's get(block, timeout); throws mp::queue_empty when nothing came
+  /// (at once if `block` is false), mp::decode_error if the item cannot be
+  /// decoded (it is consumed, as Python consumes an item it cannot unpickle).
+  T get(bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
+    std::optional<T> out;
+    if (!core().get(&out, &detail::decode_item<T>, block, timeout))
+      throw queue_empty("the queue is empty");
+    return std::move(*out);
+  }
+  T get_nowait() { return get(false); }
+  /// The oldest item if there is one now; never throws queue_empty.
+  std::optional<T> try_get() { return try_get_impl(false, std::nullopt); }
+  /// The oldest item if one comes within `timeout`.
+  template <class Rep, class Period>
+  std::optional<T> try_get(std::chrono::duration<Rep, Period> timeout) {
+    return try_get_impl(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+
+  /// The number of items in the queue: exact when nobody is putting or
+  /// getting, a snapshot otherwise (Python calls it unreliable).
+  std::size_t qsize() const { return core().qsize(); }
+  bool empty() const { return qsize() == 0; }
+  bool full() const {
+    const std::size_t max = core().max_items();
+    return max != 0 && qsize() >= max;
+  }
+  std::size_t maxsize() const { return core().max_items(); }
+
+  /// This process will put and get no more through this queue (and its copies
+  /// here): both then throw mp::usage_error. Other processes are unaffected.
+  void close() { core().close(); }
+  /// Python waits here for the feeder thread to flush; mp has none (put has
+  /// already written the item to shared memory), so this only checks that
+  /// close() was called, as Python does (mp::usage_error otherwise).
+  void join_thread() const {
+    if (!core().closed()) throw usage_error("join_thread() requires close() first");
+  }
+  /// Python's way to let a process exit without flushing; nothing to cancel here.
+  void cancel_join_thread() const noexcept {}
+
+ protected:
+  detail::queue_core& core() const {
+    if (!core_) throw usage_error("this queue was moved from");
+    return *core_;
+  }
+
+ private:
+  std::optional<T> try_get_impl(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+    std::optional<T> out;
+    if (!core().get(&out, &detail::decode_item<T>, block, timeout)) return std::nullopt;
+    return out;
+  }
+
+  std::shared_ptr<detail::queue_core> core_;
+};
+
+/// Python's multiprocessing.SimpleQueue: put, get, empty and close, nothing
+/// else. Unbounded. In mp it is the same machine as mp::queue.
+template <serializable T>
+class simple_queue {
+ public:
+  using value_type = T;
+
+  simple_queue() = default;
+  void put(const T& item) { queue_.put(item); }
+  T get() { return queue_.get(); }
+  bool empty() const { return queue_.empty(); }
+  /// put and get through this object (and its copies here) then throw
+  /// mp::usage_error, as Python's raise after close().
+  void close() { queue_.close(); }
+
+ private:
+  queue<T> queue_;
+};
+
+/// Python's multiprocessing.JoinableQueue: a queue whose consumers call
+/// task_done() for each item they finish, so that join() can wait for all.
+template <serializable T>
+class joinable_queue : public queue<T> {
+ public:
+  using queue<T>::queue;
+
+  /// Marks one item as processed. Throws mp::usage_error if called more times
+  /// than items were put (Python's ValueError).
+  void task_done() { this->core().task_done(); }
+  /// Blocks until every item ever put has been marked done.
+  void join() { this->core().join(std::nullopt); }
+  /// Waits at most `timeout`; false if items were still unfinished.
+  template <class Rep, class Period>
+  bool join(std::chrono::duration<Rep, Period> timeout) {
+    return this->core().join(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+};
+
+}  // namespace mp

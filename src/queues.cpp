@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: MIT
+// The queue machine behind mp::queue, simple_queue and joinable_queue.
+//
+// Memory: one memfd, sized to a large address range and mapped without
+// reserving memory. Offset 0 holds the control block; the rest is carved into
+// segments whose sizes are 256 KiB times a power of two. Records (a 16-byte
+// header, then the encoded item, padded to 8 bytes) are appended to the tail
+// segment; when one does not fit, the producer takes a new segment that fits
+// it and leaves a jump record behind. Consumers read records in order and
+// follow jumps; a producer returns segments the consumers have left to per-size
+// free lists (punching the pages of large ones out of memory).
+//
+// Publication: a record is committed by storing its stamp, the record's
+// sequence number (1, 2, ...), with release order. A consumer expecting record
+// n takes what it finds only if the stamp reads n. Stamps only grow, and each
+// producer zeroes the stamp after its record before committing, so stale bytes
+// in reused memory are never taken for a record.
+//
+// Producers serialise on the put lock and consumers on the get lock (each a
+// lock_state, which detects a dead holder). Every change a side makes is
+// either a single store or recorded in an intent field first, so the next
+// holder can finish or undo the work of one that died (repair_put, repair_get).
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <climits>
+#include <cstring>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "mp/queues.hpp"
+#include "mp/synchronize.hpp"
+#include "os/futex.hpp"
+#include "os/system.hpp"
+
+namespace mp::detail {
+namespace {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+using std::uint32_t;
+using std::uint64_t;
+
+constexpr uint64_t magic = 0x6d702d7175657565;  // "mp-queue"
+// The address range reserved per queue; memory is used only as items need it.
+constexpr uint64_t address_range = uint64_t{64} << 30;
+// The smallest segment, and the unit segments are aligned to.
+constexpr uint64_t unit = uint64_t{256} << 10;
+constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
+// Free segments of the smallest size kept resident for reuse; more are punched.
+constexpr uint32_t resident_small_segments = 4;
+constexpr uint64_t page = 4096;
+
+constexpr uint64_t record_header = 16;  // stamp, then size (or jump target)
+constexpr uint64_t segment_header = 64;
+constexpr uint64_t jump_bit = uint64_t{1} << 63;
+
+// A cursor packs a segment's index (offset / unit) and a position in one word,
+// so that a side's progress is published by one store.
+constexpr int position_bits = 40;
+constexpr uint64_t position_mask = (uint64_t{1} << position_bits) - 1;
+static_assert(address_range <= position_mask);
+
+constexpr uint64_t pack(uint64_t segment, uint64_t position) {
+  return (segment / unit) << position_bits | position;
+}
+constexpr uint64_t cursor_segment(uint64_t cursor) {
+  return (cursor >> position_bits) * unit;
+}
+constexpr uint64_t cursor_position(uint64_t cursor) {
+  return cursor & position_mask;
+}
+constexpr uint64_t align8(uint64_t n) {
+  return (n + 7) & ~uint64_t{7};
+}
+
+// How long a blocked side spins before it sleeps, and how long it then sleeps
+// at most before re-checking on its own.
+constexpr int spin_iterations = 2000;
+constexpr std::chrono::nanoseconds sleep_slice = 100ms;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+struct segment_head {
+  uint64_t capacity;   // bytes, header included
+  uint64_t next;       // the segment after this one in the chain
+  uint64_t next_free;  // while on a free list
+};
+
+std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
+}
+
+std::optional<std::chrono::nanoseconds> left_until(clock::time_point deadline) {
+  if (deadline == clock::time_point::max()) return std::nullopt;
+  return std::max(deadline - clock::now(), clock::duration::zero());
+}
+
+}  // namespace
+
+struct queue_control {
+  uint64_t magic;
+  uint64_t fingerprint;
+  uint64_t size;
+  uint64_t max_items;
+
+  // The producers' side, under put_lock.
+  alignas(64) lock_state put_lock;
+  std::atomic<uint64_t> write_cursor;    // where the next record goes
+  std::atomic<uint64_t> oldest;          // first segment not yet reclaimed
+  std::atomic<uint64_t> bump;            // first offset never handed out
+  std::atomic<uint64_t> alloc_intent;    // segment being taken for a jump
+  std::atomic<uint64_t> reclaim_intent;  // segment being freed
+  std::array<std::atomic<uint64_t>, size_classes> free_head;
+  std::array<std::atomic<uint32_t>, size_classes> free_count;
+
+  alignas(64) std::atomic<uint64_t> put_seq;  // records committed and counted
+  std::atomic<uint32_t> put_signal;           // bumped to wake consumers
+  alignas(64) std::atomic<uint32_t> get_waiters;
+
+  // The consumers' side, under get_lock.
+  alignas(64) lock_state get_lock;
+  std::atomic<uint64_t> read_cursor;
+
+  alignas(64) std::atomic<uint64_t> get_seq;  // records taken
+  std::atomic<uint32_t> get_signal;           // bumped to wake producers
+  alignas(64) std::atomic<uint32_t> put_waiters;
+
+  // JoinableQueue.
+  alignas(64) std::atomic<uint64_t> done_count;
+  std::atomic<uint32_t> done_signal;
+  std::atomic<uint32_t> join_waiters;
+};
+static_assert(sizeof(queue_control) <= unit);
+
+namespace {
+
+// Waits until `ready()` or the deadline: spins briefly, then sleeps on
+// `signal` (bumped by whoever makes it ready when `waiters` is non-zero).
+template <class Ready>
+bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
+           clock::time_point deadline) {
+  for (int i = 0; i < spin_iterations; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+  }
+  for (;;) {
+    const uint32_t seen = signal.load(std::memory_order_acquire);
+    waiters.fetch_add(1, std::memory_order_seq_cst);
+    if (ready()) {
+      waiters.fetch_sub(1, std::memory_order_relaxed);
+      return true;
+    }
+    auto slice = sleep_slice;
+    if (deadline != clock::time_point::max())
+      slice = std::min<std::chrono::nanoseconds>(slice, deadline - clock::now());
+    const bool woken = slice > 0ns && os::futex_wait(signal, seen, slice);
+    waiters.fetch_sub(1, std::memory_order_relaxed);
+    if (ready()) return true;
+    if (clock::now() >= deadline) return false;
+    // A quiet slice: let the caller look under its lock (a process that died
+    // between committing and counting leaves work the counters do not show).
+    if (!woken) return true;
+  }
+}
+
+// Wakes one sleeper on `signal` if any. The fence pairs with the one in
+// await (the fetch_add there) so that a waiter never misses the change.
+void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int count) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (waiters.load(std::memory_order_relaxed) == 0) return;
+  signal.fetch_add(1, std::memory_order_release);
+  os::futex_wake(signal, count);
+}
+
+}  // namespace
+
+queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
+  os::unique_fd fd(
+      os::check("memfd_create", [] { return ::memfd_create("mp-queue", MFD_CLOEXEC); }));
+  os::check("ftruncate",
+            [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
+  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_NORESERVE, fd.get(), 0);
+  if (mapped == MAP_FAILED) os::throw_errno("mmap");
+  base_ = static_cast<std::byte*>(mapped);
+  size_ = address_range;
+  fd_ = fd.release();
+
+  auto* c = ::new (static_cast<void*>(base_)) queue_control{};
+  c->magic = magic;
+  c->fingerprint = fingerprint;
+  c->size = address_range;
+  c->max_items = max_items;
+  const uint64_t first = unit;
+  ::new (static_cast<void*>(at(first))) segment_head{unit, 0, 0};
+  c->bump.store(first + unit, std::memory_order_relaxed);
+  c->oldest.store(first, std::memory_order_relaxed);
+  c->write_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
+  c->read_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
+}
+
+queue_core::~queue_core() {
+  ::munmap(base_, size_);
+  ::close(fd_);
+}
+
+queue_control& queue_core::control() const noexcept {
+  return *std::launder(reinterpret_cast<queue_control*>(base_));
+}
+
+void queue_core::check_open() const {
+  if (closed_) throw usage_error("the queue is closed");
+}
+
+void queue_core::corrupt(const char* what) const {
+  throw decode_error(std::string("queue memory is corrupt: ") + what);
+}
+
+std::size_t queue_core::max_items() const noexcept {
+  return static_cast<std::size_t>(control().max_items);
+}
+
+std::size_t queue_core::qsize() const noexcept {
+  const queue_control& c = control();
+  const uint64_t got = c.get_seq.load(std::memory_order_acquire);
+  const uint64_t put = c.put_seq.load(std::memory_order_acquire);
+  return put > got ? static_cast<std::size_t>(put - got) : 0;
+}
+
+uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
+  return reinterpret_cast<const segment_head*>(at(segment))->capacity;
+}
+
+// ---- locks and repair -------------------------------------------------------
+
+bool queue_core::lock_put(std::optional<std::chrono::nanoseconds> timeout) {
+  queue_control& c = control();
+  try {
+    if (!timeout) {
+      lock_acquire_blocking(c.put_lock, false);
+    } else if (!lock_acquire(c.put_lock, false, timeout)) {
+      return false;
+    }
+  } catch (const owner_died&) {
+    try {
+      repair_put();
+    } catch (...) {
+      lock_release(c.put_lock, false);
+      throw;
+    }
+    c.put_lock.inconsistent.store(0, std::memory_order_release);
+  }
+  return true;
+}
+
+bool queue_core::lock_get(std::optional<std::chrono::nanoseconds> timeout) {
+  queue_control& c = control();
+  try {
+    if (!timeout) {
+      lock_acquire_blocking(c.get_lock, false);
+    } else if (!lock_acquire(c.get_lock, false, timeout)) {
+      return false;
+    }
+  } catch (const owner_died&) {
+    repair_get();
+    c.get_lock.inconsistent.store(0, std::memory_order_release);
+  }
+  return true;
+}
+
+// A producer died holding the put lock. Its shared changes, in order, were:
+// intents, the records (invisible until their stamp), the stamp (the commit),
+// put_seq, then write_cursor. Finish what was committed, undo the rest.
+void queue_core::repair_put() {
+  queue_control& c = control();
+  if (const uint64_t s = c.reclaim_intent.load(std::memory_order_relaxed); s != 0) {
+    // Done if it is still the oldest (not yet unlinked) or already pushed.
+    const auto cls = std::countr_zero(segment_capacity(s) / unit);
+    if (c.oldest.load(std::memory_order_relaxed) != s &&
+        c.free_head[static_cast<std::size_t>(cls)].load(std::memory_order_relaxed) != s)
+      release_segment(s);
+    c.reclaim_intent.store(0, std::memory_order_relaxed);
+  }
+
+  const uint64_t cursor = c.write_cursor.load(std::memory_order_relaxed);
+  const uint64_t counted = c.put_seq.load(std::memory_order_relaxed);
+  uint64_t segment = cursor_segment(cursor);
+  uint64_t position = cursor_position(cursor);
+  const uint64_t stamp = word_at(at(position)).load(std::memory_order_acquire);
+  if (stamp == counted + 1 || (counted != 0 && stamp == counted)) {
+    // Committed: move past it (through a jump to the record it leads to).
+    uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    if ((size & jump_bit) != 0) {
+      position = size & ~jump_bit;
+      segment = position - segment_header;
+      size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    }
+    c.put_seq.store(stamp, std::memory_order_release);
+    c.write_cursor.store(pack(segment, position + record_header + align8(size)),
+                         std::memory_order_release);
+  }
+  if (const uint64_t s = c.alloc_intent.load(std::memory_order_relaxed); s != 0) {
+    // Taken but not linked in: give it back, unless it never left the free
+    // list or the untouched range.
+    const auto cls = std::countr_zero(segment_capacity(s) / unit);
+    if (s != segment &&
+        c.free_head[static_cast<std::size_t>(cls)].load(std::memory_order_relaxed) != s &&
+        c.bump.load(std::memory_order_relaxed) != s)
+      release_segment(s);
+    c.alloc_intent.store(0, std::memory_order_relaxed);
+  }
+}
+
+// A consumer died holding the get lock. Its shared changes were: following a
+// jump (read_cursor), then per record get_seq, then read_cursor. Only the
+// last gap needs mending: a record counted as taken but not yet passed.
+void queue_core::repair_get() {
+  queue_control& c = control();
+  const uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
+  const uint64_t taken = c.get_seq.load(std::memory_order_relaxed);
+  const uint64_t position = cursor_position(cursor);
+  if (taken == 0) return;
+  if (word_at(at(position)).load(std::memory_order_acquire) != taken) return;
+  const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+  if ((size & jump_bit) != 0) return;
+  c.read_cursor.store(pack(cursor_segment(cursor), position + record_header + align8(size)),
+                      std::memory_order_release);
+}
+
+// ---- segments ---------------------------------------------------------------
+
+uint64_t queue_core::allocate(uint64_t bytes) {
+  queue_control& c = control();
+  const uint64_t units = (bytes + unit - 1) / unit;
+  const auto cls = static_cast<std::size_t>(std::bit_width(std::bit_ceil(units)) - 1);
+  const uint64_t capacity = unit << cls;
+  if (cls >= size_classes || capacity > size_ - unit)
+    throw process_error("an item of " + std::to_string(bytes) +
+                        " bytes does not fit in a queue (limit " + std::to_string(size_ >> 30) +
+                        " GiB)");
+  uint64_t s = c.free_head[cls].load(std::memory_order_relaxed);
+  if (s != 0) {
+    c.alloc_intent.store(s, std::memory_order_relaxed);
+    auto* head = reinterpret_cast<segment_head*>(at(s));
+    c.free_head[cls].store(head->next_free, std::memory_order_relaxed);
+    c.free_count[cls].fetch_sub(1, std::memory_order_relaxed);
+  } else {
+    s = c.bump.load(std::memory_order_relaxed);
+    if (capacity > size_ - s)
+      throw process_error("the queue's address range (" + std::to_string(size_ >> 30) +
+                          " GiB) is used up by the items it holds");
+    ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0};
+    c.alloc_intent.store(s, std::memory_order_relaxed);
+    c.bump.store(s + capacity, std::memory_order_relaxed);
+  }
+  reinterpret_cast<segment_head*>(at(s))->next = 0;
+  return s;
+}
+
+void queue_core::release_segment(uint64_t s) {
+  queue_control& c = control();
+  auto* head = reinterpret_cast<segment_head*>(at(s));
+  const auto cls = static_cast<std::size_t>(std::countr_zero(head->capacity / unit));
+  if (cls != 0 || c.free_count[cls].load(std::memory_order_relaxed) >= resident_small_segments) {
+    // Give the pages back; the header page stays for the free list. Failure
+    // only means the memory stays resident.
+    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(s + page),
+                      static_cast<off_t>(head->capacity - page));
+  }
+  head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
+  c.free_head[cls].store(s, std::memory_order_relaxed);
+  c.free_count[cls].fetch_add(1, std::memory_order_relaxed);
+}
+
+// Frees the segments every consumer has left.
+void queue_core::reclaim() {
+  queue_control& c = control();
+  const uint64_t reading = cursor_segment(c.read_cursor.load(std::memory_order_acquire));
+  for (uint64_t s = c.oldest.load(std::memory_order_relaxed); s != reading;
+       s = c.oldest.load(std::memory_order_relaxed)) {
+    c.reclaim_intent.store(s, std::memory_order_relaxed);
+    c.oldest.store(reinterpret_cast<segment_head*>(at(s))->next, std::memory_order_relaxed);
+    release_segment(s);
+    c.reclaim_intent.store(0, std::memory_order_relaxed);
+  }
+}
+
+// ---- put --------------------------------------------------------------------
+
+void queue_core::put_locked(const void* item, encoder encode) {
+  queue_control& c = control();
+  reclaim();
+  const uint64_t n = c.put_seq.load(std::memory_order_relaxed) + 1;
+  const uint64_t cursor = c.write_cursor.load(std::memory_order_relaxed);
+  const uint64_t segment = cursor_segment(cursor);
+  const uint64_t position = cursor_position(cursor);
+  const uint64_t end = segment + segment_capacity(segment);
+
+  // Encode in place; if it does not fit, the pass still measures it.
+  byte_buffer window =
+      byte_buffer::window(at(position + record_header), end - position - 2 * record_header);
+  encode(item, window);
+  if (!window.overflowed()) {
+    const uint64_t next = position + record_header + align8(window.size());
+    word_at(at(next)).store(0, std::memory_order_relaxed);
+    word_at(at(position + 8)).store(window.size(), std::memory_order_relaxed);
+    word_at(at(position)).store(n, std::memory_order_release);  // commit
+    c.put_seq.store(n, std::memory_order_release);
+    c.write_cursor.store(pack(segment, next), std::memory_order_release);
+    return;
+  }
+
+  const uint64_t size = window.needed();
+  const uint64_t fresh = allocate(segment_header + record_header + align8(size) + record_header);
+  const uint64_t target = fresh + segment_header;
+  try {
+    byte_buffer second = byte_buffer::window(
+        at(target + record_header), segment_capacity(fresh) - segment_header - 2 * record_header);
+    encode(item, second);
+    if (second.overflowed() || second.size() != size)
+      throw usage_error("an item encoded to different sizes on two passes");
+  } catch (...) {
+    release_segment(fresh);
+    c.alloc_intent.store(0, std::memory_order_relaxed);
+    throw;
+  }
+  const uint64_t next = target + record_header + align8(size);
+  word_at(at(next)).store(0, std::memory_order_relaxed);
+  word_at(at(target + 8)).store(size, std::memory_order_relaxed);
+  word_at(at(target)).store(n, std::memory_order_release);
+  reinterpret_cast<segment_head*>(at(segment))->next = fresh;
+  word_at(at(position + 8)).store(jump_bit | target, std::memory_order_relaxed);
+  word_at(at(position)).store(n, std::memory_order_release);  // commit
+  c.put_seq.store(n, std::memory_order_release);
+  c.write_cursor.store(pack(fresh, next), std::memory_order_release);
+  c.alloc_intent.store(0, std::memory_order_relaxed);
+}
+
+bool queue_core::put(const void* item, encoder encode, bool block,
+                     std::optional<std::chrono::nanoseconds> timeout) {
+  check_open();
+  queue_control& c = control();
+  if (!block) timeout = 0ns;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const uint64_t max = c.max_items;
+  for (;;) {
+    // A non-blocking put still waits for the lock: it is held only while one
+    // item is written.
+    if (!lock_put(block ? left_until(deadline) : std::nullopt)) return false;
+    const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
+    const uint64_t got = c.get_seq.load(std::memory_order_acquire);
+    if (max != 0 && put > got && put - got >= max) {
+      lock_release(c.put_lock, false);
+      if (!block) return false;
+      const bool room = await(
+          [&] {
+            const uint64_t now_put = c.put_seq.load(std::memory_order_acquire);
+            const uint64_t now_got = c.get_seq.load(std::memory_order_acquire);
+            return now_put < now_got || now_put - now_got < max;
+          },
+          c.get_signal, c.put_waiters, deadline);
+      if (!room) return false;
+      continue;
+    }
+    try {
+      put_locked(item, encode);
+    } catch (...) {
+      lock_release(c.put_lock, false);
+      throw;
+    }
+    lock_release(c.put_lock, false);
+    wake(c.put_signal, c.get_waiters, 1);
+    return true;
+  }
+}
+
+// ---- get --------------------------------------------------------------------
+
+bool queue_core::take_locked(void* out, decoder decode) {
+  queue_control& c = control();
+  const uint64_t expected = c.get_seq.load(std::memory_order_relaxed) + 1;
+  uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t position = cursor_position(cursor);
+    if (word_at(at(position)).load(std::memory_order_acquire) != expected) return false;
+    const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    if ((size & jump_bit) != 0) {
+      const uint64_t target = size & ~jump_bit;
+      if (target % unit != segment_header || target >= size_ - record_header)
+        corrupt("a jump leads outside the queue");
+      cursor = pack(target - segment_header, target);
+      c.read_cursor.store(cursor, std::memory_order_release);
+      continue;
+    }
+    const uint64_t segment = cursor_segment(cursor);
+    if (size > segment + segment_capacity(segment) - position - 2 * record_header)
+      corrupt("a record runs past its segment");
+    const uint64_t next = position + record_header + align8(size);
+    struct commit {
+      queue_control& c;
+      uint64_t expected, cursor;
+      ~commit() {
+        c.get_seq.store(expected, std::memory_order_release);
+        c.read_cursor.store(cursor, std::memory_order_release);
+      }
+    } consume{c, expected, pack(segment, next)};
+    // Consumed even if decoding throws, as Python consumes an item it cannot
+    // unpickle.
+    decode(std::span<const std::byte>(at(position + record_header), size), out);
+    return true;
+  }
+}
+
+bool queue_core::get(void* out, decoder decode, bool block,
+                     std::optional<std::chrono::nanoseconds> timeout) {
+  check_open();
+  queue_control& c = control();
+  if (!block) timeout = 0ns;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  for (;;) {
+    if (!lock_get(block ? left_until(deadline) : std::nullopt)) return false;
+    bool taken = false;
+    try {
+      taken = take_locked(out, decode);
+    } catch (...) {
+      lock_release(c.get_lock, false);
+      if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
+      throw;
+    }
+    lock_release(c.get_lock, false);
+    if (taken) {
+      if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
+      return true;
+    }
+    if (!block) return false;
+    const bool ready = await(
+        [&] {
+          return c.put_seq.load(std::memory_order_acquire) >
+                 c.get_seq.load(std::memory_order_acquire);
+        },
+        c.put_signal, c.get_waiters, deadline);
+    if (!ready) return false;
+  }
+}
+
+// ---- JoinableQueue ----------------------------------------------------------
+
+void queue_core::task_done() {
+  queue_control& c = control();
+  uint64_t done = c.done_count.load(std::memory_order_relaxed);
+  for (;;) {
+    // Items put, as far as anyone can tell yet: a consumer may count an item
+    // before its producer has.
+    const uint64_t put = std::max(c.put_seq.load(std::memory_order_acquire),
+                                  c.get_seq.load(std::memory_order_acquire));
+    if (done >= put) throw usage_error("task_done() called more times than items were put");
+    if (c.done_count.compare_exchange_weak(done, done + 1, std::memory_order_acq_rel)) break;
+  }
+  wake(c.done_signal, c.join_waiters, INT_MAX);
+}
+
+bool queue_core::join(std::optional<std::chrono::nanoseconds> timeout) {
+  queue_control& c = control();
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const auto finished = [&] {
+    return c.done_count.load(std::memory_order_acquire) >=
+           c.put_seq.load(std::memory_order_acquire);
+  };
+  while (!finished()) {
+    if (!await(finished, c.done_signal, c.join_waiters, deadline)) return false;
+  }
+  return true;
+}
+
+}  // namespace mp::detail
