@@ -33,7 +33,6 @@
 #include <cstring>
 #include <new>
 #include <string>
-#include <thread>
 
 #include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
@@ -159,7 +158,7 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
   }
   for (;;) {
     const uint32_t seen = signal.load(std::memory_order_acquire);
-    waiters.fetch_add(1, std::memory_order_seq_cst);
+    waiters.fetch_add(1, std::memory_order_acq_rel);
     if (ready()) {
       waiters.fetch_sub(1, std::memory_order_relaxed);
       return true;
@@ -177,11 +176,12 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
   }
 }
 
-// Wakes one sleeper on `signal` if any. The fence pairs with the one in
-// await (the fetch_add there) so that a waiter never misses the change.
+// Wakes up to `count` sleepers on `signal`, if any sleep. Reading `waiters`
+// with a read-modify-write orders it against the waiter's own increment in
+// await: either the waiter sees the change that made it ready, or this sees
+// the waiter (a plain load after a fence would do, but TSan cannot see fences).
 void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int count) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (waiters.load(std::memory_order_relaxed) == 0) return;
+  if (waiters.fetch_add(0, std::memory_order_acq_rel) == 0) return;
   signal.fetch_add(1, std::memory_order_release);
   os::futex_wake(signal, count);
 }
