@@ -144,6 +144,8 @@ struct queue_control {
   std::atomic<uint32_t> join_waiters;
 };
 static_assert(sizeof(queue_control) <= unit);
+static_assert(queue_core::first_segment == unit &&
+              queue_core::first_record == unit + segment_header);
 
 namespace {
 
@@ -191,10 +193,9 @@ void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int cou
 queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
   os::unique_fd fd(
       os::check("memfd_create", [] { return ::memfd_create("mp-queue", MFD_CLOEXEC); }));
-  os::check("ftruncate",
-            [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
-  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_NORESERVE, fd.get(), 0);
+  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
+  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                        fd.get(), 0);
   if (mapped == MAP_FAILED) os::throw_errno("mmap");
   base_ = static_cast<std::byte*>(mapped);
   size_ = address_range;
@@ -494,20 +495,27 @@ bool queue_core::take_locked(void* out, decoder decode) {
   queue_control& c = control();
   const uint64_t expected = c.get_seq.load(std::memory_order_relaxed) + 1;
   uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
-  for (;;) {
+  // A producer leaves at most one jump before a record, into a fresh segment
+  // whose first record is data; anything else is damage, not a queue.
+  for (bool jumped = false;; jumped = true) {
     const uint64_t position = cursor_position(cursor);
     if (word_at(at(position)).load(std::memory_order_acquire) != expected) return false;
     const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    const uint64_t segment = cursor_segment(cursor);
+    const uint64_t capacity = segment_capacity(segment);
+    if (capacity < unit || !std::has_single_bit(capacity / unit) || capacity % unit != 0 ||
+        capacity > size_ - segment)
+      corrupt("a segment has an impossible size");
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;
-      if (target % unit != segment_header || target >= size_ - record_header)
-        corrupt("a jump leads outside the queue");
+      if (jumped || target % unit != segment_header || target < unit + segment_header ||
+          target >= size_ || target - segment_header == segment)
+        corrupt("a jump leads nowhere a record can be");
       cursor = pack(target - segment_header, target);
       c.read_cursor.store(cursor, std::memory_order_release);
       continue;
     }
-    const uint64_t segment = cursor_segment(cursor);
-    if (size > segment + segment_capacity(segment) - position - 2 * record_header)
+    if (size > segment + capacity - position - 2 * record_header)
       corrupt("a record runs past its segment");
     const uint64_t next = position + record_header + align8(size);
     struct commit {

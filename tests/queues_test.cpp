@@ -47,7 +47,8 @@ std::uint64_t checksum(const item& i) {
   std::uint64_t h = 1469598103934665603ULL ^ i.seq ^ (static_cast<std::uint64_t>(i.producer) << 48);
   // Sampled, so that multi-MiB items stay cheap to check.
   const std::size_t step = std::max<std::size_t>(1, i.payload.size() / 4096);
-  for (std::size_t k = 0; k < i.payload.size(); k += step) h = (h ^ i.payload[k]) * 1099511628211ULL;
+  for (std::size_t k = 0; k < i.payload.size(); k += step)
+    h = (h ^ i.payload[k]) * 1099511628211ULL;
   if (!i.payload.empty()) h ^= i.payload.back();
   return h ^ i.payload.size();
 }
@@ -142,8 +143,8 @@ TEST(queue, close_stops_this_process_only) {
   EXPECT_THROW(q.join_thread(), mp::usage_error);
   q.put(1);
   mp::queue<int> other_process_view = q;
-  mp::process reader(
-      [](mp::queue<int> in) { std::_Exit(in.get() == 1 && in.get() == 2 ? 0 : 1); }, q);
+  mp::process reader([](mp::queue<int> in) { std::_Exit(in.get() == 1 && in.get() == 2 ? 0 : 1); },
+                     q);
   reader.start();
   q.put(2);
   q.close();
@@ -188,7 +189,8 @@ TEST(queue, an_item_that_cannot_be_decoded_is_consumed_with_an_error) {
 TEST(queue, grows_without_a_consumer_and_gives_everything_back) {
   mp::queue<item> q;
   constexpr int count = 20000;
-  for (int i = 0; i < count; ++i) q.put(make_item(0, static_cast<std::uint64_t>(i), static_cast<std::size_t>((i * 37) % 300)));
+  for (int i = 0; i < count; ++i)
+    q.put(make_item(0, static_cast<std::uint64_t>(i), static_cast<std::size_t>((i * 37) % 300)));
   EXPECT_EQ(q.qsize(), static_cast<std::size_t>(count));
   for (int i = 0; i < count; ++i) {
     const item got = q.get();
@@ -246,7 +248,8 @@ TEST(queue, many_producers_and_consumers_lose_and_duplicate_nothing) {
     children.emplace_back(
         [](mp::queue<item> out, int id) {
           for (int i = 0; i < per_producer; ++i)
-            out.put(make_item(id, static_cast<std::uint64_t>(i), static_cast<std::size_t>(i % 7 == 0 ? 70000 : i % 100)));
+            out.put(make_item(id, static_cast<std::uint64_t>(i),
+                              static_cast<std::size_t>(i % 7 == 0 ? 70000 : i % 100)));
         },
         q, p);
   for (int c = 0; c < consumers; ++c)
@@ -393,7 +396,7 @@ TEST(queue, a_consumer_killed_mid_get_leaves_the_others_working) {
   constexpr std::uint64_t total = 3000;
   mp::queue<item> q;
   for (std::uint64_t i = 0; i < total; ++i)
-    q.put(make_item(4, i, i % 9 == 0 ? (std::size_t{1} << 20) : i % 300));
+    q.put(make_item(4, i, i % 9 == 0 ? (std::size_t{300} << 10) : i % 300));
   mp::raw_array<std::uint8_t> seen(total);  // 1 when some consumer reported it
   mp::raw_value<std::uint64_t> damaged;
   mp::raw_value<std::uint64_t> progress;  // items reported so far
@@ -444,8 +447,7 @@ TEST(queue, a_consumer_killed_mid_get_leaves_the_others_working) {
 TEST(simple_queue, puts_and_gets_across_processes) {
   mp::simple_queue<std::string> q;
   EXPECT_TRUE(q.empty());
-  mp::process child([](mp::simple_queue<std::string> both) { both.put("hello " + both.get()); },
-                    q);
+  mp::process child([](mp::simple_queue<std::string> both) { both.put("hello " + both.get()); }, q);
   child.start();
   q.put("child");
   child.join();

@@ -101,6 +101,12 @@ class MP_EXPORT queue_core {
   void close() noexcept { closed_ = true; }
   bool closed() const noexcept { return closed_; }
 
+  /// For the fuzz target: the shared memory, where the first segment starts
+  /// (the second follows it), and where its first record goes.
+  std::byte* memory_for_testing() const noexcept { return base_; }
+  static constexpr std::uint64_t first_segment = std::uint64_t{256} << 10;
+  static constexpr std::uint64_t first_record = first_segment + 64;
+
  private:
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
