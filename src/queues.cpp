@@ -54,8 +54,14 @@ constexpr uint64_t address_range = uint64_t{64} << 30;
 constexpr uint64_t unit = uint64_t{256} << 10;
 constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
 // Free segments of the smallest size kept resident for reuse; more are punched.
+// Of larger ones, only the last freed stays resident, so that a stream of
+// large items does not pay for fresh pages each time, while a queue that held
+// a large item once does not keep more than one item's worth.
 constexpr uint32_t resident_small_segments = 4;
 constexpr uint64_t page = 4096;
+// Records from this size on are faulted in (or mapped in) by one madvise call
+// rather than one page fault per page.
+constexpr uint64_t populate_threshold = uint64_t{1} << 20;
 
 constexpr uint64_t record_header = 16;  // stamp, then size (or jump target)
 constexpr uint64_t segment_header = 64;
@@ -84,6 +90,8 @@ constexpr uint64_t align8(uint64_t n) {
 // at most before re-checking on its own.
 constexpr int spin_iterations = 2000;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
+// The same where membarrier is unavailable and a wake-up may be missed.
+constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -117,40 +125,44 @@ struct queue_control {
   uint64_t max_items;
 
   // The producers' side, under put_lock.
-  alignas(64) lock_state put_lock;
+  alignas(128) lock_state put_lock;
   std::atomic<uint64_t> write_cursor;    // where the next record goes
   std::atomic<uint64_t> oldest;          // first segment not yet reclaimed
   std::atomic<uint64_t> bump;            // first offset never handed out
   std::atomic<uint64_t> alloc_intent;    // segment being taken for a jump
   std::atomic<uint64_t> reclaim_intent;  // segment being freed
+  std::atomic<uint64_t> resident_large;  // the one free large segment kept in memory
   std::array<std::atomic<uint64_t>, size_classes> free_head;
   std::array<std::atomic<uint32_t>, size_classes> free_count;
 
-  alignas(64) std::atomic<uint64_t> put_seq;  // records committed and counted
-  std::atomic<uint32_t> put_signal;           // bumped to wake consumers
-  alignas(64) std::atomic<uint32_t> get_waiters;
+  alignas(128) std::atomic<uint64_t> put_seq;  // records committed and counted
+  std::atomic<uint32_t> put_signal;            // bumped to wake consumers
+  alignas(128) std::atomic<uint32_t> get_waiters;
 
   // The consumers' side, under get_lock.
-  alignas(64) lock_state get_lock;
+  alignas(128) lock_state get_lock;
   std::atomic<uint64_t> read_cursor;
 
-  alignas(64) std::atomic<uint64_t> get_seq;  // records taken
-  std::atomic<uint32_t> get_signal;           // bumped to wake producers
-  alignas(64) std::atomic<uint32_t> put_waiters;
+  alignas(128) std::atomic<uint64_t> get_seq;  // records taken
+  std::atomic<uint32_t> get_signal;            // bumped to wake producers
+  alignas(128) std::atomic<uint32_t> put_waiters;
 
   // JoinableQueue.
-  alignas(64) std::atomic<uint64_t> done_count;
+  alignas(128) std::atomic<uint64_t> done_count;
   std::atomic<uint32_t> done_signal;
   std::atomic<uint32_t> join_waiters;
 };
 static_assert(sizeof(queue_control) <= unit);
+// 128, not 64: the adjacent-line prefetcher pairs cache lines.
 static_assert(queue_core::first_segment == unit &&
               queue_core::first_record == unit + segment_header);
 
 namespace {
 
 // Waits until `ready()` or the deadline: spins briefly, then sleeps on
-// `signal` (bumped by whoever makes it ready when `waiters` is non-zero).
+// `signal` (bumped by wake() when `waiters` is non-zero). Returns true when
+// ready, or after a quiet sleep slice, so that the caller looks under its lock
+// (a process that died mid-operation leaves work the hints do not show).
 template <class Ready>
 bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
            clock::time_point deadline) {
@@ -158,32 +170,32 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
     if (ready()) return true;
     cpu_relax();
   }
-  for (;;) {
-    const uint32_t seen = signal.load(std::memory_order_acquire);
-    waiters.fetch_add(1, std::memory_order_acq_rel);
-    if (ready()) {
-      waiters.fetch_sub(1, std::memory_order_relaxed);
-      return true;
-    }
-    auto slice = sleep_slice;
-    if (deadline != clock::time_point::max())
-      slice = std::min<std::chrono::nanoseconds>(slice, deadline - clock::now());
-    const bool woken = slice > 0ns && os::futex_wait(signal, seen, slice);
+  const uint32_t seen = signal.load(std::memory_order_acquire);
+  waiters.fetch_add(1, std::memory_order_acq_rel);
+  // Pairs with light_fence() in wake(): either we see the change, or the
+  // waker sees us. Without it, sleep in short slices.
+  auto slice = os::heavy_fence() ? sleep_slice : unfenced_slice;
+  if (ready()) {
     waiters.fetch_sub(1, std::memory_order_relaxed);
-    if (ready()) return true;
-    if (clock::now() >= deadline) return false;
-    // A quiet slice: let the caller look under its lock (a process that died
-    // between committing and counting leaves work the counters do not show).
-    if (!woken) return true;
+    return true;
   }
+  if (deadline != clock::time_point::max())
+    slice = std::min<std::chrono::nanoseconds>(slice, deadline - clock::now());
+  if (slice > 0ns) os::futex_wait(signal, seen, slice);
+  waiters.fetch_sub(1, std::memory_order_relaxed);
+  return ready() || clock::now() < deadline;
 }
 
-// Wakes up to `count` sleepers on `signal`, if any sleep. Reading `waiters`
-// with a read-modify-write orders it against the waiter's own increment in
-// await: either the waiter sees the change that made it ready, or this sees
-// the waiter (a plain load after a fence would do, but TSan cannot see fences).
+// Wakes up to `count` sleepers on `signal`, if any sleep; called after the
+// change they wait for was published.
 void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int count) {
-  if (waiters.fetch_add(0, std::memory_order_acq_rel) == 0) return;
+  if (os::light_fence()) {
+    if (waiters.load(std::memory_order_relaxed) == 0) return;
+  } else if (waiters.fetch_add(0, std::memory_order_acq_rel) == 0) {
+    // The read-modify-write orders the check after the publication, as a
+    // fence would (TSan cannot see std::atomic_thread_fence).
+    return;
+  }
   signal.fetch_add(1, std::memory_order_release);
   os::futex_wake(signal, count);
 }
@@ -355,6 +367,9 @@ uint64_t queue_core::allocate(uint64_t bytes) {
                         " GiB)");
   uint64_t s = c.free_head[cls].load(std::memory_order_relaxed);
   if (s != 0) {
+    // Before it leaves the free list: a release must never punch it in use.
+    if (c.resident_large.load(std::memory_order_relaxed) == s)
+      c.resident_large.store(0, std::memory_order_relaxed);
     c.alloc_intent.store(s, std::memory_order_relaxed);
     auto* head = reinterpret_cast<segment_head*>(at(s));
     c.free_head[cls].store(head->next_free, std::memory_order_relaxed);
@@ -376,11 +391,19 @@ void queue_core::release_segment(uint64_t s) {
   queue_control& c = control();
   auto* head = reinterpret_cast<segment_head*>(at(s));
   const auto cls = static_cast<std::size_t>(std::countr_zero(head->capacity / unit));
-  if (cls != 0 || c.free_count[cls].load(std::memory_order_relaxed) >= resident_small_segments) {
-    // Give the pages back; the header page stays for the free list. Failure
-    // only means the memory stays resident.
-    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(s + page),
-                      static_cast<off_t>(head->capacity - page));
+  // Gives a free segment's pages back; the header page stays for the free
+  // list. Failure only means the memory stays resident.
+  const auto punch = [this](uint64_t segment) {
+    const uint64_t capacity = segment_capacity(segment);
+    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(segment + page), static_cast<off_t>(capacity - page));
+  };
+  if (cls == 0) {
+    if (c.free_count[0].load(std::memory_order_relaxed) >= resident_small_segments) punch(s);
+  } else {
+    const uint64_t previous = c.resident_large.load(std::memory_order_relaxed);
+    if (previous != 0 && previous != s) punch(previous);
+    c.resident_large.store(s, std::memory_order_relaxed);
   }
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
@@ -404,7 +427,6 @@ void queue_core::reclaim() {
 
 void queue_core::put_locked(const void* item, encoder encode) {
   queue_control& c = control();
-  reclaim();
   const uint64_t n = c.put_seq.load(std::memory_order_relaxed) + 1;
   const uint64_t cursor = c.write_cursor.load(std::memory_order_relaxed);
   const uint64_t segment = cursor_segment(cursor);
@@ -425,9 +447,18 @@ void queue_core::put_locked(const void* item, encoder encode) {
     return;
   }
 
+  // Segments are reclaimed only here, when one is needed: looking at the
+  // consumers' cursor on every put would pull their cache line over.
+  reclaim();
   const uint64_t size = window.needed();
   const uint64_t fresh = allocate(segment_header + record_header + align8(size) + record_header);
   const uint64_t target = fresh + segment_header;
+  if (size >= populate_threshold) {
+    // Optional: without it (kernels before 5.14) the pages fault in one by one.
+    (void)::madvise(at(fresh),
+                    (segment_header + 2 * record_header + align8(size) + page - 1) & ~(page - 1),
+                    MADV_POPULATE_WRITE);
+  }
   try {
     byte_buffer second = byte_buffer::window(
         at(target + record_header), segment_capacity(fresh) - segment_header - 2 * record_header);
@@ -462,9 +493,11 @@ bool queue_core::put(const void* item, encoder encode, bool block,
     // A non-blocking put still waits for the lock: it is held only while one
     // item is written.
     if (!lock_put(block ? left_until(deadline) : std::nullopt)) return false;
-    const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
-    const uint64_t got = c.get_seq.load(std::memory_order_acquire);
-    if (max != 0 && put > got && put - got >= max) {
+    if (max != 0 && [&] {
+          const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
+          const uint64_t got = c.get_seq.load(std::memory_order_acquire);
+          return put > got && put - got >= max;
+        }()) {
       lock_release(c.put_lock, false);
       if (!block) return false;
       const bool room = await(
@@ -526,6 +559,11 @@ bool queue_core::take_locked(void* out, decoder decode) {
         c.read_cursor.store(cursor, std::memory_order_release);
       }
     } consume{c, expected, pack(segment, next)};
+    if (size >= populate_threshold) {
+      // Maps the pages in with one call rather than one fault each.
+      const uint64_t first = position & ~(page - 1);
+      (void)::madvise(at(first), position + record_header + size - first, MADV_POPULATE_READ);
+    }
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
     decode(std::span<const std::byte>(at(position + record_header), size), out);
@@ -555,10 +593,19 @@ bool queue_core::get(void* out, decoder decode, bool block,
       return true;
     }
     if (!block) return false;
+    // Polls the stamp where the next record will be, not a counter: that line
+    // is the one the producer writes anyway, so waiting costs it no extra
+    // cache-line transfer. get_seq is read on both sides of the cursor so that
+    // a consumer's commit in between is not misread; a record counted but
+    // not yet passed (its consumer is committing, or died) counts as ready.
     const bool ready = await(
         [&] {
-          return c.put_seq.load(std::memory_order_acquire) >
-                 c.get_seq.load(std::memory_order_acquire);
+          const uint64_t count = c.get_seq.load(std::memory_order_acquire);
+          const uint64_t cursor = c.read_cursor.load(std::memory_order_acquire);
+          if (c.get_seq.load(std::memory_order_acquire) != count) return true;
+          const uint64_t stamp =
+              word_at(at(cursor_position(cursor))).load(std::memory_order_acquire);
+          return stamp == count + 1 || (count != 0 && stamp == count);
         },
         c.put_signal, c.get_waiters, deadline);
     if (!ready) return false;

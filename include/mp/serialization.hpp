@@ -113,6 +113,13 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     offset_ += size;
   }
   std::size_t remaining() const noexcept { return in_.size() - offset_; }
+  /// The next `size` bytes in place, skipped over; throws as load_binary.
+  const std::byte* borrow(std::size_t size) {
+    if (size > in_.size() - offset_) throw_truncated(size, offset_, in_.size() - offset_);
+    const std::byte* at = in_.data() + offset_;
+    offset_ += size;
+    return at;
+  }
   /// Takes ownership of the descriptor a message refers to by index.
   MP_EXPORT unique_fd take_handle(std::uint32_t index);
 
@@ -311,8 +318,27 @@ void CEREAL_LOAD_FUNCTION_NAME(A& ar, std::vector<T, Alloc>& v) {
   ar.load_binary(&count, sizeof count);
   if (count > ar.remaining() / sizeof(T))
     mp::detail::throw_bad_length(count, sizeof(T), ar.remaining());
-  v.resize(static_cast<std::size_t>(count));
-  ar.load_binary(v.data(), v.size() * sizeof(T));
+  if constexpr (std::is_same_v<T, char> || std::is_same_v<T, unsigned char> ||
+                std::is_same_v<T, std::byte>) {
+    // Bytes may be read as these types in place: one copy, no zero-filling
+    // first (which for a large message costs as much as the copy).
+    const auto* at = reinterpret_cast<const T*>(ar.borrow(static_cast<std::size_t>(count)));
+    v.assign(at, at + count);
+  } else {
+    v.resize(static_cast<std::size_t>(count));
+    ar.load_binary(v.data(), v.size() * sizeof(T));
+  }
+}
+
+// Strings likewise: assigned from the message in place rather than resized
+// (zero-filled) and then copied over.
+template <class A, class Traits, class Alloc>
+requires std::same_as<A, mp::detail::input_archive>
+void CEREAL_LOAD_FUNCTION_NAME(A& ar, std::basic_string<char, Traits, Alloc>& str) {
+  size_type size = 0;
+  ar(make_size_tag(size));  // checked against the bytes left
+  str.assign(reinterpret_cast<const char*>(ar.borrow(static_cast<std::size_t>(size))),
+             static_cast<std::size_t>(size));
 }
 
 }  // namespace cereal

@@ -22,6 +22,17 @@ bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
 /// Wakes up to `count` waiters on `word` (INT_MAX: all).
 void futex_wake(const std::atomic<std::uint32_t>& word, int count);
 
+/// Asymmetric fences (membarrier(2)), for a Dekker handshake whose one side
+/// runs often and the other rarely: "publish, then check for sleepers" against
+/// "announce a sleeper, then check for work". The frequent side calls
+/// light_fence() between the two: if it returns true, that compiler barrier
+/// was enough, provided the rare side calls heavy_fence() between its two and
+/// it returns true. If light_fence() returns false (membarrier unavailable),
+/// the frequent side must check with a read-modify-write instead; if
+/// heavy_fence() returns false, the rare side must not sleep without a timeout.
+bool light_fence() noexcept;
+bool heavy_fence() noexcept;
+
 /// A process identity that survives pid reuse: the pid and its start time in
 /// clock ticks since boot (field 22 of /proc/<pid>/stat).
 struct process_identity {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Linux implementation of src/os/futex.hpp.
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -68,8 +69,12 @@ namespace {
 // Cleared in a forked child, which has another.
 std::atomic<std::int32_t> cached_pid{0};
 std::atomic<std::uint64_t> cached_start{0};
+// Whether this process registered for membarrier's global expedited command:
+// 0 not yet asked, 1 registered, -1 unavailable. Asked again in a forked child.
+std::atomic<int> fence_registration{0};
 void forget_identity() noexcept {
   cached_pid.store(0, std::memory_order_relaxed);
+  fence_registration.store(0, std::memory_order_relaxed);
 }
 [[maybe_unused]] const int fork_handler = pthread_atfork(nullptr, nullptr, forget_identity);
 
@@ -84,6 +89,20 @@ process_identity self_identity() {
     cached_pid.store(pid, std::memory_order_release);
   }
   return {pid, cached_start.load(std::memory_order_relaxed)};
+}
+
+bool light_fence() noexcept {
+  int state = fence_registration.load(std::memory_order_relaxed);
+  if (state == 0) {
+    state = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+    fence_registration.store(state, std::memory_order_relaxed);
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return state > 0;
+}
+
+bool heavy_fence() noexcept {
+  return ::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 
 bool is_running(const process_identity& id) {
