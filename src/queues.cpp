@@ -53,10 +53,10 @@ constexpr uint64_t address_range = uint64_t{64} << 30;
 // The smallest segment, and the unit segments are aligned to.
 constexpr uint64_t unit = uint64_t{256} << 10;
 constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
-// Free segments of the smallest size kept resident for reuse; more are punched.
-// Of larger ones, only the last freed stays resident, so that a stream of
-// large items does not pay for fresh pages each time, while a queue that held
-// a large item once does not keep more than one item's worth.
+// Free segments of the smallest size kept resident for reuse; more are punched,
+// and so are larger ones. The pages of a large record are given back as soon
+// as it is taken, so a queue that once held a large item does not keep its
+// memory.
 constexpr uint32_t resident_small_segments = 4;
 constexpr uint64_t page = 4096;
 // Records from this size on are faulted in (or mapped in) by one madvise call
@@ -105,6 +105,7 @@ struct segment_head {
   uint64_t capacity;   // bytes, header included
   uint64_t next;       // the segment after this one in the chain
   uint64_t next_free;  // while on a free list
+  uint64_t punched;    // while on a free list: its pages were given back
 };
 
 std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
@@ -131,7 +132,6 @@ struct queue_control {
   std::atomic<uint64_t> bump;            // first offset never handed out
   std::atomic<uint64_t> alloc_intent;    // segment being taken for a jump
   std::atomic<uint64_t> reclaim_intent;  // segment being freed
-  std::atomic<uint64_t> resident_large;  // the one free large segment kept in memory
   std::array<std::atomic<uint64_t>, size_classes> free_head;
   std::array<std::atomic<uint32_t>, size_classes> free_count;
 
@@ -219,7 +219,7 @@ queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
   c->size = address_range;
   c->max_items = max_items;
   const uint64_t first = unit;
-  ::new (static_cast<void*>(at(first))) segment_head{unit, 0, 0};
+  ::new (static_cast<void*>(at(first))) segment_head{unit, 0, 0, 0};
   c->bump.store(first + unit, std::memory_order_relaxed);
   c->oldest.store(first, std::memory_order_relaxed);
   c->write_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
@@ -367,9 +367,6 @@ uint64_t queue_core::allocate(uint64_t bytes) {
                         " GiB)");
   uint64_t s = c.free_head[cls].load(std::memory_order_relaxed);
   if (s != 0) {
-    // Before it leaves the free list: a release must never punch it in use.
-    if (c.resident_large.load(std::memory_order_relaxed) == s)
-      c.resident_large.store(0, std::memory_order_relaxed);
     c.alloc_intent.store(s, std::memory_order_relaxed);
     auto* head = reinterpret_cast<segment_head*>(at(s));
     c.free_head[cls].store(head->next_free, std::memory_order_relaxed);
@@ -379,7 +376,7 @@ uint64_t queue_core::allocate(uint64_t bytes) {
     if (capacity > size_ - s)
       throw process_error("the queue's address range (" + std::to_string(size_ >> 30) +
                           " GiB) is used up by the items it holds");
-    ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0};
+    ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0, 0};
     c.alloc_intent.store(s, std::memory_order_relaxed);
     c.bump.store(s + capacity, std::memory_order_relaxed);
   }
@@ -399,15 +396,29 @@ void queue_core::release_segment(uint64_t s) {
                       static_cast<off_t>(segment + page), static_cast<off_t>(capacity - page));
   };
   if (cls == 0) {
-    if (c.free_count[0].load(std::memory_order_relaxed) >= resident_small_segments) punch(s);
+    head->punched = 0;
   } else {
-    const uint64_t previous = c.resident_large.load(std::memory_order_relaxed);
-    if (previous != 0 && previous != s) punch(previous);
-    c.resident_large.store(s, std::memory_order_relaxed);
+    punch(s);
   }
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
   c.free_count[cls].fetch_add(1, std::memory_order_relaxed);
+  if (cls == 0) {
+    // The first few small segments on the list (the next to be reused) stay
+    // resident, the rest give their pages back. Punched ones form the tail of
+    // the list (pushes and pops happen at its head), so the walk stops at the
+    // first one.
+    uint32_t index = 0;
+    for (uint64_t at_segment = s; at_segment != 0; ++index) {
+      auto* h = reinterpret_cast<segment_head*>(at(at_segment));
+      if (index >= resident_small_segments) {
+        if (h->punched != 0) break;
+        punch(at_segment);
+        h->punched = 1;
+      }
+      at_segment = h->next_free;
+    }
+  }
 }
 
 // Frees the segments every consumer has left.
@@ -567,6 +578,15 @@ bool queue_core::take_locked(void* out, decoder decode) {
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
     decode(std::span<const std::byte>(at(position + record_header), size), out);
+    if (size >= populate_threshold) {
+      // Nobody reads or writes these pages again until the segment is reused:
+      // give them back now rather than when a producer next reclaims.
+      const uint64_t from = (position + record_header + page - 1) & ~(page - 1);
+      const uint64_t to = (position + record_header + size) & ~(page - 1);
+      if (to > from)
+        (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
+                          static_cast<off_t>(to - from));
+    }
     return true;
   }
 }

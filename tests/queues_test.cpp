@@ -4,6 +4,7 @@
 // 1 byte to 256 MiB, and producers and consumers killed in the middle.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -347,6 +348,36 @@ TEST_P(item_sizes, cross_intact_between_processes) {
 INSTANTIATE_TEST_SUITE_P(queue, item_sizes,
                          ::testing::Values(std::size_t{1}, std::size_t{64} << 10,
                                            std::size_t{256} << 20));
+
+// The bytes of memory the queue's memfd holds (there is one queue alive).
+std::uint64_t queue_memory_bytes() {
+  std::uint64_t total = 0;
+  for (const int fd : mp::testing::open_fds()) {
+    char target[256] = {};
+    const std::string link = "/proc/self/fd/" + std::to_string(fd);
+    const auto n = ::readlink(link.c_str(), target, sizeof target - 1);
+    if (n <= 0 || std::string(target, static_cast<std::size_t>(n)).find("memfd:mp-queue") ==
+                      std::string::npos)
+      continue;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+TEST(queue, gives_the_memory_of_large_items_back) {
+  mp::queue<std::vector<std::uint8_t>> q;
+  constexpr std::size_t mib = std::size_t{1} << 20;
+  for (const std::size_t size : {20 * mib, 40 * mib, 70 * mib})
+    q.put(std::vector<std::uint8_t>(size, 1));
+  EXPECT_GE(queue_memory_bytes(), 130 * mib);
+  for (int i = 0; i < 3; ++i) q.get();
+  // Left: the small segments, not 130 MiB.
+  EXPECT_LE(queue_memory_bytes(), 4 * mib);
+  q.put(std::vector<std::uint8_t>(10 * mib, 2));
+  EXPECT_EQ(q.get().size(), 10 * mib);
+  EXPECT_LE(queue_memory_bytes(), 4 * mib);
+}
 
 // ---- crashes --------------------------------------------------------------------
 
