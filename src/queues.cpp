@@ -22,6 +22,7 @@
 // holder can finish or undo the work of one that died (repair_put, repair_get).
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -53,11 +54,13 @@ constexpr uint64_t address_range = uint64_t{64} << 30;
 // The smallest segment, and the unit segments are aligned to.
 constexpr uint64_t unit = uint64_t{256} << 10;
 constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
-// Free segments of the smallest size kept resident for reuse; more are punched,
-// and so are larger ones. The pages of a large record are given back as soon
-// as it is taken, so a queue that once held a large item does not keep its
-// memory.
+// Free segments kept resident for reuse, per size class; the pages of the
+// others are punched out. Large ones are kept only while items flow (the queue
+// is not empty), so that a stream of large items reuses warm memory; a
+// consumer that empties the queue gives them all back, and the pages of the
+// large record it took, so an idle queue does not keep a large item's memory.
 constexpr uint32_t resident_small_segments = 4;
+constexpr uint32_t resident_large_segments = 2;
 constexpr uint64_t page = 4096;
 // Records from this size on are faulted in (or mapped in) by one madvise call
 // rather than one page fault per page.
@@ -86,9 +89,10 @@ constexpr uint64_t align8(uint64_t n) {
   return (n + 7) & ~uint64_t{7};
 }
 
-// How long a blocked side spins before it sleeps, and how long it then sleeps
-// at most before re-checking on its own.
-constexpr int spin_iterations = 2000;
+// How long a blocked side spins before it sleeps (a few microseconds, so
+// back-to-back traffic never pays for a kernel wake-up), and how long it then
+// sleeps at most before re-checking on its own.
+constexpr std::chrono::nanoseconds spin_time = 5us;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
 constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
@@ -112,9 +116,29 @@ std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
   return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
 }
 
-std::optional<std::chrono::nanoseconds> left_until(clock::time_point deadline) {
-  if (deadline == clock::time_point::max()) return std::nullopt;
-  return std::max(deadline - clock::now(), clock::duration::zero());
+std::chrono::nanoseconds left_until(clock::time_point deadline) {
+  if (deadline == clock::time_point::max()) return queue_core::forever;
+  return std::max<std::chrono::nanoseconds>(deadline - clock::now(), 0ns);
+}
+
+clock::time_point deadline_after(std::chrono::nanoseconds timeout) {
+  // Beyond a century is forever (and would overflow the clock).
+  if (timeout > std::chrono::hours(24 * 365 * 100)) return clock::time_point::max();
+  return clock::now() + timeout;
+}
+
+// Spinning helps only if whoever we wait for can run meanwhile: not when this
+// process may use a single CPU.
+bool spinning_helps() {
+  static std::atomic<int> cached{-1};
+  int value = cached.load(std::memory_order_relaxed);
+  if (value < 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    value = ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1 ? 1 : 0;
+    cached.store(value, std::memory_order_relaxed);
+  }
+  return value != 0;
 }
 
 }  // namespace
@@ -166,9 +190,15 @@ namespace {
 template <class Ready>
 bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
            clock::time_point deadline) {
-  for (int i = 0; i < spin_iterations; ++i) {
-    if (ready()) return true;
-    cpu_relax();
+  if (spinning_helps()) {
+    const auto spin_end = clock::now() + spin_time;
+    for (unsigned i = 1;; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+      if (i % 16 == 0 && clock::now() >= spin_end) break;
+    }
+  } else if (ready()) {
+    return true;
   }
   const uint32_t seen = signal.load(std::memory_order_acquire);
   waiters.fetch_add(1, std::memory_order_acq_rel);
@@ -239,6 +269,11 @@ void queue_core::check_open() const {
   if (closed_) throw usage_error("the queue is closed");
 }
 
+void throw_bad_item_size(std::size_t size, std::string_view type) {
+  throw decode_error("a queue record of " + std::to_string(size) + " bytes cannot hold a '" +
+                     std::string(type) + "'");
+}
+
 void queue_core::corrupt(const char* what) const {
   throw decode_error(std::string("queue memory is corrupt: ") + what);
 }
@@ -260,10 +295,10 @@ uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
 
 // ---- locks and repair -------------------------------------------------------
 
-bool queue_core::lock_put(std::optional<std::chrono::nanoseconds> timeout) {
+bool queue_core::lock_put(std::chrono::nanoseconds timeout) {
   queue_control& c = control();
   try {
-    if (!timeout) {
+    if (timeout == forever) {
       lock_acquire_blocking(c.put_lock, false);
     } else if (!lock_acquire(c.put_lock, false, timeout)) {
       return false;
@@ -280,10 +315,10 @@ bool queue_core::lock_put(std::optional<std::chrono::nanoseconds> timeout) {
   return true;
 }
 
-bool queue_core::lock_get(std::optional<std::chrono::nanoseconds> timeout) {
+bool queue_core::lock_get(std::chrono::nanoseconds timeout) {
   queue_control& c = control();
   try {
-    if (!timeout) {
+    if (timeout == forever) {
       lock_acquire_blocking(c.get_lock, false);
     } else if (!lock_acquire(c.get_lock, false, timeout)) {
       return false;
@@ -388,37 +423,51 @@ void queue_core::release_segment(uint64_t s) {
   queue_control& c = control();
   auto* head = reinterpret_cast<segment_head*>(at(s));
   const auto cls = static_cast<std::size_t>(std::countr_zero(head->capacity / unit));
-  // Gives a free segment's pages back; the header page stays for the free
-  // list. Failure only means the memory stays resident.
-  const auto punch = [this](uint64_t segment) {
-    const uint64_t capacity = segment_capacity(segment);
-    (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      static_cast<off_t>(segment + page), static_cast<off_t>(capacity - page));
-  };
-  if (cls == 0) {
-    head->punched = 0;
-  } else {
-    punch(s);
-  }
+  head->punched = 0;
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
   c.free_count[cls].fetch_add(1, std::memory_order_relaxed);
-  if (cls == 0) {
-    // The first few small segments on the list (the next to be reused) stay
-    // resident, the rest give their pages back. Punched ones form the tail of
-    // the list (pushes and pops happen at its head), so the walk stops at the
-    // first one.
-    uint32_t index = 0;
-    for (uint64_t at_segment = s; at_segment != 0; ++index) {
-      auto* h = reinterpret_cast<segment_head*>(at(at_segment));
-      if (index >= resident_small_segments) {
-        if (h->punched != 0) break;
-        punch(at_segment);
-        h->punched = 1;
-      }
-      at_segment = h->next_free;
+  const bool flowing =
+      c.put_seq.load(std::memory_order_relaxed) > c.get_seq.load(std::memory_order_acquire);
+  trim_free_list(cls, cls == 0 ? resident_small_segments : (flowing ? resident_large_segments : 0));
+}
+
+// Punches all but the first `keep` segments of a free list. Punched ones form
+// the tail of the list (pushes and pops happen at its head), so the walk stops
+// at the first one.
+void queue_core::trim_free_list(std::size_t cls, uint32_t keep) {
+  queue_control& c = control();
+  uint32_t index = 0;
+  for (uint64_t s = c.free_head[cls].load(std::memory_order_relaxed); s != 0; ++index) {
+    auto* head = reinterpret_cast<segment_head*>(at(s));
+    if (index >= keep) {
+      if (head->punched != 0) break;
+      // The header page stays, for the list. Failure only means the memory
+      // stays resident.
+      (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                        static_cast<off_t>(s + page), static_cast<off_t>(head->capacity - page));
+      head->punched = 1;
     }
+    s = head->next_free;
   }
+}
+
+// A consumer emptied the queue after a large record: give back the large free
+// segments, if no producer is busy (then the next one will).
+void queue_core::trim_large_free_segments() {
+  queue_control& c = control();
+  bool locked = false;
+  try {
+    locked = lock_acquire(c.put_lock, false, 0ns);
+  } catch (const owner_died&) {
+    lock_release(c.put_lock, false);  // the next producer repairs
+    return;
+  }
+  if (!locked) return;
+  reclaim();
+  if (c.put_seq.load(std::memory_order_relaxed) <= c.get_seq.load(std::memory_order_acquire))
+    for (std::size_t cls = 1; cls < size_classes; ++cls) trim_free_list(cls, 0);
+  lock_release(c.put_lock, false);
 }
 
 // Frees the segments every consumer has left.
@@ -444,9 +493,12 @@ void queue_core::put_locked(const void* item, encoder encode) {
   const uint64_t position = cursor_position(cursor);
   const uint64_t end = segment + segment_capacity(segment);
 
-  // Encode in place; if it does not fit, the pass still measures it.
-  byte_buffer window =
-      byte_buffer::window(at(position + record_header), end - position - 2 * record_header);
+  // Encode in place; if it does not fit, the pass still measures it. A record
+  // always leaves room behind it for a jump (so position + 16 <= end), but
+  // not always for another record.
+  const uint64_t room =
+      end - position >= 2 * record_header ? end - position - 2 * record_header : 0;
+  byte_buffer window = byte_buffer::window(at(position + record_header), room);
   encode(item, window);
   if (!window.overflowed()) {
     const uint64_t next = position + record_header + align8(window.size());
@@ -494,16 +546,16 @@ void queue_core::put_locked(const void* item, encoder encode) {
 }
 
 bool queue_core::put(const void* item, encoder encode, bool block,
-                     std::optional<std::chrono::nanoseconds> timeout) {
+                     std::chrono::nanoseconds timeout) {
   check_open();
   queue_control& c = control();
   if (!block) timeout = 0ns;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
   const uint64_t max = c.max_items;
   for (;;) {
     // A non-blocking put still waits for the lock: it is held only while one
     // item is written.
-    if (!lock_put(block ? left_until(deadline) : std::nullopt)) return false;
+    if (!lock_put(block ? left_until(deadline) : forever)) return false;
     if (max != 0 && [&] {
           const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
           const uint64_t got = c.get_seq.load(std::memory_order_acquire);
@@ -535,7 +587,7 @@ bool queue_core::put(const void* item, encoder encode, bool block,
 
 // ---- get --------------------------------------------------------------------
 
-bool queue_core::take_locked(void* out, decoder decode) {
+bool queue_core::take_locked(void* out, decoder decode, bool& emptied_after_large) {
   queue_control& c = control();
   const uint64_t expected = c.get_seq.load(std::memory_order_relaxed) + 1;
   uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
@@ -559,7 +611,8 @@ bool queue_core::take_locked(void* out, decoder decode) {
       c.read_cursor.store(cursor, std::memory_order_release);
       continue;
     }
-    if (size > segment + capacity - position - 2 * record_header)
+    const uint64_t left = segment + capacity - position;
+    if (left < 2 * record_header || size > left - 2 * record_header)
       corrupt("a record runs past its segment");
     const uint64_t next = position + record_header + align8(size);
     struct commit {
@@ -578,30 +631,32 @@ bool queue_core::take_locked(void* out, decoder decode) {
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
     decode(std::span<const std::byte>(at(position + record_header), size), out);
-    if (size >= populate_threshold) {
-      // Nobody reads or writes these pages again until the segment is reused:
-      // give them back now rather than when a producer next reclaims.
+    if (size >= populate_threshold && c.put_seq.load(std::memory_order_acquire) <= expected) {
+      // The queue is empty now: nobody reads or writes these pages again
+      // until the segment is reused, so give them back rather than keep a
+      // large item's memory in an idle queue.
       const uint64_t from = (position + record_header + page - 1) & ~(page - 1);
       const uint64_t to = (position + record_header + size) & ~(page - 1);
       if (to > from)
         (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
                           static_cast<off_t>(to - from));
+      emptied_after_large = true;
     }
     return true;
   }
 }
 
-bool queue_core::get(void* out, decoder decode, bool block,
-                     std::optional<std::chrono::nanoseconds> timeout) {
+bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanoseconds timeout) {
   check_open();
   queue_control& c = control();
   if (!block) timeout = 0ns;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
   for (;;) {
-    if (!lock_get(block ? left_until(deadline) : std::nullopt)) return false;
+    if (!lock_get(block ? left_until(deadline) : forever)) return false;
     bool taken = false;
+    bool emptied_after_large = false;
     try {
-      taken = take_locked(out, decode);
+      taken = take_locked(out, decode, emptied_after_large);
     } catch (...) {
       lock_release(c.get_lock, false);
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
@@ -610,6 +665,7 @@ bool queue_core::get(void* out, decoder decode, bool block,
     lock_release(c.get_lock, false);
     if (taken) {
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
+      if (emptied_after_large) trim_large_free_segments();
       return true;
     }
     if (!block) return false;
@@ -648,9 +704,9 @@ void queue_core::task_done() {
   wake(c.done_signal, c.join_waiters, INT_MAX);
 }
 
-bool queue_core::join(std::optional<std::chrono::nanoseconds> timeout) {
+bool queue_core::join(std::chrono::nanoseconds timeout) {
   queue_control& c = control();
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
   const auto finished = [&] {
     return c.done_count.load(std::memory_order_acquire) >=
            c.put_seq.load(std::memory_order_acquire);

@@ -36,10 +36,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
 #include "mp/errors.hpp"
@@ -79,16 +83,22 @@ class MP_EXPORT queue_core {
   queue_core& operator=(const queue_core&) = delete;
   ~queue_core();
 
+  /// No time limit. (Timeouts are passed as plain durations, not optionals: an
+  /// optional in memory costs GCC a stalled store-to-load forwarding per call.)
+  static constexpr std::chrono::nanoseconds forever = std::chrono::nanoseconds::max();
+  static std::chrono::nanoseconds limit(std::optional<std::chrono::nanoseconds> timeout) {
+    return timeout ? *timeout : forever;
+  }
+
   /// Encodes `*item` with `encode` into the queue. False if there was no room
   /// within `timeout` (or at once if `block` is false). Throws what `encode`
   /// throws, mp::usage_error after close(), mp::process_error if the item does
   /// not fit in the queue's address space.
-  bool put(const void* item, encoder encode, bool block,
-           std::optional<std::chrono::nanoseconds> timeout);
+  bool put(const void* item, encoder encode, bool block, std::chrono::nanoseconds timeout);
   /// Takes the oldest item and decodes it with `decode` into `out`. False if
   /// none came within `timeout`. If decoding throws, the item is consumed and
   /// the exception propagates.
-  bool get(void* out, decoder decode, bool block, std::optional<std::chrono::nanoseconds> timeout);
+  bool get(void* out, decoder decode, bool block, std::chrono::nanoseconds timeout);
 
   std::size_t qsize() const noexcept;
   std::size_t max_items() const noexcept;
@@ -96,7 +106,7 @@ class MP_EXPORT queue_core {
   /// JoinableQueue: marks one item done; mp::usage_error if more than were put.
   void task_done();
   /// Waits until every item put has been marked done; false on timeout.
-  bool join(std::optional<std::chrono::nanoseconds> timeout);
+  bool join(std::chrono::nanoseconds timeout);
 
   void close() noexcept { closed_ = true; }
   bool closed() const noexcept { return closed_; }
@@ -111,10 +121,12 @@ class MP_EXPORT queue_core {
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
   void check_open() const;
-  bool lock_put(std::optional<std::chrono::nanoseconds> timeout);
-  bool lock_get(std::optional<std::chrono::nanoseconds> timeout);
+  bool lock_put(std::chrono::nanoseconds timeout);
+  bool lock_get(std::chrono::nanoseconds timeout);
+  void trim_large_free_segments();
+  void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
-  bool take_locked(void* out, decoder decode);
+  bool take_locked(void* out, decoder decode, bool& emptied_after_large);
   void repair_put();
   void repair_get();
   void reclaim();
@@ -130,23 +142,68 @@ class MP_EXPORT queue_core {
 };
 
 template <class T>
+struct is_plain_vector : std::false_type {};
+template <class E>
+struct is_plain_vector<std::vector<E>> : std::bool_constant<memcpy_element<E>> {};
+
+// Items the queue copies without building a cereal archive (whose set-up costs
+// more than moving a small item): plain values, vectors of them and strings,
+// in the codec's own layout (a 64-bit count, then the bytes).
+template <class T>
+inline constexpr bool direct_item =
+    memcpy_element<T> || is_plain_vector<T>::value || std::is_same_v<T, std::string>;
+
+template <class T>
 void encode_item(const void* item, byte_buffer& out) {
-  output_archive archive(out);
-  archive(*static_cast<const T*>(item));
+  const T& value = *static_cast<const T*>(item);
+  if constexpr (memcpy_element<T>) {
+    out.append(std::addressof(value), sizeof(T));
+  } else if constexpr (direct_item<T>) {
+    const auto count = static_cast<std::uint64_t>(value.size());
+    out.append(&count, sizeof count);
+    out.append(value.data(), value.size() * sizeof(typename T::value_type));
+  } else {
+    output_archive archive(out);
+    archive(value);
+  }
 }
+
+[[noreturn]] MP_EXPORT void throw_bad_item_size(std::size_t size, std::string_view type);
 
 // Decodes into a std::optional<T>, so that get() constructs the result once.
 template <class T>
 void decode_item(std::span<const std::byte> in, void* out) {
   auto& value = static_cast<std::optional<T>*>(out)->emplace();
-  try {
-    input_archive archive(in);
-    archive(value);
-    check_consumed(archive.remaining());
-  } catch (const process_error&) {
-    throw;
-  } catch (...) {
-    rethrow_as_decode_error(type_name<T>());
+  if constexpr (memcpy_element<T>) {
+    if (in.size() != sizeof(T)) throw_bad_item_size(in.size(), type_name<T>());
+    std::memcpy(std::addressof(value), in.data(), sizeof(T));
+  } else if constexpr (direct_item<T>) {
+    using element = typename T::value_type;
+    std::uint64_t count = 0;
+    if (in.size() < sizeof count) throw_bad_item_size(in.size(), type_name<T>());
+    std::memcpy(&count, in.data(), sizeof count);
+    if (count != (in.size() - sizeof count) / sizeof(element) ||
+        (in.size() - sizeof count) % sizeof(element) != 0)
+      throw_bad_item_size(in.size(), type_name<T>());
+    const std::byte* bytes = in.data() + sizeof count;
+    if constexpr (sizeof(element) == 1) {
+      // One copy, no zero-filling first.
+      const auto* first = reinterpret_cast<const element*>(bytes);
+      value.assign(first, first + count);
+    } else {
+      value.resize(static_cast<std::size_t>(count));
+      std::memcpy(value.data(), bytes, value.size() * sizeof(element));
+    }
+  } else {
+    try {
+      input_archive archive(in);
+      archive(value);
+      check_consumed(archive.remaining());
+    } catch (const process_error&) {
+      throw;
+    } catch (...) {
+      rethrow_as_decode_error(type_name<T>());
+    }
   }
 }
 
@@ -169,7 +226,10 @@ class queue {
       : core_(std::make_shared<detail::queue_core>(type_fingerprint<T>, maxsize)) {}
 
   /// Puts `item`, waiting while the queue is full.
-  void put(const T& item) { put(item, true); }
+  void put(const T& item) {
+    if (!core().put(&item, &detail::encode_item<T>, true, detail::queue_core::forever))
+      throw_full();
+  }
   /// Puts `item`, waiting at most `timeout` for room; throws mp::queue_full.
   template <class Rep, class Period>
   void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
@@ -178,13 +238,17 @@ class queue {
   /// Python's put(obj, block, timeout); throws mp::queue_full when there was
   /// no room (at once if `block` is false).
   void put(const T& item, bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
-    if (!core().put(&item, &detail::encode_item<T>, block, timeout))
-      throw queue_full("the queue is full (maxsize " + std::to_string(core().max_items()) + ")");
+    if (!core().put(&item, &detail::encode_item<T>, block, detail::queue_core::limit(timeout)))
+      throw_full();
   }
   void put_nowait(const T& item) { put(item, false); }
 
   /// Removes and returns the oldest item, waiting until there is one.
-  T get() { return get(true); }
+  T get() {
+    std::optional<T> out;
+    core().get(&out, &detail::decode_item<T>, true, detail::queue_core::forever);
+    return std::move(*out);
+  }
   /// Waits at most `timeout`; throws mp::queue_empty.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
@@ -195,7 +259,7 @@ class queue {
   /// decoded (it is consumed, as Python consumes an item it cannot unpickle).
   T get(bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
     std::optional<T> out;
-    if (!core().get(&out, &detail::decode_item<T>, block, timeout))
+    if (!core().get(&out, &detail::decode_item<T>, block, detail::queue_core::limit(timeout)))
       throw queue_empty("the queue is empty");
     return std::move(*out);
   }
@@ -237,9 +301,13 @@ class queue {
   }
 
  private:
+  [[noreturn]] void throw_full() const {
+    throw queue_full("the queue is full (maxsize " + std::to_string(core().max_items()) + ")");
+  }
   std::optional<T> try_get_impl(bool block, std::optional<std::chrono::nanoseconds> timeout) {
     std::optional<T> out;
-    if (!core().get(&out, &detail::decode_item<T>, block, timeout)) return std::nullopt;
+    if (!core().get(&out, &detail::decode_item<T>, block, detail::queue_core::limit(timeout)))
+      return std::nullopt;
     return out;
   }
 
@@ -276,7 +344,7 @@ class joinable_queue : public queue<T> {
   /// than items were put (Python's ValueError).
   void task_done() { this->core().task_done(); }
   /// Blocks until every item ever put has been marked done.
-  void join() { this->core().join(std::nullopt); }
+  void join() { this->core().join(detail::queue_core::forever); }
   /// Waits at most `timeout`; false if items were still unfinished.
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
