@@ -158,6 +158,26 @@ TEST(queue, close_stops_this_process_only) {
   EXPECT_EQ(reader.exitcode(), 0);
 }
 
+TEST(queue, get_into_reuses_the_callers_memory) {
+  mp::queue<std::vector<int>> q;
+  q.put({1, 2, 3});
+  q.put({4, 5});
+  std::vector<int> out;
+  out.reserve(100);
+  const int* const memory = out.data();
+  q.get_into(out);
+  EXPECT_EQ(out, (std::vector<int>{1, 2, 3}));
+  q.get_into(out);
+  EXPECT_EQ(out, (std::vector<int>{4, 5}));
+  EXPECT_EQ(out.data(), memory);
+  EXPECT_THROW(q.get_into(out, 10ms), mp::queue_empty);
+  mp::queue<std::map<int, std::string>> maps;  // through cereal
+  maps.put({{1, "one"}});
+  std::map<int, std::string> m{{7, "seven"}};
+  maps.get_into(m);
+  EXPECT_EQ(m, (std::map<int, std::string>{{1, "one"}}));
+}
+
 TEST(queue, a_moved_from_queue_says_so) {
   mp::queue<int> q;
   mp::queue<int> moved = std::move(q);

@@ -170,10 +170,9 @@ void encode_item(const void* item, byte_buffer& out) {
 
 [[noreturn]] MP_EXPORT void throw_bad_item_size(std::size_t size, std::string_view type);
 
-// Decodes into a std::optional<T>, so that get() constructs the result once.
+// Decodes into an existing T (reusing its memory where the type allows).
 template <class T>
-void decode_item(std::span<const std::byte> in, void* out) {
-  auto& value = static_cast<std::optional<T>*>(out)->emplace();
+void decode_item_into(std::span<const std::byte> in, T& value) {
   if constexpr (memcpy_element<T>) {
     if (in.size() != sizeof(T)) throw_bad_item_size(in.size(), type_name<T>());
     std::memcpy(std::addressof(value), in.data(), sizeof(T));
@@ -205,6 +204,17 @@ void decode_item(std::span<const std::byte> in, void* out) {
       rethrow_as_decode_error(type_name<T>());
     }
   }
+}
+
+// Decodes into a std::optional<T>, so that get() constructs the result once.
+template <class T>
+void decode_item(std::span<const std::byte> in, void* out) {
+  decode_item_into(in, static_cast<std::optional<T>*>(out)->emplace());
+}
+
+template <class T>
+void decode_item_reusing(std::span<const std::byte> in, void* out) {
+  decode_item_into(in, *static_cast<T*>(out));
 }
 
 }  // namespace detail
@@ -264,6 +274,16 @@ class queue {
     return std::move(*out);
   }
   T get_nowait() { return get(false); }
+  /// get() into an existing `out`, reusing its memory where the type allows
+  /// (a vector or string keeps its capacity, so a large item costs one copy
+  /// and no fresh pages). Waits at most `timeout` if given; throws
+  /// mp::queue_empty as get(). Python has no such call; recv_bytes_into is
+  /// the nearest.
+  void get_into(T& out, std::optional<std::chrono::nanoseconds> timeout = {}) {
+    if (!core().get(&out, &detail::decode_item_reusing<T>, true,
+                    detail::queue_core::limit(timeout)))
+      throw queue_empty("the queue is empty");
+  }
   /// The oldest item if there is one now; never throws queue_empty.
   std::optional<T> try_get() { return try_get_impl(false, std::nullopt); }
   /// The oldest item if one comes within `timeout`.
