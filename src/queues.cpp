@@ -55,10 +55,10 @@ constexpr uint64_t address_range = uint64_t{64} << 30;
 constexpr uint64_t unit = uint64_t{256} << 10;
 constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
 // Free segments kept resident for reuse, per size class; the pages of the
-// others are punched out. Large ones are kept only while items flow (the queue
-// is not empty), so that a stream of large items reuses warm memory; a
-// consumer that empties the queue gives them all back, and the pages of the
-// large record it took, so an idle queue does not keep a large item's memory.
+// others are punched out. Fresh pages cost far more than copying into warm
+// ones (the kernel allocates and zeroes each), so a stream of large items must
+// find its segments warm; the price is that a queue keeps up to two free
+// segments of each size it has used until it is destroyed.
 constexpr uint32_t resident_small_segments = 4;
 constexpr uint32_t resident_large_segments = 2;
 constexpr uint64_t page = 4096;
@@ -427,9 +427,7 @@ void queue_core::release_segment(uint64_t s) {
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
   c.free_count[cls].fetch_add(1, std::memory_order_relaxed);
-  const bool flowing =
-      c.put_seq.load(std::memory_order_relaxed) > c.get_seq.load(std::memory_order_acquire);
-  trim_free_list(cls, cls == 0 ? resident_small_segments : (flowing ? resident_large_segments : 0));
+  trim_free_list(cls, cls == 0 ? resident_small_segments : resident_large_segments);
 }
 
 // Punches all but the first `keep` segments of a free list. Punched ones form
@@ -450,24 +448,6 @@ void queue_core::trim_free_list(std::size_t cls, uint32_t keep) {
     }
     s = head->next_free;
   }
-}
-
-// A consumer emptied the queue after a large record: give back the large free
-// segments, if no producer is busy (then the next one will).
-void queue_core::trim_large_free_segments() {
-  queue_control& c = control();
-  bool locked = false;
-  try {
-    locked = lock_acquire(c.put_lock, false, 0ns);
-  } catch (const owner_died&) {
-    lock_release(c.put_lock, false);  // the next producer repairs
-    return;
-  }
-  if (!locked) return;
-  reclaim();
-  if (c.put_seq.load(std::memory_order_relaxed) <= c.get_seq.load(std::memory_order_acquire))
-    for (std::size_t cls = 1; cls < size_classes; ++cls) trim_free_list(cls, 0);
-  lock_release(c.put_lock, false);
 }
 
 // Frees the segments every consumer has left.
@@ -587,7 +567,7 @@ bool queue_core::put(const void* item, encoder encode, bool block,
 
 // ---- get --------------------------------------------------------------------
 
-bool queue_core::take_locked(void* out, decoder decode, bool& emptied_after_large) {
+bool queue_core::take_locked(void* out, decoder decode) {
   queue_control& c = control();
   const uint64_t expected = c.get_seq.load(std::memory_order_relaxed) + 1;
   uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
@@ -631,17 +611,6 @@ bool queue_core::take_locked(void* out, decoder decode, bool& emptied_after_larg
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
     decode(std::span<const std::byte>(at(position + record_header), size), out);
-    if (size >= populate_threshold && c.put_seq.load(std::memory_order_acquire) <= expected) {
-      // The queue is empty now: nobody reads or writes these pages again
-      // until the segment is reused, so give them back rather than keep a
-      // large item's memory in an idle queue.
-      const uint64_t from = (position + record_header + page - 1) & ~(page - 1);
-      const uint64_t to = (position + record_header + size) & ~(page - 1);
-      if (to > from)
-        (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from),
-                          static_cast<off_t>(to - from));
-      emptied_after_large = true;
-    }
     return true;
   }
 }
@@ -654,9 +623,8 @@ bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanosec
   for (;;) {
     if (!lock_get(block ? left_until(deadline) : forever)) return false;
     bool taken = false;
-    bool emptied_after_large = false;
     try {
-      taken = take_locked(out, decode, emptied_after_large);
+      taken = take_locked(out, decode);
     } catch (...) {
       lock_release(c.get_lock, false);
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
@@ -665,7 +633,6 @@ bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanosec
     lock_release(c.get_lock, false);
     if (taken) {
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
-      if (emptied_after_large) trim_large_free_segments();
       return true;
     }
     if (!block) return false;

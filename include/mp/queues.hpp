@@ -123,10 +123,9 @@ class MP_EXPORT queue_core {
   void check_open() const;
   bool lock_put(std::chrono::nanoseconds timeout);
   bool lock_get(std::chrono::nanoseconds timeout);
-  void trim_large_free_segments();
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
-  bool take_locked(void* out, decoder decode, bool& emptied_after_large);
+  bool take_locked(void* out, decoder decode);
   void repair_put();
   void repair_get();
   void reclaim();
