@@ -31,7 +31,7 @@ for step in "${steps[@]}"; do
 done
 
 ensure_packages cmake ninja-build g++ clang clang-format libclang-rt-14-dev libcereal-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev python3 ca-certificates git
+  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 ca-certificates git
 default_build_parallelism
 
 # Every process started from here inherits this marker, so the last step finds strays even

@@ -16,26 +16,41 @@
 //   event            ping-pong over two mp::events with a child: the parent sets
 //                    e1 and waits for e2, the child waits for e1, clears it and
 //                    sets e2; median round trip µs
+//   queue8           a child put()s std::uint64_t items into an mp::queue, the
+//                    parent get()s them; millions of items per second (timed items)
+//   queue4k          the same with std::vector<std::uint8_t> items of 4096 bytes
+//   queue-mpmc       four producer and four consumer children on one
+//                    mp::queue<std::uint64_t>; rounds = items in all; millions of
+//                    items per second, all consumers together
+//   queue-big        a child put()s one 64 MiB std::vector<std::uint8_t> again and
+//                    again into an mp::queue of maxsize 2, the parent get_into()s each
+//                    into one reused vector; GB/s
+//   queue-rt         the parent puts into q1, a child gets and puts into q2, the
+//                    parent gets; median round trip µs
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds.
 #include <sched.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mp/connection.hpp"
 #include "mp/detail/shared_region.hpp"
 #include "mp/process.hpp"
+#include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
 
 namespace {
@@ -242,13 +257,171 @@ double event(std::size_t rounds, std::size_t warmup) {
   return median(std::move(times));
 }
 
+// ---- queues -----------------------------------------------------------------
+
+constexpr std::size_t item_4k = 4096;
+constexpr std::size_t big_item = std::size_t{64} << 20;
+constexpr int mpmc_sides = 4;  // producers, and consumers
+
+using item_bytes = std::vector<std::uint8_t>;
+
+std::uint64_t sequence_of(const item_bytes& item) {
+  std::uint64_t value = 0;
+  std::memcpy(&value, item.data(), sizeof value);
+  return value;
+}
+
+// queue8 (Item = std::uint64_t) and queue4k (4096-byte vectors, the first 8 bytes a sequence
+// number): the child puts warmup + rounds items, the parent takes them and times the last
+// `rounds`.
+template <class Item>
+double queue_rate(std::size_t rounds, std::size_t warmup) {
+  mp::queue<Item> q;
+  mp::process producer(
+      [](mp::queue<Item> into, std::size_t count) {
+        if constexpr (std::is_same_v<Item, std::uint64_t>) {
+          for (std::uint64_t i = 0; i < count; ++i) into.put(i);
+        } else {
+          item_bytes item(item_4k, 'x');
+          for (std::uint64_t i = 0; i < count; ++i) {
+            std::memcpy(item.data(), &i, sizeof i);
+            into.put(item);
+          }
+        }
+      },
+      q, warmup + rounds);
+  producer.start();
+  auto start = clock_type::now();
+  for (std::uint64_t i = 0; i < warmup + rounds; ++i) {
+    if (i == warmup) start = clock_type::now();
+    const Item item = q.get();
+    if constexpr (std::is_same_v<Item, std::uint64_t>) {
+      if (item != i) fail("queue: items out of order");
+    } else {
+      if (item.size() != item_4k || sequence_of(item) != i) fail("queue: bad item");
+    }
+  }
+  const double elapsed_us = microseconds(clock_type::now() - start);
+  producer.join();
+  check_exit(producer);
+  return static_cast<double>(rounds) / elapsed_us;
+}
+
+// The start line of queue-mpmc, and what the consumers report.
+struct alignas(64) mpmc_flags {
+  std::atomic<int> ready{0};
+  std::atomic<int> go{0};
+  alignas(64) std::array<std::atomic<std::int64_t>, mpmc_sides> end_ns{};
+  std::array<std::atomic<std::uint64_t>, mpmc_sides> received{};
+};
+
+void wait_for_go(mpmc_flags& flags) {
+  flags.ready.fetch_add(1, std::memory_order_acq_rel);
+  while (flags.go.load(std::memory_order_acquire) == 0) ::sched_yield();
+}
+
+// Four producers each put rounds/4 (rounded up) items and then a stop item; four consumers
+// each take items until they take a stop item (the last item of all is one, and each consumer
+// takes exactly one). The clock runs from the start line to the last consumer's stop item.
+double queue_mpmc(std::size_t rounds, std::size_t warmup) {
+  mp::queue<std::uint64_t> q;
+  for (std::uint64_t i = 0; i < warmup; ++i) {
+    q.put(i);
+    (void)q.get();
+  }
+  auto flags = mp::detail::shared_object<mpmc_flags>::make();
+  const std::size_t per_producer = (rounds + mpmc_sides - 1) / mpmc_sides;
+  std::vector<mp::process> children;
+  children.reserve(2 * mpmc_sides);
+  for (int c = 0; c < mpmc_sides; ++c) {
+    children.emplace_back([q, flags, c]() mutable {
+      wait_for_go(*flags);
+      std::uint64_t count = 0;
+      while (q.get() != stop) ++count;
+      flags->end_ns[static_cast<std::size_t>(c)].store(now_ns(), std::memory_order_relaxed);
+      flags->received[static_cast<std::size_t>(c)].store(count, std::memory_order_release);
+    });
+  }
+  for (int p = 0; p < mpmc_sides; ++p) {
+    children.emplace_back([q, flags, per_producer]() mutable {
+      wait_for_go(*flags);
+      for (std::uint64_t i = 0; i < per_producer; ++i) q.put(i);
+      q.put(stop);
+    });
+  }
+  for (auto& child : children) child.start();
+  while (flags->ready.load(std::memory_order_acquire) < 2 * mpmc_sides) ::sched_yield();
+  const std::int64_t start = now_ns();
+  flags->go.store(1, std::memory_order_release);
+  std::int64_t end = start;
+  std::uint64_t total = 0;
+  for (auto& child : children) {
+    child.join();
+    check_exit(child);
+  }
+  for (std::size_t c = 0; c < mpmc_sides; ++c) {
+    end = std::max(end, flags->end_ns[c].load(std::memory_order_relaxed));
+    total += flags->received[c].load(std::memory_order_acquire);
+  }
+  if (total != per_producer * mpmc_sides) fail("queue-mpmc: lost an item");
+  return static_cast<double>(total) / static_cast<double>(end - start) * 1e3;
+}
+
+// A bounded queue, as Python's side is, so that the producer cannot run gigabytes ahead.
+double queue_big(std::size_t rounds, std::size_t warmup) {
+  mp::queue<item_bytes> q(2);
+  mp::process producer(
+      [](mp::queue<item_bytes> into, std::size_t count) {
+        const item_bytes item(big_item, 'x');
+        for (std::size_t i = 0; i < count; ++i) into.put(item);
+      },
+      q, warmup + rounds);
+  producer.start();
+  // Into one reused vector, as the floor copies into one buffer: get() would
+  // add a fresh 64 MiB allocation per item, which is the caller's choice.
+  item_bytes received;
+  auto start = clock_type::now();
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    if (i == warmup) start = clock_type::now();
+    q.get_into(received);
+    if (received.size() != big_item) fail("queue-big: bad item size");
+  }
+  const double elapsed_us = microseconds(clock_type::now() - start);
+  producer.join();
+  check_exit(producer);
+  return static_cast<double>(rounds * big_item) / elapsed_us / 1e3;
+}
+
+double queue_roundtrip(std::size_t rounds, std::size_t warmup) {
+  mp::queue<std::uint64_t> there, back;
+  mp::process echo(
+      [](mp::queue<std::uint64_t> from, mp::queue<std::uint64_t> to, std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) to.put(from.get());
+      },
+      there, back, warmup + rounds);
+  echo.start();
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::uint64_t i = 0; i < warmup + rounds; ++i) {
+    const auto start = clock_type::now();
+    there.put(i);
+    const std::uint64_t reply = back.get();
+    const auto end = clock_type::now();
+    if (reply != i) fail("queue-rt: bad reply");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  echo.join();
+  check_exit(echo);
+  return median(std::move(times));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     std::fputs(
-        "usage: mp_side spawn|pingpong|throughput|throughput-into|lock|increments|event "
-        "[rounds]\n",
+        "usage: mp_side spawn|pingpong|throughput|throughput-into|lock|increments|event|queue8|"
+        "queue4k|queue-mpmc|queue-big|queue-rt [rounds]\n",
         stderr);
     return 2;
   }
@@ -273,6 +446,16 @@ int main(int argc, char** argv) {
       result = increments(rounds, warmup);
     else if (mode == "event")
       result = event(rounds, warmup);
+    else if (mode == "queue8")
+      result = queue_rate<std::uint64_t>(rounds, warmup);
+    else if (mode == "queue4k")
+      result = queue_rate<item_bytes>(rounds, warmup);
+    else if (mode == "queue-mpmc")
+      result = queue_mpmc(rounds, warmup);
+    else if (mode == "queue-big")
+      result = queue_big(rounds, warmup);
+    else if (mode == "queue-rt")
+      result = queue_roundtrip(rounds, warmup);
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);
