@@ -579,8 +579,10 @@ bool queue_core::take_locked(void* out, decoder decode) {
     const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
     const uint64_t segment = cursor_segment(cursor);
     const uint64_t capacity = segment_capacity(segment);
-    if (capacity < unit || !std::has_single_bit(capacity / unit) || capacity % unit != 0 ||
-        capacity > size_ - segment)
+    // (A power of two tested by hand: std::has_single_bit is a libgcc call
+    // without -mpopcnt.)
+    if (capacity < unit || ((capacity / unit) & (capacity / unit - 1)) != 0 ||
+        capacity % unit != 0 || capacity > size_ - segment)
       corrupt("a segment has an impossible size");
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;

@@ -40,8 +40,17 @@ struct process_identity {
   std::uint64_t start_time = 0;
 };
 
-/// This process's identity (cached per process; correct after fork).
-process_identity self_identity();
+/// This process's identity (cached per process; correct after fork). Inline:
+/// lock fast paths read it on every acquire.
+process_identity self_identity_slow();
+extern std::atomic<std::int32_t> cached_pid;
+extern std::atomic<std::uint64_t> cached_start;
+inline process_identity self_identity() {
+  const std::int32_t pid = cached_pid.load(std::memory_order_acquire);
+  if (pid == 0) [[unlikely]]
+    return self_identity_slow();
+  return {pid, cached_start.load(std::memory_order_relaxed)};
+}
 
 /// True if the process `id` names is still running (a zombie counts as dead).
 bool is_running(const process_identity& id);

@@ -65,10 +65,6 @@ std::uint64_t start_time_of(pid_t pid, char* state) {
 
 namespace {
 
-// getpid() is a system call; lock fast paths need our identity for free.
-// Cleared in a forked child, which has another.
-std::atomic<std::int32_t> cached_pid{0};
-std::atomic<std::uint64_t> cached_start{0};
 // Whether this process registered for membarrier's global expedited command:
 // 0 not yet asked, 1 registered, -1 unavailable. Asked again in a forked child.
 std::atomic<int> fence_registration{0};
@@ -80,7 +76,12 @@ void forget_identity() noexcept {
 
 }  // namespace
 
-process_identity self_identity() {
+// getpid() is a system call; lock fast paths need our identity for free.
+// Cleared in a forked child, which has another.
+std::atomic<std::int32_t> cached_pid{0};
+std::atomic<std::uint64_t> cached_start{0};
+
+process_identity self_identity_slow() {
   std::int32_t pid = cached_pid.load(std::memory_order_acquire);
   if (pid == 0) {
     pid = static_cast<std::int32_t>(::getpid());
