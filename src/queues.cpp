@@ -93,6 +93,7 @@ constexpr uint64_t align8(uint64_t n) {
 // back-to-back traffic never pays for a kernel wake-up), and how long it then
 // sleeps at most before re-checking on its own.
 constexpr std::chrono::nanoseconds spin_time = 5us;
+constexpr int yield_rounds = 4;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
 constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
@@ -197,8 +198,12 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
       cpu_relax();
       if (i % 16 == 0 && clock::now() >= spin_end) break;
     }
-  } else if (ready()) {
-    return true;
+  }
+  // Then give the CPU to whoever else may run here (with more processes than
+  // CPUs, the one we wait for may be waiting for ours), a few times.
+  for (int i = 0; i < yield_rounds; ++i) {
+    if (ready()) return true;
+    ::sched_yield();
   }
   const uint32_t seen = signal.load(std::memory_order_acquire);
   waiters.fetch_add(1, std::memory_order_acq_rel);
