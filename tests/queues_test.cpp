@@ -4,6 +4,7 @@
 // 1 byte to 256 MiB, and producers and consumers killed in the middle.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -339,6 +340,34 @@ std::uint64_t fingerprint(const std::vector<std::uint8_t>& v) {
   const std::size_t step = v.size() > 65536 ? 4093 : 1;
   for (std::size_t k = 0; k < v.size(); k += step) h = (h ^ v[k]) * 1099511628211ULL;
   return v.empty() ? h : h ^ v.back();
+}
+
+TEST(queue, a_blocked_consumer_and_producer_use_almost_no_cpu) {
+  mp::queue<int> empty;
+  mp::queue<int> full(1);
+  full.put(0);
+  mp::queue<long> report;
+  mp::process waiter{[](mp::queue<int> in, mp::queue<int> out, mp::queue<long> cpu) {
+                       cpu.put(0);  // about to block
+                       in.get();    // blocks until the parent puts
+                       out.put(1);  // blocks until the parent gets
+                       rusage usage{};
+                       ::getrusage(RUSAGE_SELF, &usage);
+                       cpu.put(usage.ru_utime.tv_sec * 1000000L + usage.ru_utime.tv_usec +
+                               usage.ru_stime.tv_sec * 1000000L + usage.ru_stime.tv_usec);
+                     },
+                     empty, full, report};
+  waiter.start();
+  EXPECT_EQ(report.get(), 0);
+  std::this_thread::sleep_for(400ms);  // the waiter sleeps in get() meanwhile
+  empty.put(1);
+  std::this_thread::sleep_for(400ms);  // and then in put()
+  EXPECT_EQ(full.get(), 0);
+  const long cpu_us = report.get(mp::testing::scaled(30s));
+  waiter.join();
+  // Spinning would burn about 800 ms; a sleeper wakes every 100 ms to look.
+  // The bound leaves room for a slow, loaded machine.
+  EXPECT_LT(cpu_us, 150000) << "waiter used " << cpu_us << " us of CPU";
 }
 
 class item_sizes : public ::testing::TestWithParam<std::size_t> {};
