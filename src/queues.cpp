@@ -300,37 +300,24 @@ uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
 
 // ---- locks and repair -------------------------------------------------------
 
-bool queue_core::lock_put(std::chrono::nanoseconds timeout) {
-  queue_control& c = control();
+// Takes a side's lock; false on timeout. If its holder died, repairs what it
+// left half done before going on (see repair_put and repair_get).
+bool queue_core::lock_side(lock_state& lock, std::chrono::nanoseconds timeout,
+                           void (queue_core::*repair)()) {
   try {
     if (timeout == forever) {
-      lock_acquire_blocking(c.put_lock, false);
-    } else if (!lock_acquire(c.put_lock, false, timeout)) {
+      lock_acquire_blocking(lock, false);
+    } else if (!lock_acquire(lock, false, timeout)) {
       return false;
     }
   } catch (const owner_died&) {
     try {
-      repair_put();
+      (this->*repair)();
     } catch (...) {
-      lock_release(c.put_lock, false);
+      lock_release(lock, false);  // still inconsistent: the next holder tries again
       throw;
     }
-    c.put_lock.inconsistent.store(0, std::memory_order_release);
-  }
-  return true;
-}
-
-bool queue_core::lock_get(std::chrono::nanoseconds timeout) {
-  queue_control& c = control();
-  try {
-    if (timeout == forever) {
-      lock_acquire_blocking(c.get_lock, false);
-    } else if (!lock_acquire(c.get_lock, false, timeout)) {
-      return false;
-    }
-  } catch (const owner_died&) {
-    repair_get();
-    c.get_lock.inconsistent.store(0, std::memory_order_release);
+    lock.inconsistent.store(0, std::memory_order_release);
   }
   return true;
 }
@@ -540,7 +527,8 @@ bool queue_core::put(const void* item, encoder encode, bool block,
   for (;;) {
     // A non-blocking put still waits for the lock: it is held only while one
     // item is written.
-    if (!lock_put(block ? left_until(deadline) : forever)) return false;
+    if (!lock_side(c.put_lock, block ? left_until(deadline) : forever, &queue_core::repair_put))
+      return false;
     if (max != 0 && [&] {
           const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
           const uint64_t got = c.get_seq.load(std::memory_order_acquire);
@@ -628,7 +616,8 @@ bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanosec
   if (!block) timeout = 0ns;
   const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
   for (;;) {
-    if (!lock_get(block ? left_until(deadline) : forever)) return false;
+    if (!lock_side(c.get_lock, block ? left_until(deadline) : forever, &queue_core::repair_get))
+      return false;
     bool taken = false;
     try {
       taken = take_locked(out, decode);

@@ -68,6 +68,7 @@ class MP_EXPORT queue_full : public process_error {
 namespace detail {
 
 struct queue_control;
+struct lock_state;
 
 /// The shared state of a queue, without its item type: a memfd holding a
 /// control block and chained segments of variable-size records.
@@ -121,8 +122,7 @@ class MP_EXPORT queue_core {
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
   void check_open() const;
-  bool lock_put(std::chrono::nanoseconds timeout);
-  bool lock_get(std::chrono::nanoseconds timeout);
+  bool lock_side(lock_state& lock, std::chrono::nanoseconds timeout, void (queue_core::*repair)());
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
   bool take_locked(void* out, decoder decode);
