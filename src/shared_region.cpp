@@ -8,9 +8,14 @@
 
 #include <mutex>
 
+#include "mp/errors.hpp"
 #include "os/system.hpp"
 
 namespace mp::detail {
+
+void throw_moved_from() {
+  throw usage_error("this mp object was moved from: assign a new one before using it");
+}
 
 std::shared_ptr<shared_region> shared_region::create(std::size_t size) {
   os::unique_fd fd(os::check("memfd_create", [] { return ::memfd_create("mp", MFD_CLOEXEC); }));

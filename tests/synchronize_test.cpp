@@ -64,6 +64,21 @@ TEST(lock, works_with_standard_lock_guards_and_condition_variable_any) {
   notifier.join();
 }
 
+TEST(lock, a_moved_from_primitive_throws_instead_of_crashing) {
+  mp::lock l;
+  mp::lock other = std::move(l);
+  EXPECT_THROW(l.acquire(), mp::usage_error);  // NOLINT(bugprone-use-after-move)
+  EXPECT_THROW(l.lock(), mp::usage_error);
+  mp::event e;
+  mp::event e2 = std::move(e);
+  EXPECT_THROW(e.set(), mp::usage_error);  // NOLINT(bugprone-use-after-move)
+  mp::semaphore s(1);
+  mp::semaphore s2 = std::move(s);
+  EXPECT_THROW(s.acquire(), mp::usage_error);  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(other.acquire());
+  other.release();
+}
+
 TEST(lock, copies_and_children_share_one_lock) {
   mp::lock l;
   mp::lock copy = l;

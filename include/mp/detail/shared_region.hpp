@@ -44,6 +44,9 @@ class MP_EXPORT shared_region {
 MP_EXPORT std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(std::size_t size,
                                                                                 std::size_t align);
 
+/// Throws mp::usage_error: an mp object was used after it was moved from.
+[[noreturn]] MP_EXPORT void throw_moved_from();
+
 /// A T constructed in shared memory, kept alive (with its region) by this owner
 /// and its copies. T must be trivially destructible: objects in shared memory
 /// outlive any one process, so none of them runs a destructor.
@@ -76,12 +79,19 @@ class shared_object {
     return out;
   }
   T* get() const noexcept { return object_; }
-  T& operator*() const noexcept { return *object_; }
-  T* operator->() const noexcept { return object_; }
+  /// Throw mp::usage_error on a moved-from (empty) owner instead of
+  /// dereferencing null; a noexcept caller then terminates with that message.
+  T& operator*() const { return *checked(); }
+  T* operator->() const { return checked(); }
   explicit operator bool() const noexcept { return object_ != nullptr; }
   const std::shared_ptr<shared_region>& region() const noexcept { return region_; }
 
  private:
+  T* checked() const {
+    if (object_ == nullptr) [[unlikely]]
+      throw_moved_from();
+    return object_;
+  }
   std::shared_ptr<shared_region> region_;
   T* object_ = nullptr;
 };
