@@ -1,0 +1,634 @@
+// SPDX-License-Identifier: MIT
+// Process pools: Python's multiprocessing.Pool (apply, apply_async, map,
+// map_async, starmap, imap, imap_unordered, close, terminate, join).
+//
+// Only differences from Python are documented here; see
+// https://docs.python.org/3/library/multiprocessing.html#module-multiprocessing.pool
+//
+// Workers are forked when the pool starts. Tasks reach them as encoded calls
+// (mp/serialization.hpp, detail/code_identity.hpp): the callable must be a
+// function pointer or a capture-less lambda or empty function object, and
+// the arguments and results codec types. Tasks go to one worker at a time over
+// a queue of its own, results come back over a shared queue.
+//
+// A worker that dies while it runs a task (a signal, exit(), an abort) fails
+// that task only: its result throws mp::worker_died, naming the signal or exit
+// code. The pool starts a replacement and every other task completes. Python's
+// Pool waits forever for such a task.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mp/detail/code_identity.hpp"
+#include "mp/errors.hpp"
+#include "mp/export.hpp"
+#include "mp/serialization.hpp"
+
+namespace mp {
+
+/// The worker running a task died before it finished (a signal, exit(), an
+/// abort, the OOM killer). The pool replaced the worker; other tasks go on.
+class MP_EXPORT worker_died : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+/// Python's Pool keyword arguments.
+struct pool_options {
+  /// Worker processes; 0: mp::cpu_count(), as Python's None.
+  unsigned processes = 0;
+};
+
+namespace detail {
+
+struct pool_task {
+  std::uint64_t id = 0;  // 0: stop
+  std::vector<std::byte> payload;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, payload);
+  }
+};
+
+struct pool_result {
+  std::uint64_t id = 0;
+  bool failed = false;
+  std::vector<std::byte> value;  // encoded return value
+  std::string type;              // of the exception, when failed
+  std::string message;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, failed, value, type, message);
+  }
+};
+
+/// The exception a failed task's result rethrows: the original type for the
+/// standard exceptions and mp's own, mp::remote_error otherwise.
+MP_EXPORT std::exception_ptr remote_exception(const std::string& type, const std::string& message);
+
+/// The type-erased pool: workers, dispatch and the result thread.
+class MP_EXPORT pool_core {
+ public:
+  /// Called on the pool's thread with the task's result or its failure.
+  using completion = std::function<void(pool_result&&)>;
+
+  explicit pool_core(unsigned processes);
+  pool_core(const pool_core&) = delete;
+  pool_core& operator=(const pool_core&) = delete;
+  /// Finishes the submitted tasks, then stops the workers.
+  ~pool_core();
+
+  /// Queues an encoded call. Throws mp::usage_error once closed or terminated.
+  void submit(std::vector<std::byte> payload, completion done);
+  void close();
+  void terminate();
+  void join();
+  unsigned processes() const noexcept { return processes_; }
+
+ private:
+  struct impl;
+  unsigned processes_;
+  std::unique_ptr<impl> impl_;
+};
+
+/// A callable the encoded call can name: a function pointer or a stateless
+/// function object.
+template <class Fn>
+inline constexpr bool nameable_v = is_function_pointer_v<Fn> || is_stateless_callable_v<Fn>;
+
+/// Runs `fn` over a chunk of arguments in a worker (map, imap). For `Star`,
+/// each argument is a tuple spread over fn's parameters (starmap).
+template <class Fn, class Arg, bool Star>
+struct chunk_call {
+  Fn fn{};
+
+  auto operator()(const std::vector<Arg>& args) const {
+    using result = std::decay_t<decltype(call(std::declval<const Arg&>()))>;
+    std::vector<result> out;
+    out.reserve(args.size());
+    for (const Arg& a : args) out.push_back(call(a));
+    return out;
+  }
+  decltype(auto) call(const Arg& a) const {
+    if constexpr (Star)
+      return std::apply(fn, a);
+    else
+      return std::invoke(fn, a);
+  }
+  template <class Archive>
+  void save(Archive& archive) const {
+    if constexpr (is_function_pointer_v<Fn>)
+      archive(code_ref_of(reinterpret_cast<const void*>(fn)));
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    if constexpr (is_function_pointer_v<Fn>) {
+      code_ref ref;
+      archive(ref);
+      fn = reinterpret_cast<Fn>(const_cast<void*>(resolve(ref)));
+    }
+  }
+};
+
+template <class Fn, class... Args>
+std::vector<std::byte> encode_task(const Fn& fn, Args&&... args) {
+  byte_buffer buffer;
+  output_archive out(buffer);
+  encode_call(out, fn, std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+  const auto* begin = buffer.data();
+  return {begin, begin + buffer.size()};
+}
+
+/// What an async_result and its pool's thread share.
+template <class R>
+struct result_state {
+  std::mutex mutex;
+  std::condition_variable done;
+  bool ready = false;
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+  std::exception_ptr error;
+  std::function<void(const R*)> callback;  // R = void: called with nullptr
+  std::function<void(std::exception_ptr)> error_callback;
+
+  // On the pool's thread.
+  void complete(pool_result&& result) {
+    std::exception_ptr failure;
+    if (result.failed) {
+      failure = remote_exception(result.type, result.message);
+    } else if constexpr (!std::is_void_v<R>) {
+      try {
+        R decoded = mp::decode<R>(result.value);
+        std::lock_guard lock(mutex);
+        value.emplace(std::move(decoded));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    {
+      std::lock_guard lock(mutex);
+      error = failure;
+    }
+    // Python runs the callbacks before the result is marked ready.
+    try {
+      if (failure) {
+        if (error_callback) error_callback(failure);
+      } else if (callback) {
+        if constexpr (std::is_void_v<R>)
+          callback(nullptr);
+        else
+          callback(&*value);
+      }
+    } catch (...) {
+      // A callback that throws must not take the pool's thread down.
+    }
+    {
+      std::lock_guard lock(mutex);
+      ready = true;
+    }
+    done.notify_all();
+  }
+};
+
+}  // namespace detail
+
+/// Python's AsyncResult.
+template <class R>
+class async_result {
+ public:
+  explicit async_result(std::shared_ptr<detail::result_state<R>> state)
+      : state_(std::move(state)) {}
+
+  /// The result; rethrows the task's exception (mp::worker_died if its worker
+  /// died).
+  R get() {
+    wait();
+    return take();
+  }
+  /// Throws mp::timeout_error if the result is not ready within `timeout`.
+  template <class Rep, class Period>
+  R get(std::chrono::duration<Rep, Period> timeout) {
+    if (!wait(timeout)) throw timeout_error("the result was not ready in time");
+    return take();
+  }
+  void wait() const {
+    std::unique_lock lock(state_->mutex);
+    state_->done.wait(lock, [&] { return state_->ready; });
+  }
+  /// True if ready within `timeout` (Python's wait returns None).
+  template <class Rep, class Period>
+  bool wait(std::chrono::duration<Rep, Period> timeout) const {
+    std::unique_lock lock(state_->mutex);
+    return state_->done.wait_for(lock, timeout, [&] { return state_->ready; });
+  }
+  bool ready() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->ready;
+  }
+  /// Whether the task returned without an exception; mp::usage_error if it is
+  /// not ready yet (Python's ValueError).
+  bool successful() const {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->ready) throw usage_error("the result is not ready");
+    return !state_->error;
+  }
+
+ private:
+  R take() {
+    std::lock_guard lock(state_->mutex);
+    if (state_->error) std::rethrow_exception(state_->error);
+    if constexpr (!std::is_void_v<R>) return *state_->value;
+  }
+  std::shared_ptr<detail::result_state<R>> state_;
+};
+
+/// The callbacks of apply_async and map_async (Python's callback and
+/// error_callback keywords). They run on the pool's own thread: keep them short.
+template <class R>
+struct async_callbacks {
+  std::function<void(const R&)> callback;
+  std::function<void(std::exception_ptr)> error_callback;
+};
+template <>
+struct async_callbacks<void> {
+  std::function<void()> callback;
+  std::function<void(std::exception_ptr)> error_callback;
+};
+
+template <class R>
+class imap_range;
+
+/// Python's multiprocessing.Pool. Thread-safe. The destructor finishes the
+/// submitted tasks (close() and join()); terminate() drops them.
+class pool {
+ public:
+  explicit pool(pool_options options = {});
+  explicit pool(unsigned processes) : pool(pool_options{processes}) {}
+
+  unsigned processes() const noexcept { return core_->processes(); }
+
+  template <class Fn, class... Args>
+  using result_of = std::invoke_result_t<const Fn&, const std::decay_t<Args>&...>;
+
+  /// Runs f(args...) in a worker and returns its result (Python's apply).
+  template <class Fn, class... Args>
+  auto apply(Fn fn, Args&&... args) {
+    return apply_async(fn, std::forward<Args>(args)...).get();
+  }
+
+  /// Python's apply_async. Callbacks: pass apply_async_with instead.
+  template <class Fn, class... Args>
+  async_result<result_of<Fn, Args...>> apply_async(Fn fn, Args&&... args) {
+    return apply_async_with(async_callbacks<result_of<Fn, Args...>>{}, fn,
+                            std::forward<Args>(args)...);
+  }
+
+  /// apply_async with Python's callback and error_callback.
+  template <class Fn, class... Args>
+  async_result<result_of<Fn, Args...>> apply_async_with(
+      async_callbacks<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
+    check_callable<Fn>();
+    using R = result_of<Fn, Args...>;
+    auto state = std::make_shared<detail::result_state<R>>();
+    if constexpr (std::is_void_v<R>) {
+      if (callbacks.callback)
+        state->callback = [cb = std::move(callbacks.callback)](const void*) { cb(); };
+    } else if (callbacks.callback) {
+      state->callback = [cb = std::move(callbacks.callback)](const R* v) { cb(*v); };
+    }
+    state->error_callback = std::move(callbacks.error_callback);
+    core_->submit(detail::encode_task(fn, std::forward<Args>(args)...),
+                  [state](detail::pool_result&& r) { state->complete(std::move(r)); });
+    return async_result<R>(std::move(state));
+  }
+
+  /// Python's map: f over every element, results in input order. Throws the
+  /// first failed chunk's exception, after all chunks have finished; the pool
+  /// stays usable. chunksize 0: Python's rule (len / (4 * processes), rounded up).
+  template <class Fn, std::ranges::input_range Range>
+  auto map(Fn fn, Range&& input, std::size_t chunksize = 0) {
+    return map_async(fn, std::forward<Range>(input), chunksize).get();
+  }
+
+  template <class Fn, std::ranges::input_range Range>
+  auto map_async(Fn fn, Range&& input, std::size_t chunksize = 0) {
+    return run_map<false>(fn, std::forward<Range>(input), chunksize);
+  }
+
+  /// Python's starmap: each element a tuple spread over f's parameters.
+  template <class Fn, std::ranges::input_range Range>
+  auto starmap(Fn fn, Range&& input, std::size_t chunksize = 0) {
+    return starmap_async(fn, std::forward<Range>(input), chunksize).get();
+  }
+
+  template <class Fn, std::ranges::input_range Range>
+  auto starmap_async(Fn fn, Range&& input, std::size_t chunksize = 0) {
+    return run_map<true>(fn, std::forward<Range>(input), chunksize);
+  }
+
+  /// Python's imap: a lazy range of f over `input`, in input order. Unlike
+  /// Python's, it reads the input only as workers free up (at most two chunks
+  /// per worker in flight), so an endless input works in bounded memory. The
+  /// input range must outlive the iteration.
+  template <class Fn, std::ranges::input_range Range>
+  auto imap(Fn fn, Range& input, std::size_t chunksize = 1) {
+    return make_imap<false>(fn, input, chunksize);
+  }
+
+  /// Python's imap_unordered: as imap, results in the order they complete.
+  template <class Fn, std::ranges::input_range Range>
+  auto imap_unordered(Fn fn, Range& input, std::size_t chunksize = 1) {
+    return make_imap<true>(fn, input, chunksize);
+  }
+
+  /// No more tasks may be submitted; the workers exit once the work is done.
+  void close() { core_->close(); }
+  /// Stops the workers at once; unfinished tasks fail with mp::process_error.
+  void terminate() { core_->terminate(); }
+  /// Waits for the workers to exit; mp::usage_error unless closed or terminated.
+  void join() { core_->join(); }
+
+ private:
+  template <class Fn>
+  static constexpr void check_callable() {
+    static_assert(detail::nameable_v<Fn>,
+                  "mp::pool: the callable must be a function pointer, a capture-less lambda or an "
+                  "empty function object, because a worker receives it by name: pass what a "
+                  "lambda would capture as arguments");
+  }
+
+  template <bool Star, class Fn, class Range>
+  auto run_map(Fn fn, Range&& input, std::size_t chunksize) {
+    check_callable<Fn>();
+    using arg = std::ranges::range_value_t<Range>;
+    using call = detail::chunk_call<Fn, arg, Star>;
+    using chunk_result =
+        decltype(std::declval<const call&>()(std::declval<const std::vector<arg>&>()));
+    using R = chunk_result;  // std::vector of the results
+    std::vector<arg> all;
+    for (auto&& a : input) all.push_back(static_cast<arg>(a));
+    if (chunksize == 0) {
+      const std::size_t per = 4 * processes();
+      chunksize = (all.size() + per - 1) / per;
+      if (chunksize == 0) chunksize = 1;
+    }
+    const std::size_t chunks = (all.size() + chunksize - 1) / chunksize;
+    struct gather {
+      std::mutex mutex;
+      std::vector<std::optional<R>> parts;
+      std::exception_ptr error;
+      std::size_t left = 0;
+      std::shared_ptr<detail::result_state<R>> state;
+    };
+    auto shared = std::make_shared<gather>();
+    shared->parts.resize(chunks);
+    shared->left = chunks;
+    shared->state = std::make_shared<detail::result_state<R>>();
+    if (chunks == 0) {
+      detail::pool_result empty;
+      empty.value = mp::encode(R{});
+      shared->state->complete(std::move(empty));
+    }
+    for (std::size_t c = 0; c < chunks; ++c) {
+      std::vector<arg> part(
+          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(c * chunksize)),
+          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(
+                                                    std::min(all.size(), (c + 1) * chunksize))));
+      core_->submit(detail::encode_task(call{fn}, std::move(part)),
+                    [shared, c](detail::pool_result&& r) {
+                      std::optional<R> decoded;
+                      std::exception_ptr failure;
+                      if (r.failed) {
+                        failure = detail::remote_exception(r.type, r.message);
+                      } else {
+                        try {
+                          decoded = mp::decode<R>(r.value);
+                        } catch (...) {
+                          failure = std::current_exception();
+                        }
+                      }
+                      bool last = false;
+                      {
+                        std::lock_guard lock(shared->mutex);
+                        if (failure && !shared->error) shared->error = failure;
+                        shared->parts[c] = std::move(decoded);
+                        last = --shared->left == 0;
+                      }
+                      if (!last) return;
+                      detail::pool_result all_done;
+                      if (shared->error) {
+                        shared->state->error_callback = nullptr;
+                        std::lock_guard lock(shared->state->mutex);
+                        shared->state->error = shared->error;
+                        shared->state->ready = true;
+                      } else {
+                        R joined;
+                        for (auto& p : shared->parts)
+                          for (auto& v : *p) joined.push_back(std::move(v));
+                        std::lock_guard lock(shared->state->mutex);
+                        shared->state->value.emplace(std::move(joined));
+                        shared->state->ready = true;
+                      }
+                      shared->state->done.notify_all();
+                    });
+    }
+    return async_result<R>(shared->state);
+  }
+
+  template <bool Unordered, class Fn, class Range>
+  auto make_imap(Fn fn, Range& input, std::size_t chunksize);
+
+  std::shared_ptr<detail::pool_core> core_;
+};
+
+namespace detail {
+
+/// What an imap range shares with the pool's thread.
+template <class R>
+struct imap_state {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::map<std::size_t, std::vector<R>> ordered;  // by chunk index (imap)
+  std::deque<std::vector<R>> arrived;             // in completion order (imap_unordered)
+  std::map<std::size_t, std::exception_ptr> failed;
+  std::deque<std::exception_ptr> failed_unordered;
+  std::size_t in_flight = 0;
+};
+
+}  // namespace detail
+
+/// The lazy range imap and imap_unordered return: iterate it once.
+template <class R>
+class imap_range {
+ public:
+  using next_chunk_fn = std::function<bool(std::size_t index)>;  // submits chunk `index`
+
+  imap_range(std::shared_ptr<detail::imap_state<R>> state, next_chunk_fn submit_next,
+             std::size_t max_in_flight, bool unordered)
+      : state_(std::move(state)),
+        submit_next_(std::move(submit_next)),
+        max_in_flight_(max_in_flight),
+        unordered_(unordered) {}
+
+  class iterator {
+   public:
+    using value_type = R;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(imap_range* range) : range_(range) { advance(); }
+    const R& operator*() const { return *current_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    void operator++(int) { advance(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
+
+   private:
+    void advance() { current_ = range_->next(); }
+    imap_range* range_ = nullptr;
+    std::optional<R> current_;
+  };
+
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  // The next result, or nullopt at the end; rethrows a failed task's exception
+  // at its place.
+  std::optional<R> next() {
+    for (;;) {
+      if (!buffer_.empty()) {
+        R out = std::move(buffer_.front());
+        buffer_.pop_front();
+        return out;
+      }
+      top_up();
+      std::unique_lock lock(state_->mutex);
+      if (unordered_) {
+        if (!state_->failed_unordered.empty()) {
+          auto error = state_->failed_unordered.front();
+          state_->failed_unordered.pop_front();
+          std::rethrow_exception(error);
+        }
+        if (!state_->arrived.empty()) {
+          for (auto& v : state_->arrived.front()) buffer_.push_back(std::move(v));
+          state_->arrived.pop_front();
+          continue;
+        }
+      } else {
+        if (auto f = state_->failed.find(next_index_); f != state_->failed.end()) {
+          auto error = f->second;
+          state_->failed.erase(f);
+          ++next_index_;
+          std::rethrow_exception(error);
+        }
+        if (auto o = state_->ordered.find(next_index_); o != state_->ordered.end()) {
+          for (auto& v : o->second) buffer_.push_back(std::move(v));
+          state_->ordered.erase(o);
+          ++next_index_;
+          continue;
+        }
+      }
+      if (input_done_ && state_->in_flight == 0) return std::nullopt;
+      state_->changed.wait(lock);
+    }
+  }
+  void top_up() {
+    while (!input_done_) {
+      {
+        std::lock_guard lock(state_->mutex);
+        if (state_->in_flight >= max_in_flight_) return;
+        ++state_->in_flight;
+      }
+      if (!submit_next_(submitted_)) {
+        std::lock_guard lock(state_->mutex);
+        --state_->in_flight;
+        input_done_ = true;
+        return;
+      }
+      ++submitted_;
+    }
+  }
+
+  std::shared_ptr<detail::imap_state<R>> state_;
+  next_chunk_fn submit_next_;
+  std::size_t max_in_flight_;
+  bool unordered_;
+  bool input_done_ = false;
+  std::size_t submitted_ = 0;
+  std::size_t next_index_ = 0;
+  std::deque<R> buffer_;
+};
+
+template <bool Unordered, class Fn, class Range>
+auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize) {
+  check_callable<Fn>();
+  using arg = std::ranges::range_value_t<Range>;
+  using call = detail::chunk_call<Fn, arg, false>;
+  using chunk_result =
+      decltype(std::declval<const call&>()(std::declval<const std::vector<arg>&>()));
+  using R = typename chunk_result::value_type;
+  if (chunksize == 0) chunksize = 1;
+  auto state = std::make_shared<detail::imap_state<R>>();
+  auto it = std::make_shared<std::ranges::iterator_t<Range>>(std::ranges::begin(input));
+  auto end = std::ranges::end(input);
+  auto core = core_;
+  auto submit = [state, it, end, core, fn, chunksize](std::size_t index) -> bool {
+    std::vector<arg> part;
+    while (part.size() < chunksize && *it != end) {
+      part.push_back(static_cast<arg>(**it));
+      ++*it;
+    }
+    if (part.empty()) return false;
+    core->submit(detail::encode_task(call{fn}, std::move(part)),
+                 [state, index](detail::pool_result&& r) {
+                   std::exception_ptr failure;
+                   chunk_result values;
+                   if (r.failed) {
+                     failure = detail::remote_exception(r.type, r.message);
+                   } else {
+                     try {
+                       values = mp::decode<chunk_result>(r.value);
+                     } catch (...) {
+                       failure = std::current_exception();
+                     }
+                   }
+                   {
+                     std::lock_guard lock(state->mutex);
+                     --state->in_flight;
+                     if (Unordered) {
+                       if (failure)
+                         state->failed_unordered.push_back(failure);
+                       else
+                         state->arrived.push_back(std::move(values));
+                     } else if (failure) {
+                       state->failed.emplace(index, failure);
+                     } else {
+                       state->ordered.emplace(index, std::move(values));
+                     }
+                   }
+                   state->changed.notify_all();
+                 });
+    return true;
+  };
+  return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered);
+}
+
+}  // namespace mp

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+// The pool's engine: worker processes, dispatch, and the thread that collects
+// results and notices dead workers.
+//
+// Each worker has a queue of its own and runs one task at a time, so the pool
+// always knows which task a worker holds: when a worker dies, that task fails
+// with mp::worker_died and nothing else is lost. Results come back over one
+// shared queue. The pool's thread waits on it, and at least every 20 ms looks
+// at the workers' liveness.
+#include <cxxabi.h>
+#include <signal.h>
+#include <string.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <typeinfo>
+#include <unordered_map>
+
+#include "mp/pool.hpp"
+#include "mp/process.hpp"
+#include "mp/queues.hpp"
+
+namespace mp {
+
+namespace detail {
+namespace {
+
+using namespace std::chrono_literals;
+using clock = std::chrono::steady_clock;
+
+constexpr auto liveness_period = 20ms;
+
+std::string demangled(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
+}
+
+// A worker: runs the tasks of its queue until the stop task.
+void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results) {
+  for (;;) {
+    pool_task task = tasks.get();
+    if (task.id == 0) return;
+    pool_result result;
+    result.id = task.id;
+    try {
+      byte_buffer out;
+      invoke_call(task.payload, nullptr, &out);
+      result.value.assign(out.data(), out.data() + out.size());
+    } catch (const std::exception& e) {
+      result.failed = true;
+      result.type = demangled(typeid(e));
+      result.message = e.what();
+    } catch (...) {
+      result.failed = true;
+      result.type = "unknown";
+      result.message = "a task threw something that is not a std::exception";
+    }
+    results.put(result);
+  }
+}
+
+std::string describe_end(std::optional<int> exitcode) {
+  if (!exitcode) return "ended";
+  if (*exitcode < 0) {
+    const char* name = ::sigabbrev_np(-*exitcode);
+    return "was killed by signal " + std::to_string(-*exitcode) +
+           (name != nullptr ? std::string(" (SIG") + name + ")" : std::string());
+  }
+  return "exited with code " + std::to_string(*exitcode);
+}
+
+}  // namespace
+
+std::exception_ptr remote_exception(const std::string& type, const std::string& message) {
+  // The standard exceptions and mp's own come back as themselves.
+  if (type == "std::runtime_error") return std::make_exception_ptr(std::runtime_error(message));
+  if (type == "std::logic_error") return std::make_exception_ptr(std::logic_error(message));
+  if (type == "std::invalid_argument")
+    return std::make_exception_ptr(std::invalid_argument(message));
+  if (type == "std::domain_error") return std::make_exception_ptr(std::domain_error(message));
+  if (type == "std::length_error") return std::make_exception_ptr(std::length_error(message));
+  if (type == "std::out_of_range") return std::make_exception_ptr(std::out_of_range(message));
+  if (type == "std::range_error") return std::make_exception_ptr(std::range_error(message));
+  if (type == "std::overflow_error") return std::make_exception_ptr(std::overflow_error(message));
+  if (type == "std::underflow_error") return std::make_exception_ptr(std::underflow_error(message));
+  if (type == "mp::process_error") return std::make_exception_ptr(process_error(message));
+  if (type == "mp::decode_error") return std::make_exception_ptr(decode_error(message));
+  if (type == "mp::timeout_error") return std::make_exception_ptr(timeout_error(message));
+  if (type == "mp::worker_died") return std::make_exception_ptr(worker_died(message));
+  if (type == "mp::usage_error") return std::make_exception_ptr(usage_error(message));
+  return std::make_exception_ptr(remote_error(type, message));
+}
+
+struct pool_core::impl {
+  struct worker {
+    mp::queue<pool_task> tasks;
+    mp::process process;
+    std::uint64_t running = 0;  // the task it holds, 0 if idle
+  };
+
+  std::mutex mutex;
+  mp::queue<pool_result> results;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::deque<pool_task> pending;
+  std::unordered_map<std::uint64_t, completion> waiting;  // by task id
+  std::uint64_t next_id = 1;
+  bool closed = false;
+  bool terminated = false;
+  std::thread thread;
+
+  void start_worker(std::size_t index) {
+    auto w = std::make_unique<worker>();
+    w->process = mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
+                              .daemon = true,
+                              .on_destroy = destroy_action::kill},
+                             &worker_main, w->tasks, results);
+    w->process.start();
+    workers[index] = std::move(w);
+  }
+
+  // Hands pending tasks to idle workers. Under the mutex.
+  void dispatch() {
+    for (auto& w : workers) {
+      if (pending.empty()) return;
+      if (w->running != 0) continue;
+      pool_task task = std::move(pending.front());
+      pending.pop_front();
+      w->running = task.id;
+      w->tasks.put(task);
+    }
+  }
+
+  // Under the mutex: the worker holding `id` is idle again; returns the
+  // task's completion.
+  completion finish(std::uint64_t id) {
+    for (auto& w : workers)
+      if (w->running == id) w->running = 0;
+    auto found = waiting.find(id);
+    if (found == waiting.end()) return nullptr;
+    completion done = std::move(found->second);
+    waiting.erase(found);
+    return done;
+  }
+
+  void run() {
+    auto next_check = clock::now() + liveness_period;
+    std::vector<std::pair<completion, pool_result>> ready;
+    for (;;) {
+      std::optional<pool_result> result = results.try_get(liveness_period);
+      std::unique_lock lock(mutex);
+      if (terminated) break;
+      while (result) {
+        if (completion done = finish(result->id))
+          ready.emplace_back(std::move(done), std::move(*result));
+        result = results.try_get();
+      }
+      if (clock::now() >= next_check) {
+        next_check = clock::now() + liveness_period;
+        for (std::size_t i = 0; i < workers.size(); ++i) {
+          worker& w = *workers[i];
+          if (w.process.is_alive()) continue;
+          // Its result may have made it: take what arrived first.
+          while (auto late = results.try_get())
+            if (completion done = finish(late->id))
+              ready.emplace_back(std::move(done), std::move(*late));
+          if (w.running != 0) {
+            pool_result failure;
+            failure.id = w.running;
+            failure.failed = true;
+            failure.type = "mp::worker_died";
+            failure.message = "the pool worker running this task (" + w.process.name() + ", pid " +
+                              std::to_string(w.process.pid().value_or(0)) + ") " +
+                              describe_end(w.process.exitcode()) + "; the pool replaced it";
+            if (completion done = finish(failure.id))
+              ready.emplace_back(std::move(done), std::move(failure));
+          }
+          start_worker(i);
+        }
+      }
+      dispatch();
+      const bool done = closed && pending.empty() && waiting.empty();
+      lock.unlock();
+      for (auto& [call, r] : ready) call(std::move(r));
+      ready.clear();
+      if (done) break;
+    }
+    std::unique_lock lock(mutex);
+    if (terminated) {
+      for (auto& w : workers) w->process.kill();
+      // Unfinished tasks fail rather than wait forever.
+      for (auto& [id, done] : waiting) {
+        pool_result failure;
+        failure.id = id;
+        failure.failed = true;
+        failure.type = "mp::process_error";
+        failure.message = "the pool was terminated before this task finished";
+        ready.emplace_back(std::move(done), std::move(failure));
+      }
+      waiting.clear();
+      pending.clear();
+    } else {
+      for (auto& w : workers) w->tasks.put(pool_task{});  // stop
+    }
+    lock.unlock();
+    for (auto& [call, r] : ready) call(std::move(r));
+    for (auto& w : workers) w->process.join();
+  }
+};
+
+pool_core::pool_core(unsigned processes)
+    : processes_(processes == 0 ? mp::cpu_count() : processes), impl_(std::make_unique<impl>()) {
+  impl_->workers.resize(processes_);
+  for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
+  impl_->thread = std::thread([this] { impl_->run(); });
+}
+
+pool_core::~pool_core() {
+  close();
+  join();
+}
+
+void pool_core::submit(std::vector<std::byte> payload, completion done) {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
+  const std::uint64_t id = impl_->next_id++;
+  impl_->waiting.emplace(id, std::move(done));
+  impl_->pending.push_back(pool_task{id, std::move(payload)});
+  impl_->dispatch();
+}
+
+void pool_core::close() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->closed = true;
+}
+
+void pool_core::terminate() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->closed = true;
+  impl_->terminated = true;
+}
+
+void pool_core::join() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!impl_->closed) throw usage_error("join() needs close() or terminate() first");
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+}  // namespace detail
+
+pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(options.processes)) {}
+
+}  // namespace mp

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: MIT
+// Tests of mp::pool (mp/pool.hpp): Python's Pool semantics, and workers that
+// die in the middle of a task.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "mp/pool.hpp"
+#include "mp/testing/testing.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+int square(int x) {
+  return x * x;
+}
+
+long power(long base, int exponent) {
+  long out = 1;
+  for (int i = 0; i < exponent; ++i) out *= base;
+  return out;
+}
+
+std::string greet(std::string name) {
+  return "hello " + name;
+}
+
+int fails_on_three(int x) {
+  if (x == 3) throw std::invalid_argument("three is not allowed");
+  return x;
+}
+
+struct custom_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int throws_custom(int) {
+  throw custom_error("custom");
+}
+
+// Dies the way `how` says when x is 7.
+int dies_on_seven(int x, int how) {
+  if (x == 7) {
+    if (how == 0) ::raise(SIGKILL);
+    if (how == 1) std::_Exit(3);
+    if (how == 2) std::abort();
+  }
+  return x;
+}
+
+int slow_identity(int x) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(x));
+  return x;
+}
+
+void nothing(int) {}
+
+TEST(pool, apply_and_apply_async_return_results) {
+  mp::pool p(2);
+  EXPECT_EQ(p.processes(), 2U);
+  EXPECT_EQ(p.apply(square, 7), 49);
+  EXPECT_EQ(p.apply(greet, std::string("pool")), "hello pool");
+  auto r = p.apply_async(power, 2L, 10);
+  EXPECT_EQ(r.get(), 1024);
+  EXPECT_TRUE(r.ready());
+  EXPECT_TRUE(r.successful());
+  auto lambda = p.apply_async([](int a, int b) { return a + b; }, 20, 22);
+  EXPECT_EQ(lambda.get(5s), 42);
+  p.apply(nothing, 1);
+}
+
+TEST(pool, apply_async_runs_its_callbacks) {
+  mp::pool p(2);
+  std::atomic<int> seen{0};
+  std::atomic<int> errors{0};
+  auto ok = p.apply_async_with({.callback = [&](const int& v) { seen = v; }}, square, 5);
+  auto bad = p.apply_async_with({.error_callback = [&](std::exception_ptr) { ++errors; }},
+                                fails_on_three, 3);
+  ok.wait();
+  bad.wait();
+  EXPECT_EQ(seen.load(), 25);
+  EXPECT_EQ(errors.load(), 1);
+  EXPECT_FALSE(bad.successful());
+}
+
+TEST(pool, map_and_starmap_keep_input_order) {
+  mp::pool p(2);
+  std::vector<int> input(1000);
+  std::iota(input.begin(), input.end(), 0);
+  const auto squares = p.map(square, input);
+  ASSERT_EQ(squares.size(), 1000U);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(squares[static_cast<std::size_t>(i)], i * i);
+  EXPECT_EQ(p.map(square, input, 1).size(), 1000U);
+  EXPECT_TRUE(p.map(square, std::vector<int>{}).empty());
+  const std::vector<std::tuple<long, int>> pairs{{2, 3}, {3, 2}, {10, 4}};
+  EXPECT_EQ(p.starmap(power, pairs), (std::vector<long>{8, 9, 10000}));
+}
+
+TEST(pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
+  mp::pool p(2);
+  EXPECT_THROW(p.apply(fails_on_three, 3), std::invalid_argument);
+  try {
+    p.apply(throws_custom, 1);
+    FAIL() << "no exception";
+  } catch (const mp::remote_error& e) {
+    EXPECT_NE(e.type_name().find("custom_error"), std::string::npos) << e.type_name();
+    EXPECT_NE(std::string(e.what()).find("custom"), std::string::npos);
+  }
+  std::vector<int> input{1, 2, 3, 4, 5};
+  EXPECT_THROW(p.map(fails_on_three, input, 1), std::invalid_argument);
+  EXPECT_EQ(p.apply(square, 3), 9);
+  auto r = p.apply_async(slow_identity, 5000);
+  EXPECT_THROW(r.get(10ms), mp::timeout_error);
+  p.terminate();
+  p.join();
+  EXPECT_THROW(r.get(), mp::process_error);
+}
+
+TEST(pool, imap_is_lazy_and_ordered_imap_unordered_is_not) {
+  mp::pool p(2);
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  std::vector<int> got;
+  for (int v : p.imap(square, input)) got.push_back(v);
+  ASSERT_EQ(got.size(), 100U);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got[static_cast<std::size_t>(i)], i * i);
+  const std::vector<int> delays{300, 10, 20};
+  std::vector<int> order;
+  for (int v : p.imap_unordered(slow_identity, delays)) order.push_back(v);
+  EXPECT_EQ(std::multiset<int>(order.begin(), order.end()), (std::multiset<int>{10, 20, 300}));
+  EXPECT_EQ(order.back(), 300);  // the slow one comes last
+  // An endless input: imap reads only what it needs.
+  auto endless = std::views::iota(0);
+  int count = 0;
+  for (int v : p.imap(square, endless)) {
+    EXPECT_EQ(v, count * count);
+    if (++count == 50) break;
+  }
+}
+
+class worker_death : public ::testing::TestWithParam<int> {};
+
+TEST_P(worker_death, fails_only_its_own_task_and_the_pool_replaces_the_worker) {
+  mp::pool p(2);
+  std::vector<mp::async_result<int>> results;
+  for (int x = 0; x < 12; ++x) results.push_back(p.apply_async(dies_on_seven, x, GetParam()));
+  for (int x = 0; x < 12; ++x) {
+    if (x == 7) {
+      EXPECT_THROW(results[7].get(mp::testing::scaled(30s)), mp::worker_died);
+    } else {
+      EXPECT_EQ(results[static_cast<std::size_t>(x)].get(mp::testing::scaled(30s)), x);
+    }
+  }
+  EXPECT_EQ(p.apply(square, 6), 36);  // still two workers
+}
+
+INSTANTIATE_TEST_SUITE_P(pool, worker_death, ::testing::Values(0, 1, 2));
+
+TEST(pool, workers_killed_from_outside_in_a_loop_never_hang_it) {
+  mp::pool p(2);
+  for (int round = 0; round < 5; ++round) {
+    auto r = p.apply_async(slow_identity, 10000);
+    // Find the worker running it: a child of ours that is not idle. Killing
+    // any of our children is fine: an idle worker dies without a task.
+    std::this_thread::sleep_for(50ms);
+    for (pid_t child : mp::testing::child_pids()) ::kill(child, SIGKILL);
+    EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::worker_died);
+    EXPECT_EQ(p.apply(square, round), round * round);
+  }
+}
+
+TEST(pool, the_destructor_finishes_submitted_work) {
+  std::vector<mp::async_result<int>> results;
+  {
+    mp::pool p(2);
+    for (int x = 0; x < 10; ++x) results.push_back(p.apply_async(slow_identity, 5));
+  }
+  for (auto& r : results) EXPECT_EQ(r.get(), 5);
+}
+
+TEST(pool, close_refuses_new_work_and_join_needs_it) {
+  mp::pool p(1);
+  EXPECT_THROW(p.join(), mp::usage_error);
+  p.close();
+  EXPECT_THROW(p.apply(square, 2), mp::usage_error);
+  p.join();
+}
+
+}  // namespace
