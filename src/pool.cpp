@@ -40,9 +40,12 @@ std::string demangled(const std::type_info& type) {
   return status == 0 && name ? std::string(name.get()) : std::string(type.name());
 }
 
-// A worker: runs the tasks of its queue until the stop task.
-void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results) {
-  for (;;) {
+// A worker: runs the tasks of its queue until the stop task, or until it has
+// run `max_tasks` (0: no limit).
+void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+                 const std::function<void()>& initializer, unsigned max_tasks) {
+  if (initializer) initializer();
+  for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
     pool_task task = tasks.get();
     if (task.id == 0) return;
     pool_result result;
@@ -100,120 +103,163 @@ struct pool_core::impl {
   struct worker {
     mp::queue<pool_task> tasks;
     mp::process process;
-    std::uint64_t running = 0;  // the task it holds, 0 if idle
+    std::uint64_t running = 0;                              // the task it holds, 0 if idle
+    clock::time_point deadline = clock::time_point::max();  // of that task
+    unsigned given = 0;                                     // tasks handed to it
+  };
+  struct task_entry {
+    completion done;
+    std::chrono::nanoseconds limit;
   };
 
+  explicit impl(pool_options options_in) : options(std::move(options_in)) {}
+
+  pool_options options;
   std::mutex mutex;
   mp::queue<pool_result> results;
   std::vector<std::unique_ptr<worker>> workers;
   std::deque<pool_task> pending;
-  std::unordered_map<std::uint64_t, completion> waiting;  // by task id
+  std::unordered_map<std::uint64_t, task_entry> waiting;  // by task id
   std::uint64_t next_id = 1;
   bool closed = false;
   bool terminated = false;
   std::thread thread;
+  std::vector<std::pair<completion, pool_result>> ready;  // to call outside the mutex
 
   void start_worker(std::size_t index) {
     auto w = std::make_unique<worker>();
-    w->process = mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
-                              .daemon = true,
-                              .on_destroy = destroy_action::kill},
-                             &worker_main, w->tasks, results);
+    w->process =
+        mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
+                     .daemon = true,
+                     .on_destroy = destroy_action::kill},
+                    &worker_main, w->tasks, results, options.initializer, options.maxtasksperchild);
     w->process.start();
     workers[index] = std::move(w);
+  }
+
+  // A worker that has had its share of tasks exits on its own after the last.
+  bool spent(const worker& w) const {
+    return options.maxtasksperchild != 0 && w.given >= options.maxtasksperchild;
   }
 
   // Hands pending tasks to idle workers. Under the mutex.
   void dispatch() {
     for (auto& w : workers) {
       if (pending.empty()) return;
-      if (w->running != 0) continue;
+      if (w->running != 0 || spent(*w)) continue;
       pool_task task = std::move(pending.front());
       pending.pop_front();
       w->running = task.id;
+      ++w->given;
+      const auto found = waiting.find(task.id);
+      w->deadline = found != waiting.end() && found->second.limit != no_limit
+                        ? clock::now() + found->second.limit
+                        : clock::time_point::max();
       w->tasks.put(task);
     }
   }
 
-  // Under the mutex: the worker holding `id` is idle again; returns the
-  // task's completion.
-  completion finish(std::uint64_t id) {
+  // Under the mutex: the worker holding `id` is idle again; queues the task's
+  // completion with its result.
+  void finish(pool_result&& result) {
     for (auto& w : workers)
-      if (w->running == id) w->running = 0;
-    auto found = waiting.find(id);
-    if (found == waiting.end()) return nullptr;
-    completion done = std::move(found->second);
+      if (w->running == result.id) w->running = 0;
+    auto found = waiting.find(result.id);
+    if (found == waiting.end()) return;
+    ready.emplace_back(std::move(found->second.done), std::move(result));
     waiting.erase(found);
-    return done;
+  }
+
+  void fail(std::uint64_t id, const char* type, std::string message) {
+    pool_result failure;
+    failure.id = id;
+    failure.failed = true;
+    failure.type = type;
+    failure.message = std::move(message);
+    finish(std::move(failure));
+  }
+
+  void take_arrived() {
+    while (auto late = results.try_get()) finish(std::move(*late));
+  }
+
+  // Under the mutex: kills workers past their task's deadline, replaces dead
+  // and spent ones, failing the task a dead one held.
+  void look_after_workers() {
+    const auto now = clock::now();
+    for (std::size_t i = 0; i < workers.size(); ++i) {
+      worker& w = *workers[i];
+      if (w.running != 0 && now >= w.deadline) {
+        // Out of time: stop the work itself, not only the wait for it.
+        w.process.kill();
+        w.process.join();
+        take_arrived();  // it may have finished just in time
+        if (w.running != 0)
+          fail(w.running, "mp::timeout_error",
+               "the task ran past its timeout; its worker was killed and replaced");
+        start_worker(i);
+        continue;
+      }
+      if (w.process.is_alive()) continue;
+      take_arrived();  // its result may have made it
+      if (w.running != 0)
+        fail(w.running, "mp::worker_died",
+             "the pool worker running this task (" + w.process.name() + ", pid " +
+                 std::to_string(w.process.pid().value_or(0)) + ") " +
+                 describe_end(w.process.exitcode()) + "; the pool replaced it");
+      start_worker(i);
+    }
+  }
+
+  void call_ready(std::unique_lock<std::mutex>& lock) {
+    auto calls = std::move(ready);
+    ready.clear();
+    lock.unlock();
+    for (auto& [call, r] : calls) call(std::move(r));
+    lock.lock();
   }
 
   void run() {
     auto next_check = clock::now() + liveness_period;
-    std::vector<std::pair<completion, pool_result>> ready;
     for (;;) {
       std::optional<pool_result> result = results.try_get(liveness_period);
       std::unique_lock lock(mutex);
       if (terminated) break;
-      while (result) {
-        if (completion done = finish(result->id))
-          ready.emplace_back(std::move(done), std::move(*result));
-        result = results.try_get();
+      if (result) {
+        finish(std::move(*result));
+        take_arrived();
       }
       if (clock::now() >= next_check) {
         next_check = clock::now() + liveness_period;
-        for (std::size_t i = 0; i < workers.size(); ++i) {
-          worker& w = *workers[i];
-          if (w.process.is_alive()) continue;
-          // Its result may have made it: take what arrived first.
-          while (auto late = results.try_get())
-            if (completion done = finish(late->id))
-              ready.emplace_back(std::move(done), std::move(*late));
-          if (w.running != 0) {
-            pool_result failure;
-            failure.id = w.running;
-            failure.failed = true;
-            failure.type = "mp::worker_died";
-            failure.message = "the pool worker running this task (" + w.process.name() + ", pid " +
-                              std::to_string(w.process.pid().value_or(0)) + ") " +
-                              describe_end(w.process.exitcode()) + "; the pool replaced it";
-            if (completion done = finish(failure.id))
-              ready.emplace_back(std::move(done), std::move(failure));
-          }
-          start_worker(i);
-        }
+        look_after_workers();
       }
       dispatch();
       const bool done = closed && pending.empty() && waiting.empty();
-      lock.unlock();
-      for (auto& [call, r] : ready) call(std::move(r));
-      ready.clear();
+      call_ready(lock);
       if (done) break;
     }
     std::unique_lock lock(mutex);
     if (terminated) {
       for (auto& w : workers) w->process.kill();
       // Unfinished tasks fail rather than wait forever.
-      for (auto& [id, done] : waiting) {
-        pool_result failure;
-        failure.id = id;
-        failure.failed = true;
-        failure.type = "mp::process_error";
-        failure.message = "the pool was terminated before this task finished";
-        ready.emplace_back(std::move(done), std::move(failure));
-      }
-      waiting.clear();
+      std::vector<std::uint64_t> ids;
+      for (const auto& entry : waiting) ids.push_back(entry.first);
+      for (const auto id : ids)
+        fail(id, "mp::process_error", "the pool was terminated before this task finished");
       pending.clear();
     } else {
-      for (auto& w : workers) w->tasks.put(pool_task{});  // stop
+      for (auto& w : workers)
+        if (w->process.is_alive()) w->tasks.put(pool_task{});  // stop
     }
+    call_ready(lock);
     lock.unlock();
-    for (auto& [call, r] : ready) call(std::move(r));
     for (auto& w : workers) w->process.join();
   }
 };
 
-pool_core::pool_core(unsigned processes)
-    : processes_(processes == 0 ? mp::cpu_count() : processes), impl_(std::make_unique<impl>()) {
+pool_core::pool_core(pool_options options)
+    : processes_(options.processes == 0 ? mp::cpu_count() : options.processes),
+      impl_(std::make_unique<impl>(std::move(options))) {
   impl_->workers.resize(processes_);
   for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
   impl_->thread = std::thread([this] { impl_->run(); });
@@ -224,11 +270,12 @@ pool_core::~pool_core() {
   join();
 }
 
-void pool_core::submit(std::vector<std::byte> payload, completion done) {
+void pool_core::submit(std::vector<std::byte> payload, completion done,
+                       std::chrono::nanoseconds limit) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
-  impl_->waiting.emplace(id, std::move(done));
+  impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit});
   impl_->pending.push_back(pool_task{id, std::move(payload)});
   impl_->dispatch();
 }
@@ -254,6 +301,6 @@ void pool_core::join() {
 
 }  // namespace detail
 
-pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(options.processes)) {}
+pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) {}
 
 }  // namespace mp

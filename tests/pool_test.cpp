@@ -181,6 +181,38 @@ TEST(pool, workers_killed_from_outside_in_a_loop_never_hang_it) {
   }
 }
 
+int own_pid(int) {
+  return static_cast<int>(::getpid());
+}
+
+int initialized_value = 0;
+
+int read_initialized(int) {
+  return initialized_value;
+}
+
+TEST(pool, maxtasksperchild_replaces_workers_after_their_share) {
+  mp::pool p({.processes = 1, .maxtasksperchild = 2});
+  std::set<int> pids;
+  for (int i = 0; i < 6; ++i) pids.insert(p.apply(own_pid, i));
+  EXPECT_EQ(pids.size(), 3U);
+}
+
+TEST(pool, the_initializer_runs_in_every_worker) {
+  mp::pool p({.processes = 2, .initializer = [] { initialized_value = 42; }});
+  EXPECT_EQ(p.apply(read_initialized, 0), 42);
+  EXPECT_EQ(initialized_value, 0);  // not here
+}
+
+TEST(pool, a_task_past_its_timeout_is_stopped_and_its_worker_replaced) {
+  mp::pool p(1);
+  auto r = p.apply_async_with({.timeout = 100ms}, slow_identity, 60000);
+  EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::timeout_error);
+  EXPECT_EQ(p.apply(square, 4), 16);  // a fresh worker
+  auto quick = p.apply_async_with({.timeout = mp::testing::scaled(30s)}, square, 5);
+  EXPECT_EQ(quick.get(), 25);
+}
+
 TEST(pool, the_destructor_finishes_submitted_work) {
   std::vector<mp::async_result<int>> results;
   {

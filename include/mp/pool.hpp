@@ -54,6 +54,12 @@ class MP_EXPORT worker_died : public process_error {
 struct pool_options {
   /// Worker processes; 0: mp::cpu_count(), as Python's None.
   unsigned processes = 0;
+  /// Runs in each worker before its first task (Python's initializer with its
+  /// initargs: bind them into the function). Workers are forked, so any
+  /// callable works. If it throws, the worker exits and is replaced.
+  std::function<void()> initializer;
+  /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
+  unsigned maxtasksperchild = 0;
 };
 
 namespace detail {
@@ -89,14 +95,20 @@ class MP_EXPORT pool_core {
   /// Called on the pool's thread with the task's result or its failure.
   using completion = std::function<void(pool_result&&)>;
 
-  explicit pool_core(unsigned processes);
+  explicit pool_core(pool_options options);
   pool_core(const pool_core&) = delete;
   pool_core& operator=(const pool_core&) = delete;
   /// Finishes the submitted tasks, then stops the workers.
   ~pool_core();
 
-  /// Queues an encoded call. Throws mp::usage_error once closed or terminated.
-  void submit(std::vector<std::byte> payload, completion done);
+  /// No time limit for a task.
+  static constexpr std::chrono::nanoseconds no_limit = std::chrono::nanoseconds::max();
+
+  /// Queues an encoded call. A task that runs longer than `limit` fails with
+  /// mp::timeout_error and its worker is killed and replaced. Throws
+  /// mp::usage_error once closed or terminated.
+  void submit(std::vector<std::byte> payload, completion done,
+              std::chrono::nanoseconds limit = no_limit);
   void close();
   void terminate();
   void join();
@@ -264,11 +276,16 @@ template <class R>
 struct async_callbacks {
   std::function<void(const R&)> callback;
   std::function<void(std::exception_ptr)> error_callback;
+  /// A limit on the task's running time (from when a worker starts it): when
+  /// it passes, the worker is killed and replaced and the task fails with
+  /// mp::timeout_error. No Python pool can stop a running task.
+  std::optional<std::chrono::nanoseconds> timeout;
 };
 template <>
 struct async_callbacks<void> {
   std::function<void()> callback;
   std::function<void(std::exception_ptr)> error_callback;
+  std::optional<std::chrono::nanoseconds> timeout;
 };
 
 template <class R>
@@ -279,7 +296,7 @@ class imap_range;
 class pool {
  public:
   explicit pool(pool_options options = {});
-  explicit pool(unsigned processes) : pool(pool_options{processes}) {}
+  explicit pool(unsigned processes) : pool(pool_options{.processes = processes}) {}
 
   unsigned processes() const noexcept { return core_->processes(); }
 
@@ -313,8 +330,10 @@ class pool {
       state->callback = [cb = std::move(callbacks.callback)](const R* v) { cb(*v); };
     }
     state->error_callback = std::move(callbacks.error_callback);
-    core_->submit(detail::encode_task(fn, std::forward<Args>(args)...),
-                  [state](detail::pool_result&& r) { state->complete(std::move(r)); });
+    core_->submit(
+        detail::encode_task(fn, std::forward<Args>(args)...),
+        [state](detail::pool_result&& r) { state->complete(std::move(r)); },
+        callbacks.timeout.value_or(detail::pool_core::no_limit));
     return async_result<R>(std::move(state));
   }
 
