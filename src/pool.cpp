@@ -106,10 +106,12 @@ struct pool_core::impl {
     std::uint64_t running = 0;                              // the task it holds, 0 if idle
     clock::time_point deadline = clock::time_point::max();  // of that task
     unsigned given = 0;                                     // tasks handed to it
+    bool cancelled = false;  // its task was cancelled: stop it at the deadline
   };
   struct task_entry {
     completion done;
     std::chrono::nanoseconds limit;
+    std::function<void()> started;
   };
 
   explicit impl(pool_options options_in) : options(std::move(options_in)) {}
@@ -155,6 +157,7 @@ struct pool_core::impl {
       w->deadline = found != waiting.end() && found->second.limit != no_limit
                         ? clock::now() + found->second.limit
                         : clock::time_point::max();
+      if (found != waiting.end() && found->second.started) found->second.started();
       w->tasks.put(task);
     }
   }
@@ -194,7 +197,10 @@ struct pool_core::impl {
         w.process.kill();
         w.process.join();
         take_arrived();  // it may have finished just in time
-        if (w.running != 0)
+        if (w.running != 0 && w.cancelled)
+          fail(w.running, "mp::cancelled",
+               "the task was cancelled while it ran; its worker was killed");
+        else if (w.running != 0)
           fail(w.running, "mp::timeout_error",
                "the task ran past its timeout; its worker was killed and replaced");
         start_worker(i);
@@ -270,14 +276,69 @@ pool_core::~pool_core() {
   join();
 }
 
-void pool_core::submit(std::vector<std::byte> payload, completion done,
-                       std::chrono::nanoseconds limit) {
+std::uint64_t pool_core::submit(std::vector<std::byte> payload, completion done,
+                                std::chrono::nanoseconds limit, std::function<void()> started) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
-  impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit});
+  impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit, std::move(started)});
   impl_->pending.push_back(pool_task{id, std::move(payload)});
   impl_->dispatch();
+  return id;
+}
+
+namespace {
+
+pool_result cancellation(std::uint64_t id) {
+  pool_result r;
+  r.id = id;
+  r.failed = true;
+  r.type = "mp::cancelled";
+  r.message = "the task was cancelled before it started";
+  return r;
+}
+
+}  // namespace
+
+bool pool_core::cancel(std::uint64_t id, bool kill_running) {
+  std::unique_lock lock(impl_->mutex);
+  const auto entry = impl_->waiting.find(id);
+  if (entry == impl_->waiting.end()) return false;
+  auto& pending = impl_->pending;
+  for (auto it = pending.begin(); it != pending.end(); ++it) {
+    if (it->id != id) continue;
+    pending.erase(it);
+    completion done = std::move(entry->second.done);
+    impl_->waiting.erase(entry);
+    lock.unlock();
+    done(cancellation(id));
+    return true;
+  }
+  if (!kill_running) return false;
+  // Running: its deadline is now, so the pool's thread kills the worker and
+  // fails the task at its next look (within 20 ms).
+  for (auto& w : impl_->workers)
+    if (w->running == id) {
+      w->deadline = clock::time_point::min();
+      w->cancelled = true;
+    }
+  return true;
+}
+
+std::size_t pool_core::cancel_pending() {
+  std::vector<std::pair<completion, std::uint64_t>> cancelled;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (const auto& task : impl_->pending) {
+      const auto entry = impl_->waiting.find(task.id);
+      if (entry == impl_->waiting.end()) continue;
+      cancelled.emplace_back(std::move(entry->second.done), task.id);
+      impl_->waiting.erase(entry);
+    }
+    impl_->pending.clear();
+  }
+  for (auto& [done, id] : cancelled) done(cancellation(id));
+  return cancelled.size();
 }
 
 void pool_core::close() {

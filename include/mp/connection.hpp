@@ -224,6 +224,9 @@ MP_EXPORT std::vector<std::size_t> wait_ready(std::span<const wait_target> targe
 /// ready elements, or pointers to them when the elements cannot be copied (a
 /// std::vector<mp::connection> gives std::vector<mp::connection*>).
 template <std::ranges::forward_range R>
+requires requires(const std::ranges::range_value_t<R>& object) {
+  detail::wait_target_of(object);
+}
 auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
   using element = std::ranges::range_value_t<R>;
   using result = std::conditional_t<std::is_copy_constructible_v<element>, element,

@@ -4,6 +4,7 @@
 
 #include "mp/connection.hpp"
 #include "mp/errors.hpp"
+#include "mp/executor.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"

@@ -104,11 +104,21 @@ class MP_EXPORT pool_core {
   /// No time limit for a task.
   static constexpr std::chrono::nanoseconds no_limit = std::chrono::nanoseconds::max();
 
-  /// Queues an encoded call. A task that runs longer than `limit` fails with
-  /// mp::timeout_error and its worker is killed and replaced. Throws
-  /// mp::usage_error once closed or terminated.
-  void submit(std::vector<std::byte> payload, completion done,
-              std::chrono::nanoseconds limit = no_limit);
+  /// Queues an encoded call and returns its id. A task that runs longer than
+  /// `limit` fails with mp::timeout_error and its worker is killed and
+  /// replaced. `started`, if set, is called (under the pool's lock: keep it
+  /// short) when a worker takes the task. Throws mp::usage_error once closed or
+  /// terminated.
+  std::uint64_t submit(std::vector<std::byte> payload, completion done,
+                       std::chrono::nanoseconds limit = no_limit,
+                       std::function<void()> started = nullptr);
+  /// Cancels a task that has not started, or with `kill_running` one that is
+  /// running (its worker is killed and replaced): its completion gets a
+  /// failure of type "mp::cancelled", at once for a task not started. False if
+  /// the task has finished (or runs, without kill_running).
+  bool cancel(std::uint64_t id, bool kill_running);
+  /// Cancels every task that has not started, as cancel(); returns how many.
+  std::size_t cancel_pending();
   void close();
   void terminate();
   void join();
@@ -291,6 +301,8 @@ struct async_callbacks<void> {
 template <class R>
 class imap_range;
 
+class process_pool_executor;
+
 /// Python's multiprocessing.Pool. Thread-safe. The destructor finishes the
 /// submitted tasks (close() and join()); terminate() drops them.
 class pool {
@@ -384,6 +396,10 @@ class pool {
   void join() { core_->join(); }
 
  private:
+  friend class process_pool_executor;
+  // A pool over an existing engine (the executor's, for its map).
+  explicit pool(std::shared_ptr<detail::pool_core> core) : core_(std::move(core)) {}
+
   template <class Fn>
   static constexpr void check_callable() {
     static_assert(detail::nameable_v<Fn>,

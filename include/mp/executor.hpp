@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: MIT
+// Python's concurrent.futures.ProcessPoolExecutor, its Future, and the free
+// functions wait and as_completed, on mp's process pool (mp/pool.hpp).
+//
+// Only differences from Python are documented here; see
+// https://docs.python.org/3/library/concurrent.futures.html
+//
+// Callables and arguments follow mp::pool's rules. A worker that dies while it
+// runs a task fails that task only, with mp::broken_process_pool; the executor
+// replaces the worker and stays usable. Python's executor breaks entirely:
+// every pending future fails and no more can be submitted.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mp/errors.hpp"
+#include "mp/pool.hpp"
+
+namespace mp {
+
+/// The worker running a future's task died (Python's BrokenProcessPool, raised
+/// here for that task only). A worker_died, so one handler catches both.
+class MP_EXPORT broken_process_pool : public worker_died {
+ public:
+  using worker_died::worker_died;
+};
+
+/// The result of a cancelled future (Python's CancelledError).
+class MP_EXPORT cancelled_error : public process_error {
+ public:
+  using process_error::process_error;
+};
+
+namespace detail {
+
+/// What a future, its executor and the pool's thread share.
+struct future_base {
+  std::mutex mutex;
+  std::condition_variable changed;
+  enum class stage { pending, running, finished, cancelled } now = stage::pending;
+  std::exception_ptr error;
+  std::vector<std::function<void()>> on_done;
+  std::uint64_t id = 0;
+  std::weak_ptr<pool_core> core;
+
+  bool done_locked() const { return now == stage::finished || now == stage::cancelled; }
+  // Marks the future done and runs its callbacks (outside the lock).
+  void settle(std::unique_lock<std::mutex>& lock, stage end) {
+    now = end;
+    auto callbacks = std::move(on_done);
+    on_done.clear();
+    lock.unlock();
+    changed.notify_all();
+    for (auto& callback : callbacks) {
+      try {
+        callback();
+      } catch (...) {
+        // Python logs and ignores an exception from a done callback.
+      }
+    }
+  }
+};
+
+template <class R>
+struct future_state : future_base {
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+};
+
+}  // namespace detail
+
+/// Python's concurrent.futures.Future. Copies refer to the same future.
+template <class R>
+class future {
+ public:
+  explicit future(std::shared_ptr<detail::future_state<R>> state) : state_(std::move(state)) {}
+
+  /// The task's return value; rethrows its exception; mp::cancelled_error if
+  /// it was cancelled.
+  R result() { return result_within(std::nullopt); }
+  /// Throws mp::timeout_error if not done within `timeout`.
+  template <class Rep, class Period>
+  R result(std::chrono::duration<Rep, Period> timeout) {
+    return result_within(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  /// The task's exception, or null if it returned (Python's exception()).
+  std::exception_ptr exception() { return exception_within(std::nullopt); }
+  template <class Rep, class Period>
+  std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) {
+    return exception_within(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
+  bool done() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->done_locked();
+  }
+  bool running() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->now == detail::future_base::stage::running;
+  }
+  bool cancelled() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->now == detail::future_base::stage::cancelled;
+  }
+  /// Python's cancel(): succeeds only before the task starts. With
+  /// `kill_running`, a running task is stopped too: its worker is killed and
+  /// replaced (no Python executor can do this). True if the future is, or
+  /// will shortly be, cancelled.
+  bool cancel(bool kill_running = false) {
+    std::unique_lock lock(state_->mutex);
+    if (state_->now == detail::future_base::stage::cancelled) return true;
+    if (state_->done_locked()) return false;
+    auto core = state_->core.lock();
+    lock.unlock();
+    // A task not started is settled as cancelled before this returns; a
+    // running one once its worker has been stopped.
+    return core && core->cancel(state_->id, kill_running);
+  }
+  /// Calls `callback(future)` when the future is done, at once if it is
+  /// already (Python's add_done_callback). Runs on the pool's thread otherwise.
+  void add_done_callback(std::function<void(future<R>)> callback) {
+    std::unique_lock lock(state_->mutex);
+    if (!state_->done_locked()) {
+      state_->on_done.push_back(
+          [callback = std::move(callback), state = state_] { callback(future<R>(state)); });
+      return;
+    }
+    lock.unlock();
+    callback(*this);
+  }
+
+  /// Blocks until done or `timeout`; true if done.
+  bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const {
+    std::unique_lock lock(state_->mutex);
+    if (!timeout) {
+      state_->changed.wait(lock, [&] { return state_->done_locked(); });
+      return true;
+    }
+    return state_->changed.wait_for(lock, *timeout, [&] { return state_->done_locked(); });
+  }
+  const std::shared_ptr<detail::future_state<R>>& state() const noexcept { return state_; }
+
+ private:
+  R result_within(std::optional<std::chrono::nanoseconds> timeout) {
+    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
+    std::lock_guard lock(state_->mutex);
+    if (state_->error) std::rethrow_exception(state_->error);
+    if constexpr (!std::is_void_v<R>) return *state_->value;
+  }
+  std::exception_ptr exception_within(std::optional<std::chrono::nanoseconds> timeout) {
+    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
+    std::lock_guard lock(state_->mutex);
+    if (state_->now == detail::future_base::stage::cancelled)
+      throw cancelled_error("the future was cancelled");
+    return state_->error;
+  }
+  std::shared_ptr<detail::future_state<R>> state_;
+};
+
+/// Python's ProcessPoolExecutor keyword arguments.
+struct executor_options {
+  /// 0: mp::cpu_count(), as Python's None.
+  unsigned max_workers = 0;
+  std::function<void()> initializer;
+  /// Python's max_tasks_per_child; 0: no limit.
+  unsigned max_tasks_per_child = 0;
+};
+
+/// Python's concurrent.futures.ProcessPoolExecutor. Thread-safe. The
+/// destructor is shutdown(true), as Python's `with` block.
+class process_pool_executor {
+ public:
+  explicit process_pool_executor(executor_options options = {})
+      : core_(std::make_shared<detail::pool_core>(
+            pool_options{.processes = options.max_workers,
+                         .initializer = std::move(options.initializer),
+                         .maxtasksperchild = options.max_tasks_per_child})) {}
+  explicit process_pool_executor(unsigned max_workers)
+      : process_pool_executor(executor_options{.max_workers = max_workers}) {}
+  process_pool_executor(const process_pool_executor&) = delete;
+  process_pool_executor& operator=(const process_pool_executor&) = delete;
+  ~process_pool_executor() { shutdown(true); }
+
+  unsigned max_workers() const noexcept { return core_->processes(); }
+
+  /// Schedules f(args...); throws mp::usage_error after shutdown (Python's
+  /// RuntimeError).
+  template <class Fn, class... Args>
+  auto submit(Fn fn, Args&&... args) {
+    static_assert(detail::nameable_v<Fn>,
+                  "mp::process_pool_executor: the callable must be a function pointer, a "
+                  "capture-less lambda or an empty function object, because a worker receives it "
+                  "by name: pass what a lambda would capture as arguments");
+    using R = std::invoke_result_t<const Fn&, const std::decay_t<Args>&...>;
+    auto state = std::make_shared<detail::future_state<R>>();
+    state->core = core_;
+    // (Not under the future's lock: dispatch calls `started`, which takes it.)
+    state->id = core_->submit(
+        detail::encode_task(fn, std::forward<Args>(args)...),
+        [state](detail::pool_result&& r) { complete(*state, std::move(r)); },
+        detail::pool_core::no_limit,
+        [raw = state.get()] {
+          // Under the pool's lock; the future's own lock is taken briefly.
+          std::lock_guard started(raw->mutex);
+          if (raw->now == detail::future_base::stage::pending)
+            raw->now = detail::future_base::stage::running;
+        });
+    return future<R>(state);
+  }
+
+  /// Python's Executor.map: a lazy range of f over `input`, in input order.
+  /// The input range must outlive the iteration. (Python's timeout argument:
+  /// use the futures of submit with wait or as_completed.)
+  template <class Fn, std::ranges::input_range Range>
+  auto map(Fn fn, Range& input, std::size_t chunksize = 1) {
+    return pool_view().imap(fn, input, chunksize);
+  }
+
+  /// Python's shutdown: no more submissions; with `cancel_futures`, futures
+  /// not yet started are cancelled; with `wait`, returns when the running and
+  /// pending ones are done and the workers have exited.
+  void shutdown(bool wait = true, bool cancel_futures = false) {
+    if (cancel_futures) core_->cancel_pending();
+    core_->close();
+    if (wait) core_->join();
+  }
+
+ private:
+  template <class R>
+  static void complete(detail::future_state<R>& state, detail::pool_result&& r) {
+    std::exception_ptr failure;
+    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> decoded;
+    if (r.failed) {
+      if (r.type == "mp::worker_died")
+        failure = std::make_exception_ptr(broken_process_pool(r.message));
+      else if (r.type == "mp::cancelled")
+        failure = std::make_exception_ptr(cancelled_error(r.message));
+      else
+        failure = detail::remote_exception(r.type, r.message);
+    } else if constexpr (!std::is_void_v<R>) {
+      try {
+        decoded.emplace(mp::decode<R>(r.value));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    std::unique_lock lock(state.mutex);
+    state.error = failure;
+    if constexpr (!std::is_void_v<R>)
+      if (decoded) state.value.emplace(std::move(*decoded));
+    state.settle(lock, r.type == "mp::cancelled" ? detail::future_base::stage::cancelled
+                                                 : detail::future_base::stage::finished);
+  }
+  // A pool that shares this executor's workers, for map.
+  pool& pool_view() {
+    std::lock_guard lock(view_mutex_);
+    if (!view_) view_.reset(new pool(core_));
+    return *view_;
+  }
+
+  std::shared_ptr<detail::pool_core> core_;
+  std::mutex view_mutex_;
+  std::unique_ptr<pool> view_;
+};
+
+/// Python's FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED.
+enum class return_when { first_completed, first_exception, all_completed };
+
+/// What wait returns: the futures done and those not.
+template <class R>
+struct wait_result {
+  std::vector<future<R>> done;
+  std::vector<future<R>> not_done;
+};
+
+namespace detail {
+// Counts the futures done (and failed) so far; woken by each.
+struct any_waiter {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::size_t finished = 0;
+  std::size_t failed = 0;
+  std::vector<std::size_t> order;  // indices in completion order
+};
+}  // namespace detail
+
+/// Python's concurrent.futures.wait.
+template <class R>
+wait_result<R> wait(const std::vector<future<R>>& futures,
+                    std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                    return_when when = return_when::all_completed) {
+  auto waiter = std::make_shared<detail::any_waiter>();
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    future<R> f = futures[i];
+    f.add_done_callback([waiter, i](future<R> done) {
+      const bool failed = !done.cancelled() && done.exception() != nullptr;
+      std::lock_guard lock(waiter->mutex);
+      ++waiter->finished;
+      if (failed) ++waiter->failed;
+      waiter->order.push_back(i);
+      waiter->changed.notify_all();
+    });
+  }
+  const auto enough = [&] {
+    if (waiter->finished == futures.size()) return true;
+    if (when == return_when::first_completed) return waiter->finished > 0;
+    if (when == return_when::first_exception) return waiter->failed > 0;
+    return false;
+  };
+  {
+    std::unique_lock lock(waiter->mutex);
+    if (timeout)
+      waiter->changed.wait_for(lock, *timeout, enough);
+    else
+      waiter->changed.wait(lock, enough);
+  }
+  wait_result<R> out;
+  for (const auto& f : futures) (f.done() ? out.done : out.not_done).push_back(f);
+  return out;
+}
+
+/// Python's concurrent.futures.as_completed: a range of the futures in the
+/// order they complete (those already done first), each yielded as soon as it
+/// is done. The iteration throws mp::timeout_error if they are not all done
+/// within `timeout` of the call.
+template <class R>
+class as_completed {
+ public:
+  explicit as_completed(std::vector<future<R>> futures,
+                        std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
+      : futures_(std::move(futures)),
+        waiter_(std::make_shared<detail::any_waiter>()),
+        deadline_(timeout ? std::optional(std::chrono::steady_clock::now() + *timeout)
+                          : std::nullopt) {
+    for (std::size_t i = 0; i < futures_.size(); ++i)
+      futures_[i].add_done_callback([waiter = waiter_, i](future<R>) {
+        std::lock_guard lock(waiter->mutex);
+        ++waiter->finished;
+        waiter->order.push_back(i);
+        waiter->changed.notify_all();
+      });
+  }
+
+  class iterator {
+   public:
+    using value_type = future<R>;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(as_completed* owner) : owner_(owner) { advance(); }
+    const future<R>& operator*() const { return *current_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    void operator++(int) { advance(); }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
+
+   private:
+    void advance() { current_ = owner_->next(); }
+    as_completed* owner_ = nullptr;
+    std::optional<future<R>> current_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  std::optional<future<R>> next() {
+    if (yielded_ == futures_.size()) return std::nullopt;
+    std::unique_lock lock(waiter_->mutex);
+    const auto ready = [&] { return waiter_->order.size() > yielded_; };
+    if (deadline_) {
+      if (!waiter_->changed.wait_until(lock, *deadline_, ready))
+        throw timeout_error(std::to_string(futures_.size() - yielded_) + " of " +
+                            std::to_string(futures_.size()) + " futures unfinished");
+    } else {
+      waiter_->changed.wait(lock, ready);
+    }
+    return futures_[waiter_->order[yielded_++]];
+  }
+
+  std::vector<future<R>> futures_;
+  std::shared_ptr<detail::any_waiter> waiter_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  std::size_t yielded_ = 0;
+};
+
+}  // namespace mp

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: MIT
+// Tests of mp::process_pool_executor, mp::future, mp::wait and
+// mp::as_completed (mp/executor.hpp).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <numeric>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "mp/executor.hpp"
+#include "mp/testing/testing.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+long power_of_two(int n) {
+  return 1L << n;
+}
+
+int slow_identity(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+int fails(int) {
+  throw std::out_of_range("out of range in a worker");
+}
+
+int dies(int) {
+  ::raise(SIGKILL);
+  return 0;
+}
+
+TEST(executor, submit_returns_futures_with_results) {
+  mp::process_pool_executor ex(2);
+  EXPECT_EQ(ex.max_workers(), 2U);
+  std::vector<mp::future<long>> futures;
+  for (int n = 0; n < 10; ++n) futures.push_back(ex.submit(power_of_two, n));
+  for (int n = 0; n < 10; ++n) EXPECT_EQ(futures[static_cast<std::size_t>(n)].result(), 1L << n);
+  EXPECT_TRUE(futures[0].done());
+  EXPECT_FALSE(futures[0].cancelled());
+  EXPECT_EQ(futures[0].exception(), nullptr);
+}
+
+TEST(executor, exceptions_and_timeouts) {
+  mp::process_pool_executor ex(2);
+  auto bad = ex.submit(fails, 1);
+  EXPECT_THROW(bad.result(), std::out_of_range);
+  EXPECT_NE(bad.exception(), nullptr);
+  auto slow = ex.submit(slow_identity, 300);
+  EXPECT_THROW(slow.result(5ms), mp::timeout_error);
+  EXPECT_EQ(slow.result(), 300);
+}
+
+TEST(executor, a_dead_worker_breaks_only_its_future) {
+  mp::process_pool_executor ex(2);
+  auto doomed = ex.submit(dies, 0);
+  auto fine = ex.submit(power_of_two, 5);
+  EXPECT_THROW(doomed.result(mp::testing::scaled(30s)), mp::broken_process_pool);
+  EXPECT_EQ(fine.result(), 32);
+  EXPECT_EQ(ex.submit(power_of_two, 3).result(), 8);  // still usable
+}
+
+TEST(executor, cancel_before_start_and_while_running) {
+  mp::process_pool_executor ex(1);
+  auto running = ex.submit(slow_identity, 60000);
+  auto waiting = ex.submit(slow_identity, 1);
+  EXPECT_TRUE(waiting.cancel());
+  EXPECT_TRUE(waiting.cancelled());
+  EXPECT_THROW(waiting.result(), mp::cancelled_error);
+  // Python cannot cancel a running future; mp can when asked to.
+  const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
+  while (!running.running()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_FALSE(running.cancel());
+  EXPECT_TRUE(running.cancel(true));
+  EXPECT_THROW(running.result(mp::testing::scaled(30s)), mp::cancelled_error);
+  EXPECT_TRUE(running.cancelled());
+  EXPECT_EQ(ex.submit(power_of_two, 2).result(), 4);
+}
+
+TEST(executor, done_callbacks_wait_and_as_completed) {
+  mp::process_pool_executor ex(2);
+  std::atomic<int> called{0};
+  auto f = ex.submit(power_of_two, 4);
+  f.add_done_callback([&](mp::future<long> done) { called += static_cast<int>(done.result()); });
+  f.result();
+  f.add_done_callback([&](mp::future<long>) { called += 1; });  // already done: at once
+  EXPECT_EQ(called.load(), 17);
+
+  std::vector<mp::future<int>> futures{ex.submit(slow_identity, 400), ex.submit(slow_identity, 10)};
+  const auto first = mp::wait(futures, mp::testing::scaled(30s), mp::return_when::first_completed);
+  ASSERT_GE(first.done.size(), 1U);
+  std::vector<int> order;
+  for (const auto& done : mp::as_completed(futures))
+    order.push_back(mp::future<int>(done).result());
+  EXPECT_EQ(order, (std::vector<int>{10, 400}));
+  const auto all = mp::wait(futures);
+  EXPECT_EQ(all.done.size(), 2U);
+  EXPECT_TRUE(all.not_done.empty());
+  std::vector<mp::future<int>> never{ex.submit(slow_identity, 600)};
+  EXPECT_THROW(
+      {
+        for (const auto& done : mp::as_completed(never, 10ms)) static_cast<void>(done);
+      },
+      mp::timeout_error);
+}
+
+TEST(executor, map_is_lazy_and_ordered_and_shutdown_cancels_pending) {
+  mp::process_pool_executor ex(2);
+  std::vector<int> input(20);
+  std::iota(input.begin(), input.end(), 0);
+  std::vector<long> got;
+  for (long v : ex.map(power_of_two, input)) got.push_back(v);
+  ASSERT_EQ(got.size(), 20U);
+  EXPECT_EQ(got[10], 1024);
+  std::vector<mp::future<int>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(ex.submit(slow_identity, 50));
+  ex.shutdown(true, true);
+  int cancelled = 0;
+  for (auto& f : futures) {
+    EXPECT_TRUE(f.done());
+    cancelled += f.cancelled() ? 1 : 0;
+  }
+  EXPECT_GE(cancelled, 1);  // twenty 50 ms tasks on two workers: most had not started
+  EXPECT_THROW(ex.submit(power_of_two, 1), mp::usage_error);
+}
+
+}  // namespace
