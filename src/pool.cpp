@@ -102,7 +102,9 @@ std::exception_ptr remote_exception(const std::string& type, const std::string& 
 struct pool_core::impl {
   struct worker {
     mp::queue<pool_task> tasks;
-    mp::process process;
+    mp::process process;  // or, in a thread pool:
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> exited;
     std::uint64_t running = 0;                              // the task it holds, 0 if idle
     clock::time_point deadline = clock::time_point::max();  // of that task
     unsigned given = 0;                                     // tasks handed to it
@@ -114,9 +116,15 @@ struct pool_core::impl {
     std::function<void()> started;
   };
 
-  explicit impl(pool_options options_in) : options(std::move(options_in)) {}
+  impl(pool_options options_in, bool threads_in)
+      : options(std::move(options_in)), threads(threads_in) {}
+  ~impl() {
+    for (auto& w : workers)
+      if (w && w->thread.joinable()) w->thread.join();
+  }
 
   pool_options options;
+  bool threads;
   std::mutex mutex;
   mp::queue<pool_result> results;
   std::vector<std::unique_ptr<worker>> workers;
@@ -129,7 +137,22 @@ struct pool_core::impl {
   std::vector<std::pair<completion, pool_result>> ready;  // to call outside the mutex
 
   void start_worker(std::size_t index) {
+    if (workers[index] && workers[index]->thread.joinable()) workers[index]->thread.join();
     auto w = std::make_unique<worker>();
+    if (threads) {
+      w->exited = std::make_shared<std::atomic<bool>>(false);
+      w->thread = std::thread([tasks = w->tasks, out = results, init = options.initializer,
+                               max = options.maxtasksperchild, exited = w->exited] {
+        try {
+          worker_main(tasks, out, init, max);
+        } catch (...) {
+          // An initializer that threw: the thread ends and is replaced.
+        }
+        exited->store(true, std::memory_order_release);
+      });
+      workers[index] = std::move(w);
+      return;
+    }
     w->process =
         mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
                      .daemon = true,
@@ -192,6 +215,18 @@ struct pool_core::impl {
     const auto now = clock::now();
     for (std::size_t i = 0; i < workers.size(); ++i) {
       worker& w = *workers[i];
+      if (w.running != 0 && now >= w.deadline && threads) {
+        // A thread cannot be stopped: fail the task, and keep the worker busy
+        // (its eventual result is dropped) until it is done.
+        const std::uint64_t id = w.running;
+        fail(id, w.cancelled ? "mp::cancelled" : "mp::timeout_error",
+             w.cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
+                         : "the task ran past its timeout (its thread runs it to the end)");
+        w.running = id;
+        w.deadline = clock::time_point::max();
+        w.cancelled = false;
+        continue;
+      }
       if (w.running != 0 && now >= w.deadline) {
         // Out of time: stop the work itself, not only the wait for it.
         w.process.kill();
@@ -206,7 +241,7 @@ struct pool_core::impl {
         start_worker(i);
         continue;
       }
-      if (w.process.is_alive()) continue;
+      if (threads ? !w.exited->load(std::memory_order_acquire) : w.process.is_alive()) continue;
       take_arrived();  // its result may have made it
       if (w.running != 0)
         fail(w.running, "mp::worker_died",
@@ -246,7 +281,11 @@ struct pool_core::impl {
     }
     std::unique_lock lock(mutex);
     if (terminated) {
-      for (auto& w : workers) w->process.kill();
+      for (auto& w : workers)
+        if (threads)
+          w->tasks.put(pool_task{});  // a thread stops after its current task
+        else
+          w->process.kill();
       // Unfinished tasks fail rather than wait forever.
       std::vector<std::uint64_t> ids;
       for (const auto& entry : waiting) ids.push_back(entry.first);
@@ -255,17 +294,22 @@ struct pool_core::impl {
       pending.clear();
     } else {
       for (auto& w : workers)
-        if (w->process.is_alive()) w->tasks.put(pool_task{});  // stop
+        if (threads ? !w->exited->load() : w->process.is_alive())
+          w->tasks.put(pool_task{});  // stop
     }
     call_ready(lock);
     lock.unlock();
-    for (auto& w : workers) w->process.join();
+    for (auto& w : workers)
+      if (threads)
+        w->thread.join();
+      else
+        w->process.join();
   }
 };
 
-pool_core::pool_core(pool_options options)
+pool_core::pool_core(pool_options options, bool threads)
     : processes_(options.processes == 0 ? mp::cpu_count() : options.processes),
-      impl_(std::make_unique<impl>(std::move(options))) {
+      impl_(std::make_unique<impl>(std::move(options), threads)) {
   impl_->workers.resize(processes_);
   for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
   impl_->thread = std::thread([this] { impl_->run(); });

@@ -222,6 +222,23 @@ TEST(pool, the_destructor_finishes_submitted_work) {
   for (auto& r : results) EXPECT_EQ(r.get(), 5);
 }
 
+TEST(thread_pool, has_the_pool_interface_on_threads) {
+  mp::thread_pool p(2);
+  EXPECT_EQ(p.apply(own_pid, 0), static_cast<int>(::getpid()));  // here, not in a child
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  const auto squares = p.map(square, input);
+  EXPECT_EQ(squares[99], 99 * 99);
+  std::vector<int> got;
+  for (int v : p.imap(square, input)) got.push_back(v);
+  EXPECT_EQ(got, squares);
+  EXPECT_THROW(p.apply(fails_on_three, 3), std::invalid_argument);
+  // A task past its timeout fails at once; its thread finishes it meanwhile.
+  auto r = p.apply_async_with({.timeout = 20ms}, slow_identity, 300);
+  EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::timeout_error);
+  EXPECT_EQ(p.apply(square, 9), 81);
+}
+
 TEST(pool, close_refuses_new_work_and_join_needs_it) {
   mp::pool p(1);
   EXPECT_THROW(p.join(), mp::usage_error);

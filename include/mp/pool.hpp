@@ -95,7 +95,8 @@ class MP_EXPORT pool_core {
   /// Called on the pool's thread with the task's result or its failure.
   using completion = std::function<void(pool_result&&)>;
 
-  explicit pool_core(pool_options options);
+  /// Worker processes, or with `threads` worker threads of this process.
+  explicit pool_core(pool_options options, bool threads = false);
   pool_core(const pool_core&) = delete;
   pool_core& operator=(const pool_core&) = delete;
   /// Finishes the submitted tasks, then stops the workers.
@@ -395,10 +396,12 @@ class pool {
   /// Waits for the workers to exit; mp::usage_error unless closed or terminated.
   void join() { core_->join(); }
 
+ protected:
+  // A pool over an existing engine (a thread pool's, the executor's).
+  explicit pool(std::shared_ptr<detail::pool_core> core) : core_(std::move(core)) {}
+
  private:
   friend class process_pool_executor;
-  // A pool over an existing engine (the executor's, for its map).
-  explicit pool(std::shared_ptr<detail::pool_core> core) : core_(std::move(core)) {}
 
   template <class Fn>
   static constexpr void check_callable() {
@@ -665,5 +668,18 @@ auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize) {
   };
   return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered);
 }
+
+/// Python's multiprocessing.pool.ThreadPool: mp::pool's interface on worker
+/// threads of this process. Callables follow the same rules (tasks are
+/// encoded calls, so that code written for one pool runs on the other). A
+/// task past its timeout, or cancelled while it runs, fails at once, but its
+/// thread runs it to the end (a thread cannot be stopped); terminate() lets
+/// running tasks finish.
+class thread_pool : public pool {
+ public:
+  explicit thread_pool(pool_options options = {})
+      : pool(std::make_shared<detail::pool_core>(std::move(options), true)) {}
+  explicit thread_pool(unsigned threads) : thread_pool(pool_options{.processes = threads}) {}
+};
 
 }  // namespace mp
