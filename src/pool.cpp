@@ -10,8 +10,10 @@
 #include <cxxabi.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <stdexcept>
@@ -405,6 +407,43 @@ void pool_core::join() {
 }
 
 }  // namespace detail
+
+progress_callback progress_bar() {
+  using namespace std::chrono_literals;
+  using clock = std::chrono::steady_clock;
+  if (::isatty(STDERR_FILENO) == 0) return [](std::size_t, std::size_t) {};
+  struct bar {
+    std::mutex mutex;
+    clock::time_point start = clock::now();
+    clock::time_point last_draw{};
+  };
+  auto state = std::make_shared<bar>();
+  return [state](std::size_t done, std::size_t total) {
+    std::lock_guard lock(state->mutex);
+    const auto now = clock::now();
+    const bool finished = total != 0 && done >= total;
+    if (!finished && now - state->last_draw < 100ms) return;
+    state->last_draw = now;
+    const double seconds = std::chrono::duration<double>(now - state->start).count();
+    const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+    char line[160];
+    if (total != 0) {
+      constexpr int width = 30;
+      const auto filled =
+          static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total));
+      std::string drawn(static_cast<std::size_t>(filled), '=');
+      drawn.resize(width, ' ');
+      const double left = rate > 0 ? static_cast<double>(total - std::min(done, total)) / rate : 0;
+      std::snprintf(line, sizeof line, "\r[%s] %zu/%zu  %.1f/s  ETA %.0fs ", drawn.c_str(), done,
+                    total, rate, left);
+    } else {
+      std::snprintf(line, sizeof line, "\r%zu done  %.1f/s ", done, rate);
+    }
+    std::fputs(line, stderr);
+    if (finished) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  };
+}
 
 pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) {}
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -220,6 +221,32 @@ TEST(pool, the_destructor_finishes_submitted_work) {
     for (int x = 0; x < 10; ++x) results.push_back(p.apply_async(slow_identity, 5));
   }
   for (auto& r : results) EXPECT_EQ(r.get(), 5);
+}
+
+TEST(pool, map_and_imap_report_progress) {
+  mp::pool p(2);
+  std::vector<int> input(40);
+  std::iota(input.begin(), input.end(), 0);
+  std::mutex mutex;
+  std::vector<std::pair<std::size_t, std::size_t>> reports;
+  const auto record = [&](std::size_t done, std::size_t total) {
+    std::lock_guard lock(mutex);
+    reports.emplace_back(done, total);
+  };
+  p.map(square, input, 4, record);
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(reports.size(), 10U);  // one per chunk
+    EXPECT_EQ(reports.back(), (std::pair<std::size_t, std::size_t>{40, 40}));
+    reports.clear();
+  }
+  for (int v : p.imap(square, input, 1, record)) static_cast<void>(v);
+  ASSERT_EQ(reports.size(), 40U);  // one per item
+  EXPECT_EQ(reports[9], (std::pair<std::size_t, std::size_t>{10, 40}));
+  // The ready-made bar draws only on a terminal; under ctest stderr is not one.
+  const auto bar = mp::progress_bar();
+  bar(1, 2);
+  bar(2, 2);
 }
 
 TEST(thread_pool, has_the_pool_interface_on_threads) {

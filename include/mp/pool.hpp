@@ -302,6 +302,16 @@ struct async_callbacks<void> {
 template <class R>
 class imap_range;
 
+/// Progress of map, starmap, imap and imap_unordered: items done so far and
+/// the total (0 while unknown, as for an imap over an unsized range). Called
+/// on the pool's thread for map, on the iterating thread for imap.
+using progress_callback = std::function<void(std::size_t done, std::size_t total)>;
+
+/// A ready-made progress_callback: a bar on stderr with the count, the rate
+/// and the time left, redrawn at most ten times a second, and only when
+/// stderr is a terminal (so logs and pipes stay clean).
+MP_EXPORT progress_callback progress_bar();
+
 class process_pool_executor;
 
 /// Python's multiprocessing.Pool. Thread-safe. The destructor finishes the
@@ -354,24 +364,25 @@ class pool {
   /// first failed chunk's exception, after all chunks have finished; the pool
   /// stays usable. chunksize 0: Python's rule (len / (4 * processes), rounded up).
   template <class Fn, std::ranges::input_range Range>
-  auto map(Fn fn, Range&& input, std::size_t chunksize = 0) {
-    return map_async(fn, std::forward<Range>(input), chunksize).get();
+  auto map(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
+    return map_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
   }
 
   template <class Fn, std::ranges::input_range Range>
-  auto map_async(Fn fn, Range&& input, std::size_t chunksize = 0) {
-    return run_map<false>(fn, std::forward<Range>(input), chunksize);
+  auto map_async(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
+    return run_map<false>(fn, std::forward<Range>(input), chunksize, std::move(progress));
   }
 
   /// Python's starmap: each element a tuple spread over f's parameters.
   template <class Fn, std::ranges::input_range Range>
-  auto starmap(Fn fn, Range&& input, std::size_t chunksize = 0) {
-    return starmap_async(fn, std::forward<Range>(input), chunksize).get();
+  auto starmap(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
+    return starmap_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
   }
 
   template <class Fn, std::ranges::input_range Range>
-  auto starmap_async(Fn fn, Range&& input, std::size_t chunksize = 0) {
-    return run_map<true>(fn, std::forward<Range>(input), chunksize);
+  auto starmap_async(Fn fn, Range&& input, std::size_t chunksize = 0,
+                     progress_callback progress = {}) {
+    return run_map<true>(fn, std::forward<Range>(input), chunksize, std::move(progress));
   }
 
   /// Python's imap: a lazy range of f over `input`, in input order. Unlike
@@ -379,14 +390,15 @@ class pool {
   /// per worker in flight), so an endless input works in bounded memory. The
   /// input range must outlive the iteration.
   template <class Fn, std::ranges::input_range Range>
-  auto imap(Fn fn, Range& input, std::size_t chunksize = 1) {
-    return make_imap<false>(fn, input, chunksize);
+  auto imap(Fn fn, Range& input, std::size_t chunksize = 1, progress_callback progress = {}) {
+    return make_imap<false>(fn, input, chunksize, std::move(progress));
   }
 
   /// Python's imap_unordered: as imap, results in the order they complete.
   template <class Fn, std::ranges::input_range Range>
-  auto imap_unordered(Fn fn, Range& input, std::size_t chunksize = 1) {
-    return make_imap<true>(fn, input, chunksize);
+  auto imap_unordered(Fn fn, Range& input, std::size_t chunksize = 1,
+                      progress_callback progress = {}) {
+    return make_imap<true>(fn, input, chunksize, std::move(progress));
   }
 
   /// No more tasks may be submitted; the workers exit once the work is done.
@@ -412,7 +424,7 @@ class pool {
   }
 
   template <bool Star, class Fn, class Range>
-  auto run_map(Fn fn, Range&& input, std::size_t chunksize) {
+  auto run_map(Fn fn, Range&& input, std::size_t chunksize, progress_callback progress) {
     check_callable<Fn>();
     using arg = std::ranges::range_value_t<Range>;
     using call = detail::chunk_call<Fn, arg, Star>;
@@ -432,11 +444,16 @@ class pool {
       std::vector<std::optional<R>> parts;
       std::exception_ptr error;
       std::size_t left = 0;
+      std::size_t items_done = 0;
+      std::size_t items = 0;
+      progress_callback progress;
       std::shared_ptr<detail::result_state<R>> state;
     };
     auto shared = std::make_shared<gather>();
     shared->parts.resize(chunks);
     shared->left = chunks;
+    shared->items = all.size();
+    shared->progress = std::move(progress);
     shared->state = std::make_shared<detail::result_state<R>>();
     if (chunks == 0) {
       detail::pool_result empty;
@@ -462,12 +479,16 @@ class pool {
                         }
                       }
                       bool last = false;
+                      std::size_t items_done = 0;
                       {
                         std::lock_guard lock(shared->mutex);
                         if (failure && !shared->error) shared->error = failure;
+                        if (decoded) shared->items_done += decoded->size();
+                        items_done = shared->items_done;
                         shared->parts[c] = std::move(decoded);
                         last = --shared->left == 0;
                       }
+                      if (shared->progress) shared->progress(items_done, shared->items);
                       if (!last) return;
                       detail::pool_result all_done;
                       if (shared->error) {
@@ -490,7 +511,7 @@ class pool {
   }
 
   template <bool Unordered, class Fn, class Range>
-  auto make_imap(Fn fn, Range& input, std::size_t chunksize);
+  auto make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callback progress);
 
   std::shared_ptr<detail::pool_core> core_;
 };
@@ -518,11 +539,14 @@ class imap_range {
   using next_chunk_fn = std::function<bool(std::size_t index)>;  // submits chunk `index`
 
   imap_range(std::shared_ptr<detail::imap_state<R>> state, next_chunk_fn submit_next,
-             std::size_t max_in_flight, bool unordered)
+             std::size_t max_in_flight, bool unordered, progress_callback progress = {},
+             std::size_t total = 0)
       : state_(std::move(state)),
         submit_next_(std::move(submit_next)),
         max_in_flight_(max_in_flight),
-        unordered_(unordered) {}
+        unordered_(unordered),
+        progress_(std::move(progress)),
+        total_(total) {}
 
   class iterator {
    public:
@@ -555,6 +579,7 @@ class imap_range {
       if (!buffer_.empty()) {
         R out = std::move(buffer_.front());
         buffer_.pop_front();
+        if (progress_) progress_(++yielded_, total_);
         return out;
       }
       top_up();
@@ -613,10 +638,13 @@ class imap_range {
   std::size_t submitted_ = 0;
   std::size_t next_index_ = 0;
   std::deque<R> buffer_;
+  progress_callback progress_;
+  std::size_t total_;
+  std::size_t yielded_ = 0;
 };
 
 template <bool Unordered, class Fn, class Range>
-auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize) {
+auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callback progress) {
   check_callable<Fn>();
   using arg = std::ranges::range_value_t<Range>;
   using call = detail::chunk_call<Fn, arg, false>;
@@ -666,7 +694,10 @@ auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize) {
                  });
     return true;
   };
-  return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered);
+  std::size_t total = 0;
+  if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(input);
+  return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered,
+                       std::move(progress), total);
 }
 
 /// Python's multiprocessing.pool.ThreadPool: mp::pool's interface on worker
