@@ -121,6 +121,12 @@ TEST(executor, map_is_lazy_and_ordered_and_shutdown_cancels_pending) {
   for (long v : ex.map(power_of_two, input)) got.push_back(v);
   ASSERT_EQ(got.size(), 20U);
   EXPECT_EQ(got[10], 1024);
+  const std::vector<int> slow{500};
+  EXPECT_THROW(
+      {
+        for (int v : ex.map(slow_identity, slow, 20ms)) static_cast<void>(v);
+      },
+      mp::timeout_error);
   std::vector<mp::future<int>> futures;
   for (int i = 0; i < 20; ++i) futures.push_back(ex.submit(slow_identity, 50));
   ex.shutdown(true, true);

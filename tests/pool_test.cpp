@@ -129,6 +129,31 @@ TEST(pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
   EXPECT_THROW(r.get(), mp::process_error);
 }
 
+struct picky {
+  int value = 0;
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(value);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(value);
+    if (value < 0) throw mp::decode_error("negative values are refused");
+  }
+};
+
+picky negate(picky p) {
+  return {-p.value};
+}
+
+TEST(pool, what_the_codec_refuses_fails_that_task_only) {
+  mp::pool p(1);
+  // The argument does not decode in the worker; the result does not decode here.
+  EXPECT_THROW(p.apply(negate, picky{-1}), mp::decode_error);
+  EXPECT_THROW(p.apply(negate, picky{1}), mp::decode_error);
+  EXPECT_EQ(p.apply(negate, picky{0}).value, 0);  // the pool goes on
+}
+
 TEST(pool, imap_is_lazy_and_ordered_imap_unordered_is_not) {
   mp::pool p(2);
   std::vector<int> input(100);

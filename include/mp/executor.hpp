@@ -218,11 +218,14 @@ class process_pool_executor {
   }
 
   /// Python's Executor.map: a lazy range of f over `input`, in input order.
-  /// The input range must outlive the iteration. (Python's timeout argument:
-  /// use the futures of submit with wait or as_completed.)
+  /// The input range must outlive the iteration. If a result is not ready
+  /// `timeout` after this call, the iteration throws mp::timeout_error.
   template <class Fn, std::ranges::input_range Range>
-  auto map(Fn fn, Range& input, std::size_t chunksize = 1) {
-    return pool_view().imap(fn, input, chunksize);
+  auto map(Fn fn, Range& input, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+           std::size_t chunksize = 1) {
+    auto results = pool_view().imap(fn, input, chunksize);
+    if (timeout) results.set_timeout(*timeout);
+    return results;
   }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures

@@ -610,7 +610,11 @@ class imap_range {
         }
       }
       if (input_done_ && state_->in_flight == 0) return std::nullopt;
-      state_->changed.wait(lock);
+      if (!deadline_) {
+        state_->changed.wait(lock);
+      } else if (state_->changed.wait_until(lock, *deadline_) == std::cv_status::timeout) {
+        throw timeout_error("the next result was not ready within the map's timeout");
+      }
     }
   }
   void top_up() {
@@ -641,6 +645,14 @@ class imap_range {
   progress_callback progress_;
   std::size_t total_;
   std::size_t yielded_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+
+ public:
+  /// Results not ready `timeout` after this call make the iteration throw
+  /// mp::timeout_error (Executor.map's timeout).
+  void set_timeout(std::chrono::nanoseconds timeout) {
+    deadline_ = std::chrono::steady_clock::now() + timeout;
+  }
 };
 
 template <bool Unordered, class Fn, class Range>
