@@ -210,8 +210,11 @@ concept bitwise = std::is_trivially_copyable_v<T> &&
                   (std::is_class_v<T> || std::is_union_v<T>)&&!std::is_empty_v<T> &&
                   !cereal::traits::is_output_serializable<T, probe_output_archive>::value;
 
+// Enums (std::byte among them) too: cereal writes an enum as its underlying
+// integer, which has the same bytes.
 template <class T>
-concept memcpy_element = (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) || bitwise<T>;
+concept memcpy_element =
+    (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) || std::is_enum_v<T> || bitwise<T>;
 
 template <class A, class T>
 requires std::same_as<A, output_archive> && bitwise<T>
