@@ -353,29 +353,12 @@ class as_completed {
       });
   }
 
-  class iterator {
-   public:
-    using value_type = future<R>;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(as_completed* owner) : owner_(owner) { advance(); }
-    const future<R>& operator*() const { return *current_; }
-    iterator& operator++() {
-      advance();
-      return *this;
-    }
-    void operator++(int) { advance(); }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
-
-   private:
-    void advance() { current_ = owner_->next(); }
-    as_completed* owner_ = nullptr;
-    std::optional<future<R>> current_;
-  };
+  using iterator = detail::pull_iterator<as_completed, future<R>>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 
  private:
+  friend iterator;
   std::optional<future<R>> next() {
     if (yielded_ == futures_.size()) return std::nullopt;
     std::unique_lock lock(waiter_->mutex);

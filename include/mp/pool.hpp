@@ -518,6 +518,28 @@ class pool {
 
 namespace detail {
 
+/// An input iterator over what its source's next() returns, until nullopt.
+template <class Source, class T>
+class pull_iterator {
+ public:
+  using value_type = T;
+  using difference_type = std::ptrdiff_t;
+  pull_iterator() = default;
+  explicit pull_iterator(Source* source) : source_(source) { advance(); }
+  const T& operator*() const { return *current_; }
+  pull_iterator& operator++() {
+    advance();
+    return *this;
+  }
+  void operator++(int) { advance(); }
+  friend bool operator==(const pull_iterator& it, std::default_sentinel_t) { return !it.current_; }
+
+ private:
+  void advance() { current_ = source_->next(); }
+  Source* source_ = nullptr;
+  std::optional<T> current_;
+};
+
 /// What an imap range shares with the pool's thread.
 template <class R>
 struct imap_state {
@@ -548,30 +570,12 @@ class imap_range {
         progress_(std::move(progress)),
         total_(total) {}
 
-  class iterator {
-   public:
-    using value_type = R;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    explicit iterator(imap_range* range) : range_(range) { advance(); }
-    const R& operator*() const { return *current_; }
-    iterator& operator++() {
-      advance();
-      return *this;
-    }
-    void operator++(int) { advance(); }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
-
-   private:
-    void advance() { current_ = range_->next(); }
-    imap_range* range_ = nullptr;
-    std::optional<R> current_;
-  };
-
+  using iterator = detail::pull_iterator<imap_range, R>;
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() { return {}; }
 
  private:
+  friend iterator;
   // The next result, or nullopt at the end; rethrows a failed task's exception
   // at its place.
   std::optional<R> next() {
