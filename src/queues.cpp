@@ -158,7 +158,6 @@ struct queue_control {
   std::atomic<uint64_t> alloc_intent;    // segment being taken for a jump
   std::atomic<uint64_t> reclaim_intent;  // segment being freed
   std::array<std::atomic<uint64_t>, size_classes> free_head;
-  std::array<std::atomic<uint32_t>, size_classes> free_count;
 
   alignas(128) std::atomic<uint64_t> put_seq;  // records committed and counted
   std::atomic<uint32_t> put_signal;            // bumped to wake consumers
@@ -397,7 +396,6 @@ uint64_t queue_core::allocate(uint64_t bytes) {
     c.alloc_intent.store(s, std::memory_order_relaxed);
     auto* head = reinterpret_cast<segment_head*>(at(s));
     c.free_head[cls].store(head->next_free, std::memory_order_relaxed);
-    c.free_count[cls].fetch_sub(1, std::memory_order_relaxed);
   } else {
     s = c.bump.load(std::memory_order_relaxed);
     if (capacity > size_ - s)
@@ -418,7 +416,6 @@ void queue_core::release_segment(uint64_t s) {
   head->punched = 0;
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
-  c.free_count[cls].fetch_add(1, std::memory_order_relaxed);
   trim_free_list(cls, cls == 0 ? resident_small_segments : resident_large_segments);
 }
 

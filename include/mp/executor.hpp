@@ -240,26 +240,18 @@ class process_pool_executor {
  private:
   template <class R>
   static void complete(detail::future_state<R>& state, detail::pool_result&& r) {
+    // The executor names two failures as Python's executor does.
+    decltype(state.value) decoded{};
     std::exception_ptr failure;
-    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> decoded;
-    if (r.failed) {
-      if (r.type == "mp::worker_died")
-        failure = std::make_exception_ptr(broken_process_pool(r.message));
-      else if (r.type == "mp::cancelled")
-        failure = std::make_exception_ptr(cancelled_error(r.message));
-      else
-        failure = detail::remote_exception(r.type, r.message);
-    } else if constexpr (!std::is_void_v<R>) {
-      try {
-        decoded.emplace(mp::decode<R>(r.value));
-      } catch (...) {
-        failure = std::current_exception();
-      }
-    }
+    if (r.failed && r.type == "mp::worker_died")
+      failure = std::make_exception_ptr(broken_process_pool(r.message));
+    else if (r.failed && r.type == "mp::cancelled")
+      failure = std::make_exception_ptr(cancelled_error(r.message));
+    else
+      failure = detail::outcome<R>(r, decoded);
     std::unique_lock lock(state.mutex);
     state.error = failure;
-    if constexpr (!std::is_void_v<R>)
-      if (decoded) state.value.emplace(std::move(*decoded));
+    state.value = std::move(decoded);
     state.settle(lock, r.type == "mp::cancelled" ? detail::future_base::stage::cancelled
                                                  : detail::future_base::stage::finished);
   }

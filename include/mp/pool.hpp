@@ -89,6 +89,21 @@ struct pool_result {
 /// standard exceptions and mp's own, mp::remote_error otherwise.
 MP_EXPORT std::exception_ptr remote_exception(const std::string& type, const std::string& message);
 
+/// A task's outcome: its failure, or null with the decoded return value in
+/// `value` (left empty for R = void).
+template <class R, class Value>
+std::exception_ptr outcome(const pool_result& result, Value& value) {
+  if (result.failed) return remote_exception(result.type, result.message);
+  if constexpr (!std::is_void_v<R>) {
+    try {
+      value = mp::decode<R>(result.value);
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+  return nullptr;
+}
+
 /// The type-erased pool: workers, dispatch and the result thread.
 class MP_EXPORT pool_core {
  public:
@@ -192,20 +207,11 @@ struct result_state {
 
   // On the pool's thread.
   void complete(pool_result&& result) {
-    std::exception_ptr failure;
-    if (result.failed) {
-      failure = remote_exception(result.type, result.message);
-    } else if constexpr (!std::is_void_v<R>) {
-      try {
-        R decoded = mp::decode<R>(result.value);
-        std::lock_guard lock(mutex);
-        value.emplace(std::move(decoded));
-      } catch (...) {
-        failure = std::current_exception();
-      }
-    }
+    decltype(value) decoded{};
+    const std::exception_ptr failure = outcome<R>(result, decoded);
     {
       std::lock_guard lock(mutex);
+      value = std::move(decoded);
       error = failure;
     }
     // Python runs the callbacks before the result is marked ready.
@@ -468,16 +474,7 @@ class pool {
       core_->submit(detail::encode_task(call{fn}, std::move(part)),
                     [shared, c](detail::pool_result&& r) {
                       std::optional<R> decoded;
-                      std::exception_ptr failure;
-                      if (r.failed) {
-                        failure = detail::remote_exception(r.type, r.message);
-                      } else {
-                        try {
-                          decoded = mp::decode<R>(r.value);
-                        } catch (...) {
-                          failure = std::current_exception();
-                        }
-                      }
+                      const std::exception_ptr failure = detail::outcome<R>(r, decoded);
                       bool last = false;
                       std::size_t items_done = 0;
                       {
@@ -681,17 +678,8 @@ auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callba
     if (part.empty()) return false;
     core->submit(detail::encode_task(call{fn}, std::move(part)),
                  [state, index](detail::pool_result&& r) {
-                   std::exception_ptr failure;
                    chunk_result values;
-                   if (r.failed) {
-                     failure = detail::remote_exception(r.type, r.message);
-                   } else {
-                     try {
-                       values = mp::decode<chunk_result>(r.value);
-                     } catch (...) {
-                       failure = std::current_exception();
-                     }
-                   }
+                   const std::exception_ptr failure = detail::outcome<chunk_result>(r, values);
                    {
                      std::lock_guard lock(state->mutex);
                      --state->in_flight;
