@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <future>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -237,6 +238,40 @@ TEST(pool, a_task_past_its_timeout_is_stopped_and_its_worker_replaced) {
   EXPECT_EQ(p.apply(square, 4), 16);  // a fresh worker
   auto quick = p.apply_async_with({.timeout = mp::testing::scaled(30s)}, square, 5);
   EXPECT_EQ(quick.get(), 25);
+}
+
+TEST(pool, map_async_with_calls_back_and_limits_each_chunk) {
+  mp::pool p(2);
+  std::vector<int> input{1, 2, 3, 4, 5, 6};
+  std::promise<std::vector<int>> got;
+  auto r = p.map_async_with(
+      {.chunksize = 2, .callback = [&](const std::vector<int>& v) { got.set_value(v); }}, square,
+      input);
+  EXPECT_EQ(got.get_future().get(), (std::vector<int>{1, 4, 9, 16, 25, 36}));
+  EXPECT_EQ(r.get(), (std::vector<int>{1, 4, 9, 16, 25, 36}));
+
+  std::promise<std::string> failure;
+  auto failed = p.map_async_with(
+      {.error_callback =
+           [&](std::exception_ptr e) {
+             try {
+               std::rethrow_exception(e);
+             } catch (const std::exception& x) {
+               failure.set_value(x.what());
+             }
+           }},
+      fails_on_three, input);
+  EXPECT_EQ(failure.get_future().get(), "three is not allowed");
+  EXPECT_THROW(failed.get(), std::invalid_argument);
+
+  // A chunk that outlives its limit is stopped: the map fails with
+  // timeout_error, and the pool goes on with a fresh worker.
+  std::vector<int> sleeps{1, 60000, 1};
+  EXPECT_THROW(p.map_with({.chunksize = 1, .timeout = 200ms}, slow_identity, sleeps),
+               mp::timeout_error);
+  std::vector<std::tuple<long, int>> pairs{{2, 10}, {3, 3}};
+  EXPECT_EQ(p.starmap_with({.timeout = mp::testing::scaled(30s)}, power, pairs),
+            (std::vector<long>{1024, 27}));
 }
 
 TEST(pool, the_destructor_finishes_submitted_work) {

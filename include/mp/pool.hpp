@@ -209,6 +209,11 @@ struct result_state {
   void complete(pool_result&& result) {
     decltype(value) decoded{};
     const std::exception_ptr failure = outcome<R>(result, decoded);
+    finish(std::move(decoded), failure);
+  }
+
+  // Stores the outcome, runs the callbacks, then marks the result ready.
+  void finish(decltype(value) decoded, std::exception_ptr failure) {
     {
       std::lock_guard lock(mutex);
       value = std::move(decoded);
@@ -232,6 +237,17 @@ struct result_state {
       ready = true;
     }
     done.notify_all();
+  }
+
+  template <class Callbacks>
+  void set_callbacks(Callbacks& callbacks) {
+    if constexpr (std::is_void_v<R>) {
+      if (callbacks.callback)
+        callback = [cb = std::move(callbacks.callback)](const void*) { cb(); };
+    } else if (callbacks.callback) {
+      callback = [cb = std::move(callbacks.callback)](const R* v) { cb(*v); };
+    }
+    error_callback = std::move(callbacks.error_callback);
   }
 };
 
@@ -313,6 +329,20 @@ class imap_range;
 /// on the pool's thread for map, on the iterating thread for imap.
 using progress_callback = std::function<void(std::size_t done, std::size_t total)>;
 
+/// The options of map_with, map_async_with, starmap_with and
+/// starmap_async_with, for a function returning R: Python's chunksize,
+/// callback and error_callback, our progress report, and a time limit on each
+/// chunk (from when a worker starts it) that kills and replaces the worker
+/// when it passes; the map then fails with mp::timeout_error.
+template <class R>
+struct map_options {
+  std::size_t chunksize = 0;  // 0: Python's rule
+  progress_callback progress;
+  std::function<void(const std::vector<R>&)> callback;
+  std::function<void(std::exception_ptr)> error_callback;
+  std::optional<std::chrono::nanoseconds> timeout;
+};
+
 /// A ready-made progress_callback: a bar on stderr with the count, the rate
 /// and the time left, redrawn at most ten times a second, and only when
 /// stderr is a terminal (so logs and pipes stay clean).
@@ -352,19 +382,20 @@ class pool {
     check_callable<Fn>();
     using R = result_of<Fn, Args...>;
     auto state = std::make_shared<detail::result_state<R>>();
-    if constexpr (std::is_void_v<R>) {
-      if (callbacks.callback)
-        state->callback = [cb = std::move(callbacks.callback)](const void*) { cb(); };
-    } else if (callbacks.callback) {
-      state->callback = [cb = std::move(callbacks.callback)](const R* v) { cb(*v); };
-    }
-    state->error_callback = std::move(callbacks.error_callback);
+    state->set_callbacks(callbacks);
     core_->submit(
         detail::encode_task(fn, std::forward<Args>(args)...),
         [state](detail::pool_result&& r) { state->complete(std::move(r)); },
         callbacks.timeout.value_or(detail::pool_core::no_limit));
     return async_result<R>(std::move(state));
   }
+
+  /// The result type of Fn over an element of Range (spread, for Star).
+  template <class Fn, class Range, bool Star = false>
+  using element_result_of =
+      std::decay_t<decltype(std::declval<const detail::chunk_call<
+                                Fn, std::ranges::range_value_t<Range>, Star>&>()
+                                .call(std::declval<const std::ranges::range_value_t<Range>&>()))>;
 
   /// Python's map: f over every element, results in input order. Throws the
   /// first failed chunk's exception, after all chunks have finished; the pool
@@ -376,7 +407,23 @@ class pool {
 
   template <class Fn, std::ranges::input_range Range>
   auto map_async(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
-    return run_map<false>(fn, std::forward<Range>(input), chunksize, std::move(progress));
+    return run_map<false>(
+        map_options<element_result_of<Fn, Range>>{.chunksize = chunksize,
+                                                  .progress = std::move(progress)},
+        fn, std::forward<Range>(input));
+  }
+
+  /// map with options (callbacks, a time limit per chunk).
+  template <class Fn, std::ranges::input_range Range>
+  auto map_with(map_options<element_result_of<Fn, Range>> options, Fn fn, Range&& input) {
+    return run_map<false>(std::move(options), fn, std::forward<Range>(input)).get();
+  }
+
+  /// map_async with options: Python's map_async(f, it, chunksize, callback,
+  /// error_callback), and a time limit per chunk.
+  template <class Fn, std::ranges::input_range Range>
+  auto map_async_with(map_options<element_result_of<Fn, Range>> options, Fn fn, Range&& input) {
+    return run_map<false>(std::move(options), fn, std::forward<Range>(input));
   }
 
   /// Python's starmap: each element a tuple spread over f's parameters.
@@ -388,7 +435,21 @@ class pool {
   template <class Fn, std::ranges::input_range Range>
   auto starmap_async(Fn fn, Range&& input, std::size_t chunksize = 0,
                      progress_callback progress = {}) {
-    return run_map<true>(fn, std::forward<Range>(input), chunksize, std::move(progress));
+    return run_map<true>(
+        map_options<element_result_of<Fn, Range, true>>{.chunksize = chunksize,
+                                                        .progress = std::move(progress)},
+        fn, std::forward<Range>(input));
+  }
+
+  template <class Fn, std::ranges::input_range Range>
+  auto starmap_with(map_options<element_result_of<Fn, Range, true>> options, Fn fn, Range&& input) {
+    return run_map<true>(std::move(options), fn, std::forward<Range>(input)).get();
+  }
+
+  template <class Fn, std::ranges::input_range Range>
+  auto starmap_async_with(map_options<element_result_of<Fn, Range, true>> options, Fn fn,
+                          Range&& input) {
+    return run_map<true>(std::move(options), fn, std::forward<Range>(input));
   }
 
   /// Python's imap: a lazy range of f over `input`, in input order. Unlike
@@ -429,16 +490,15 @@ class pool {
                   "lambda would capture as arguments");
   }
 
-  template <bool Star, class Fn, class Range>
-  auto run_map(Fn fn, Range&& input, std::size_t chunksize, progress_callback progress) {
+  template <bool Star, class Fn, class Range, class Element>
+  auto run_map(map_options<Element> options, Fn fn, Range&& input) {
     check_callable<Fn>();
     using arg = std::ranges::range_value_t<Range>;
     using call = detail::chunk_call<Fn, arg, Star>;
-    using chunk_result =
-        decltype(std::declval<const call&>()(std::declval<const std::vector<arg>&>()));
-    using R = chunk_result;  // std::vector of the results
+    using R = std::vector<Element>;
     std::vector<arg> all;
     for (auto&& a : input) all.push_back(static_cast<arg>(a));
+    std::size_t chunksize = options.chunksize;
     if (chunksize == 0) {
       const std::size_t per = 4 * processes();
       chunksize = (all.size() + per - 1) / per;
@@ -459,50 +519,44 @@ class pool {
     shared->parts.resize(chunks);
     shared->left = chunks;
     shared->items = all.size();
-    shared->progress = std::move(progress);
+    shared->progress = std::move(options.progress);
     shared->state = std::make_shared<detail::result_state<R>>();
-    if (chunks == 0) {
-      detail::pool_result empty;
-      empty.value = mp::encode(R{});
-      shared->state->complete(std::move(empty));
-    }
+    shared->state->set_callbacks(options);
+    if (chunks == 0) shared->state->finish(R{}, nullptr);
+    const auto limit = options.timeout.value_or(detail::pool_core::no_limit);
     for (std::size_t c = 0; c < chunks; ++c) {
       std::vector<arg> part(
           std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(c * chunksize)),
           std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(
                                                     std::min(all.size(), (c + 1) * chunksize))));
-      core_->submit(detail::encode_task(call{fn}, std::move(part)),
-                    [shared, c](detail::pool_result&& r) {
-                      std::optional<R> decoded;
-                      const std::exception_ptr failure = detail::outcome<R>(r, decoded);
-                      bool last = false;
-                      std::size_t items_done = 0;
-                      {
-                        std::lock_guard lock(shared->mutex);
-                        if (failure && !shared->error) shared->error = failure;
-                        if (decoded) shared->items_done += decoded->size();
-                        items_done = shared->items_done;
-                        shared->parts[c] = std::move(decoded);
-                        last = --shared->left == 0;
-                      }
-                      if (shared->progress) shared->progress(items_done, shared->items);
-                      if (!last) return;
-                      detail::pool_result all_done;
-                      if (shared->error) {
-                        shared->state->error_callback = nullptr;
-                        std::lock_guard lock(shared->state->mutex);
-                        shared->state->error = shared->error;
-                        shared->state->ready = true;
-                      } else {
-                        R joined;
-                        for (auto& p : shared->parts)
-                          for (auto& v : *p) joined.push_back(std::move(v));
-                        std::lock_guard lock(shared->state->mutex);
-                        shared->state->value.emplace(std::move(joined));
-                        shared->state->ready = true;
-                      }
-                      shared->state->done.notify_all();
-                    });
+      core_->submit(
+          detail::encode_task(call{fn}, std::move(part)),
+          [shared, c](detail::pool_result&& r) {
+            std::optional<R> decoded;
+            const std::exception_ptr failure = detail::outcome<R>(r, decoded);
+            bool last = false;
+            std::size_t items_done = 0;
+            {
+              std::lock_guard lock(shared->mutex);
+              if (failure && !shared->error) shared->error = failure;
+              if (decoded) shared->items_done += decoded->size();
+              items_done = shared->items_done;
+              shared->parts[c] = std::move(decoded);
+              last = --shared->left == 0;
+            }
+            if (shared->progress) shared->progress(items_done, shared->items);
+            if (!last) return;
+            if (shared->error) {
+              shared->state->finish(std::nullopt, shared->error);
+              return;
+            }
+            R joined;
+            joined.reserve(shared->items);
+            for (auto& p : shared->parts)
+              for (auto& v : *p) joined.push_back(std::move(v));
+            shared->state->finish(std::move(joined), nullptr);
+          },
+          limit);
     }
     return async_result<R>(shared->state);
   }
