@@ -27,6 +27,15 @@
 //                    into one reused vector; GB/s
 //   queue-rt         the parent puts into q1, a child gets and puts into q2, the
 //                    parent gets; median round trip µs
+//   pool-map         mp::pool of 2 workers, map of x*x over `rounds` int64s (default
+//                    chunksize); millions of items per second
+//   pool-map1        the same with chunksize 1
+//   pool-apply       apply(f, x) round trips on a pool of 2; median µs
+//   executor-submit  a process_pool_executor of 2: submit `rounds` tiny tasks, then
+//                    wait for every result; millions of tasks per second
+//   executor-rt      submit(f, x).result() round trips; median µs
+//   pool-cpu         primes below `rounds` counted in 40 ranges, serially and with
+//                    pool.map on one worker per CPU; the speedup (serial / pool time)
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds.
 #include <sched.h>
 
@@ -43,12 +52,15 @@
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mp/connection.hpp"
 #include "mp/detail/shared_region.hpp"
+#include "mp/executor.hpp"
+#include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
@@ -415,13 +427,117 @@ double queue_roundtrip(std::size_t rounds, std::size_t warmup) {
   return median(std::move(times));
 }
 
+std::int64_t square(std::int64_t x) {
+  return x * x;
+}
+
+std::vector<std::int64_t> iota_input(std::size_t count) {
+  std::vector<std::int64_t> input(count);
+  for (std::size_t i = 0; i < count; ++i) input[i] = static_cast<std::int64_t>(i);
+  return input;
+}
+
+// A map of x*x over `rounds` items after a warm-up map over rounds/10; items per µs.
+double pool_map(std::size_t rounds, std::size_t warmup, std::size_t chunksize) {
+  mp::pool pool(2);
+  if (pool.map(square, iota_input(warmup), chunksize).size() != warmup)
+    fail("pool-map: lost items");
+  const std::vector<std::int64_t> input = iota_input(rounds);
+  const auto start = clock_type::now();
+  const std::vector<std::int64_t> out = pool.map(square, input, chunksize);
+  const double elapsed_us = microseconds(clock_type::now() - start);
+  if (out.size() != rounds || out.back() != input.back() * input.back())
+    fail("pool-map: wrong results");
+  return static_cast<double>(rounds) / elapsed_us;
+}
+
+double pool_apply(std::size_t rounds, std::size_t warmup) {
+  mp::pool pool(2);
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    const auto start = clock_type::now();
+    const std::int64_t r = pool.apply(square, static_cast<std::int64_t>(i));
+    const auto end = clock_type::now();
+    if (r != static_cast<std::int64_t>(i * i)) fail("pool-apply: wrong result");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  return median(std::move(times));
+}
+
+double executor_submit(std::size_t rounds, std::size_t warmup) {
+  mp::process_pool_executor executor({.max_workers = 2});
+  const auto run = [&](std::size_t count) {
+    std::vector<mp::future<std::int64_t>> futures;
+    futures.reserve(count);
+    for (std::size_t i = 0; i < count; ++i)
+      futures.push_back(executor.submit(square, static_cast<std::int64_t>(i)));
+    for (std::size_t i = 0; i < count; ++i)
+      if (futures[i].result() != static_cast<std::int64_t>(i * i))
+        fail("executor-submit: wrong result");
+  };
+  run(warmup);
+  const auto start = clock_type::now();
+  run(rounds);
+  return static_cast<double>(rounds) / microseconds(clock_type::now() - start);
+}
+
+double executor_roundtrip(std::size_t rounds, std::size_t warmup) {
+  mp::process_pool_executor executor({.max_workers = 2});
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    const auto start = clock_type::now();
+    const std::int64_t r = executor.submit(square, static_cast<std::int64_t>(i)).result();
+    const auto end = clock_type::now();
+    if (r != static_cast<std::int64_t>(i * i)) fail("executor-rt: wrong result");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  return median(std::move(times));
+}
+
+bool is_prime(std::int64_t n) {
+  if (n < 2) return false;
+  for (std::int64_t d = 2; d * d <= n; ++d)
+    if (n % d == 0) return false;
+  return true;
+}
+
+std::int64_t count_primes(std::tuple<std::int64_t, std::int64_t> range) {
+  std::int64_t count = 0;
+  for (std::int64_t n = std::get<0>(range); n < std::get<1>(range); ++n) count += is_prime(n);
+  return count;
+}
+
+// Serial time over pool time for counting the primes below `limit`.
+double pool_cpu(std::size_t limit) {
+  constexpr std::int64_t ranges_count = 40;
+  const auto top = static_cast<std::int64_t>(limit);
+  std::vector<std::tuple<std::int64_t, std::int64_t>> ranges;
+  for (std::int64_t i = 0; i < ranges_count; ++i)
+    ranges.emplace_back(top * i / ranges_count, top * (i + 1) / ranges_count);
+  mp::pool pool(mp::cpu_count());
+  pool.map(count_primes, ranges, 1);  // warm-up: workers started, pages touched
+  auto start = clock_type::now();
+  std::int64_t serial = 0;
+  for (const auto& r : ranges) serial += count_primes(r);
+  const double serial_us = microseconds(clock_type::now() - start);
+  start = clock_type::now();
+  std::int64_t parallel = 0;
+  for (std::int64_t c : pool.map(count_primes, ranges, 1)) parallel += c;
+  const double parallel_us = microseconds(clock_type::now() - start);
+  if (serial != parallel) fail("pool-cpu: the counts differ");
+  return serial_us / parallel_us;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     std::fputs(
         "usage: mp_side spawn|pingpong|throughput|throughput-into|lock|increments|event|queue8|"
-        "queue4k|queue-mpmc|queue-big|queue-rt [rounds]\n",
+        "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
+        "executor-rt|pool-cpu [rounds]\n",
         stderr);
     return 2;
   }
@@ -456,6 +572,18 @@ int main(int argc, char** argv) {
       result = queue_big(rounds, warmup);
     else if (mode == "queue-rt")
       result = queue_roundtrip(rounds, warmup);
+    else if (mode == "pool-map")
+      result = pool_map(rounds, warmup, 0);
+    else if (mode == "pool-map1")
+      result = pool_map(rounds, warmup, 1);
+    else if (mode == "pool-apply")
+      result = pool_apply(rounds, warmup);
+    else if (mode == "executor-submit")
+      result = executor_submit(rounds, warmup);
+    else if (mode == "executor-rt")
+      result = executor_roundtrip(rounds, warmup);
+    else if (mode == "pool-cpu")
+      result = pool_cpu(rounds);
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);

@@ -40,13 +40,16 @@ KINDS = {
     "latency-ns": ("ns", True),
     "rate": ("M/s", False),  # millions of operations per second
     "throughput": ("GB/s", False),  # 10^9 bytes per second
+    "speedup": ("x", False),  # serial time over parallel time
 }
 
 # What one of a mode's rounds is, where it is not one timed round trip.
 ROUNDS_UNIT = {"throughput": " messages", "lock": " batches of 1000 pairs",
                "increments": " increments per process", "queue8": " items",
                "queue4k": " items", "queue-mpmc": " items in all",
-               "queue-big": " items of 64 MiB"}
+               "queue-big": " items of 64 MiB", "pool-map": " items",
+               "pool-map1": " items", "executor-submit": " tasks",
+               "pool-cpu": " (primes below this)"}
 
 
 @dataclass
@@ -136,6 +139,8 @@ EVENT_TARGETS = (Target("mp/floor", "<=", 2, informational=True),)
 # this machine: mp <= 1.42 µs. Open MPI polls; pinned to one CPU, polling cannot help, so the
 # pinned row has only our informational bound against the two bare rings.
 QUEUE_RT_TARGET = Target("mp", "<=", 1.42)
+# The pools' CPU-bound map: a speedup over serial of at least 0.9 times the usable CPUs.
+CPUS = len(os.sched_getaffinity(0))
 
 SCENARIOS = (
     Scenario("spawn: start + join", "spawn", "process_start.py", False, "latency", 1000,
@@ -179,6 +184,24 @@ SCENARIOS = (
     Scenario("queue-rt: round trip through two queues, pinned", "queue-rt",
              "queue_roundtrip.py", True, "latency", 20000,
              (Target("mp/floor", "<=", 2, informational=True),), boost_mode="queue-rt"),
+    # The pools, 2 workers each (the CPU-bound one: one per CPU). The round trips' floor is the
+    # bare pipe round trip to another process.
+    Scenario("pool-map: x*x over 1M ints, default chunksize", "pool-map", "pool_map.py", False,
+             "rate", 1_000_000, (Target("mp/python", ">=", 20),), floor_mode=None),
+    Scenario("pool-map1: x*x over 100k ints, chunksize 1", "pool-map1",
+             "pool_map_chunksize1.py", False, "rate", 100_000, (Target("mp/python", ">=", 50),),
+             floor_mode=None, python_rounds=10_000),
+    Scenario("pool-apply: apply() round trip", "pool-apply", "pool_apply.py", False, "latency",
+             20000, (Target("python/mp", ">=", 5),), floor_mode="pingpong", python_rounds=5000),
+    Scenario("executor-submit: 100k tiny tasks, then their results", "executor-submit",
+             "executor_submit.py", False, "rate", 100_000, (Target("mp/python", ">=", 100),),
+             floor_mode=None, python_rounds=10_000),
+    Scenario("executor-rt: submit().result() round trip", "executor-rt",
+             "executor_roundtrip.py", False, "latency", 20000, (Target("python/mp", ">=", 5),),
+             floor_mode="pingpong", python_rounds=5000),
+    Scenario(f"pool-cpu: primes, speedup over serial on {CPUS} workers", "pool-cpu",
+             "pool_cpu.py", False, "speedup", 2_000_000, (Target("mp", ">=", 0.9 * CPUS),),
+             floor_mode=None, python_rounds=200_000),
 )
 
 
