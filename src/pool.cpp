@@ -2,12 +2,15 @@
 // The pool's engine: worker processes, dispatch, and the thread that collects
 // results and notices dead workers.
 //
-// Each worker has a queue of its own and runs one task at a time, so the pool
-// always knows which task a worker holds: when a worker dies, that task fails
-// with mp::worker_died and nothing else is lost. Results come back over one
-// shared queue. The pool's thread waits on it, and at least every 20 ms looks
-// at the workers' liveness.
+// Each worker has a queue of its own, holding up to task_ring::depth tasks so
+// that it never waits for the pool between two of them, and a ring in shared
+// memory that says which of them it has started. When a worker dies, the task
+// it started fails with mp::worker_died and the rest go to other workers:
+// nothing else is lost. An idle worker takes queued tasks from a busy one the
+// same way. Results come back over one shared queue. The pool's thread waits
+// on it, and at least every 20 ms looks at the workers' liveness.
 #include <cxxabi.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,6 +24,7 @@
 #include <typeinfo>
 #include <unordered_map>
 
+#include "mp/detail/shared_region.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
@@ -42,16 +46,41 @@ std::string demangled(const std::type_info& type) {
   return status == 0 && name ? std::string(name.get()) : std::string(type.name());
 }
 
+// The states of the tasks a worker holds, in memory it shares with the pool:
+// the pool marks a slot queued when it hands the worker a task, and the worker
+// marks it running before it starts the task, unless the pool took the task
+// back first (cancelled). One compare-exchange decides, so the pool always
+// knows whether a task it handed out has started.
+struct task_ring {
+  static constexpr std::uint32_t depth = 4;  // tasks a worker holds at most
+  enum : std::uint64_t { queued = 1, running = 2, cancelled = 3 };
+  static constexpr std::uint64_t encode(std::uint64_t id, std::uint64_t state) {
+    return id << 2 | state;
+  }
+  std::atomic<std::uint64_t> slot[depth];
+};
+
 // A worker: runs the tasks of its queue until the stop task, or until it has
-// run `max_tasks` (0: no limit).
+// taken `max_tasks` (0: no limit). Before it runs a task it marks the task's
+// slot running; a task the pool took back first (cancelled, or moved to an
+// idle worker) it skips, and says so.
 void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                 const std::function<void()>& initializer, unsigned max_tasks) {
+                 const shared_object<task_ring>& ring, const std::function<void()>& initializer,
+                 unsigned max_tasks) {
   if (initializer) initializer();
   for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
     pool_task task = tasks.get();
     if (task.id == 0) return;
     pool_result result;
     result.id = task.id;
+    auto expected = task_ring::encode(task.id, task_ring::queued);
+    if (task.slot >= task_ring::depth ||
+        !ring->slot[task.slot].compare_exchange_strong(
+            expected, task_ring::encode(task.id, task_ring::running), std::memory_order_acq_rel)) {
+      result.skipped = true;
+      results.put(result);
+      continue;
+    }
     try {
       byte_buffer out;
       invoke_call(task.payload, nullptr, &out);
@@ -67,6 +96,19 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
     }
     results.put(result);
   }
+}
+
+// A worker process: worker_main in a process of its own, which takes and
+// returns buffers of the same sizes over and over. It keeps freed memory for
+// reuse rather than unmapping it and faulting fresh pages in for the next
+// task (glibc unmaps every freed block over 128 KiB at first, and trims the
+// heap's top beyond 128 KiB).
+void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+                         const shared_object<task_ring>& ring,
+                         const std::function<void()>& initializer, unsigned max_tasks) {
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
 }
 
 std::string describe_end(std::optional<int> exitcode) {
@@ -102,15 +144,30 @@ std::exception_ptr remote_exception(const std::string& type, const std::string& 
 }
 
 struct pool_core::impl {
+  // One task a worker holds: running, or queued behind the running one.
+  struct held_task {
+    std::uint64_t id;
+    std::uint32_t slot;
+    // Cancelled or moved to another worker before it started: the worker
+    // skips it, and its result (an acknowledgement) is dropped.
+    bool skipped = false;
+    // Failed already (a thread pool's task past its timeout): its result is dropped.
+    bool abandoned = false;
+    std::vector<std::byte> payload;  // to hand it to another worker
+  };
   struct worker {
     mp::queue<pool_task> tasks;
+    detail::shared_object<task_ring> ring = detail::shared_object<task_ring>::make();
     mp::process process;  // or, in a thread pool:
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> exited;
-    std::uint64_t running = 0;                              // the task it holds, 0 if idle
-    clock::time_point deadline = clock::time_point::max();  // of that task
-    unsigned given = 0;                                     // tasks handed to it
-    bool cancelled = false;  // its task was cancelled: stop it at the deadline
+    std::deque<held_task> held;  // in the order the worker runs them
+    std::uint32_t next_slot = 0;
+    std::uint64_t current = 0;  // the first held task not skipped: running or about to
+    clock::time_point deadline = clock::time_point::max();  // of `current`
+    bool cancelled = false;    // `current` was cancelled: stop it at the deadline
+    std::uint64_t doomed = 0;  // a running task cancelled with kill_running
+    unsigned given = 0;        // tasks handed to it
   };
   struct task_entry {
     completion done;
@@ -143,23 +200,24 @@ struct pool_core::impl {
     auto w = std::make_unique<worker>();
     if (threads) {
       w->exited = std::make_shared<std::atomic<bool>>(false);
-      w->thread = std::thread([tasks = w->tasks, out = results, init = options.initializer,
-                               max = options.maxtasksperchild, exited = w->exited] {
-        try {
-          worker_main(tasks, out, init, max);
-        } catch (...) {
-          // An initializer that threw: the thread ends and is replaced.
-        }
-        exited->store(true, std::memory_order_release);
-      });
+      w->thread =
+          std::thread([tasks = w->tasks, out = results, ring = w->ring, init = options.initializer,
+                       max = options.maxtasksperchild, exited = w->exited] {
+            try {
+              worker_main(tasks, out, ring, init, max);
+            } catch (...) {
+              // An initializer that threw: the thread ends and is replaced.
+            }
+            exited->store(true, std::memory_order_release);
+          });
       workers[index] = std::move(w);
       return;
     }
-    w->process =
-        mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
-                     .daemon = true,
-                     .on_destroy = destroy_action::kill},
-                    &worker_main, w->tasks, results, options.initializer, options.maxtasksperchild);
+    w->process = mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
+                              .daemon = true,
+                              .on_destroy = destroy_action::kill},
+                             &worker_process_main, w->tasks, results, w->ring, options.initializer,
+                             options.maxtasksperchild);
     w->process.start();
     workers[index] = std::move(w);
   }
@@ -169,87 +227,196 @@ struct pool_core::impl {
     return options.maxtasksperchild != 0 && w.given >= options.maxtasksperchild;
   }
 
-  // Hands pending tasks to idle workers. Under the mutex.
+  static std::size_t live_count(const worker& w) {
+    std::size_t n = 0;
+    for (const auto& h : w.held) n += !h.skipped;
+    return n;
+  }
+
+  // Under the mutex: after `w.held` changed, starts the clock of its new
+  // current task (the estimate: it starts when the one before it ended).
+  void track_current(worker& w) {
+    std::uint64_t first = 0;
+    for (const auto& h : w.held)
+      if (!h.skipped) {
+        first = h.id;
+        break;
+      }
+    if (first != 0 && first == w.doomed) {  // cancelled while it runs
+      w.current = first;
+      w.deadline = clock::time_point::min();
+      w.cancelled = true;
+      return;
+    }
+    if (first == w.current) return;
+    w.current = first;
+    w.cancelled = false;
+    w.deadline = clock::time_point::max();
+    if (first == 0) return;
+    const auto found = waiting.find(first);
+    if (found == waiting.end()) return;
+    if (found->second.limit != no_limit) w.deadline = clock::now() + found->second.limit;
+    if (found->second.started) found->second.started();
+  }
+
+  // Under the mutex: hands `task` to `w`, queued behind what it holds.
+  void give(worker& w, pool_task&& task) {
+    task.slot = w.next_slot++ % task_ring::depth;
+    w.ring->slot[task.slot].store(task_ring::encode(task.id, task_ring::queued),
+                                  std::memory_order_release);
+    ++w.given;
+    w.tasks.put(task);
+    w.held.push_back(held_task{task.id, task.slot, false, false, std::move(task.payload)});
+    track_current(w);
+  }
+
+  // Under the mutex: takes back a task `w` holds but has not started, so it
+  // never runs there. False if it has started.
+  static bool take_back(worker& w, held_task& h) {
+    auto expected = task_ring::encode(h.id, task_ring::queued);
+    if (!w.ring->slot[h.slot].compare_exchange_strong(
+            expected, task_ring::encode(h.id, task_ring::cancelled), std::memory_order_acq_rel))
+      return false;
+    h.skipped = true;
+    return true;
+  }
+
+  // Hands pending tasks to the workers holding the fewest, up to
+  // task_ring::depth each, so that a worker finds its next task in its queue
+  // the moment it finishes one. A worker with nothing left to run takes a
+  // queued task from the busiest one. Under the mutex.
   void dispatch() {
-    for (auto& w : workers) {
-      if (pending.empty()) return;
-      if (w->running != 0 || spent(*w)) continue;
+    while (!pending.empty()) {
+      worker* best = nullptr;
+      for (auto& w : workers)
+        if (w->held.size() < task_ring::depth && !spent(*w) &&
+            (best == nullptr || live_count(*w) < live_count(*best)))
+          best = w.get();
+      if (best == nullptr) return;
       pool_task task = std::move(pending.front());
       pending.pop_front();
-      w->running = task.id;
-      ++w->given;
-      const auto found = waiting.find(task.id);
-      w->deadline = found != waiting.end() && found->second.limit != no_limit
-                        ? clock::now() + found->second.limit
-                        : clock::time_point::max();
-      if (found != waiting.end() && found->second.started) found->second.started();
-      w->tasks.put(task);
+      give(*best, std::move(task));
+    }
+    for (auto& idle : workers) {
+      if (live_count(*idle) != 0 || idle->held.size() >= task_ring::depth || spent(*idle)) continue;
+      // The busiest worker's last queued task, if it has not started.
+      worker* busiest = nullptr;
+      for (auto& w : workers)
+        if (live_count(*w) > 1 && (busiest == nullptr || live_count(*w) > live_count(*busiest)))
+          busiest = w.get();
+      if (busiest == nullptr) return;
+      for (auto h = busiest->held.rbegin(); h != busiest->held.rend(); ++h) {
+        if (h->skipped || h->id == busiest->current) continue;
+        if (!take_back(*busiest, *h)) break;  // it runs already, and so did all before it
+        give(*idle, pool_task{h->id, 0, std::move(h->payload)});
+        break;
+      }
     }
   }
 
-  // Under the mutex: the worker holding `id` is idle again; queues the task's
-  // completion with its result.
+  void fail(std::uint64_t id, const char* type, std::string message) {
+    auto found = waiting.find(id);
+    if (found == waiting.end()) return;
+    pool_result failure;
+    failure.id = id;
+    failure.failed = true;
+    failure.type = type;
+    failure.message = std::move(message);
+    ready.emplace_back(std::move(found->second.done), std::move(failure));
+    waiting.erase(found);
+  }
+
+  // Under the mutex: a worker's result (or acknowledgement of a skipped task)
+  // arrived; it is the first task that worker holds.
   void finish(pool_result&& result) {
-    for (auto& w : workers)
-      if (w->running == result.id) w->running = 0;
+    for (auto& w : workers) {
+      if (w->held.empty() || w->held.front().id != result.id ||
+          w->held.front().skipped != result.skipped)
+        continue;
+      const bool abandoned = w->held.front().abandoned;
+      w->held.pop_front();
+      track_current(*w);
+      if (result.skipped || abandoned) return;
+      break;
+    }
     auto found = waiting.find(result.id);
     if (found == waiting.end()) return;
     ready.emplace_back(std::move(found->second.done), std::move(result));
     waiting.erase(found);
   }
 
-  void fail(std::uint64_t id, const char* type, std::string message) {
-    pool_result failure;
-    failure.id = id;
-    failure.failed = true;
-    failure.type = type;
-    failure.message = std::move(message);
-    finish(std::move(failure));
-  }
-
   void take_arrived() {
     while (auto late = results.try_get()) finish(std::move(*late));
+  }
+
+  // Under the mutex, once worker `w` is gone and its results are in: fails
+  // the task it was running (the one its ring says started), with `type` and
+  // `message`, and queues the tasks it had not started for other workers.
+  void settle_lost_worker(worker& w, const char* type, const std::string& message) {
+    std::deque<pool_task> again;
+    for (auto& h : w.held) {
+      if (h.skipped) continue;
+      const auto state = w.ring->slot[h.slot].load(std::memory_order_acquire);
+      if (state == task_ring::encode(h.id, task_ring::running))
+        fail(h.id, type, message);
+      else
+        again.push_back(pool_task{h.id, 0, std::move(h.payload)});
+    }
+    w.held.clear();
+    pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
+                   std::make_move_iterator(again.end()));
   }
 
   // Under the mutex: kills workers past their task's deadline, replaces dead
   // and spent ones, failing the task a dead one held.
   void look_after_workers() {
-    const auto now = clock::now();
     for (std::size_t i = 0; i < workers.size(); ++i) {
       worker& w = *workers[i];
-      if (w.running != 0 && now >= w.deadline && threads) {
-        // A thread cannot be stopped: fail the task, and keep the worker busy
-        // (its eventual result is dropped) until it is done.
-        const std::uint64_t id = w.running;
+      if (w.current != 0 && clock::now() >= w.deadline) {
+        take_arrived();  // it may have finished just in time
+        if (w.current == 0 || clock::now() < w.deadline) continue;
+      }
+      if (w.current != 0 && clock::now() >= w.deadline && threads) {
+        // A thread cannot be stopped: fail the task, let the thread run it to
+        // the end (its result is dropped), and give what waits behind it to
+        // other workers.
+        const std::uint64_t id = w.current;
         fail(id, w.cancelled ? "mp::cancelled" : "mp::timeout_error",
              w.cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
                          : "the task ran past its timeout (its thread runs it to the end)");
-        w.running = id;
+        std::deque<pool_task> again;
+        for (auto& h : w.held) {
+          if (h.id == id && !h.skipped) {
+            h.abandoned = true;
+          } else if (!h.skipped && take_back(w, h)) {
+            again.push_back(pool_task{h.id, 0, std::move(h.payload)});
+          }
+        }
+        pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
+                       std::make_move_iterator(again.end()));
         w.deadline = clock::time_point::max();
         w.cancelled = false;
         continue;
       }
-      if (w.running != 0 && now >= w.deadline) {
+      if (w.current != 0 && clock::now() >= w.deadline) {
         // Out of time: stop the work itself, not only the wait for it.
+        const bool cancelled = w.cancelled;
         w.process.kill();
         w.process.join();
-        take_arrived();  // it may have finished just in time
-        if (w.running != 0 && w.cancelled)
-          fail(w.running, "mp::cancelled",
-               "the task was cancelled while it ran; its worker was killed");
-        else if (w.running != 0)
-          fail(w.running, "mp::timeout_error",
-               "the task ran past its timeout; its worker was killed and replaced");
+        take_arrived();
+        settle_lost_worker(
+            w, cancelled ? "mp::cancelled" : "mp::timeout_error",
+            cancelled ? "the task was cancelled while it ran; its worker was killed"
+                      : "the task ran past its timeout; its worker was killed and replaced");
         start_worker(i);
         continue;
       }
       if (threads ? !w.exited->load(std::memory_order_acquire) : w.process.is_alive()) continue;
-      take_arrived();  // its result may have made it
-      if (w.running != 0)
-        fail(w.running, "mp::worker_died",
-             "the pool worker running this task (" + w.process.name() + ", pid " +
-                 std::to_string(w.process.pid().value_or(0)) + ") " +
-                 describe_end(w.process.exitcode()) + "; the pool replaced it");
+      take_arrived();  // its last results may have made it
+      settle_lost_worker(w, "mp::worker_died",
+                         "the pool worker running this task (" + w.process.name() + ", pid " +
+                             std::to_string(w.process.pid().value_or(0)) + ") " +
+                             describe_end(w.process.exitcode()) + "; the pool replaced it");
       start_worker(i);
     }
   }
@@ -260,6 +427,12 @@ struct pool_core::impl {
     lock.unlock();
     for (auto& [call, r] : calls) call(std::move(r));
     lock.lock();
+  }
+
+  bool idle() const {
+    for (const auto& w : workers)
+      if (!w->held.empty()) return false;
+    return true;
   }
 
   void run() {
@@ -277,7 +450,7 @@ struct pool_core::impl {
         look_after_workers();
       }
       dispatch();
-      const bool done = closed && pending.empty() && waiting.empty();
+      const bool done = closed && pending.empty() && waiting.empty() && idle();
       call_ready(lock);
       if (done) break;
     }
@@ -285,7 +458,7 @@ struct pool_core::impl {
     if (terminated) {
       for (auto& w : workers)
         if (threads)
-          w->tasks.put(pool_task{});  // a thread stops after its current task
+          w->tasks.put(pool_task{});  // a thread stops after the tasks it holds
         else
           w->process.kill();
       // Unfinished tasks fail rather than wait forever.
@@ -328,7 +501,7 @@ std::uint64_t pool_core::submit(std::vector<std::byte> payload, completion done,
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
   impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit, std::move(started)});
-  impl_->pending.push_back(pool_task{id, std::move(payload)});
+  impl_->pending.push_back(pool_task{id, 0, std::move(payload)});
   impl_->dispatch();
   return id;
 }
@@ -350,25 +523,37 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
   std::unique_lock lock(impl_->mutex);
   const auto entry = impl_->waiting.find(id);
   if (entry == impl_->waiting.end()) return false;
-  auto& pending = impl_->pending;
-  for (auto it = pending.begin(); it != pending.end(); ++it) {
-    if (it->id != id) continue;
-    pending.erase(it);
+  const auto settle = [&] {
     completion done = std::move(entry->second.done);
     impl_->waiting.erase(entry);
     lock.unlock();
     done(cancellation(id));
     return true;
+  };
+  auto& pending = impl_->pending;
+  for (auto it = pending.begin(); it != pending.end(); ++it) {
+    if (it->id != id) continue;
+    pending.erase(it);
+    return settle();
   }
-  if (!kill_running) return false;
-  // Running: its deadline is now, so the pool's thread kills the worker and
-  // fails the task at its next look (within 20 ms).
-  for (auto& w : impl_->workers)
-    if (w->running == id) {
-      w->deadline = clock::time_point::min();
-      w->cancelled = true;
+  for (auto& w : impl_->workers) {
+    for (auto& h : w->held) {
+      if (h.id != id || h.skipped || h.abandoned) continue;
+      // The current task counts as running from when its future says so.
+      if (w->current != id && impl::take_back(*w, h)) {  // queued there, not started
+        impl_->track_current(*w);
+        return settle();
+      }
+      if (!kill_running) return false;
+      // Running: its deadline is now, so the pool's thread kills the worker
+      // and fails the task at its next look (within 20 ms).
+      // (If the result before it is still on its way, once it is current.)
+      w->doomed = id;
+      impl_->track_current(*w);
+      return true;
     }
-  return true;
+  }
+  return false;
 }
 
 std::size_t pool_core::cancel_pending() {

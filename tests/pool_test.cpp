@@ -2,12 +2,15 @@
 // Tests of mp::pool (mp/pool.hpp): Python's Pool semantics, and workers that
 // die in the middle of a task.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <future>
 #include <numeric>
@@ -206,6 +209,40 @@ TEST(pool, workers_killed_from_outside_in_a_loop_never_hang_it) {
     EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::worker_died);
     EXPECT_EQ(p.apply(square, round), round * round);
   }
+}
+
+// Runs task `x` once: a second run finds the file the first one made.
+int run_once(std::string folder, int x) {
+  const std::string path = folder + "/" + std::to_string(x);
+  const int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("task " + std::to_string(x) + " ran twice");
+  ::close(fd);
+  std::this_thread::sleep_for(5ms);
+  return x;
+}
+
+TEST(pool, tasks_queued_behind_a_killed_worker_run_elsewhere_exactly_once) {
+  std::string folder = (std::filesystem::temp_directory_path() / "mp-once-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(folder.data()), nullptr);
+  mp::pool p(2);
+  for (int round = 0; round < 6; ++round) {
+    std::vector<mp::async_result<int>> results;
+    for (int i = 0; i < 16; ++i) results.push_back(p.apply_async(run_once, folder, round * 100 + i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 + 4 * round));
+    const auto children = mp::testing::child_pids();
+    if (!children.empty()) ::kill(children.front(), SIGKILL);
+    int died = 0;
+    for (int i = 0; i < 16; ++i) {
+      try {
+        EXPECT_EQ(results[static_cast<std::size_t>(i)].get(mp::testing::scaled(30s)),
+                  round * 100 + i);
+      } catch (const mp::worker_died&) {
+        ++died;  // the one task the killed worker had started, if any
+      }
+    }
+    EXPECT_LE(died, 1);
+  }
+  std::filesystem::remove_all(folder);
 }
 
 int own_pid(int) {

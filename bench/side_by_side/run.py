@@ -47,8 +47,8 @@ KINDS = {
 ROUNDS_UNIT = {"throughput": " messages", "lock": " batches of 1000 pairs",
                "increments": " increments per process", "queue8": " items",
                "queue4k": " items", "queue-mpmc": " items in all",
-               "queue-big": " items of 64 MiB", "pool-map": " items",
-               "pool-map1": " items", "executor-submit": " tasks",
+               "queue-big": " items of 64 MiB", "pool-map": " items per map",
+               "pool-map1": " items per map", "executor-submit": " tasks",
                "pool-cpu": " (primes below this)"}
 
 

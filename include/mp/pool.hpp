@@ -65,23 +65,25 @@ struct pool_options {
 namespace detail {
 
 struct pool_task {
-  std::uint64_t id = 0;  // 0: stop
+  std::uint64_t id = 0;    // 0: stop
+  std::uint32_t slot = 0;  // in the worker's ring of task states
   std::vector<std::byte> payload;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(id, payload);
+    archive(id, slot, payload);
   }
 };
 
 struct pool_result {
   std::uint64_t id = 0;
   bool failed = false;
+  bool skipped = false;          // cancelled (or moved to another worker) before it started
   std::vector<std::byte> value;  // encoded return value
   std::string type;              // of the exception, when failed
   std::string message;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(id, failed, value, type, message);
+    archive(id, failed, skipped, value, type, message);
   }
 };
 
