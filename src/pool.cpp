@@ -83,8 +83,8 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
     }
     try {
       byte_buffer out;
-      invoke_call(task.payload, nullptr, &out);
-      result.value.assign(out.data(), out.data() + out.size());
+      invoke_call(task.payload.span(), nullptr, &out);
+      result.value = std::move(out);
     } catch (const std::exception& e) {
       result.failed = true;
       result.type = demangled(typeid(e));
@@ -153,7 +153,7 @@ struct pool_core::impl {
     bool skipped = false;
     // Failed already (a thread pool's task past its timeout): its result is dropped.
     bool abandoned = false;
-    std::vector<std::byte> payload;  // to hand it to another worker
+    byte_buffer payload;  // to hand it to another worker
   };
   struct worker {
     mp::queue<pool_task> tasks;
@@ -495,7 +495,7 @@ pool_core::~pool_core() {
   join();
 }
 
-std::uint64_t pool_core::submit(std::vector<std::byte> payload, completion done,
+std::uint64_t pool_core::submit(byte_buffer payload, completion done,
                                 std::chrono::nanoseconds limit, std::function<void()> started) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");

@@ -10,10 +10,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <future>
+#include <list>
 #include <numeric>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -111,6 +114,43 @@ TEST(pool, map_and_starmap_keep_input_order) {
   EXPECT_TRUE(p.map(square, std::vector<int>{}).empty());
   const std::vector<std::tuple<long, int>> pairs{{2, 3}, {3, 2}, {10, 4}};
   EXPECT_EQ(p.starmap(power, pairs), (std::vector<long>{8, 9, 10000}));
+}
+
+TEST(pool, map_takes_any_input_range_and_any_result_type) {
+  mp::pool p(2);
+  const std::list<int> listed{3, 1, 2};  // not contiguous: goes through a vector
+  EXPECT_EQ(p.map(square, listed), (std::vector<int>{9, 1, 4}));
+  const std::vector<std::string> names{"ann", "bob"};  // results that are not memcpy-able
+  EXPECT_EQ(p.map(greet, names, 1), (std::vector<std::string>{"hello ann", "hello bob"}));
+  EXPECT_EQ(p.map(square, std::views::iota(0, 5)), (std::vector<int>{0, 1, 4, 9, 16}));
+}
+
+TEST(pool, a_chunk_sent_from_its_span_encodes_as_its_vector) {
+  using call = mp::detail::chunk_call<int (*)(int), int, false>;
+  const std::vector<int> items{5, 6, 7, 8};
+  mp::detail::byte_buffer as_vector;
+  mp::detail::byte_buffer as_span;
+  {
+    mp::detail::output_archive out(as_vector);
+    mp::detail::encode_call(out, call{square}, std::tuple<std::vector<int>>(items));
+  }
+  {
+    mp::detail::output_archive out(as_span);
+    mp::detail::encode_call_as<std::vector<int>>(out, call{square},
+                                                 mp::detail::elements_wire<int>{items});
+  }
+  ASSERT_EQ(as_span.size(), as_vector.size());
+  EXPECT_EQ(std::memcmp(as_span.data(), as_vector.data(), as_span.size()), 0);
+
+  // The in-place decoder takes exactly the chunk's count.
+  const mp::bytes encoded = mp::encode(std::vector<int>{1, 2, 3});
+  std::vector<int> out(3);
+  mp::detail::decode_elements_into<int>(encoded, out);
+  EXPECT_EQ(out, (std::vector<int>{1, 2, 3}));
+  std::vector<int> wrong(2);
+  EXPECT_THROW(mp::detail::decode_elements_into<int>(encoded, wrong), mp::decode_error);
+  EXPECT_THROW(mp::detail::decode_elements_into<int>(mp::encode(std::vector<long>{1, 2}), wrong),
+               mp::decode_error);
 }
 
 TEST(pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {

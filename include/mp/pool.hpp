@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -30,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -64,26 +66,57 @@ struct pool_options {
 
 namespace detail {
 
+/// Bytes in a byte_buffer (no zero-filling, capacity kept when reused), on the
+/// wire as a std::vector<std::byte>: the count, then the bytes.
+template <class Archive>
+void save_bytes(Archive& archive, const byte_buffer& bytes) {
+  const auto count = static_cast<std::uint64_t>(bytes.size());
+  archive.save_binary(&count, sizeof count);
+  archive.save_binary(bytes.data(), bytes.size());
+}
+template <class Archive>
+void load_bytes(Archive& archive, byte_buffer& bytes) {
+  std::uint64_t count = 0;
+  archive.load_binary(&count, sizeof count);
+  if (count > archive.remaining()) throw_bad_length(count, 1, archive.remaining());
+  bytes.resize(static_cast<std::size_t>(count));
+  archive.load_binary(bytes.data(), bytes.size());
+}
+
 struct pool_task {
   std::uint64_t id = 0;    // 0: stop
   std::uint32_t slot = 0;  // in the worker's ring of task states
-  std::vector<std::byte> payload;
+  byte_buffer payload;     // the encoded call
   template <class Archive>
-  void serialize(Archive& archive) {
-    archive(id, slot, payload);
+  void save(Archive& archive) const {
+    archive(id, slot);
+    save_bytes(archive, payload);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(id, slot);
+    load_bytes(archive, payload);
   }
 };
 
 struct pool_result {
   std::uint64_t id = 0;
   bool failed = false;
-  bool skipped = false;          // cancelled (or moved to another worker) before it started
-  std::vector<std::byte> value;  // encoded return value
-  std::string type;              // of the exception, when failed
+  bool skipped = false;  // cancelled (or moved to another worker) before it started
+  byte_buffer value;     // the encoded return value
+  std::string type;      // of the exception, when failed
   std::string message;
   template <class Archive>
-  void serialize(Archive& archive) {
-    archive(id, failed, skipped, value, type, message);
+  void save(Archive& archive) const {
+    archive(id, failed, skipped);
+    save_bytes(archive, value);
+    archive(type, message);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(id, failed, skipped);
+    load_bytes(archive, value);
+    archive(type, message);
   }
 };
 
@@ -98,7 +131,7 @@ std::exception_ptr outcome(const pool_result& result, Value& value) {
   if (result.failed) return remote_exception(result.type, result.message);
   if constexpr (!std::is_void_v<R>) {
     try {
-      value = mp::decode<R>(result.value);
+      value = mp::decode<R>(result.value.span());
     } catch (...) {
       return std::current_exception();
     }
@@ -127,7 +160,7 @@ class MP_EXPORT pool_core {
   /// replaced. `started`, if set, is called (under the pool's lock: keep it
   /// short) when a worker takes the task. Throws mp::usage_error once closed or
   /// terminated.
-  std::uint64_t submit(std::vector<std::byte> payload, completion done,
+  std::uint64_t submit(byte_buffer payload, completion done,
                        std::chrono::nanoseconds limit = no_limit,
                        std::function<void()> started = nullptr);
   /// Cancels a task that has not started, or with `kill_running` one that is
@@ -188,12 +221,39 @@ struct chunk_call {
 };
 
 template <class Fn, class... Args>
-std::vector<std::byte> encode_task(const Fn& fn, Args&&... args) {
+byte_buffer encode_task(const Fn& fn, Args&&... args) {
   byte_buffer buffer;
   output_archive out(buffer);
   encode_call(out, fn, std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
-  const auto* begin = buffer.data();
-  return {begin, begin + buffer.size()};
+  return buffer;
+}
+
+/// A run of memcpy-able elements on the wire exactly as a std::vector of them
+/// (the count, then the bytes), so a chunk of a contiguous input is encoded
+/// straight from the caller's range.
+template <class T>
+struct elements_wire {
+  std::span<const T> items;
+  template <class Archive>
+  void save(Archive& archive) const {
+    const auto count = static_cast<std::uint64_t>(items.size());
+    archive.save_binary(&count, sizeof count);
+    archive.save_binary(items.data(), items.size_bytes());
+  }
+};
+
+/// Decodes an encoded std::vector<T> of exactly `out.size()` memcpy-able
+/// elements straight into `out`; throws mp::decode_error on any mismatch.
+template <class T>
+void decode_elements_into(std::span<const std::byte> in, std::span<T> out) {
+  check_fingerprint(in, type_fingerprint<std::vector<T>>, type_name<std::vector<T>>());
+  in = in.subspan(sizeof(std::uint64_t));
+  std::uint64_t count = 0;
+  if (in.size() >= sizeof count) std::memcpy(&count, in.data(), sizeof count);
+  if (in.size() < sizeof count || count != out.size() ||
+      in.size() - sizeof count != out.size_bytes())
+    throw_decode("a chunk's results do not match its arguments");
+  std::memcpy(out.data(), in.data() + sizeof count, out.size_bytes());
 }
 
 /// What an async_result and its pool's thread share.
@@ -498,18 +558,33 @@ class pool {
     using arg = std::ranges::range_value_t<Range>;
     using call = detail::chunk_call<Fn, arg, Star>;
     using R = std::vector<Element>;
-    std::vector<arg> all;
-    for (auto&& a : input) all.push_back(static_cast<arg>(a));
+    // A contiguous input of memcpy-able elements is encoded chunk by chunk
+    // straight from the caller's memory; memcpy-able results are decoded
+    // straight into the joined vector. Anything else goes through vectors.
+    constexpr bool from_span =
+        std::ranges::contiguous_range<Range> && detail::memcpy_element<arg> &&
+        std::is_same_v<std::remove_cvref_t<std::ranges::range_reference_t<Range>>, arg>;
+    constexpr bool into_place =
+        detail::memcpy_element<Element> && std::is_default_constructible_v<Element>;
+    std::vector<arg> copied;
+    std::span<const arg> items;
+    if constexpr (from_span) {
+      items = std::span<const arg>(std::ranges::data(input), std::ranges::size(input));
+    } else {
+      for (auto&& a : input) copied.push_back(static_cast<arg>(a));
+      items = copied;
+    }
     std::size_t chunksize = options.chunksize;
     if (chunksize == 0) {
       const std::size_t per = 4 * processes();
-      chunksize = (all.size() + per - 1) / per;
+      chunksize = (items.size() + per - 1) / per;
       if (chunksize == 0) chunksize = 1;
     }
-    const std::size_t chunks = (all.size() + chunksize - 1) / chunksize;
+    const std::size_t chunks = (items.size() + chunksize - 1) / chunksize;
     struct gather {
       std::mutex mutex;
-      std::vector<std::optional<R>> parts;
+      std::vector<std::optional<R>> parts;  // unless into_place
+      R joined;                             // into_place: sized at once
       std::exception_ptr error;
       std::size_t left = 0;
       std::size_t items_done = 0;
@@ -518,32 +593,58 @@ class pool {
       std::shared_ptr<detail::result_state<R>> state;
     };
     auto shared = std::make_shared<gather>();
-    shared->parts.resize(chunks);
+    if constexpr (into_place)
+      shared->joined.resize(items.size());
+    else
+      shared->parts.resize(chunks);
     shared->left = chunks;
-    shared->items = all.size();
+    shared->items = items.size();
     shared->progress = std::move(options.progress);
     shared->state = std::make_shared<detail::result_state<R>>();
     shared->state->set_callbacks(options);
     if (chunks == 0) shared->state->finish(R{}, nullptr);
     const auto limit = options.timeout.value_or(detail::pool_core::no_limit);
     for (std::size_t c = 0; c < chunks; ++c) {
-      std::vector<arg> part(
-          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(c * chunksize)),
-          std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(
-                                                    std::min(all.size(), (c + 1) * chunksize))));
+      const std::size_t first = c * chunksize;
+      const std::size_t count = std::min(items.size(), first + chunksize) - first;
+      detail::byte_buffer payload;
+      if constexpr (from_span) {
+        detail::output_archive out(payload);
+        detail::encode_call_as<std::vector<arg>>(
+            out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
+      } else {
+        payload = detail::encode_task(
+            call{fn}, std::vector<arg>(std::make_move_iterator(copied.begin() + first),
+                                       std::make_move_iterator(copied.begin() + first + count)));
+      }
       core_->submit(
-          detail::encode_task(call{fn}, std::move(part)),
-          [shared, c](detail::pool_result&& r) {
-            std::optional<R> decoded;
-            const std::exception_ptr failure = detail::outcome<R>(r, decoded);
+          std::move(payload),
+          [shared, first, count, c](detail::pool_result&& r) {
+            std::exception_ptr failure;
+            if constexpr (into_place) {
+              if (r.failed) {
+                failure = detail::remote_exception(r.type, r.message);
+              } else {
+                try {
+                  detail::decode_elements_into<Element>(
+                      r.value.span(), std::span<Element>(shared->joined).subspan(first, count));
+                } catch (...) {
+                  failure = std::current_exception();
+                }
+              }
+            }
             bool last = false;
             std::size_t items_done = 0;
             {
               std::lock_guard lock(shared->mutex);
+              if constexpr (!into_place) {
+                std::optional<R> decoded;
+                failure = detail::outcome<R>(r, decoded);
+                shared->parts[c] = std::move(decoded);
+              }
               if (failure && !shared->error) shared->error = failure;
-              if (decoded) shared->items_done += decoded->size();
+              if (!failure) shared->items_done += count;
               items_done = shared->items_done;
-              shared->parts[c] = std::move(decoded);
               last = --shared->left == 0;
             }
             if (shared->progress) shared->progress(items_done, shared->items);
@@ -552,11 +653,15 @@ class pool {
               shared->state->finish(std::nullopt, shared->error);
               return;
             }
-            R joined;
-            joined.reserve(shared->items);
-            for (auto& p : shared->parts)
-              for (auto& v : *p) joined.push_back(std::move(v));
-            shared->state->finish(std::move(joined), nullptr);
+            if constexpr (into_place) {
+              shared->state->finish(std::move(shared->joined), nullptr);
+            } else {
+              R joined;
+              joined.reserve(shared->items);
+              for (auto& p : shared->parts)
+                for (auto& v : *p) joined.push_back(std::move(v));
+              shared->state->finish(std::move(joined), nullptr);
+            }
           },
           limit);
     }

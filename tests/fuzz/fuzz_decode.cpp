@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Fuzzes the value codec: the first byte picks a type, the rest is decoded as
 // a message of that type (with a valid fingerprint, so decoding goes deep).
+// The types include a pool's tasks and results and its in-place chunk decoder.
 // Anything but success or mp::decode_error is a bug.
 #include <cstring>
 #include <map>
@@ -12,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "mp/pool.hpp"
 #include "mp/serialization.hpp"
 
 namespace {
@@ -54,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 10) {
+  switch (selector % 13) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -82,9 +84,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 8:
       decode_as<std::vector<std::vector<point>>>(data, size);
       break;
-    default:
+    case 9:
       decode_as<std::pair<std::chrono::nanoseconds, std::string>>(data, size);
       break;
+    // What a pool's workers and its thread decode.
+    case 10:
+      decode_as<mp::detail::pool_task>(data, size);
+      break;
+    case 11:
+      decode_as<mp::detail::pool_result>(data, size);
+      break;
+    default: {
+      // A map chunk's results, decoded in place: 0 to 7 ints.
+      std::vector<int> out(size % 8);
+      std::vector<std::byte> message(8 + size);
+      const std::uint64_t fingerprint = mp::type_fingerprint<std::vector<int>>;
+      std::memcpy(message.data(), &fingerprint, 8);
+      if (size != 0) std::memcpy(message.data() + 8, data, size);
+      try {
+        mp::detail::decode_elements_into<int>(message, out);
+      } catch (const mp::decode_error&) {
+      }
+      break;
+    }
   }
   return 0;
 }

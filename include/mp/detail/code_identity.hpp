@@ -127,10 +127,12 @@ struct portable_entry {
   static inline const bool registered = register_entry(&run);
 };
 
-/// Encodes a portable call: the entry point, the callable and the arguments.
-template <class Fn, class... Args>
+/// encode_call with the arguments written by `wire`, which must encode exactly
+/// as a std::tuple<Args...> does (a span of elements standing in for a
+/// vector, say), so that no Args need be built to send them.
+template <class... Args, class Fn, class Wire>
 requires is_portable_v<Fn, Args...>
-void encode_call(output_archive& out, const Fn& fn, const std::tuple<Args...>& args) {
+void encode_call_as(output_archive& out, const Fn& fn, const Wire& wire) {
   static_cast<void>(portable_entry<Fn, Args...>::registered);
   out(code_ref_of(reinterpret_cast<const void*>(&portable_entry<Fn, Args...>::run)));
   if constexpr (is_function_pointer_v<Fn>)
@@ -138,7 +140,14 @@ void encode_call(output_archive& out, const Fn& fn, const std::tuple<Args...>& a
   else if constexpr (!is_stateless_callable_v<Fn>)
     out(fn);
   out(type_fingerprint<std::tuple<Args...>>);
-  out(args);
+  out(wire);
+}
+
+/// Encodes a portable call: the entry point, the callable and the arguments.
+template <class Fn, class... Args>
+requires is_portable_v<Fn, Args...>
+void encode_call(output_archive& out, const Fn& fn, const std::tuple<Args...>& args) {
+  encode_call_as<Args...>(out, fn, args);
 }
 
 /// Decodes and runs a call made by encode_call. Throws mp::decode_error for a
