@@ -11,6 +11,7 @@
 // on it, and at least every 20 ms looks at the workers' liveness.
 #include <cxxabi.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -68,11 +69,19 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
                  const shared_object<task_ring>& ring, const std::function<void()>& initializer,
                  unsigned max_tasks) {
   if (initializer) initializer();
+  // Reused from task to task, with their buffers.
+  pool_task task;
+  pool_result result;
+  byte_buffer out;
   for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    pool_task task = tasks.get();
+    tasks.get_into(task);
     if (task.id == 0) return;
-    pool_result result;
     result.id = task.id;
+    result.failed = false;
+    result.skipped = false;
+    result.value.clear();
+    result.type.clear();
+    result.message.clear();
     auto expected = task_ring::encode(task.id, task_ring::queued);
     if (task.slot >= task_ring::depth ||
         !ring->slot[task.slot].compare_exchange_strong(
@@ -82,9 +91,9 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
       continue;
     }
     try {
-      byte_buffer out;
+      out.clear();
       invoke_call(task.payload.span(), nullptr, &out);
-      result.value = std::move(out);
+      std::swap(result.value, out);
     } catch (const std::exception& e) {
       result.failed = true;
       result.type = demangled(typeid(e));
@@ -194,6 +203,7 @@ struct pool_core::impl {
   bool terminated = false;
   std::thread thread;
   std::vector<std::pair<completion, pool_result>> ready;  // to call outside the mutex
+  std::vector<pool_result> spare;  // results done with, for their buffers (pool's thread)
 
   void start_worker(std::size_t index) {
     if (workers[index] && workers[index]->thread.joinable()) workers[index]->thread.join();
@@ -345,8 +355,17 @@ struct pool_core::impl {
     waiting.erase(found);
   }
 
+  // A result object to decode into, with the buffers of an earlier one.
+  pool_result spare_result() {
+    if (spare.empty()) return {};
+    pool_result r = std::move(spare.back());
+    spare.pop_back();
+    return r;
+  }
+
   void take_arrived() {
-    while (auto late = results.try_get()) finish(std::move(*late));
+    for (pool_result r = spare_result(); results.try_get_into(r); r = spare_result())
+      finish(std::move(r));
   }
 
   // Under the mutex, once worker `w` is gone and its results are in: fails
@@ -425,7 +444,13 @@ struct pool_core::impl {
     auto calls = std::move(ready);
     ready.clear();
     lock.unlock();
-    for (auto& [call, r] : calls) call(std::move(r));
+    for (auto& [call, r] : calls) {
+      call(std::move(r));
+      // Kept for the next results (the completions only read them), unless
+      // its buffer is large enough to be worth giving back.
+      if (spare.size() < 64 && r.value.capacity() <= (std::size_t{16} << 20))
+        spare.push_back(std::move(r));
+    }
     lock.lock();
   }
 
@@ -438,11 +463,12 @@ struct pool_core::impl {
   void run() {
     auto next_check = clock::now() + liveness_period;
     for (;;) {
-      std::optional<pool_result> result = results.try_get(liveness_period);
+      pool_result result = spare_result();
+      const bool arrived = results.try_get_into(result, liveness_period);
       std::unique_lock lock(mutex);
       if (terminated) break;
-      if (result) {
-        finish(std::move(*result));
+      if (arrived) {
+        finish(std::move(result));
         take_arrived();
       }
       if (clock::now() >= next_check) {
@@ -487,7 +513,10 @@ pool_core::pool_core(pool_options options, bool threads)
       impl_(std::make_unique<impl>(std::move(options), threads)) {
   impl_->workers.resize(processes_);
   for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] {
+    ::pthread_setname_np(::pthread_self(), "mp-pool");  // as ps and perf show it
+    impl_->run();
+  });
 }
 
 pool_core::~pool_core() {

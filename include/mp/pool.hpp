@@ -613,9 +613,11 @@ class pool {
         detail::encode_call_as<std::vector<arg>>(
             out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
       } else {
+        const auto from = copied.begin() + static_cast<std::ptrdiff_t>(first);
         payload = detail::encode_task(
-            call{fn}, std::vector<arg>(std::make_move_iterator(copied.begin() + first),
-                                       std::make_move_iterator(copied.begin() + first + count)));
+            call{fn},
+            std::vector<arg>(std::make_move_iterator(from),
+                             std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count))));
       }
       core_->submit(
           std::move(payload),

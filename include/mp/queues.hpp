@@ -283,6 +283,16 @@ class queue {
                     detail::queue_core::limit(timeout)))
       throw queue_empty("the queue is empty");
   }
+  /// get_into() that returns false rather than throwing queue_empty: at once
+  /// if there is no item now, or, given a timeout, if none comes within it.
+  bool try_get_into(T& out) {
+    return core().get(&out, &detail::decode_item_reusing<T>, false, detail::queue_core::forever);
+  }
+  template <class Rep, class Period>
+  bool try_get_into(T& out, std::chrono::duration<Rep, Period> timeout) {
+    return core().get(&out, &detail::decode_item_reusing<T>, true,
+                      std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  }
   /// The oldest item if there is one now; never throws queue_empty.
   std::optional<T> try_get() { return try_get_impl(false, std::nullopt); }
   /// The oldest item if one comes within `timeout`.
