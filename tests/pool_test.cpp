@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Tests of mp::pool (mp/pool.hpp): Python's Pool semantics, and workers that
 // die in the middle of a task.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,9 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <future>
 #include <list>
+#include <mutex>
 #include <numeric>
 #include <ranges>
 #include <set>
@@ -267,7 +267,8 @@ TEST(pool, tasks_queued_behind_a_killed_worker_run_elsewhere_exactly_once) {
   mp::pool p(2);
   for (int round = 0; round < 6; ++round) {
     std::vector<mp::async_result<int>> results;
-    for (int i = 0; i < 16; ++i) results.push_back(p.apply_async(run_once, folder, round * 100 + i));
+    for (int i = 0; i < 16; ++i)
+      results.push_back(p.apply_async(run_once, folder, round * 100 + i));
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + 4 * round));
     const auto children = mp::testing::child_pids();
     if (!children.empty()) ::kill(children.front(), SIGKILL);
@@ -328,16 +329,15 @@ TEST(pool, map_async_with_calls_back_and_limits_each_chunk) {
   EXPECT_EQ(r.get(), (std::vector<int>{1, 4, 9, 16, 25, 36}));
 
   std::promise<std::string> failure;
-  auto failed = p.map_async_with(
-      {.error_callback =
-           [&](std::exception_ptr e) {
-             try {
-               std::rethrow_exception(e);
-             } catch (const std::exception& x) {
-               failure.set_value(x.what());
-             }
-           }},
-      fails_on_three, input);
+  auto failed = p.map_async_with({.error_callback =
+                                      [&](std::exception_ptr e) {
+                                        try {
+                                          std::rethrow_exception(e);
+                                        } catch (const std::exception& x) {
+                                          failure.set_value(x.what());
+                                        }
+                                      }},
+                                 fails_on_three, input);
   EXPECT_EQ(failure.get_future().get(), "three is not allowed");
   EXPECT_THROW(failed.get(), std::invalid_argument);
 
