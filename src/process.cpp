@@ -151,20 +151,6 @@ void exit_function() noexcept {
   }
 }
 
-/// What a child needs to become itself, prepared by the parent before fork so
-/// that the child only swaps pointers. Most of a start's cost is page faults,
-/// not system calls: each page the child writes is copied on write, and each
-/// 64 KiB window of code it runs must be mapped, so the child's path up to the
-/// user's code touches as little as possible.
-struct child_boot {
-  std::shared_ptr<process_state> self;
-  std::shared_ptr<process_state> parent;
-  std::vector<std::shared_ptr<process_state>> children;  // empty
-  std::vector<unsigned> identity;
-  pid_t parent_pid = 0;
-  sigset_t caller_mask;
-};
-
 // Called through pointers taken at load time: a first call through the PLT
 // would run the dynamic linker in every child (lazy binding) for functions
 // the parent never calls itself. Volatile, or the compiler calls the PLT anyway.
@@ -179,6 +165,8 @@ void (*volatile raw_exit)(int) = ::_exit;
 // Captured before main: after sync_with_stdio(false) cout has its own buffer
 // to flush, otherwise flushing stdout is enough.
 std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
+
+}  // namespace
 
 /// The child's side of start(). Raw system calls all go through one libc
 /// function, so they cost one code mapping between them (see child_boot).
@@ -225,8 +213,6 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   std::fflush(stdout);  // stderr is unbuffered, as is cerr
   exit_now(code);
 }
-
-}  // namespace
 
 // ---- process_state -------------------------------------------------------
 
@@ -278,6 +264,62 @@ unique_fd open_parent_pidfd(pid_t parent) {
 
 // ---- forking -------------------------------------------------------------
 
+namespace {
+
+/// Under the runtime's lock: what `child` is to become (all but the signal mask).
+void fill_boot(runtime& r, const process_state& child, pid_t parent_pid, child_boot& boot) {
+  boot.self = std::make_shared<process_state>(process_state::kind::self);
+  boot.self->name = child.name;
+  boot.self->daemon = child.daemon;
+  boot.parent = std::make_shared<process_state>(process_state::kind::parent);
+  boot.parent->name = r.self->name;
+  boot.parent->pid = parent_pid;
+  boot.identity.reserve(r.identity.size() + 1);
+  boot.identity = r.identity;
+  boot.identity.push_back(child.identity_index);
+  boot.parent_pid = parent_pid;
+  // Registered before the first child, so every child inherits it too.
+  if (!r.exit_handler_registered) {
+    r.exit_handler_registered = true;
+    std::atexit(exit_function);
+  }
+}
+
+}  // namespace
+
+void prepare_child(const process_state& child, child_boot& boot) {
+  runtime& r = rt();
+  std::lock_guard lock(r.mutex);
+  fill_boot(r, child, ::getpid(), boot);
+}
+
+void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid) {
+  runtime& r = rt();
+  std::lock_guard lock(r.mutex);
+  os::unique_fd fd = os::pidfd_open(pid);
+  {
+    std::lock_guard state_lock(child->mutex);
+    child->pid = pid;
+    child->pidfd = std::move(fd);
+  }
+  r.children.push_back(child);
+}
+
+void run_on_forking_thread(const std::function<void()>& job) {
+  runtime& r = rt();
+  if (os::thread_id() == ::getpid()) {
+    job();
+    return;
+  }
+  launcher* forker = nullptr;
+  {
+    std::lock_guard lock(r.mutex);
+    if (r.forker == nullptr) r.forker = new launcher;
+    forker = r.forker;
+  }
+  forker->run(job);
+}
+
 void start_fork(target& work, const std::shared_ptr<process_state>& child) {
   runtime& r = rt();
   sigset_t all, caller_mask;
@@ -294,22 +336,8 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     auto boot_owner = std::make_shared<child_boot>();
     child_boot& boot = *boot_owner;
     r.children.reserve(r.children.size() + 1);
-    boot.self = std::make_shared<process_state>(process_state::kind::self);
-    boot.self->name = child->name;
-    boot.self->daemon = child->daemon;
-    boot.parent = std::make_shared<process_state>(process_state::kind::parent);
-    boot.parent->name = r.self->name;
-    boot.parent->pid = parent_pid;
-    boot.identity.reserve(r.identity.size() + 1);
-    boot.identity = r.identity;
-    boot.identity.push_back(child->identity_index);
-    boot.parent_pid = parent_pid;
+    fill_boot(r, *child, parent_pid, boot);
     boot.caller_mask = caller_mask;
-    // Registered before the first fork, so every child inherits it too.
-    if (!r.exit_handler_registered) {
-      r.exit_handler_registered = true;
-      std::atexit(exit_function);
-    }
     const pid_t pid = ::fork();
     if (pid == 0) {
       lock.unlock();
@@ -333,17 +361,7 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
   };
 
   try {
-    if (os::thread_id() == parent_pid) {
-      fork_here();
-    } else {
-      launcher* forker = nullptr;
-      {
-        std::lock_guard lock(r.mutex);
-        if (r.forker == nullptr) r.forker = new launcher;
-        forker = r.forker;
-      }
-      forker->run(fork_here);
-    }
+    run_on_forking_thread(fork_here);
   } catch (...) {
     pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
     throw;
@@ -532,7 +550,15 @@ void process::start() {
   std::cout.flush();
   std::cerr.flush();
   std::fflush(nullptr);
-  detail::start_fork(*target_, state_);
+  const start_method method = options_.method.value_or(get_start_method());
+  if (method == start_method::spawn) {
+    if (!target_->portable())
+      throw usage_error("process '" + state_->name +
+                        "' cannot start with the spawn method: " + target_->why_not_portable());
+    detail::start_spawn(*target_, state_);
+  } else {
+    detail::start_fork(*target_, state_);
+  }
   target_.reset();  // the child has its own copy; release ours (see class comment)
 }
 

@@ -2,13 +2,16 @@
 // The shared state behind mp::process and mp::process_handle.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
@@ -52,7 +55,36 @@ struct process_state {
 /// after opening, so a recycled pid is never mistaken for it).
 unique_fd open_parent_pidfd(pid_t parent);
 
+/// What a child needs to become itself, prepared by the parent before fork so
+/// that the child only swaps pointers. Most of a start's cost is page faults,
+/// not system calls: each page the child writes is copied on write, and each
+/// 64 KiB window of code it runs must be mapped, so the child's path up to the
+/// user's code touches as little as possible.
+struct child_boot {
+  std::shared_ptr<process_state> self;
+  std::shared_ptr<process_state> parent;
+  std::vector<std::shared_ptr<process_state>> children;  // empty
+  std::vector<unsigned> identity;
+  pid_t parent_pid = 0;
+  sigset_t caller_mask;
+};
+
 /// Forks a child that runs `work` (the fork start method).
 void start_fork(target& work, const std::shared_ptr<process_state>& child);
+
+/// Starts a fresh run of this program that runs `work` (the spawn start method).
+void start_spawn(target& work, const std::shared_ptr<process_state>& child);
+
+/// Fills `boot` with what `child` is to become (all but the signal mask), for
+/// a child that is not forked from us.
+void prepare_child(const process_state& child, child_boot& boot);
+/// Lists a child started by other means than fork as ours.
+void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid);
+/// Runs `job` on a thread that lives as long as the process: the main thread
+/// if we are on it, else the launcher thread. A child's parent-death signal
+/// fires when the thread that started it exits.
+void run_on_forking_thread(const std::function<void()>& job);
+/// Becomes the child `boot` describes and runs `work`; never returns.
+[[noreturn]] void child_main(target& work, child_boot& boot);
 
 }  // namespace mp::detail

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "mp/connection.hpp"
+#include "mp/context.hpp"
 #include "mp/errors.hpp"
 #include "mp/executor.hpp"
 #include "mp/pool.hpp"

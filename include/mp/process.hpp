@@ -42,6 +42,16 @@ enum class destroy_action {
   kill,       ///< SIGKILL at once
 };
 
+/// How a child process starts (Python's start methods; see mp/context.hpp).
+enum class start_method {
+  /// A copy of this process (fork()): fast, and any callable works, capturing
+  /// lambdas too; but the copy holds whatever locks other threads held.
+  fork,
+  /// A fresh run of this program that runs only the target: no copied threads
+  /// or locks, but the callable and its arguments must be encodable.
+  spawn,
+};
+
 /// Python's Process keyword arguments (`name`, `daemon`) and mp's destroy policy.
 struct process_options {
   /// Empty: "Process-N[:M...]" as Python names them.
@@ -52,6 +62,8 @@ struct process_options {
   std::optional<destroy_action> on_destroy;
   /// How long `terminate` in the destructor waits before escalating to SIGKILL.
   std::chrono::milliseconds terminate_timeout{2000};
+  /// Unset: mp::get_start_method(), the default of the program.
+  std::optional<start_method> method;
 };
 
 /// Throw from a process target to end the process with `code`: Python's
@@ -198,8 +210,9 @@ class MP_EXPORT process {
   ~process();
 
   /// Starts the child. Throws mp::usage_error if already started, closed, empty,
-  /// or if the current process is a daemon (daemons may not have children);
-  /// std::system_error if fork fails.
+  /// or if the current process is a daemon (daemons may not have children), or,
+  /// under the spawn method, if the target is not portable (saying why);
+  /// std::system_error if fork or exec fails.
   void start();
   /// Waits for the child to end. Throws mp::usage_error if not started.
   void join() { join_for(std::nullopt); }
@@ -257,6 +270,10 @@ MP_EXPORT std::optional<process_handle> parent_process();
 
 /// Children of the current process that are still running; reaps any that ended.
 MP_EXPORT std::vector<process_handle> active_children();
+
+/// The start method of processes whose options name none: fork unless
+/// set_start_method chose another.
+MP_EXPORT start_method get_start_method();
 
 /// The number of CPUs this process may use: its affinity mask, limited by a
 /// cgroup CPU quota. Python's os.cpu_count() counts the machine's CPUs, and

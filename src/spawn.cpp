@@ -1,0 +1,305 @@
+// SPDX-License-Identifier: MIT
+// The spawn start method: the child is a fresh run of this program
+// (/proc/self/exe, with the same arguments and environment) that runs the
+// target and exits; the program's main() never runs in it.
+//
+// How the child is caught before main: spawn_hook below is a constructor of
+// priority 101, the earliest a program may use, so it runs before the static
+// initializers of ordinary priority. In a spawned child (the environment names
+// its start descriptor) it reads the start message, checks that it is the same
+// build as its parent, then runs the rest of the program's static
+// initializers itself: those after it in its own image's .init_array and, if
+// mp is a shared library, all of the executable's. So entry points register
+// and globals are constructed as in the parent. Then it runs the target and
+// exits; control never returns to the loader, so main is never called. (With
+// mp as a shared library, the initializers of other shared libraries that load
+// after it, those that depend on mp, do not run.)
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mp/detail/code_identity.hpp"
+#include "mp/process.hpp"
+#include "os/system.hpp"
+#include "process_state.hpp"
+
+extern char** environ;
+
+namespace mp::detail {
+namespace {
+
+// The environment variable that marks a spawned child, naming its start descriptor.
+constexpr const char* start_fd_variable = "MP_SPAWN_FD";
+// Where the start descriptor is in the child; every descriptor above it is closed.
+constexpr int start_fd = 3;
+
+/// What the parent sends its spawned child before anything else.
+struct spawn_message {
+  code_ref hook;  // spawn_hook in the parent: the child's own must have the same build-id
+  std::string name;
+  bool daemon = false;
+  std::vector<unsigned> identity;
+  std::string parent_name;
+  std::int32_t parent_pid = 0;
+  std::vector<std::byte> call;  // encoded by encode_call
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(hook, name, daemon, identity, parent_name, parent_pid, call);
+  }
+};
+
+/// The target of a spawned child: the encoded call its parent sent.
+class encoded_target final : public target {
+ public:
+  explicit encoded_target(std::vector<std::byte> call) : call_(std::move(call)) {}
+  void run() override { invoke_call(call_, nullptr, nullptr); }
+  bool portable() const noexcept override { return true; }
+  const char* why_not_portable() const noexcept override { return ""; }
+  void encode(output_archive& out) const override { out.save_binary(call_.data(), call_.size()); }
+
+ private:
+  std::vector<std::byte> call_;
+};
+
+/// This program's arguments, as it was started.
+std::vector<std::string> own_arguments() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at < all.size();) {
+    const std::size_t end = all.find('\0', at);
+    out.push_back(all.substr(at, end - at));
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return out;
+}
+
+void write_all(int fd, const std::byte* data, std::size_t size) {
+  while (size != 0) {
+    const ssize_t n = os::retry([&] { return ::send(fd, data, size, MSG_NOSIGNAL); });
+    if (n < 0) return;  // the child is gone: its exit code will say why
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+void spawn_hook(int argc, char** argv, char** envp);
+
+using init_function = void (*)(int, char**, char**);
+
+struct init_array {
+  init_function* begin = nullptr;
+  init_function* end = nullptr;
+};
+
+struct module_search {
+  const void* address;  // find the image holding this, or null: the executable
+  bool found = false;
+  bool is_executable = false;
+  init_array array;
+};
+
+// The .init_array of one loaded image, from its dynamic section.
+init_array init_array_of(const dl_phdr_info& info) {
+  init_array out;
+  for (int i = 0; i < info.dlpi_phnum; ++i) {
+    if (info.dlpi_phdr[i].p_type != PT_DYNAMIC) continue;
+    const auto* dyn =
+        reinterpret_cast<const ElfW(Dyn)*>(info.dlpi_addr + info.dlpi_phdr[i].p_vaddr);
+    ElfW(Addr) at = 0;
+    std::size_t bytes = 0;
+    for (; dyn->d_tag != DT_NULL; ++dyn) {
+      if (dyn->d_tag == DT_INIT_ARRAY) at = dyn->d_un.d_ptr;
+      if (dyn->d_tag == DT_INIT_ARRAYSZ) bytes = dyn->d_un.d_val;
+    }
+    // The loader relocates some d_ptr entries in place and not others: an
+    // address below the load base is still an offset.
+    if (at != 0 && at < info.dlpi_addr) at += info.dlpi_addr;
+    out.begin = reinterpret_cast<init_function*>(at);
+    out.end = out.begin + bytes / sizeof(init_function);
+  }
+  return out;
+}
+
+int find_module(dl_phdr_info* info, std::size_t, void* data) {
+  auto& search = *static_cast<module_search*>(data);
+  const bool executable = info->dlpi_name == nullptr || info->dlpi_name[0] == '\0';
+  bool holds = false;
+  if (search.address == nullptr) {
+    holds = executable;
+  } else {
+    const auto address = reinterpret_cast<ElfW(Addr)>(search.address);
+    for (int i = 0; i < info->dlpi_phnum && !holds; ++i) {
+      const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+      const ElfW(Addr) start = info->dlpi_addr + ph.p_vaddr;
+      holds = ph.p_type == PT_LOAD && address >= start && address < start + ph.p_memsz;
+    }
+  }
+  if (!holds) return 0;
+  search.found = true;
+  search.is_executable = executable;
+  search.array = init_array_of(*info);
+  return 1;
+}
+
+// Runs the static initializers that would have run after spawn_hook.
+void run_remaining_initializers(int argc, char** argv, char** envp) {
+  module_search ours{reinterpret_cast<const void*>(&spawn_hook)};
+  ::dl_iterate_phdr(find_module, &ours);
+  if (ours.found) {
+    bool after = false;
+    for (init_function* f = ours.array.begin; f != ours.array.end; ++f) {
+      if (after) (*f)(argc, argv, envp);
+      after = after || *f == &spawn_hook;
+    }
+  }
+  if (ours.found && ours.is_executable) return;
+  module_search executable{nullptr};
+  ::dl_iterate_phdr(find_module, &executable);
+  if (!executable.found) return;
+  for (init_function* f = executable.array.begin; f != executable.array.end; ++f)
+    (*f)(argc, argv, envp);
+}
+
+[[noreturn]] void die(const char* message) {
+  std::fputs(message, stderr);
+  ::_exit(1);
+}
+
+// A spawned child: everything happens here, before main.
+__attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** envp) {
+  const char* marker = ::getenv(start_fd_variable);
+  if (marker == nullptr || std::strcmp(marker, "3") != 0) return;
+  ::unsetenv(start_fd_variable);  // the child's own children start afresh
+
+  std::vector<std::byte> bytes;
+  std::byte chunk[65536];
+  for (;;) {
+    const ssize_t n = ::read(start_fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("mp: a spawned child could not read its start message\n");
+    if (n == 0) break;
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+  ::close(start_fd);
+  if (bytes.empty()) ::_exit(1);  // the parent died before it could send anything
+  spawn_message message;
+  try {
+    decode_into(bytes, message);
+  } catch (...) {
+    die("mp: a spawned child's start message does not decode; the task was not run\n");
+  }
+  bool same_build = false;
+  try {
+    same_build =
+        code_ref_of(reinterpret_cast<const void*>(&spawn_hook)).build_id == message.hook.build_id;
+  } catch (...) {
+  }
+  if (!same_build)
+    die("mp: a spawned child is a different build of the program than its parent (their "
+        "build-ids differ); the task was not run\n");
+
+  run_remaining_initializers(argc, argv, envp);
+
+  child_boot boot;
+  boot.self = std::make_shared<process_state>(process_state::kind::self);
+  boot.self->name = message.name;
+  boot.self->daemon = message.daemon;
+  boot.parent = std::make_shared<process_state>(process_state::kind::parent);
+  boot.parent->name = message.parent_name;
+  boot.parent->pid = message.parent_pid;
+  boot.identity = std::move(message.identity);
+  boot.parent_pid = message.parent_pid;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &boot.caller_mask);
+  encoded_target work(std::move(message.call));
+  child_main(work, boot);
+}
+
+}  // namespace
+
+void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
+  spawn_message message;
+  message.hook = code_ref_of(reinterpret_cast<const void*>(&spawn_hook));
+  {
+    child_boot boot;
+    prepare_child(*child, boot);
+    message.name = boot.self->name;
+    message.daemon = boot.self->daemon;
+    message.identity = boot.identity;
+    message.parent_name = boot.parent->name;
+    message.parent_pid = boot.parent_pid;
+  }
+  {
+    byte_buffer call;
+    output_archive out(call);
+    work.encode(out);
+    message.call.assign(call.data(), call.data() + call.size());
+  }
+  const bytes encoded = mp::encode(message);
+
+  auto [ours, theirs] = os::socket_pair();
+  const std::vector<std::string> arguments = own_arguments();
+  std::vector<char*> argv;
+  for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::string marker = std::string(start_fd_variable) + "=3";
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::strncmp(*e, "MP_SPAWN_FD=", 12) != 0) envp.push_back(*e);
+  envp.push_back(marker.data());
+  envp.push_back(nullptr);
+
+  // The child gets the start descriptor as 3 and no other descriptor of ours
+  // but the standard three; its signal mask is the caller's.
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawnattr_init(&attributes);
+  const auto release = [&] {
+    ::posix_spawn_file_actions_destroy(&actions);
+    ::posix_spawnattr_destroy(&attributes);
+  };
+  sigset_t caller_mask;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &caller_mask);
+  int rc = ::posix_spawn_file_actions_adddup2(&actions, theirs.get(), start_fd);
+  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&actions, start_fd + 1);
+  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &caller_mask);
+  if (rc == 0) rc = ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  if (rc != 0) {
+    release();
+    throw std::system_error(rc, std::generic_category(), "posix_spawn setup");
+  }
+  try {
+    run_on_forking_thread([&] {
+      pid_t pid = 0;
+      const int spawned =
+          ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
+      if (spawned != 0) throw std::system_error(spawned, std::generic_category(), "posix_spawn");
+      adopt_child(child, pid);
+    });
+  } catch (...) {
+    release();
+    throw;
+  }
+  release();
+  theirs.reset();
+  write_all(ours.get(), encoded.data(), encoded.size());
+}
+
+}  // namespace mp::detail
