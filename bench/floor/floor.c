@@ -135,6 +135,33 @@ static void spawn(size_t rounds, size_t warmup) {
   free(times);
 }
 
+/* fork + exec of mp_side (beside this program) with "noop", which exits at
+   once: the floor of a start method that runs a fresh copy of the program. */
+static void exec_side(size_t rounds, size_t warmup) {
+  char path[4096];
+  const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+  if (n < 0) die("readlink");
+  path[n] = '\0';
+  char* slash = strrchr(path, '/');
+  if (slash == NULL) die("no directory in /proc/self/exe");
+  strcpy(slash + 1, "mp_side");
+  double* times = malloc(rounds * sizeof *times);
+  if (times == NULL) die("malloc");
+  for (size_t i = 0; i < warmup + rounds; ++i) {
+    const double start = now_us();
+    const pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      execl(path, "mp_side", "noop", (char*)NULL);
+      _exit(127);
+    }
+    wait_child(pid);
+    if (i >= warmup) times[i - warmup] = now_us() - start;
+  }
+  printf("%.3f\n", median(times, rounds));
+  free(times);
+}
+
 static void pingpong(size_t rounds, size_t warmup) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) die("socketpair");
@@ -735,7 +762,8 @@ static void queue_mpmc(size_t rounds, size_t warmup) {
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     fputs(
-        "usage: mp_floor spawn|pingpong|throughput|lock|lock-robust|increments|event|queue8|"
+        "usage: mp_floor "
+        "spawn|exec-side|pingpong|throughput|lock|lock-robust|increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt [rounds]\n",
         stderr);
     return 2;
@@ -749,6 +777,8 @@ int main(int argc, char** argv) {
   const size_t warmup = rounds / 10 > 0 ? rounds / 10 : 1;
   if (strcmp(argv[1], "spawn") == 0)
     spawn(rounds, warmup);
+  else if (strcmp(argv[1], "exec-side") == 0)
+    exec_side(rounds, warmup);
   else if (strcmp(argv[1], "pingpong") == 0)
     pingpong(rounds, warmup);
   else if (strcmp(argv[1], "throughput") == 0)

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """Python baseline of the spawn scenario: Process.start() + join() of a trivial
-target under the fork start method. Prints the median microseconds.
+target under the fork start method (or the one named). Prints the median
+microseconds.
 
-Usage: process_start.py [rounds]   (rounds/10, at least 1, untimed warm-up rounds first)
+Usage: process_start.py [rounds] [method]   (rounds/10, at least 1, untimed warm-up rounds first)
 """
 import multiprocessing
 import statistics
@@ -17,7 +18,7 @@ def noop():
 def main():
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     warmup = max(rounds // 10, 1)
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context(sys.argv[2] if len(sys.argv) > 2 else "fork")
     times = []
     for i in range(warmup + rounds):
         start = time.perf_counter_ns()

@@ -2,6 +2,9 @@
 // The mp side of the side-by-side scenarios; mirrors floor/floor.c mode by mode.
 // Usage: mp_side <mode> [rounds]
 //   spawn            mp::process start() + join() of a trivial target; median µs
+//   spawn-method     the same under the spawn start method: the child is a fresh
+//                    run of mp_side, caught before main
+//   noop             exits at once (what the floor's exec-side mode runs)
 //   pingpong         send<std::uint64_t> / recv<std::uint64_t> there and back
 //                    with an echoing child over mp::pipe(); median round trip µs
 //   throughput       the child send_bytes() 1 MiB messages, the parent
@@ -99,6 +102,23 @@ double spawn(std::size_t rounds, std::size_t warmup) {
   for (std::size_t i = 0; i < warmup + rounds; ++i) {
     const auto start = clock_type::now();
     mp::process p([] {});
+    p.start();
+    p.join();
+    const auto end = clock_type::now();
+    check_exit(p);
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  return median(std::move(times));
+}
+
+void do_nothing() {}
+
+double spawn_method(std::size_t rounds, std::size_t warmup) {
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    const auto start = clock_type::now();
+    mp::process p(mp::process_options{.method = mp::start_method::spawn}, do_nothing);
     p.start();
     p.join();
     const auto end = clock_type::now();
@@ -538,9 +558,11 @@ double pool_cpu(std::size_t limit) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string_view(argv[1]) == "noop") return 0;
   if (argc < 2 || argc > 3) {
     std::fputs(
-        "usage: mp_side spawn|pingpong|throughput|throughput-into|lock|increments|event|queue8|"
+        "usage: mp_side "
+        "spawn|spawn-method|noop|pingpong|throughput|throughput-into|lock|increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
         "executor-rt|pool-cpu [rounds]\n",
         stderr);
@@ -555,6 +577,8 @@ int main(int argc, char** argv) {
     double result = 0;
     if (mode == "spawn")
       result = spawn(rounds, warmup);
+    else if (mode == "spawn-method")
+      result = spawn_method(rounds, warmup);
     else if (mode == "pingpong")
       result = pingpong(rounds, warmup);
     else if (mode == "throughput")

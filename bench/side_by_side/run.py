@@ -147,6 +147,11 @@ SCENARIOS = (
              SPAWN_TARGETS),
     Scenario("spawn: start + join, pinned", "spawn", "process_start.py", True, "latency", 1000,
              SPAWN_TARGETS),
+    # The spawn start method: a fresh run of the program. Floor: fork + exec of mp_side itself
+    # (it exits at once); the targets: within 2x of that, and 20x faster than Python's.
+    Scenario("spawn-method: start + join under spawn", "spawn-method", "process_start_spawn.py",
+             False, "latency", 200, (Target("mp/floor", "<=", 2), Target("python/mp", ">=", 20)),
+             floor_mode="exec-side", python_rounds=50),
     Scenario("pingpong: 8-byte round trip", "pingpong", "pipe_roundtrip.py", False, "latency",
              20000, PINGPONG_TARGETS),
     Scenario("pingpong: 8-byte round trip, pinned", "pingpong", "pipe_roundtrip.py", True,
