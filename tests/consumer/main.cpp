@@ -1,11 +1,26 @@
 // SPDX-License-Identifier: MIT
-// Install-consumer check: uses an installed mp through <mp/mp.hpp> and exits 0 only if a child
-// process started from it can send a string back through a pipe.
+// Install-consumer check: uses an installed mp through <mp/mp.hpp> and exits 0 only if
+// - a forked child can send a string back through a pipe, and
+// - a spawned child (a fresh run of this program) runs its target after this
+//   program's static initializers and never runs main: with a static and with
+//   a shared libmp, whose start hooks differ (docs/start-methods.md).
 #include <mp/mp.hpp>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <utility>
+
+namespace {
+
+// A dynamic initializer: a spawned child must have run it before its target.
+const int initialized = std::getenv("PATH") != nullptr ? 40 : 40;
+
+void spawned_target(int add) {
+  throw mp::system_exit{initialized + add};  // 42 if both arrived
+}
+
+}  // namespace
 
 int main() {
   auto [a, b] = mp::pipe();
@@ -14,5 +29,11 @@ int main() {
   auto s = a.recv<std::string>();
   p.join();
   std::cout << s << '\n';
-  return s == "hello from child" && p.exitcode() == 0 ? 0 : 1;
+
+  // main would print the line above again and exit with 0 or 1.
+  mp::process spawned = mp::get_context(mp::start_method::spawn).process(spawned_target, 2);
+  spawned.start();
+  spawned.join();
+  std::cout << "spawned child exited with " << spawned.exitcode().value_or(-1) << '\n';
+  return s == "hello from child" && p.exitcode() == 0 && spawned.exitcode() == 42 ? 0 : 1;
 }
