@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,6 +35,8 @@
 #include <vector>
 
 #include "mp/detail/code_identity.hpp"
+#include "mp/detail/spawn_message.hpp"
+#include "mp/errors.hpp"
 #include "mp/process.hpp"
 #include "os/system.hpp"
 #include "process_state.hpp"
@@ -48,32 +51,19 @@ constexpr const char* start_fd_variable = "MP_SPAWN_FD";
 // Where the start descriptor is in the child; every descriptor above it is closed.
 constexpr int start_fd = 3;
 
-/// What the parent sends its spawned child before anything else.
-struct spawn_message {
-  code_ref hook;  // spawn_hook in the parent: the child's own must have the same build-id
-  std::string name;
-  bool daemon = false;
-  std::vector<unsigned> identity;
-  std::string parent_name;
-  std::int32_t parent_pid = 0;
-  std::vector<std::byte> call;  // encoded by encode_call
-  template <class Archive>
-  void serialize(Archive& archive) {
-    archive(hook, name, daemon, identity, parent_name, parent_pid, call);
-  }
-};
-
 /// The target of a spawned child: the encoded call its parent sent.
 class encoded_target final : public target {
  public:
-  explicit encoded_target(std::vector<std::byte> call) : call_(std::move(call)) {}
-  void run() override { invoke_call(call_, nullptr, nullptr); }
+  encoded_target(std::vector<std::byte> call, handle_source handles)
+      : call_(std::move(call)), handles_(std::move(handles)) {}
+  void run() override { invoke_call(call_, &handles_, nullptr); }
   bool portable() const noexcept override { return true; }
   const char* why_not_portable() const noexcept override { return ""; }
   void encode(output_archive& out) const override { out.save_binary(call_.data(), call_.size()); }
 
  private:
   std::vector<std::byte> call_;
+  handle_source handles_;  // the descriptors of the arguments (connections)
 };
 
 /// This program's arguments, as it was started.
@@ -90,7 +80,29 @@ std::vector<std::string> own_arguments() {
   return out;
 }
 
-void write_all(int fd, const std::byte* data, std::size_t size) {
+// The most descriptors one message carries (the kernel's SCM_MAX_FD).
+constexpr std::size_t max_descriptors = 253;
+
+// Sends `data` with `fds` attached to its first byte, then the rest.
+void send_all(int fd, const std::byte* data, std::size_t size, const std::vector<int>& fds) {
+  if (!fds.empty()) {
+    iovec iov{const_cast<std::byte*>(data), size};
+    std::vector<char> control(CMSG_SPACE(fds.size() * sizeof(int)));
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.data();
+    header.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
+    const ssize_t n = os::retry([&] { return ::sendmsg(fd, &header, MSG_NOSIGNAL); });
+    if (n <= 0) return;  // the child is gone: its exit code will say why
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
   while (size != 0) {
     const ssize_t n = os::retry([&] { return ::send(fd, data, size, MSG_NOSIGNAL); });
     if (n < 0) return;  // the child is gone: its exit code will say why
@@ -189,11 +201,28 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   ::unsetenv(start_fd_variable);  // the child's own children start afresh
 
   std::vector<std::byte> bytes;
+  handle_source handles;
   std::byte chunk[65536];
+  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
   for (;;) {
-    const ssize_t n = ::read(start_fd, chunk, sizeof chunk);
+    iovec iov{chunk, sizeof chunk};
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(start_fd, &header, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) die("mp: a spawned child could not read its start message\n");
+    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        handles.fds.emplace_back(received);
+      }
+    }
     if (n == 0) break;
     bytes.insert(bytes.end(), chunk, chunk + n);
   }
@@ -227,7 +256,7 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   boot.identity = std::move(message.identity);
   boot.parent_pid = message.parent_pid;
   ::pthread_sigmask(SIG_SETMASK, nullptr, &boot.caller_mask);
-  encoded_target work(std::move(message.call));
+  encoded_target work(std::move(message.call), std::move(handles));
   child_main(work, boot);
 }
 
@@ -245,12 +274,17 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
     message.parent_name = boot.parent->name;
     message.parent_pid = boot.parent_pid;
   }
+  // Connections among the arguments travel as descriptors (SCM_RIGHTS).
+  handle_sink handles;
   {
     byte_buffer call;
-    output_archive out(call);
+    output_archive out(call, &handles);
     work.encode(out);
     message.call.assign(call.data(), call.data() + call.size());
   }
+  if (handles.fds.size() > max_descriptors)
+    throw usage_error("a spawned process can take at most " + std::to_string(max_descriptors) +
+                      " connections among its arguments");
   const bytes encoded = mp::encode(message);
 
   auto [ours, theirs] = os::socket_pair();
@@ -299,7 +333,7 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
   }
   release();
   theirs.reset();
-  write_all(ours.get(), encoded.data(), encoded.size());
+  send_all(ours.get(), encoded.data(), encoded.size(), handles.fds);
 }
 
 }  // namespace mp::detail

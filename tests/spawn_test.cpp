@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/process.hpp"
 #include "mp/testing/testing.hpp"
@@ -57,6 +58,11 @@ void take_the_mutex() {
   std::lock_guard lock(held_by_a_thread);
 }
 
+void echo_twice(mp::connection c) {
+  const auto text = c.recv<std::string>();
+  c.send(text + text);
+}
+
 }  // namespace
 
 TEST(spawn, the_child_runs_the_target_with_its_arguments_and_not_main) {
@@ -76,6 +82,19 @@ TEST(spawn, the_child_knows_its_name_and_parent) {
   p.start();
   EXPECT_TRUE(p.join(mp::testing::scaled(30s)));
   EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(spawn, a_connection_argument_reaches_the_child_as_a_working_end) {
+  auto [ours, theirs] = mp::pipe();
+  mp::process p(mp::process_options{.method = mp::start_method::spawn}, echo_twice,
+                std::move(theirs));
+  p.start();
+  ours.send(std::string("ab"));
+  EXPECT_EQ(ours.recv<std::string>(), "abab");
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  // The child's end was open only in the child: it closed when the child ended.
+  EXPECT_THROW(static_cast<void>(ours.recv<std::string>()), mp::eof_error);
 }
 
 TEST(spawn, an_exception_in_the_child_ends_it_with_1) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Fuzzes the value codec: the first byte picks a type, the rest is decoded as
 // a message of that type (with a valid fingerprint, so decoding goes deep).
-// The types include a pool's tasks and results and its in-place chunk decoder.
+// The types include a pool's tasks and results and its in-place chunk decoder,
+// and a spawned child's start message.
 // Anything but success or mp::decode_error is a bug.
 #include <cstring>
 #include <map>
@@ -13,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "mp/detail/spawn_message.hpp"
 #include "mp/pool.hpp"
 #include "mp/serialization.hpp"
 
@@ -56,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 13) {
+  switch (selector % 14) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -93,6 +95,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 11:
       decode_as<mp::detail::pool_result>(data, size);
+      break;
+    case 12:  // what a spawned child decodes before anything else
+      decode_as<mp::detail::spawn_message>(data, size);
       break;
     default: {
       // A map chunk's results, decoded in place: 0 to 7 ints.
