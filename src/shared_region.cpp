@@ -4,9 +4,11 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mutex>
+#include <string>
 
 #include "mp/errors.hpp"
 #include "os/system.hpp"
@@ -24,6 +26,24 @@ std::shared_ptr<shared_region> shared_region::create(std::size_t size) {
   if (at == MAP_FAILED) os::throw_errno("mmap");
   return std::shared_ptr<shared_region>(
       new shared_region(fd.release(), static_cast<std::byte*>(at), size));
+}
+
+std::shared_ptr<shared_region> shared_region::adopt(unique_fd fd, std::size_t size) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) ||
+      static_cast<std::uint64_t>(info.st_size) < size || size == 0)
+    throw decode_error("a received shared object's descriptor is not a region of " +
+                       std::to_string(size) + " bytes");
+  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (at == MAP_FAILED) os::throw_errno("mmap");
+  return std::shared_ptr<shared_region>(
+      new shared_region(fd.release(), static_cast<std::byte*>(at), size));
+}
+
+void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size, std::size_t object_size) {
+  throw decode_error("a received shared object of " + std::to_string(object_size) +
+                     " bytes at offset " + std::to_string(offset) +
+                     " does not fit in its region of " + std::to_string(size) + " bytes");
 }
 
 shared_region::~shared_region() {

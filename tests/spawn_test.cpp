@@ -16,6 +16,7 @@
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/process.hpp"
+#include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -63,6 +64,18 @@ void echo_twice(mp::connection c) {
   c.send(text + text);
 }
 
+// Tells the parent it runs, waits for the lock the parent holds, then
+// releases the semaphore and notifies the condition.
+void use_the_primitives(mp::event started, mp::lock held, mp::semaphore done,
+                        mp::condition changed) {
+  started.set();
+  held.lock();
+  held.unlock();
+  done.release();
+  std::scoped_lock guard(changed);
+  changed.notify_all();
+}
+
 }  // namespace
 
 TEST(spawn, the_child_runs_the_target_with_its_arguments_and_not_main) {
@@ -95,6 +108,23 @@ TEST(spawn, a_connection_argument_reaches_the_child_as_a_working_end) {
   EXPECT_EQ(p.exitcode(), 0);
   // The child's end was open only in the child: it closed when the child ended.
   EXPECT_THROW(static_cast<void>(ours.recv<std::string>()), mp::eof_error);
+}
+
+TEST(spawn, locks_events_semaphores_and_conditions_reach_the_child_as_themselves) {
+  mp::event started;
+  mp::lock held;
+  mp::semaphore done(0);
+  mp::condition changed;
+  held.lock();
+  mp::process p(mp::process_options{.method = mp::start_method::spawn}, use_the_primitives, started,
+                held, done, changed);
+  p.start();
+  EXPECT_TRUE(started.wait(mp::testing::scaled(30s)));
+  EXPECT_EQ(done.get_value(), 0U);  // the child waits for our lock
+  held.unlock();
+  EXPECT_TRUE(done.acquire(true, mp::testing::scaled(30s)));
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
 }
 
 TEST(spawn, an_exception_in_the_child_ends_it_with_1) {

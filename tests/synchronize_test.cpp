@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "mp/connection.hpp"
@@ -77,6 +78,25 @@ TEST(lock, a_moved_from_primitive_throws_instead_of_crashing) {
   EXPECT_THROW(s.acquire(), mp::usage_error);  // NOLINT(bugprone-use-after-move)
   EXPECT_TRUE(other.acquire());
   other.release();
+}
+
+TEST(lock, a_lock_sent_over_a_connection_is_the_same_lock) {
+  mp::lock original;
+  mp::event seen;
+  auto [ours, theirs] = mp::pipe();
+  ours.send(std::make_tuple(original, seen));  // their memfds travel beside the bytes
+  auto [received, received_event] = theirs.recv<std::tuple<mp::lock, mp::event>>();
+  original.lock();
+  EXPECT_FALSE(received.acquire(false));  // the same lock, mapped a second time
+  original.unlock();
+  EXPECT_TRUE(received.acquire(false));
+  received.unlock();
+  received_event.set();
+  EXPECT_TRUE(seen.is_set());
+
+  // Bytes that name a descriptor which did not come with them are refused.
+  EXPECT_THROW(static_cast<void>(mp::decode<mp::lock>(mp::encode(std::uint32_t{0}))),
+               mp::decode_error);
 }
 
 TEST(lock, copies_and_children_share_one_lock) {

@@ -35,6 +35,7 @@
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/serialization.hpp"
 
 namespace mp {
 
@@ -133,6 +134,13 @@ class basic_lock : public timed_lockable<Derived> {
 
   lock_state& state() const { return *state_; }
 
+  /// The codec's form: the lock's shared memory travels as a descriptor, so a
+  /// lock passed over a connection or to a spawned child is the same lock.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(state_);
+  }
+
   /// A new, unlocked lock in shared memory. Throws std::system_error if the
   /// memory cannot be created.
   basic_lock() : state_(shared_object<lock_state>::make()) {}
@@ -207,6 +215,12 @@ class MP_EXPORT condition : public detail::timed_lockable<condition> {
   void notify(unsigned n = 1);
   void notify_all();
 
+  /// The codec's form: the condition and its lock travel as descriptors.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(lock_, recursive_, state_);
+  }
+
  private:
   detail::lock_state& lock_state() const;
   bool recursive() const noexcept { return recursive_; }
@@ -269,6 +283,13 @@ class MP_EXPORT semaphore : public detail::timed_lockable<semaphore> {
   /// The current value (it may change at once). Never blocks or throws.
   unsigned get_value() const;
 
+  /// The codec's form: the semaphore's shared memory travels as a descriptor
+  /// (its bound too, for a bounded_semaphore).
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(state_);
+  }
+
  protected:
   semaphore(unsigned value, unsigned max_value);
 
@@ -300,6 +321,12 @@ class MP_EXPORT event {
   /// before a waiter runs still wakes it, and it returns false.
   /// Throws only std::system_error.
   bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  /// The codec's form: the event's shared memory travels as a descriptor.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(state_);
+  }
 
  private:
   detail::shared_object<detail::event_state> state_;

@@ -17,6 +17,7 @@
 #include "mp/detail/spawn_message.hpp"
 #include "mp/pool.hpp"
 #include "mp/serialization.hpp"
+#include "mp/synchronize.hpp"
 
 namespace {
 
@@ -58,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 14) {
+  switch (selector % 15) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -98,6 +99,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 12:  // what a spawned child decodes before anything else
       decode_as<mp::detail::spawn_message>(data, size);
+      break;
+    case 13:  // a primitive names its memory's descriptor, which never comes here
+      decode_as<mp::condition>(data, size);
       break;
     default: {
       // A map chunk's results, decoded in place: 0 to 7 ints.

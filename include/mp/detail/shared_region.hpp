@@ -5,11 +5,13 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <type_traits>
 #include <utility>
 
+#include "mp/detail/unique_fd.hpp"
 #include "mp/export.hpp"
 
 namespace mp::detail {
@@ -20,6 +22,10 @@ class MP_EXPORT shared_region {
   /// Creates and maps a zero-filled region of `size` bytes.
   /// Throws std::system_error if memfd_create, ftruncate or mmap fails.
   static std::shared_ptr<shared_region> create(std::size_t size);
+  /// Maps a region another process sent (its memfd and size). Throws
+  /// mp::decode_error if the descriptor is not a region of at least `size`
+  /// bytes; std::system_error if mmap fails.
+  static std::shared_ptr<shared_region> adopt(unique_fd fd, std::size_t size);
   shared_region(const shared_region&) = delete;
   shared_region& operator=(const shared_region&) = delete;
   ~shared_region();
@@ -46,6 +52,9 @@ MP_EXPORT std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(
 
 /// Throws mp::usage_error: an mp object was used after it was moved from.
 [[noreturn]] MP_EXPORT void throw_moved_from();
+/// Throws mp::decode_error: a received object does not fit in its region.
+[[noreturn]] MP_EXPORT void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size,
+                                                    std::size_t object_size);
 
 /// A T constructed in shared memory, kept alive (with its region) by this owner
 /// and its copies. T must be trivially destructible: objects in shared memory
@@ -78,6 +87,40 @@ class shared_object {
     out.region_ = std::move(region);
     return out;
   }
+  /// An owner of the T at `at` in `region` (which must hold one), for a region
+  /// another process sent.
+  static shared_object attach(std::shared_ptr<shared_region> region, std::byte* at) {
+    shared_object out;
+    out.object_ = std::launder(reinterpret_cast<T*>(at));
+    out.region_ = std::move(region);
+    return out;
+  }
+
+  /// The codec's form, for a process that does not share our memory: the
+  /// region's memfd travels beside the message (SCM_RIGHTS), with the region's
+  /// size and the object's offset in it. Encoding throws mp::process_error
+  /// where no descriptor can travel (encode(), a queue).
+  template <class Archive>
+  void save(Archive& archive) const {
+    const std::uint32_t index = archive.add_handle(region_->fd());
+    const auto size = static_cast<std::uint64_t>(region_->size());
+    const auto offset =
+        static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(checked()) - region_->data());
+    archive(index, size, offset);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t index = 0;
+    std::uint64_t size = 0;
+    std::uint64_t offset = 0;
+    archive(index, size, offset);
+    if (offset > size || size - offset < sizeof(T) || offset % alignof(T) != 0)
+      throw_bad_object_offset(offset, size, sizeof(T));
+    auto region = shared_region::adopt(archive.take_handle(index), static_cast<std::size_t>(size));
+    std::byte* at = region->data() + offset;
+    *this = attach(std::move(region), at);
+  }
+
   T* get() const noexcept { return object_; }
   /// Throw mp::usage_error on a moved-from (empty) owner instead of
   /// dereferencing null; a noexcept caller then terminates with that message.
