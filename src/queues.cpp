@@ -24,6 +24,7 @@
 #include <linux/falloc.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -258,6 +259,27 @@ queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
   c->oldest.store(first, std::memory_order_relaxed);
   c->write_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
   c->read_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
+}
+
+queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) ||
+      static_cast<uint64_t>(info.st_size) != address_range)
+    throw decode_error("a received queue's descriptor is not a queue's memory");
+  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+                        fd.get(), 0);
+  if (mapped == MAP_FAILED) os::throw_errno("mmap");
+  base_ = static_cast<std::byte*>(mapped);
+  size_ = address_range;
+  fd_ = fd.release();
+  const queue_control& c = control();
+  const bool is_queue = c.magic == magic && c.size == address_range;
+  if (!is_queue || c.fingerprint != fingerprint) {
+    ::munmap(base_, size_);
+    ::close(fd_);
+    throw decode_error(is_queue ? "a received queue holds items of another type"
+                                : "a received queue's memory is not a queue");
+  }
 }
 
 queue_core::~queue_core() {

@@ -77,6 +77,20 @@ bool whole(const item& i) {
 
 // ---- Python's semantics, in one process ------------------------------------
 
+TEST(queue, a_queue_sent_over_a_connection_is_the_same_queue) {
+  mp::queue<int> q;
+  auto [ours, theirs] = mp::pipe();
+  ours.send(q);  // its memfd travels beside the bytes
+  auto received = theirs.recv<mp::queue<int>>();
+  q.put(5);
+  EXPECT_EQ(received.get(), 5);
+  // A queue of another item type is refused, as is a message of another type.
+  ours.send(q);
+  EXPECT_THROW(static_cast<void>(theirs.recv<mp::queue<long>>()), mp::decode_error);
+  ours.send(mp::lock());
+  EXPECT_THROW(static_cast<void>(theirs.recv<mp::queue<int>>()), mp::decode_error);
+}
+
 TEST(queue, is_fifo_and_counts_its_items) {
   mp::queue<std::string> q;
   EXPECT_TRUE(q.empty());

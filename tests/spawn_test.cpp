@@ -16,6 +16,7 @@
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/process.hpp"
+#include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
@@ -76,6 +77,11 @@ void use_the_primitives(mp::event started, mp::lock held, mp::semaphore done,
   changed.notify_all();
 }
 
+// Python's example for get_context('spawn'): def foo(q): q.put('hello').
+void put_hello(mp::queue<std::string> q) {
+  q.put("hello");
+}
+
 }  // namespace
 
 TEST(spawn, the_child_runs_the_target_with_its_arguments_and_not_main) {
@@ -123,6 +129,16 @@ TEST(spawn, locks_events_semaphores_and_conditions_reach_the_child_as_themselves
   EXPECT_EQ(done.get_value(), 0U);  // the child waits for our lock
   held.unlock();
   EXPECT_TRUE(done.acquire(true, mp::testing::scaled(30s)));
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(spawn, a_queue_reaches_the_child_as_itself) {
+  auto ctx = mp::get_context(mp::start_method::spawn);
+  mp::queue<std::string> q;
+  mp::process p = ctx.process(put_hello, q);
+  p.start();
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)), "hello");
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
 }

@@ -67,6 +67,8 @@ class Target:
         parts = self.ratio.split("/")
         if any(medians.get(part) is None for part in parts):
             return None
+        if len(parts) == 2 and medians[parts[1]] == 0:
+            return None  # too short a run to measure (--rounds 4)
         return medians[parts[0]] / medians[parts[1]] if len(parts) == 2 else medians[parts[0]]
 
     def passed(self, medians):
@@ -82,6 +84,8 @@ class Target:
         value = self.value(medians)
         if value is None:
             missing = [p for p in self.ratio.split("/") if medians.get(p) is None]
+            if not missing:
+                return text + ": n/a (a median of 0: too short a run)"
             return text + f": n/a (no {', '.join(missing)})"
         if self.ratio not in RATIO_COLUMNS:  # not in a column: show it here
             text += f" (is {value:.2f})" if absolute else f" (is {value:.1f})"
@@ -261,8 +265,8 @@ def fmt(scenario, value):
 
 def ratio(medians, name):
     top, bottom = name.split("/")
-    if medians[top] is None or medians[bottom] is None:
-        return "n/a"
+    if medians[top] is None or medians[bottom] is None or medians[bottom] == 0:
+        return "n/a"  # not run, or too short a run to measure (--rounds 4)
     return f"{medians[top] / medians[bottom]:.2f}"
 
 

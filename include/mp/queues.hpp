@@ -80,6 +80,9 @@ class MP_EXPORT queue_core {
   /// A new, empty queue of at most `max_items` items (0: unbounded).
   /// Throws std::system_error if the memory cannot be reserved.
   queue_core(std::uint64_t fingerprint, std::size_t max_items);
+  /// Maps a queue another process sent: its memfd. Throws mp::decode_error if
+  /// the memory is not a queue of items with `fingerprint`.
+  queue_core(unique_fd fd, std::uint64_t fingerprint);
   queue_core(const queue_core&) = delete;
   queue_core& operator=(const queue_core&) = delete;
   ~queue_core();
@@ -111,6 +114,8 @@ class MP_EXPORT queue_core {
 
   void close() noexcept { closed_ = true; }
   bool closed() const noexcept { return closed_; }
+  /// The memfd, for sending the queue to another process.
+  int fd() const noexcept { return fd_; }
 
   /// For the fuzz target: the shared memory, where the first segment starts
   /// (the second follows it), and where its first record goes.
@@ -233,6 +238,21 @@ class queue {
   /// A new queue holding at most `maxsize` items (0: no limit, as in Python).
   explicit queue(std::size_t maxsize = 0)
       : core_(std::make_shared<detail::queue_core>(type_fingerprint<T>, maxsize)) {}
+
+  /// The codec's form: the queue's memory (a memfd) travels as a descriptor
+  /// beside the message, over a connection or to a spawned child, and what
+  /// arrives is the same queue. (Not inside another queue: queues carry no
+  /// descriptors.)
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(archive.add_handle(core().fd()));
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t index = 0;
+    archive(index);
+    core_ = std::make_shared<detail::queue_core>(archive.take_handle(index), type_fingerprint<T>);
+  }
 
   /// Puts `item`, waiting while the queue is full.
   void put(const T& item) {
@@ -357,6 +377,12 @@ class simple_queue {
   /// put and get through this object (and its copies here) then throw
   /// mp::usage_error, as Python's raise after close().
   void close() { queue_.close(); }
+
+  /// The codec's form: as mp::queue's.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(queue_);
+  }
 
  private:
   queue<T> queue_;

@@ -16,6 +16,7 @@
 
 #include "mp/detail/spawn_message.hpp"
 #include "mp/pool.hpp"
+#include "mp/queues.hpp"
 #include "mp/serialization.hpp"
 #include "mp/synchronize.hpp"
 
@@ -59,7 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 15) {
+  switch (selector % 16) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -102,6 +103,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 13:  // a primitive names its memory's descriptor, which never comes here
       decode_as<mp::condition>(data, size);
+      break;
+    case 14:  // likewise a queue
+      decode_as<mp::queue<int>>(data, size);
       break;
     default: {
       // A map chunk's results, decoded in place: 0 to 7 ints.
