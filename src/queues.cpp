@@ -237,16 +237,20 @@ void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int cou
 
 }  // namespace
 
-queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
-  os::unique_fd fd(
-      os::check("memfd_create", [] { return ::memfd_create("mp-queue", MFD_CLOEXEC); }));
-  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
+void queue_core::map(unique_fd fd) {
   void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
                         fd.get(), 0);
   if (mapped == MAP_FAILED) os::throw_errno("mmap");
   base_ = static_cast<std::byte*>(mapped);
   size_ = address_range;
   fd_ = fd.release();
+}
+
+queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
+  os::unique_fd fd(
+      os::check("memfd_create", [] { return ::memfd_create("mp-queue", MFD_CLOEXEC); }));
+  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
+  map(std::move(fd));
 
   auto* c = ::new (static_cast<void*>(base_)) queue_control{};
   c->magic = magic;
@@ -266,12 +270,7 @@ queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
   if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) ||
       static_cast<uint64_t>(info.st_size) != address_range)
     throw decode_error("a received queue's descriptor is not a queue's memory");
-  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                        fd.get(), 0);
-  if (mapped == MAP_FAILED) os::throw_errno("mmap");
-  base_ = static_cast<std::byte*>(mapped);
-  size_ = address_range;
-  fd_ = fd.release();
+  map(std::move(fd));
   const queue_control& c = control();
   const bool is_queue = c.magic == magic && c.size == address_range;
   if (!is_queue || c.fingerprint != fingerprint) {

@@ -120,19 +120,28 @@ static void wait_child(pid_t pid) {
   }
 }
 
-static void spawn(size_t rounds, size_t warmup) {
+/* fork + waitpid; the child runs `program` with "noop" if it is not NULL, else
+   exits at once. Prints the median microseconds. */
+static void start_and_wait(const char* program, size_t rounds, size_t warmup) {
   double* times = malloc(rounds * sizeof *times);
   if (times == NULL) die("malloc");
   for (size_t i = 0; i < warmup + rounds; ++i) {
     const double start = now_us();
     const pid_t pid = fork();
     if (pid < 0) die("fork");
-    if (pid == 0) _exit(0);
+    if (pid == 0) {
+      if (program != NULL) execl(program, "mp_side", "noop", (char*)NULL);
+      _exit(program != NULL ? 127 : 0);
+    }
     wait_child(pid);
     if (i >= warmup) times[i - warmup] = now_us() - start;
   }
   printf("%.3f\n", median(times, rounds));
   free(times);
+}
+
+static void spawn(size_t rounds, size_t warmup) {
+  start_and_wait(NULL, rounds, warmup);
 }
 
 /* fork + exec of mp_side (beside this program) with "noop", which exits at
@@ -145,21 +154,7 @@ static void exec_side(size_t rounds, size_t warmup) {
   char* slash = strrchr(path, '/');
   if (slash == NULL) die("no directory in /proc/self/exe");
   strcpy(slash + 1, "mp_side");
-  double* times = malloc(rounds * sizeof *times);
-  if (times == NULL) die("malloc");
-  for (size_t i = 0; i < warmup + rounds; ++i) {
-    const double start = now_us();
-    const pid_t pid = fork();
-    if (pid < 0) die("fork");
-    if (pid == 0) {
-      execl(path, "mp_side", "noop", (char*)NULL);
-      _exit(127);
-    }
-    wait_child(pid);
-    if (i >= warmup) times[i - warmup] = now_us() - start;
-  }
-  printf("%.3f\n", median(times, rounds));
-  free(times);
+  start_and_wait(path, rounds, warmup);
 }
 
 static void pingpong(size_t rounds, size_t warmup) {

@@ -96,29 +96,15 @@ void check_exit(mp::process& p) {
   if (p.exitcode() != 0) fail("child failed");
 }
 
-double spawn(std::size_t rounds, std::size_t warmup) {
-  std::vector<double> times;
-  times.reserve(rounds);
-  for (std::size_t i = 0; i < warmup + rounds; ++i) {
-    const auto start = clock_type::now();
-    mp::process p([] {});
-    p.start();
-    p.join();
-    const auto end = clock_type::now();
-    check_exit(p);
-    if (i >= warmup) times.push_back(microseconds(end - start));
-  }
-  return median(std::move(times));
-}
-
 void do_nothing() {}
 
-double spawn_method(std::size_t rounds, std::size_t warmup) {
+// start + join of a trivial target under `method`; median µs.
+double spawn(std::size_t rounds, std::size_t warmup, mp::start_method method) {
   std::vector<double> times;
   times.reserve(rounds);
   for (std::size_t i = 0; i < warmup + rounds; ++i) {
     const auto start = clock_type::now();
-    mp::process p(mp::process_options{.method = mp::start_method::spawn}, do_nothing);
+    mp::process p(mp::process_options{.method = method}, do_nothing);
     p.start();
     p.join();
     const auto end = clock_type::now();
@@ -576,9 +562,9 @@ int main(int argc, char** argv) {
   try {
     double result = 0;
     if (mode == "spawn")
-      result = spawn(rounds, warmup);
+      result = spawn(rounds, warmup, mp::start_method::fork);
     else if (mode == "spawn-method")
-      result = spawn_method(rounds, warmup);
+      result = spawn(rounds, warmup, mp::start_method::spawn);
     else if (mode == "pingpong")
       result = pingpong(rounds, warmup);
     else if (mode == "throughput")

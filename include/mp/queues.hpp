@@ -124,6 +124,8 @@ class MP_EXPORT queue_core {
   static constexpr std::uint64_t first_record = first_segment + 64;
 
  private:
+  // Maps the queue's memory, `fd`, which this object then owns.
+  void map(unique_fd fd);
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
   void check_open() const;
