@@ -21,6 +21,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -325,7 +326,13 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
       const int spawned =
           ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
       if (spawned != 0) throw std::system_error(spawned, std::generic_category(), "posix_spawn");
-      adopt_child(child, pid);
+      try {
+        adopt_child(child, pid);
+      } catch (...) {
+        ::kill(pid, SIGKILL);  // a child we cannot watch must not run on
+        ::waitpid(pid, nullptr, 0);
+        throw;
+      }
     });
   } catch (...) {
     release();
