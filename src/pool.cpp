@@ -120,6 +120,12 @@ void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> resu
   worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
 }
 
+// A spawned worker process: no initializer (a std::function cannot travel).
+void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+                       const shared_object<task_ring>& ring, unsigned max_tasks) {
+  worker_process_main(std::move(tasks), std::move(results), ring, {}, max_tasks);
+}
+
 std::string describe_end(std::optional<int> exitcode) {
   if (!exitcode) return "ended";
   if (*exitcode < 0) {
@@ -185,7 +191,14 @@ struct pool_core::impl {
   };
 
   impl(pool_options options_in, bool threads_in)
-      : options(std::move(options_in)), threads(threads_in) {}
+      : options(std::move(options_in)),
+        threads(threads_in),
+        method(options.method.value_or(get_start_method())) {
+    if (!threads && method == start_method::spawn && options.initializer)
+      throw usage_error(
+          "a pool's initializer cannot travel to spawned workers yet (it is a "
+          "std::function): use the fork start method, or call it at the start of the tasks");
+  }
   ~impl() {
     for (auto& w : workers)
       if (w && w->thread.joinable()) w->thread.join();
@@ -193,6 +206,7 @@ struct pool_core::impl {
 
   pool_options options;
   bool threads;
+  start_method method;  // of the worker processes
   std::mutex mutex;
   mp::queue<pool_result> results;
   std::vector<std::unique_ptr<worker>> workers;
@@ -223,11 +237,16 @@ struct pool_core::impl {
       workers[index] = std::move(w);
       return;
     }
-    w->process = mp::process({.name = "PoolWorker-" + std::to_string(index + 1),
+    const process_options how{.name = "PoolWorker-" + std::to_string(index + 1),
                               .daemon = true,
-                              .on_destroy = destroy_action::kill},
-                             &worker_process_main, w->tasks, results, w->ring, options.initializer,
-                             options.maxtasksperchild);
+                              .on_destroy = destroy_action::kill,
+                              .method = method};
+    if (method == start_method::spawn)
+      w->process = mp::process(how, &worker_spawn_main, w->tasks, results, w->ring,
+                               options.maxtasksperchild);
+    else
+      w->process = mp::process(how, &worker_process_main, w->tasks, results, w->ring,
+                               options.initializer, options.maxtasksperchild);
     w->process.start();
     workers[index] = std::move(w);
   }

@@ -67,6 +67,14 @@ TEST(executor, a_dead_worker_breaks_only_its_future) {
   EXPECT_EQ(ex.submit(power_of_two, 3).result(), 8);  // still usable
 }
 
+TEST(executor, runs_on_spawned_workers_too) {
+  mp::process_pool_executor ex({.max_workers = 2, .method = mp::start_method::spawn});
+  EXPECT_EQ(ex.submit(power_of_two, 10).result(), 1024);
+  auto doomed = ex.submit(dies, 0);
+  EXPECT_THROW(doomed.result(mp::testing::scaled(30s)), mp::broken_process_pool);
+  EXPECT_EQ(ex.submit(power_of_two, 3).result(), 8);
+}
+
 TEST(executor, cancel_before_start_and_while_running) {
   mp::process_pool_executor ex(1);
   auto running = ex.submit(slow_identity, 60000);

@@ -386,6 +386,26 @@ TEST(pool, map_and_imap_report_progress) {
   bar(2, 2);
 }
 
+TEST(pool, runs_on_spawned_workers_too) {
+  mp::pool p({.processes = 2, .method = mp::start_method::spawn});
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  const auto squares = p.map(square, input, 7);
+  ASSERT_EQ(squares.size(), 100U);
+  EXPECT_EQ(squares[99], 99 * 99);
+  EXPECT_EQ(p.apply(greet, std::string("spawn")), "hello spawn");
+  EXPECT_NE(p.apply(own_pid, 0), static_cast<int>(::getpid()));
+  // A spawned worker that dies fails only its task, and is replaced by another spawned one.
+  auto dies = p.apply_async(dies_on_seven, 7, 0);
+  EXPECT_THROW(dies.get(mp::testing::scaled(30s)), mp::worker_died);
+  auto stopped = p.apply_async_with({.timeout = 100ms}, slow_identity, 60000);
+  EXPECT_THROW(stopped.get(mp::testing::scaled(30s)), mp::timeout_error);
+  EXPECT_EQ(p.apply(square, 9), 81);
+  // An initializer (a std::function) cannot travel to a spawned worker yet.
+  EXPECT_THROW(mp::pool({.initializer = [] {}, .method = mp::start_method::spawn}),
+               mp::usage_error);
+}
+
 TEST(thread_pool, has_the_pool_interface_on_threads) {
   mp::thread_pool p(2);
   EXPECT_EQ(p.apply(own_pid, 0), static_cast<int>(::getpid()));  // here, not in a child

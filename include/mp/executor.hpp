@@ -173,6 +173,8 @@ struct executor_options {
   std::function<void()> initializer;
   /// Python's max_tasks_per_child; 0: no limit.
   unsigned max_tasks_per_child = 0;
+  /// How the workers start (Python's mp_context); unset: mp::get_start_method().
+  std::optional<start_method> method;
 };
 
 /// Python's concurrent.futures.ProcessPoolExecutor. Thread-safe. The
@@ -183,7 +185,8 @@ class process_pool_executor {
       : core_(std::make_shared<detail::pool_core>(
             pool_options{.processes = options.max_workers,
                          .initializer = std::move(options.initializer),
-                         .maxtasksperchild = options.max_tasks_per_child})) {}
+                         .maxtasksperchild = options.max_tasks_per_child,
+                         .method = options.method})) {}
   explicit process_pool_executor(unsigned max_workers)
       : process_pool_executor(executor_options{.max_workers = max_workers}) {}
   process_pool_executor(const process_pool_executor&) = delete;

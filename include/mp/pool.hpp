@@ -41,6 +41,7 @@
 #include "mp/detail/code_identity.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/process.hpp"
 #include "mp/serialization.hpp"
 
 namespace mp {
@@ -62,6 +63,10 @@ struct pool_options {
   std::function<void()> initializer;
   /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
   unsigned maxtasksperchild = 0;
+  /// How the workers start (Python's context= argument); unset:
+  /// mp::get_start_method(). Under spawn the initializer must be empty (for
+  /// now), or the pool throws mp::usage_error.
+  std::optional<start_method> method;
 };
 
 namespace detail {
