@@ -14,6 +14,7 @@
 #include <ranges>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -78,6 +79,25 @@ void sleep_forever() {
 void f(mp::shared_value<double> n, mp::shared_array<int> a) {
   n.set(3.1415927);
   for (std::size_t i = 0; i < a.size(); ++i) a.set(i, -a.get(i));
+}
+
+TEST(shared_value, values_and_arrays_sent_over_a_connection_are_the_same_memory) {
+  mp::shared_value<int> value(1);
+  mp::shared_array<double> array{1.0, 2.0};
+  auto [ours, theirs] = mp::pipe();
+  ours.send(std::make_tuple(value, array));  // their memfds travel beside the bytes
+  auto [v, a] = theirs.recv<std::tuple<mp::shared_value<int>, mp::shared_array<double>>>();
+  v.set(7);
+  a.set(1, 9.5);
+  EXPECT_EQ(value.get(), 7);
+  EXPECT_EQ(array.get(1), 9.5);
+  ASSERT_EQ(a.size(), 2U);
+  // The same lock too (an rlock): held by this thread, another cannot take it.
+  std::scoped_lock guard(value.get_lock());
+  bool taken = true;
+  std::thread other([&] { taken = v.get_lock().acquire(false); });
+  other.join();
+  EXPECT_FALSE(taken);
 }
 
 TEST(shared_value, python_doc_example_child_sets_value_and_negates_array) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "mp/context.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
@@ -82,6 +84,14 @@ void put_hello(mp::queue<std::string> q) {
   q.put("hello");
 }
 
+// Python's shared-state example: n.value = 3.1415927; a[i] = -a[i].
+void set_pi_and_negate(mp::shared_value<double> n, mp::shared_array<int> a,
+                       mp::raw_value<long> counted) {
+  n.set(3.1415927);
+  for (std::size_t i = 0; i < a.size(); ++i) a.set(i, -a.get(i));
+  counted.fetch_add(1);
+}
+
 }  // namespace
 
 TEST(spawn, the_child_runs_the_target_with_its_arguments_and_not_main) {
@@ -141,6 +151,20 @@ TEST(spawn, a_queue_reaches_the_child_as_itself) {
   EXPECT_EQ(q.get(mp::testing::scaled(30s)), "hello");
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST(spawn, shared_values_and_arrays_reach_the_child_as_themselves) {
+  mp::shared_value<double> num(0.0);
+  mp::shared_array<int> arr(std::views::iota(0, 10));
+  mp::raw_value<long> counted(0);
+  mp::process p(mp::process_options{.method = mp::start_method::spawn}, set_pi_and_negate, num, arr,
+                counted);
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(num.get(), 3.1415927);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(arr.get(static_cast<std::size_t>(i)), -i);
+  EXPECT_EQ(counted.get(), 1);
 }
 
 TEST(spawn, an_exception_in_the_child_ends_it_with_1) {

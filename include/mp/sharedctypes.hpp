@@ -91,7 +91,13 @@ inline constexpr std::size_t shared_alignment = std::max(alignof(T),
 /// `n` Ts in shared memory, every byte zero (no constructor runs, as Python's
 /// memset), owned together with their region.
 template <class T>
-std::shared_ptr<T> shared_allocate_zeroed(std::size_t n) {
+struct shared_block {
+  std::shared_ptr<shared_region> region;  // for sending the Ts to another process
+  std::shared_ptr<T> first;               // owns the region too
+};
+
+template <class T>
+shared_block<T> shared_allocate_zeroed(std::size_t n) {
   if (n > std::numeric_limits<std::size_t>::max() / sizeof(T))
     throw std::length_error("mp: shared array too large");
   const std::size_t bytes = n * sizeof(T);
@@ -100,7 +106,34 @@ std::shared_ptr<T> shared_allocate_zeroed(std::size_t n) {
   // trivially copyable type is one) in its destination, so the zero bytes
   // become Ts without running a constructor ([cstring.syn], P0593).
   T* first = static_cast<T*>(std::memmove(at, at, bytes));
-  return std::shared_ptr<T>(std::move(region), first);
+  return {region, std::shared_ptr<T>(region, first)};
+}
+
+/// The codec's form of `n` Ts in a shared region: the region's memfd travels
+/// beside the message (SCM_RIGHTS) with its size, the offset and the count.
+template <class Archive, class T>
+void save_block(Archive& archive, const shared_block<T>& block, std::size_t n) {
+  if (!block.region) throw_moved_from();
+  const auto offset = static_cast<std::uint64_t>(
+      reinterpret_cast<const std::byte*>(block.first.get()) - block.region->data());
+  archive(archive.add_handle(block.region->fd()), static_cast<std::uint64_t>(block.region->size()),
+          offset, static_cast<std::uint64_t>(n));
+}
+template <class Archive, class T>
+void load_block(Archive& archive, shared_block<T>& block, std::size_t& n) {
+  std::uint32_t index = 0;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t count = 0;
+  archive(index, size, offset, count);
+  if (count > size / sizeof(T) || offset > size - count * sizeof(T) ||
+      offset % shared_alignment<T> != 0)
+    throw_bad_object_offset(offset, size, static_cast<std::size_t>(count * sizeof(T)));
+  auto region = shared_region::adopt(archive.take_handle(index), static_cast<std::size_t>(size));
+  T* first = std::launder(reinterpret_cast<T*>(region->data() + offset));
+  block.first = std::shared_ptr<T>(region, first);
+  block.region = std::move(region);
+  n = static_cast<std::size_t>(count);
 }
 
 /// Reads `object` under a lock the caller holds: a relaxed atomic load when T
@@ -161,6 +194,12 @@ class any_lock : public detail::timed_lockable<any_lock> {
   std::variant<process_lock, rlock>& variant() noexcept { return lock_; }
   const std::variant<process_lock, rlock>& variant() const noexcept { return lock_; }
 
+  /// The codec's form: the lock it holds.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(lock_);
+  }
+
  private:
   std::variant<process_lock, rlock> lock_;
 };
@@ -178,8 +217,22 @@ class raw_value {
 
   /// Places `initial` in new shared memory (Python's RawValue(typecode, initial)).
   /// Throws std::system_error if the memory cannot be created.
-  explicit raw_value(const T& initial = T{}) : object_(detail::shared_allocate_zeroed<T>(1)) {
-    ::new (static_cast<void*>(object_.get())) T(initial);
+  explicit raw_value(const T& initial = T{}) : block_(detail::shared_allocate_zeroed<T>(1)) {
+    ::new (static_cast<void*>(block_.first.get())) T(initial);
+  }
+
+  /// The codec's form: the T's shared memory travels as a descriptor (over a
+  /// connection, or to a spawned child), and what arrives is the same T.
+  /// (Free functions: load() is the atomic load.)
+  template <class Archive>
+  friend void save(Archive& archive, const raw_value& value) {
+    detail::save_block(archive, value.block_, 1);
+  }
+  template <class Archive>
+  friend void load(Archive& archive, raw_value& value) {
+    std::size_t n = 0;
+    detail::load_block(archive, value.block_, n);
+    if (n != 1) detail::throw_bad_object_offset(0, n, sizeof(T));
   }
 
   /// Python's `.value`: a copy of the T. Atomic (seq_cst) if T is lock-free
@@ -188,7 +241,7 @@ class raw_value {
     if constexpr (detail::process_atomic<T>)
       return load();
     else
-      return *object_;
+      return *block_.first;
   }
   /// Python's `.value = v`: atomic (seq_cst) if T is lock-free atomic,
   /// otherwise a plain copy that races with concurrent access.
@@ -196,16 +249,16 @@ class raw_value {
     if constexpr (detail::process_atomic<T>)
       store(value);
     else
-      *object_ = value;
+      *block_.first = value;
   }
   /// The shared T itself; access through it is unsynchronized.
-  T* get_obj() const noexcept { return object_.get(); }
+  T* get_obj() const noexcept { return block_.first.get(); }
   /// Same as get_obj().
-  T* data() const noexcept { return object_.get(); }
+  T* data() const noexcept { return block_.first.get(); }
 
   /// A std::atomic_ref to the shared T, for operations not listed here.
   std::atomic_ref<T> atomic() const noexcept requires detail::process_atomic<T> {
-    return std::atomic_ref<T>(*object_);
+    return std::atomic_ref<T>(*block_.first);
   }
   /// Atomic load across processes; never blocks.
   T load(std::memory_order order =
@@ -257,7 +310,7 @@ class raw_value {
   }
 
  private:
-  std::shared_ptr<T> object_;
+  detail::shared_block<T> block_;
 };
 
 /// Python's RawArray: a fixed number of Ts in shared memory, without a lock.
@@ -278,7 +331,9 @@ class raw_array {
   /// `n` elements with every byte zero, as Python's RawArray(typecode, n): no
   /// constructor of T runs. Throws std::system_error if the memory cannot be
   /// created, std::length_error if n * sizeof(T) overflows.
-  explicit raw_array(std::size_t n) : data_(detail::shared_allocate_zeroed<T>(n)), size_(n) {}
+  explicit raw_array(std::size_t n) : block_(detail::shared_allocate_zeroed<T>(n)), size_(n) {}
+  /// No elements (what a decoded array starts as).
+  raw_array() : raw_array(std::size_t{0}) {}
   /// The given elements: `raw_array<int>{1, 2, 3}`. Note that
   /// `raw_array<int>{5}` holds one 5, and `raw_array<int>(5)` five zeros.
   raw_array(std::initializer_list<T> init) : raw_array(std::span<const T>(init)) {}
@@ -300,50 +355,62 @@ class raw_array {
   raw_array(const raw_array&) = default;
   raw_array& operator=(const raw_array&) = default;
   raw_array(raw_array&& other) noexcept
-      : data_(std::move(other.data_)), size_(std::exchange(other.size_, 0)) {}
+      : block_(std::move(other.block_)), size_(std::exchange(other.size_, 0)) {}
   raw_array& operator=(raw_array&& other) noexcept {
-    data_ = std::move(other.data_);
+    block_ = std::move(other.block_);
     size_ = std::exchange(other.size_, 0);
     return *this;
   }
   ~raw_array() = default;
 
+  /// The codec's form: the elements' shared memory travels as a descriptor
+  /// (over a connection, or to a spawned child), and what arrives is the same
+  /// elements.
+  template <class Archive>
+  void save(Archive& archive) const {
+    detail::save_block(archive, block_, size_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    detail::load_block(archive, block_, size_);
+  }
+
   /// The number of elements (Python's len()).
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   /// Element `i`, unchecked: requires i < size(). Unsynchronized.
-  T& operator[](std::size_t i) const noexcept { return data_.get()[i]; }
+  T& operator[](std::size_t i) const noexcept { return block_.first.get()[i]; }
   /// Element `i`; throws std::out_of_range if i >= size() (Python's IndexError).
   /// Negative indices from the end, as in Python, do not exist. Unsynchronized.
   T& at(std::size_t i) const {
     if (i >= size_)
       throw std::out_of_range("mp::raw_array::at: index " + std::to_string(i) +
                               " out of range for size " + std::to_string(size_));
-    return data_.get()[i];
+    return block_.first.get()[i];
   }
-  T* begin() const noexcept { return data_.get(); }
-  T* end() const noexcept { return data_.get() + size_; }
-  T* data() const noexcept { return data_.get(); }
+  T* begin() const noexcept { return block_.first.get(); }
+  T* end() const noexcept { return block_.first.get() + size_; }
+  T* data() const noexcept { return block_.first.get(); }
   /// All elements as a span (Python's slice `a[:]` without the copy).
-  std::span<T> span() const noexcept { return {data_.get(), size_}; }
+  std::span<T> span() const noexcept { return {block_.first.get(), size_}; }
 
   /// A std::atomic_ref to element `i`, unchecked: requires i < size(). Its
   /// operations are atomic across processes and never block.
   std::atomic_ref<T> atomic(
       std::size_t i) const noexcept requires detail::process_atomic_element<T> {
-    return std::atomic_ref<T>(data_.get()[i]);
+    return std::atomic_ref<T>(block_.first.get()[i]);
   }
 
  private:
   template <class R>
   void fill(R& range, std::size_t n) {
-    data_ = detail::shared_allocate_zeroed<T>(n);
+    block_ = detail::shared_allocate_zeroed<T>(n);
     size_ = n;
-    T* out = data_.get();
+    T* out = block_.first.get();
     for (auto&& element : range) ::new (static_cast<void*>(out++)) T(static_cast<T>(element));
   }
 
-  std::shared_ptr<T> data_;
+  detail::shared_block<T> block_;
   std::size_t size_ = 0;
 };
 
@@ -446,6 +513,13 @@ class shared_value {
     return value_.fetch_sub(arg, order);
   }
 
+  /// The codec's form: the T and its lock travel as descriptors (over a
+  /// connection, or to a spawned child) and arrive as themselves.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(value_, lock_);
+  }
+
  private:
   raw_value<T> value_;
   // The lock is shared memory too; mutable because a const handle may lock it.
@@ -472,6 +546,8 @@ class shared_array {
   /// `n` zero-filled elements with a new mp::rlock (Python's Array(typecode, n)).
   /// Throws as raw_array(n).
   explicit shared_array(std::size_t n) : shared_array(n, rlock{}) {}
+  /// No elements (what a decoded array starts as).
+  shared_array() : shared_array(std::size_t{0}) {}
   /// `n` zero-filled elements guarded by `guarded_by` (Python's lock=lock).
   shared_array(std::size_t n, any_lock guarded_by) : array_(n), lock_(std::move(guarded_by)) {}
   /// The given elements, with a new mp::rlock.
@@ -530,6 +606,13 @@ class shared_array {
   std::atomic_ref<T> atomic(
       std::size_t i) const noexcept requires detail::process_atomic_element<T> {
     return array_.atomic(i);
+  }
+
+  /// The codec's form: the elements and their lock travel as descriptors
+  /// (over a connection, or to a spawned child) and arrive as themselves.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(array_, lock_);
   }
 
  private:

@@ -18,6 +18,7 @@
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/serialization.hpp"
+#include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 
 namespace {
@@ -60,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 16) {
+  switch (selector % 17) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -106,6 +107,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 14:  // likewise a queue
       decode_as<mp::queue<int>>(data, size);
+      break;
+    case 15:  // and shared values and arrays
+      decode_as<std::pair<mp::shared_value<long>, mp::raw_array<double>>>(data, size);
       break;
     default: {
       // A map chunk's results, decoded in place: 0 to 7 ints.
