@@ -387,22 +387,28 @@ struct pool_core::impl {
       finish(std::move(r));
   }
 
+  // Under the mutex: puts the tasks `w` holds (not skipped) for which
+  // `requeue` says so back at the front of the pending tasks, in their order.
+  template <class Requeue>
+  void hand_back(worker& w, Requeue&& requeue) {
+    std::deque<pool_task> again;
+    for (auto& h : w.held)
+      if (!h.skipped && requeue(h)) again.push_back(pool_task{h.id, 0, std::move(h.payload)});
+    pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
+                   std::make_move_iterator(again.end()));
+  }
+
   // Under the mutex, once worker `w` is gone and its results are in: fails
   // the task it was running (the one its ring says started), with `type` and
   // `message`, and queues the tasks it had not started for other workers.
   void settle_lost_worker(worker& w, const char* type, const std::string& message) {
-    std::deque<pool_task> again;
-    for (auto& h : w.held) {
-      if (h.skipped) continue;
+    hand_back(w, [&](held_task& h) {
       const auto state = w.ring->slot[h.slot].load(std::memory_order_acquire);
-      if (state == task_ring::encode(h.id, task_ring::running))
-        fail(h.id, type, message);
-      else
-        again.push_back(pool_task{h.id, 0, std::move(h.payload)});
-    }
+      if (state != task_ring::encode(h.id, task_ring::running)) return true;
+      fail(h.id, type, message);
+      return false;
+    });
     w.held.clear();
-    pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
-                   std::make_move_iterator(again.end()));
   }
 
   // Under the mutex: kills workers past their task's deadline, replaces dead
@@ -422,16 +428,11 @@ struct pool_core::impl {
         fail(id, w.cancelled ? "mp::cancelled" : "mp::timeout_error",
              w.cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
                          : "the task ran past its timeout (its thread runs it to the end)");
-        std::deque<pool_task> again;
-        for (auto& h : w.held) {
-          if (h.id == id && !h.skipped) {
-            h.abandoned = true;
-          } else if (!h.skipped && take_back(w, h)) {
-            again.push_back(pool_task{h.id, 0, std::move(h.payload)});
-          }
-        }
-        pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
-                       std::make_move_iterator(again.end()));
+        hand_back(w, [&](held_task& h) {
+          if (h.id != id) return take_back(w, h);
+          h.abandoned = true;
+          return false;
+        });
         w.deadline = clock::time_point::max();
         w.cancelled = false;
         continue;

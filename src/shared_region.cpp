@@ -40,7 +40,7 @@ std::shared_ptr<shared_region> shared_region::adopt(unique_fd fd, std::size_t si
       new shared_region(fd.release(), static_cast<std::byte*>(at), size));
 }
 
-void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size, std::size_t object_size) {
+void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size, std::uint64_t object_size) {
   throw decode_error("a received shared object of " + std::to_string(object_size) +
                      " bytes at offset " + std::to_string(offset) +
                      " does not fit in its region of " + std::to_string(size) + " bytes");

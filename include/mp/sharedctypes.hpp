@@ -109,29 +109,22 @@ shared_block<T> shared_allocate_zeroed(std::size_t n) {
   return {region, std::shared_ptr<T>(region, first)};
 }
 
-/// The codec's form of `n` Ts in a shared region: the region's memfd travels
-/// beside the message (SCM_RIGHTS) with its size, the offset and the count.
+/// The codec's form of `n` Ts in a shared region: the count, then where they
+/// are (save_place: the region's memfd travels beside the message).
 template <class Archive, class T>
 void save_block(Archive& archive, const shared_block<T>& block, std::size_t n) {
   if (!block.region) throw_moved_from();
-  const auto offset = static_cast<std::uint64_t>(
-      reinterpret_cast<const std::byte*>(block.first.get()) - block.region->data());
-  archive(archive.add_handle(block.region->fd()), static_cast<std::uint64_t>(block.region->size()),
-          offset, static_cast<std::uint64_t>(n));
+  archive(static_cast<std::uint64_t>(n));
+  save_place(archive, *block.region, block.first.get());
 }
 template <class Archive, class T>
 void load_block(Archive& archive, shared_block<T>& block, std::size_t& n) {
-  std::uint32_t index = 0;
-  std::uint64_t size = 0;
-  std::uint64_t offset = 0;
   std::uint64_t count = 0;
-  archive(index, size, offset, count);
-  if (count > size / sizeof(T) || offset > size - count * sizeof(T) ||
-      offset % shared_alignment<T> != 0)
-    throw_bad_object_offset(offset, size, static_cast<std::size_t>(count * sizeof(T)));
-  auto region = shared_region::adopt(archive.take_handle(index), static_cast<std::size_t>(size));
-  T* first = std::launder(reinterpret_cast<T*>(region->data() + offset));
-  block.first = std::shared_ptr<T>(region, first);
+  archive(count);
+  if (count > std::numeric_limits<std::uint64_t>::max() / sizeof(T))
+    throw_bad_length(count, sizeof(T), 0);
+  auto [region, at] = load_place(archive, count * sizeof(T), shared_alignment<T>);
+  block.first = std::shared_ptr<T>(region, std::launder(reinterpret_cast<T*>(at)));
   block.region = std::move(region);
   n = static_cast<std::size_t>(count);
 }

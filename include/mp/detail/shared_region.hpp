@@ -54,7 +54,36 @@ MP_EXPORT std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(
 [[noreturn]] MP_EXPORT void throw_moved_from();
 /// Throws mp::decode_error: a received object does not fit in its region.
 [[noreturn]] MP_EXPORT void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size,
-                                                    std::size_t object_size);
+                                                    std::uint64_t object_size);
+
+/// The codec's form of a piece of a region, for a process that does not share
+/// our memory: the region's memfd travels beside the message (SCM_RIGHTS),
+/// with the region's size and the piece's offset. Encoding throws
+/// mp::process_error where no descriptor can travel (encode(), a queue).
+template <class Archive>
+void save_place(Archive& archive, const shared_region& region, const void* at) {
+  const std::uint32_t index = archive.add_handle(region.fd());
+  archive(index, static_cast<std::uint64_t>(region.size()),
+          static_cast<std::uint64_t>(static_cast<const std::byte*>(at) - region.data()));
+}
+
+/// Maps the region save_place named and returns it with the piece's address.
+/// Throws mp::decode_error unless a piece of `bytes` bytes aligned to `align`
+/// fits there.
+template <class Archive>
+std::pair<std::shared_ptr<shared_region>, std::byte*> load_place(Archive& archive,
+                                                                 std::uint64_t bytes,
+                                                                 std::size_t align) {
+  std::uint32_t index = 0;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;
+  archive(index, size, offset);
+  if (offset > size || size - offset < bytes || offset % align != 0)
+    throw_bad_object_offset(offset, size, bytes);
+  auto region = shared_region::adopt(archive.take_handle(index), static_cast<std::size_t>(size));
+  std::byte* at = region->data() + offset;
+  return {std::move(region), at};
+}
 
 /// A T constructed in shared memory, kept alive (with its region) by this owner
 /// and its copies. T must be trivially destructible: objects in shared memory
@@ -96,28 +125,15 @@ class shared_object {
     return out;
   }
 
-  /// The codec's form, for a process that does not share our memory: the
-  /// region's memfd travels beside the message (SCM_RIGHTS), with the region's
-  /// size and the object's offset in it. Encoding throws mp::process_error
-  /// where no descriptor can travel (encode(), a queue).
+  /// The codec's form (see save_place): what arrives is the same T.
   template <class Archive>
   void save(Archive& archive) const {
-    const std::uint32_t index = archive.add_handle(region_->fd());
-    const auto size = static_cast<std::uint64_t>(region_->size());
-    const auto offset =
-        static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(checked()) - region_->data());
-    archive(index, size, offset);
+    const T* object = checked();
+    save_place(archive, *region_, object);
   }
   template <class Archive>
   void load(Archive& archive) {
-    std::uint32_t index = 0;
-    std::uint64_t size = 0;
-    std::uint64_t offset = 0;
-    archive(index, size, offset);
-    if (offset > size || size - offset < sizeof(T) || offset % alignof(T) != 0)
-      throw_bad_object_offset(offset, size, sizeof(T));
-    auto region = shared_region::adopt(archive.take_handle(index), static_cast<std::size_t>(size));
-    std::byte* at = region->data() + offset;
+    auto [region, at] = load_place(archive, sizeof(T), alignof(T));
     *this = attach(std::move(region), at);
   }
 
