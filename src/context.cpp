@@ -6,6 +6,7 @@
 #include <string>
 
 #include "mp/errors.hpp"
+#include "process_state.hpp"
 
 namespace mp {
 namespace {
@@ -15,12 +16,18 @@ std::atomic<int> chosen{-1};
 
 }  // namespace
 
+int detail::fixed_start_method() noexcept {
+  return chosen.load();
+}
+
 std::string_view to_string(start_method method) noexcept {
   switch (method) {
     case start_method::fork:
       return "fork";
     case start_method::spawn:
       return "spawn";
+    case start_method::forkserver:
+      return "forkserver";
   }
   return "unknown";
 }
@@ -42,7 +49,7 @@ void set_start_method(start_method method, bool force) {
 }
 
 std::vector<start_method> get_all_start_methods() {
-  return {start_method::fork, start_method::spawn};
+  return {start_method::fork, start_method::spawn, start_method::forkserver};
 }
 
 context get_context(std::optional<start_method> method) {

@@ -10,6 +10,7 @@
 // same way. Results come back over one shared queue. The pool's thread waits
 // on it, and at least every 20 ms looks at the workers' liveness.
 #include <cxxabi.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "os/system.hpp"
 
 namespace mp {
 
@@ -66,7 +68,7 @@ struct task_ring {
 // slot running; a task the pool took back first (cancelled, or moved to an
 // idle worker) it skips, and says so.
 void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                 const shared_object<task_ring>& ring, const std::function<void()>& initializer,
+                 const shared_object<task_ring>& ring, const bound_call& initializer,
                  unsigned max_tasks) {
   if (initializer) initializer();
   // Reused from task to task, with their buffers.
@@ -113,17 +115,18 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
 // task (glibc unmaps every freed block over 128 KiB at first, and trims the
 // heap's top beyond 128 KiB).
 void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                         const shared_object<task_ring>& ring,
-                         const std::function<void()>& initializer, unsigned max_tasks) {
+                         const shared_object<task_ring>& ring, const bound_call& initializer,
+                         unsigned max_tasks) {
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
 }
 
-// A spawned worker process: no initializer (a std::function cannot travel).
+// A worker process started by spawn or forkserver: its initializer arrives encoded.
 void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                       const shared_object<task_ring>& ring, unsigned max_tasks) {
-  worker_process_main(std::move(tasks), std::move(results), ring, {}, max_tasks);
+                       const shared_object<task_ring>& ring, bound_call initializer,
+                       unsigned max_tasks) {
+  worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
 }
 
 std::string describe_end(std::optional<int> exitcode) {
@@ -194,10 +197,12 @@ struct pool_core::impl {
       : options(std::move(options_in)),
         threads(threads_in),
         method(options.method.value_or(get_start_method())) {
-    if (!threads && method == start_method::spawn && options.initializer)
-      throw usage_error(
-          "a pool's initializer cannot travel to spawned workers yet (it is a "
-          "std::function): use the fork start method, or call it at the start of the tasks");
+    if (!threads && method != start_method::fork && options.initializer &&
+        !options.initializer.portable())
+      throw usage_error("a pool's initializer cannot travel to workers started by " +
+                        std::string(to_string(method)) +
+                        ": it captures state or takes arguments the codec cannot encode; pass a "
+                        "function or capture-less lambda and its arguments, {init, args...}");
   }
   ~impl() {
     for (auto& w : workers)
@@ -241,9 +246,9 @@ struct pool_core::impl {
                               .daemon = true,
                               .on_destroy = destroy_action::kill,
                               .method = method};
-    if (method == start_method::spawn)
+    if (method != start_method::fork)
       w->process = mp::process(how, &worker_spawn_main, w->tasks, results, w->ring,
-                               options.maxtasksperchild);
+                               options.initializer, options.maxtasksperchild);
     else
       w->process = mp::process(how, &worker_process_main, w->tasks, results, w->ring,
                                options.initializer, options.maxtasksperchild);

@@ -182,7 +182,7 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
   raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (raw_syscall(SYS_getppid) != boot.parent_pid) exit_now(1);
+  if (raw_syscall(SYS_getppid) != boot.real_parent) exit_now(1);
   raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &boot.caller_mask, nullptr, _NSIG / 8);
 
   // As Python's bootstrap does: the child must not compete for our stdin.
@@ -228,7 +228,7 @@ bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
     std::lock_guard lock(mutex);
     if (exitcode) return true;
     if (!pidfd) throw usage_error("process '" + name + "' was not started");
-    fd = pidfd.get();
+    fd = sentinel_locked();
   }
   if (!os::wait_readable(fd, timeout)) return false;
   return poll();
@@ -244,12 +244,22 @@ bool process_state::poll() {
       ended = os::wait_readable(pidfd.get(), std::chrono::nanoseconds::zero());
       return ended;
     }
-    exitcode = os::reap(pidfd.get(), false);
+    exitcode = collect_locked();
     ended = exitcode.has_value();
     if (ended) keep_until_reaped.reset();
   }
   if (ended) remove_child(this);
   return ended;
+}
+
+std::optional<int> process_state::collect_locked() {
+  if (!status) return os::reap(pidfd.get(), false);
+  if (!os::wait_readable(status.get(), std::chrono::nanoseconds::zero())) return std::nullopt;
+  // Python's forkserver says 255 when the server died before telling.
+  std::int32_t code = 255;
+  if (os::read_full(status.get(), &code, sizeof code) != sizeof code) code = 255;
+  status.reset();
+  return code;
 }
 
 unique_fd open_parent_pidfd(pid_t parent) {
@@ -278,6 +288,7 @@ void fill_boot(runtime& r, const process_state& child, pid_t parent_pid, child_b
   boot.identity = r.identity;
   boot.identity.push_back(child.identity_index);
   boot.parent_pid = parent_pid;
+  boot.real_parent = parent_pid;
   // Registered before the first child, so every child inherits it too.
   if (!r.exit_handler_registered) {
     r.exit_handler_registered = true;
@@ -294,13 +305,18 @@ void prepare_child(const process_state& child, child_boot& boot) {
 }
 
 void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid) {
+  adopt_child(child, pid, os::pidfd_open(pid), {});
+}
+
+void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid, unique_fd pidfd,
+                 unique_fd status) {
   runtime& r = rt();
   std::lock_guard lock(r.mutex);
-  os::unique_fd fd = os::pidfd_open(pid);
   {
     std::lock_guard state_lock(child->mutex);
     child->pid = pid;
-    child->pidfd = std::move(fd);
+    child->pidfd = std::move(pidfd);
+    child->status = std::move(status);
   }
   r.children.push_back(child);
 }
@@ -450,7 +466,7 @@ int process_handle::sentinel() const {
     state_->pidfd = detail::open_parent_pidfd(state_->pid);
   if (!state_->pidfd)
     throw usage_error("process '" + state_->name + "' has no sentinel (not started or closed)");
-  return state_->pidfd.get();
+  return state_->sentinel_locked();
 }
 
 // ---- process -------------------------------------------------------------
@@ -551,13 +567,19 @@ void process::start() {
   std::cerr.flush();
   std::fflush(nullptr);
   const start_method method = options_.method.value_or(get_start_method());
-  if (method == start_method::spawn) {
-    if (!target_->portable())
-      throw usage_error("process '" + state_->name +
-                        "' cannot start with the spawn method: " + target_->why_not_portable());
-    detail::start_spawn(*target_, state_);
-  } else {
-    detail::start_fork(*target_, state_);
+  if (method != start_method::fork && !target_->portable())
+    throw usage_error("process '" + state_->name + "' cannot start with the " +
+                      std::string(to_string(method)) + " method: " + target_->why_not_portable());
+  switch (method) {
+    case start_method::fork:
+      detail::start_fork(*target_, state_);
+      break;
+    case start_method::spawn:
+      detail::start_spawn(*target_, state_);
+      break;
+    case start_method::forkserver:
+      detail::start_forkserver(*target_, state_);
+      break;
   }
   target_.reset();  // the child has its own copy; release ours (see class comment)
 }
@@ -607,11 +629,12 @@ void process::close() {
   std::lock_guard lock(state_->mutex);
   if (state_->pidfd && !state_->exitcode) {
     // Reap first in case it has just ended.
-    state_->exitcode = os::reap(state_->pidfd.get(), false);
+    state_->exitcode = state_->collect_locked();
     if (!state_->exitcode)
       throw usage_error("cannot close process '" + state_->name + "' while it is still running");
   }
   state_->pidfd.reset();
+  state_->status.reset();
   state_->closed = true;
   target_.reset();
 }

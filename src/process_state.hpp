@@ -31,6 +31,9 @@ struct process_state {
   unsigned identity_index = 0;
   pid_t pid = 0;
   unique_fd pidfd;
+  // A child of the fork server, not ours: the pipe on which the server writes
+  // its exit code when it reaps it (we cannot), which is also its sentinel.
+  unique_fd status;
   std::optional<int> exitcode;
   bool closed = false;
   std::shared_ptr<void> keep_until_reaped;  // what start() must not free while sharing pages
@@ -41,6 +44,10 @@ struct process_state {
   bool wait(std::optional<std::chrono::nanoseconds> timeout);
   /// Reaps if ended, without blocking; true if ended.
   bool poll();
+  /// Under the mutex: the exit code if the child ended (reaping it), else nullopt.
+  std::optional<int> collect_locked();
+  /// The descriptor that is readable once the exit code can be collected.
+  int sentinel_locked() const { return status ? status.get() : pidfd.get(); }
   void check_started() {
     std::lock_guard lock(mutex);
     if (!pidfd && !exitcode) throw usage_error("process '" + name + "' was not started");
@@ -66,8 +73,12 @@ struct child_boot {
   std::vector<std::shared_ptr<process_state>> children;  // empty
   std::vector<unsigned> identity;
   pid_t parent_pid = 0;
+  pid_t real_parent = 0;  // whose death ends ours: the parent, or the fork server
   sigset_t caller_mask;
 };
+
+/// The default start method if the program fixed it (as an int), else -1.
+int fixed_start_method() noexcept;
 
 /// Forks a child that runs `work` (the fork start method).
 void start_fork(target& work, const std::shared_ptr<process_state>& child);
@@ -80,6 +91,13 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child);
 void prepare_child(const process_state& child, child_boot& boot);
 /// Lists a child started by other means than fork as ours.
 void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid);
+/// Lists a child of the fork server as ours: `pidfd` signals it, `status`
+/// brings its exit code.
+void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid, unique_fd pidfd,
+                 unique_fd status);
+/// Starts `work` in a child of this process's fork server (the forkserver
+/// start method), starting the server first if needed.
+void start_forkserver(target& work, const std::shared_ptr<process_state>& child);
 /// Runs `job` on a thread that lives as long as the process: the main thread
 /// if we are on it, else the launcher thread. A child's parent-death signal
 /// fires when the thread that started it exits.

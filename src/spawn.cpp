@@ -35,12 +35,12 @@
 #include <system_error>
 #include <vector>
 
+#include "spawn.hpp"
+
 #include "mp/detail/code_identity.hpp"
-#include "mp/detail/spawn_message.hpp"
 #include "mp/errors.hpp"
 #include "mp/process.hpp"
 #include "os/system.hpp"
-#include "process_state.hpp"
 
 extern char** environ;
 
@@ -79,37 +79,6 @@ std::vector<std::string> own_arguments() {
     at = end + 1;
   }
   return out;
-}
-
-// The most descriptors one message carries (the kernel's SCM_MAX_FD).
-constexpr std::size_t max_descriptors = 253;
-
-// Sends `data` with `fds` attached to its first byte, then the rest.
-void send_all(int fd, const std::byte* data, std::size_t size, const std::vector<int>& fds) {
-  if (!fds.empty()) {
-    iovec iov{const_cast<std::byte*>(data), size};
-    std::vector<char> control(CMSG_SPACE(fds.size() * sizeof(int)));
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control.data();
-    header.msg_controllen = control.size();
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
-    const ssize_t n = os::retry([&] { return ::sendmsg(fd, &header, MSG_NOSIGNAL); });
-    if (n <= 0) return;  // the child is gone: its exit code will say why
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  while (size != 0) {
-    const ssize_t n = os::retry([&] { return ::send(fd, data, size, MSG_NOSIGNAL); });
-    if (n < 0) return;  // the child is gone: its exit code will say why
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
 }
 
 void spawn_hook(int argc, char** argv, char** envp);
@@ -203,30 +172,8 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
 
   std::vector<std::byte> bytes;
   handle_source handles;
-  std::byte chunk[65536];
-  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
-  for (;;) {
-    iovec iov{chunk, sizeof chunk};
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control;
-    header.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(start_fd, &header, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) die("mp: a spawned child could not read its start message\n");
-    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int received = -1;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        handles.fds.emplace_back(received);
-      }
-    }
-    if (n == 0) break;
-    bytes.insert(bytes.end(), chunk, chunk + n);
-  }
+  if (!receive_all(start_fd, bytes, handles))
+    die("mp: a spawned child could not read its start message\n");
   ::close(start_fd);
   if (bytes.empty()) ::_exit(1);  // the parent died before it could send anything
   spawn_message message;
@@ -246,49 +193,85 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
         "build-ids differ); the task was not run\n");
 
   run_remaining_initializers(argc, argv, envp);
-
-  child_boot boot;
-  boot.self = std::make_shared<process_state>(process_state::kind::self);
-  boot.self->name = message.name;
-  boot.self->daemon = message.daemon;
-  boot.parent = std::make_shared<process_state>(process_state::kind::parent);
-  boot.parent->name = message.parent_name;
-  boot.parent->pid = message.parent_pid;
-  boot.identity = std::move(message.identity);
-  boot.parent_pid = message.parent_pid;
-  ::pthread_sigmask(SIG_SETMASK, nullptr, &boot.caller_mask);
-  encoded_target work(std::move(message.call), std::move(handles));
-  child_main(work, boot);
+  if (message.what == spawn_message::role::forkserver) forkserver_main(message, handles);
+  run_start_message(message, handles, message.parent_pid, {});
 }
 
 }  // namespace
 
-void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
-  spawn_message message;
-  message.hook = code_ref_of(reinterpret_cast<const void*>(&spawn_hook));
-  {
-    child_boot boot;
-    prepare_child(*child, boot);
-    message.name = boot.self->name;
-    message.daemon = boot.self->daemon;
-    message.identity = boot.identity;
-    message.parent_name = boot.parent->name;
-    message.parent_pid = boot.parent_pid;
+bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds) {
+  const std::byte* at = data.data();
+  std::size_t size = data.size();
+  if (!fds.empty()) {
+    iovec iov{const_cast<std::byte*>(at), size};
+    std::vector<char> control(CMSG_SPACE(fds.size() * sizeof(int)));
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.data();
+    header.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
+    const ssize_t n = os::retry([&] { return ::sendmsg(fd, &header, MSG_NOSIGNAL); });
+    if (n <= 0) return false;
+    at += n;
+    size -= static_cast<std::size_t>(n);
   }
-  // Connections among the arguments travel as descriptors (SCM_RIGHTS).
-  handle_sink handles;
-  {
-    byte_buffer call;
-    output_archive out(call, &handles);
-    work.encode(out);
-    message.call.assign(call.data(), call.data() + call.size());
+  while (size != 0) {
+    const ssize_t n = os::retry([&] { return ::send(fd, at, size, MSG_NOSIGNAL); });
+    if (n < 0) return false;
+    at += n;
+    size -= static_cast<std::size_t>(n);
   }
-  if (handles.fds.size() > max_descriptors)
-    throw usage_error("a spawned process can take at most " + std::to_string(max_descriptors) +
-                      " connections among its arguments");
-  const bytes encoded = mp::encode(message);
+  return true;
+}
 
-  auto [ours, theirs] = os::socket_pair();
+bool receive_all(int fd, std::vector<std::byte>& bytes, handle_source& handles) {
+  std::byte chunk[65536];
+  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
+  for (;;) {
+    iovec iov{chunk, sizeof chunk};
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        handles.fds.emplace_back(received);
+      }
+    }
+    if (n == 0) return true;
+    bytes.insert(bytes.end(), chunk, chunk + n);
+  }
+}
+
+std::uint64_t mask_bits(const sigset_t& set) noexcept {
+  std::uint64_t bits = 0;
+  for (int sig = 1; sig <= 64; ++sig)
+    if (::sigismember(&set, sig) == 1) bits |= std::uint64_t{1} << (sig - 1);
+  return bits;
+}
+
+sigset_t mask_of(std::uint64_t bits) noexcept {
+  sigset_t set;
+  ::sigemptyset(&set);
+  for (int sig = 1; sig <= 64; ++sig)
+    if ((bits >> (sig - 1) & 1) != 0) ::sigaddset(&set, sig);
+  return set;
+}
+
+pid_t spawn_program(int start, const sigset_t& mask) {
   const std::vector<std::string> arguments = own_arguments();
   std::vector<char*> argv;
   for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
@@ -301,46 +284,93 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
   envp.push_back(nullptr);
 
   // The child gets the start descriptor as 3 and no other descriptor of ours
-  // but the standard three; its signal mask is the caller's.
+  // but the standard three.
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attributes;
   ::posix_spawn_file_actions_init(&actions);
   ::posix_spawnattr_init(&attributes);
-  const auto release = [&] {
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attributes);
-  };
-  sigset_t caller_mask;
-  ::pthread_sigmask(SIG_SETMASK, nullptr, &caller_mask);
-  int rc = ::posix_spawn_file_actions_adddup2(&actions, theirs.get(), start_fd);
+  int rc = ::posix_spawn_file_actions_adddup2(&actions, start, start_fd);
   if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&actions, start_fd + 1);
-  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &caller_mask);
+  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &mask);
   if (rc == 0) rc = ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  if (rc != 0) {
-    release();
-    throw std::system_error(rc, std::generic_category(), "posix_spawn setup");
-  }
-  try {
-    run_on_forking_thread([&] {
-      pid_t pid = 0;
-      const int spawned =
-          ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
-      if (spawned != 0) throw std::system_error(spawned, std::generic_category(), "posix_spawn");
-      try {
-        adopt_child(child, pid);
-      } catch (...) {
-        ::kill(pid, SIGKILL);  // a child we cannot watch must not run on
-        ::waitpid(pid, nullptr, 0);
-        throw;
-      }
-    });
-  } catch (...) {
-    release();
-    throw;
-  }
-  release();
+  pid_t pid = 0;
+  if (rc == 0)
+    rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::posix_spawnattr_destroy(&attributes);
+  if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn");
+  return pid;
+}
+
+spawn_message start_message_for(const process_state& child) {
+  spawn_message message;
+  message.hook = code_ref_of(reinterpret_cast<const void*>(&spawn_hook));
+  child_boot boot;
+  prepare_child(child, boot);
+  message.name = boot.self->name;
+  message.daemon = boot.self->daemon;
+  message.identity = boot.identity;
+  message.parent_name = boot.parent->name;
+  message.parent_pid = boot.parent_pid;
+  message.start_method = static_cast<std::int8_t>(fixed_start_method());
+  sigset_t mask;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  message.signal_mask = mask_bits(mask);
+  return message;
+}
+
+void encode_target(target& work, spawn_message& message, handle_sink& handles) {
+  // Resources among the arguments travel as descriptors (SCM_RIGHTS).
+  byte_buffer call;
+  output_archive out(call, &handles);
+  work.encode(out);
+  message.call.assign(call.data(), call.data() + call.size());
+  if (handles.fds.size() > max_descriptors)
+    throw usage_error("a process that does not start by fork can take at most " +
+                      std::to_string(max_descriptors) + " descriptors among its arguments");
+}
+
+void run_start_message(spawn_message& message, handle_source& handles, pid_t real_parent,
+                       unique_fd parent_pidfd) {
+  if (message.start_method >= 0)
+    set_start_method(static_cast<start_method>(message.start_method), true);
+  child_boot boot;
+  boot.self = std::make_shared<process_state>(process_state::kind::self);
+  boot.self->name = message.name;
+  boot.self->daemon = message.daemon;
+  boot.parent = std::make_shared<process_state>(process_state::kind::parent);
+  boot.parent->name = message.parent_name;
+  boot.parent->pid = message.parent_pid;
+  boot.parent->pidfd = std::move(parent_pidfd);
+  boot.identity = std::move(message.identity);
+  boot.parent_pid = message.parent_pid;
+  boot.real_parent = real_parent;
+  boot.caller_mask = mask_of(message.signal_mask);
+  encoded_target work(std::move(message.call), std::move(handles));
+  child_main(work, boot);
+}
+
+void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
+  spawn_message message = start_message_for(*child);
+  handle_sink handles;
+  encode_target(work, message, handles);
+  const bytes encoded = mp::encode(message);
+  const sigset_t mask = mask_of(message.signal_mask);
+
+  auto [ours, theirs] = os::socket_pair();
+  run_on_forking_thread([&] {
+    const pid_t pid = spawn_program(theirs.get(), mask);
+    try {
+      adopt_child(child, pid);
+    } catch (...) {
+      ::kill(pid, SIGKILL);  // a child we cannot watch must not run on
+      ::waitpid(pid, nullptr, 0);
+      throw;
+    }
+  });
   theirs.reset();
-  send_all(ours.get(), encoded.data(), encoded.size(), handles.fds);
+  // If the child is gone, its exit code will say why.
+  static_cast<void>(send_with_fds(ours.get(), encoded, handles.fds));
 }
 
 }  // namespace mp::detail

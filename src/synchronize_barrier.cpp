@@ -154,7 +154,7 @@ barrier_state::barrier_state(std::uint32_t party_count) noexcept : parties(party
 
 }  // namespace detail
 
-barrier::barrier(unsigned parties, std::function<void()> action,
+barrier::barrier(unsigned parties, bound_call action,
                  std::optional<std::chrono::nanoseconds> timeout)
     : action_(std::move(action)), timeout_(timeout) {
   if (parties < 1 || parties > max_parties)

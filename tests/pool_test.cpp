@@ -16,6 +16,7 @@
 #include <list>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <ranges>
 #include <set>
 #include <stdexcept>
@@ -24,7 +25,9 @@
 #include <tuple>
 #include <vector>
 
+#include "mp/context.hpp"
 #include "mp/pool.hpp"
+#include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -243,9 +246,10 @@ TEST(pool, workers_killed_from_outside_in_a_loop_never_hang_it) {
   for (int round = 0; round < 5; ++round) {
     auto r = p.apply_async(slow_identity, 10000);
     // Find the worker running it: a child of ours that is not idle. Killing
-    // any of our children is fine: an idle worker dies without a task.
+    // any of our children is fine: an idle worker dies without a task. (Our
+    // mp children: a forkserver's are not our direct children.)
     std::this_thread::sleep_for(50ms);
-    for (pid_t child : mp::testing::child_pids()) ::kill(child, SIGKILL);
+    for (const auto& child : mp::active_children()) ::kill(*child.pid(), SIGKILL);
     EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::worker_died);
     EXPECT_EQ(p.apply(square, round), round * round);
   }
@@ -270,8 +274,8 @@ TEST(pool, tasks_queued_behind_a_killed_worker_run_elsewhere_exactly_once) {
     for (int i = 0; i < 16; ++i)
       results.push_back(p.apply_async(run_once, folder, round * 100 + i));
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + 4 * round));
-    const auto children = mp::testing::child_pids();
-    if (!children.empty()) ::kill(children.front(), SIGKILL);
+    const auto children = mp::active_children();
+    if (!children.empty()) ::kill(*children.front().pid(), SIGKILL);
     int died = 0;
     for (int i = 0; i < 16; ++i) {
       try {
@@ -307,6 +311,48 @@ TEST(pool, the_initializer_runs_in_every_worker) {
   mp::pool p({.processes = 2, .initializer = [] { initialized_value = 42; }});
   EXPECT_EQ(p.apply(read_initialized, 0), 42);
   EXPECT_EQ(initialized_value, 0);  // not here
+}
+
+std::optional<mp::lock> worker_lock;  // set in each worker by its initializer
+
+void keep_lock(mp::lock lock, int value) {
+  worker_lock = std::move(lock);
+  initialized_value = value;
+}
+
+// 1 if the worker could take the lock it was given (and released it again).
+int try_worker_lock(int) {
+  if (!worker_lock) return -1;
+  if (!worker_lock->try_lock()) return 0;
+  worker_lock->unlock();
+  return initialized_value;
+}
+
+// Python's Pool(initializer=init, initargs=(lock,)): under any start method.
+TEST(pool, the_initializer_takes_arguments_and_resources_among_them) {
+  mp::lock held;
+  mp::pool p({.processes = 2, .initializer = {keep_lock, held, 7}});
+  held.lock();
+  EXPECT_EQ(p.apply(try_worker_lock, 0), 0);  // the very lock we hold
+  held.unlock();
+  EXPECT_EQ(p.apply(try_worker_lock, 0), 7);
+}
+
+TEST(pool, an_initializer_that_cannot_travel_is_refused_saying_why) {
+  if (mp::testing::suite_start_method() == mp::start_method::fork) {
+    int captured = 5;
+    mp::pool p({.processes = 1, .initializer = [captured] { initialized_value = captured; }});
+    EXPECT_EQ(p.apply(read_initialized, 0), 5);  // under fork anything goes
+    return;
+  }
+  int captured = 5;
+  try {
+    mp::pool p({.processes = 1, .initializer = [captured] { initialized_value = captured; }});
+    FAIL() << "a capturing initializer was accepted under "
+           << mp::to_string(mp::testing::suite_start_method());
+  } catch (const mp::usage_error& e) {
+    EXPECT_NE(std::string(e.what()).find("{init, args...}"), std::string::npos) << e.what();
+  }
 }
 
 TEST(pool, a_task_past_its_timeout_is_stopped_and_its_worker_replaced) {
@@ -401,9 +447,11 @@ TEST(pool, runs_on_spawned_workers_too) {
   auto stopped = p.apply_async_with({.timeout = 100ms}, slow_identity, 60000);
   EXPECT_THROW(stopped.get(mp::testing::scaled(30s)), mp::timeout_error);
   EXPECT_EQ(p.apply(square, 9), 81);
-  // An initializer (a std::function) cannot travel to a spawned worker yet.
-  EXPECT_THROW(mp::pool({.initializer = [] {}, .method = mp::start_method::spawn}),
-               mp::usage_error);
+  // A capture-less initializer travels to spawned workers too.
+  mp::pool initialized({.processes = 1,
+                        .initializer = [] { initialized_value = 42; },
+                        .method = mp::start_method::spawn});
+  EXPECT_EQ(initialized.apply(read_initialized, 0), 42);
 }
 
 TEST(thread_pool, has_the_pool_interface_on_threads) {

@@ -49,7 +49,21 @@ TEST(process, runs_a_function_and_reports_exit_code_zero) {
   EXPECT_FALSE(p.is_alive());
 }
 
+TEST(process, passes_arguments_to_a_portable_target) {
+  auto [reader, writer] = mp::pipe(false);
+  mp::process p{[](mp::connection out, int n, const std::string& word) {
+                  out.send(word + std::to_string(n));
+                },
+                std::move(writer), 42, std::string{"x"}};
+  EXPECT_TRUE(p.portable());
+  p.start();
+  EXPECT_EQ(reader.recv<std::string>(), "x42");
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
 TEST(process, passes_arguments_and_runs_capturing_lambdas_under_fork) {
+  MP_FORK_ONLY("a capturing lambda cannot start any other way");
   auto [reader, writer] = mp::pipe(false);
   const std::string suffix = "!";
   mp::process p{[suffix](mp::connection out, int n, const std::string& word) {
@@ -469,7 +483,8 @@ TEST(process, handles_are_copyable_references_to_one_child) {
 
 TEST(process, many_children_at_once) {
   std::vector<mp::process> children;
-  for (int i = 0; i < 16; ++i) children.emplace_back([i] { throw mp::system_exit{i}; });
+  for (int i = 0; i < 16; ++i)
+    children.emplace_back([](int code) { throw mp::system_exit{code}; }, i);
   for (auto& c : children) c.start();
   for (int i = 0; i < 16; ++i) {
     children[static_cast<std::size_t>(i)].join();

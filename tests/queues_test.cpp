@@ -25,6 +25,7 @@
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/sharedctypes.hpp"
+#include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -356,19 +357,27 @@ std::uint64_t fingerprint(const std::vector<std::uint8_t>& v) {
   return v.empty() ? h : h ^ v.back();
 }
 
+// The CPU time this process has used, user and system, in microseconds.
+long cpu_time_us() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec * 1000000L + usage.ru_utime.tv_usec +
+         usage.ru_stime.tv_sec * 1000000L + usage.ru_stime.tv_usec;
+}
+
 TEST(queue, a_blocked_consumer_and_producer_use_almost_no_cpu) {
   mp::queue<int> empty;
   mp::queue<int> full(1);
   full.put(0);
   mp::queue<long> report;
   mp::process waiter{[](mp::queue<int> in, mp::queue<int> out, mp::queue<long> cpu) {
+                       // Only the CPU used from here on counts: a spawned child has
+                       // spent some starting up.
+                       const long before = cpu_time_us();
                        cpu.put(0);  // about to block
                        in.get();    // blocks until the parent puts
                        out.put(1);  // blocks until the parent gets
-                       rusage usage{};
-                       ::getrusage(RUSAGE_SELF, &usage);
-                       cpu.put(usage.ru_utime.tv_sec * 1000000L + usage.ru_utime.tv_usec +
-                               usage.ru_stime.tv_sec * 1000000L + usage.ru_stime.tv_usec);
+                       cpu.put(cpu_time_us() - before);
                      },
                      empty, full, report};
   waiter.start();
@@ -463,27 +472,39 @@ TEST(queue, a_producer_killed_mid_put_leaves_no_trace) {
   std::mt19937 random(12345);
   std::uint64_t expected_next = 0;
   for (int round = 0; round < 12; ++round) {
-    mp::raw_value<std::uint64_t> started;  // the first seq this round's producer puts
-    started.store(expected_next);
+    // The seq after the last one whose put() returned in this round's producer.
+    mp::raw_value<std::uint64_t> returned;
+    returned.store(expected_next);
+    mp::event putting;  // set when the producer's first put() has returned
     mp::process producer(
-        [](mp::queue<item> out, std::uint64_t first) {
-          for (std::uint64_t i = first;; ++i)
+        [](mp::queue<item> out, std::uint64_t first, mp::raw_value<std::uint64_t> done,
+           mp::event under_way) {
+          for (std::uint64_t i = first;; ++i) {
             out.put(make_item(2, i, i % 5 == 0 ? (std::size_t{3} << 20) + i : i % 200));
+            done.store(i + 1);
+            if (i == first) under_way.set();
+          }
         },
-        q, expected_next);
+        q, expected_next, returned, putting);
     producer.start();
+    // However long the child takes to start, kill it at a random moment of its
+    // stream of puts.
+    ASSERT_TRUE(putting.wait(mp::testing::scaled(60s))) << "round " << round;
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + random() % 40));
     producer.kill();
     producer.join();
+    const std::uint64_t put_returned = returned.load();
     // Everything committed before the kill is there, whole and in order; what
     // was half written is gone. Seq numbers continue where they stopped.
-    std::uint64_t got_count = 0;
     while (auto got = q.try_get()) {
       ASSERT_TRUE(whole(*got)) << "round " << round;
       ASSERT_EQ(got->seq, expected_next) << "round " << round;
       ++expected_next;
-      ++got_count;
     }
+    // Every put that returned arrived; of the one the kill interrupted, at most
+    // its item, whole.
+    EXPECT_GE(expected_next, put_returned) << "round " << round;
+    EXPECT_LE(expected_next, put_returned + 1) << "round " << round;
     // Another producer carries on at once (repairing if the dead one held the lock).
     q.put(make_item(3, 0, 10));
     const item after = q.get(mp::testing::scaled(30s));

@@ -48,13 +48,13 @@ mp::bytes to_bytes(std::string_view text) {
 // holds it, so that orphan sweeps of tests running at the same time leave it alone for now.
 mp::shared_memory crash_creator(const std::string& name) {
   auto [reader, writer] = mp::pipe(false);
-  mp::process creator{[name](mp::connection out) {
-                        auto block = mp::shared_memory::create(name, 64);
+  mp::process creator{[](const std::string& block_name, mp::connection out) {
+                        auto block = mp::shared_memory::create(block_name, 64);
                         block.data()[0] = std::byte{42};
                         out.send(true);
                         sleep_forever();
                       },
-                      std::move(writer)};
+                      name, std::move(writer)};
   creator.start();
   if (!reader.recv<bool>()) throw std::logic_error("the creator did not start");
   auto holder = mp::shared_memory::open(name);
@@ -92,6 +92,7 @@ TEST(shared_memory, create_open_and_unlink_round_trip) {
 }
 
 TEST(shared_memory, an_anonymous_block_is_shared_with_a_forked_child) {
+  MP_FORK_ONLY("an anonymous block reaches a child only as memory inherited by fork");
   auto block = mp::shared_memory::create(4096);
   EXPECT_TRUE(block.name().empty());
   EXPECT_GE(block.fd(), 0);
@@ -204,6 +205,7 @@ TEST(shared_memory, release_name_keeps_the_block_for_a_later_unlink) {
 }
 
 TEST(shared_memory, a_forked_copy_of_the_creator_never_unlinks) {
+  MP_FORK_ONLY("only fork copies the creator into the child");
   const std::string name = mp::testing::unique_name("shm");
   auto block = mp::shared_memory::create(name, 10);
   mp::process p{[&block] {
@@ -242,6 +244,7 @@ TEST(shared_memory, remove_orphans_removes_a_block_whose_creator_was_killed) {
 }
 
 TEST(shared_memory, remove_orphans_spares_a_block_that_a_forked_child_inherited) {
+  MP_FORK_ONLY("only a forked child inherits the holder's descriptor");
   const std::string name = mp::testing::unique_name("shm");
   auto holder = crash_creator(name);
   // A child inherits the holder's descriptor: it holds the block too, while it runs.
@@ -350,13 +353,14 @@ TEST(shareable_list, a_named_list_round_trips_across_processes) {
   const std::string name = mp::testing::unique_name("shm");
   mp::shareable_list list({std::int64_t{1}, "hello", 0.5}, name);
   EXPECT_EQ(list.shm().name(), name.substr(1));
-  mp::process p{[name] {
-    auto mine = mp::shareable_list::open(name);
-    require(mine.size() == 3, 2);
-    require(mine[1] == item("hello"), 3);
-    mine.set(0, std::int64_t{mine.count(0.5) == 1 ? 100 : -1});
-    mine.set(1, "world");
-  }};
+  mp::process p{[](const std::string& list_name) {
+                  auto mine = mp::shareable_list::open(list_name);
+                  require(mine.size() == 3, 2);
+                  require(mine[1] == item("hello"), 3);
+                  mine.set(0, std::int64_t{mine.count(0.5) == 1 ? 100 : -1});
+                  mine.set(1, "world");
+                },
+                name};
   p.start();
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
@@ -365,6 +369,7 @@ TEST(shareable_list, a_named_list_round_trips_across_processes) {
 }
 
 TEST(shareable_list, an_anonymous_list_is_shared_with_a_forked_child) {
+  MP_FORK_ONLY("an anonymous list reaches a child only as memory inherited by fork");
   mp::shareable_list list({std::int64_t{0}, false});
   mp::process p{[&list] {
     list.set(0, std::int64_t{7});

@@ -1,13 +1,26 @@
 // SPDX-License-Identifier: MIT
-// Tests of the spawn start method and contexts (mp/context.hpp): a spawned
-// child is a fresh run of this test program that runs only its target; the
-// program's main() (here, GoogleTest's) never runs in it.
+// Tests of the start methods that start clean, spawn and forkserver, and of
+// contexts (mp/context.hpp): a spawned child is a fresh run of this test
+// program that runs only its target, and a forkserver child is a copy of such
+// a run; the program's main() (here, GoogleTest's) runs in neither.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <ranges>
 #include <stdexcept>
 #include <string>
@@ -16,6 +29,7 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
+#include "mp/detail/spawn_message.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/sharedctypes.hpp"
@@ -92,20 +106,29 @@ void set_pi_and_negate(mp::shared_value<double> n, mp::shared_array<int> a,
   counted.fetch_add(1);
 }
 
+// Every test of this suite runs under spawn and under forkserver.
+class clean_start : public ::testing::TestWithParam<mp::start_method> {};
+
 }  // namespace
 
-TEST(spawn, the_child_runs_the_target_with_its_arguments_and_not_main) {
-  mp::process p(mp::process_options{.method = mp::start_method::spawn}, exit_with,
-                std::vector<int>{1, 2, 3, 4}, std::string("10"), 42);
+INSTANTIATE_TEST_SUITE_P(methods, clean_start,
+                         ::testing::Values(mp::start_method::spawn, mp::start_method::forkserver),
+                         [](const auto& method) {
+                           return std::string(mp::to_string(method.param));
+                         });
+
+TEST_P(clean_start, the_child_runs_the_target_with_its_arguments_and_not_main) {
+  mp::process p(mp::process_options{.method = GetParam()}, exit_with, std::vector<int>{1, 2, 3, 4},
+                std::string("10"), 42);
   p.start();
   p.join();
   // GoogleTest's main would have exited 0 or 1 after running the tests again.
   EXPECT_EQ(p.exitcode(), 7);
 }
 
-TEST(spawn, the_child_knows_its_name_and_parent) {
-  auto ctx = mp::get_context(mp::start_method::spawn);
-  EXPECT_EQ(ctx.get_start_method(), mp::start_method::spawn);
+TEST_P(clean_start, the_child_knows_its_name_and_parent) {
+  auto ctx = mp::get_context(GetParam());
+  EXPECT_EQ(ctx.get_start_method(), GetParam());
   mp::process p = ctx.process(mp::process_options{.name = "spawned-child"}, report_identity,
                               static_cast<int>(::getpid()));
   p.start();
@@ -113,10 +136,9 @@ TEST(spawn, the_child_knows_its_name_and_parent) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST(spawn, a_connection_argument_reaches_the_child_as_a_working_end) {
+TEST_P(clean_start, a_connection_argument_reaches_the_child_as_a_working_end) {
   auto [ours, theirs] = mp::pipe();
-  mp::process p(mp::process_options{.method = mp::start_method::spawn}, echo_twice,
-                std::move(theirs));
+  mp::process p(mp::process_options{.method = GetParam()}, echo_twice, std::move(theirs));
   p.start();
   ours.send(std::string("ab"));
   EXPECT_EQ(ours.recv<std::string>(), "abab");
@@ -126,14 +148,14 @@ TEST(spawn, a_connection_argument_reaches_the_child_as_a_working_end) {
   EXPECT_THROW(static_cast<void>(ours.recv<std::string>()), mp::eof_error);
 }
 
-TEST(spawn, locks_events_semaphores_and_conditions_reach_the_child_as_themselves) {
+TEST_P(clean_start, locks_events_semaphores_and_conditions_reach_the_child_as_themselves) {
   mp::event started;
   mp::lock held;
   mp::semaphore done(0);
   mp::condition changed;
   held.lock();
-  mp::process p(mp::process_options{.method = mp::start_method::spawn}, use_the_primitives, started,
-                held, done, changed);
+  mp::process p(mp::process_options{.method = GetParam()}, use_the_primitives, started, held, done,
+                changed);
   p.start();
   EXPECT_TRUE(started.wait(mp::testing::scaled(30s)));
   EXPECT_EQ(done.get_value(), 0U);  // the child waits for our lock
@@ -143,8 +165,8 @@ TEST(spawn, locks_events_semaphores_and_conditions_reach_the_child_as_themselves
   EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST(spawn, a_queue_reaches_the_child_as_itself) {
-  auto ctx = mp::get_context(mp::start_method::spawn);
+TEST_P(clean_start, a_queue_reaches_the_child_as_itself) {
+  auto ctx = mp::get_context(GetParam());
   mp::queue<std::string> q;
   mp::process p = ctx.process(put_hello, q);
   p.start();
@@ -153,12 +175,11 @@ TEST(spawn, a_queue_reaches_the_child_as_itself) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
-TEST(spawn, shared_values_and_arrays_reach_the_child_as_themselves) {
+TEST_P(clean_start, shared_values_and_arrays_reach_the_child_as_themselves) {
   mp::shared_value<double> num(0.0);
   mp::shared_array<int> arr(std::views::iota(0, 10));
   mp::raw_value<long> counted(0);
-  mp::process p(mp::process_options{.method = mp::start_method::spawn}, set_pi_and_negate, num, arr,
-                counted);
+  mp::process p(mp::process_options{.method = GetParam()}, set_pi_and_negate, num, arr, counted);
   p.start();
   p.join();
   EXPECT_EQ(p.exitcode(), 0);
@@ -167,20 +188,20 @@ TEST(spawn, shared_values_and_arrays_reach_the_child_as_themselves) {
   EXPECT_EQ(counted.get(), 1);
 }
 
-TEST(spawn, an_exception_in_the_child_ends_it_with_1) {
-  mp::process p = mp::get_context(mp::start_method::spawn).process(throws_in_child);
+TEST_P(clean_start, an_exception_in_the_child_ends_it_with_1) {
+  mp::process p = mp::get_context(GetParam()).process(throws_in_child);
   p.start();
   p.join();
   EXPECT_EQ(p.exitcode(), 1);
 }
 
-TEST(spawn, a_capturing_lambda_is_refused_saying_why) {
+TEST_P(clean_start, a_capturing_lambda_is_refused_saying_why) {
   int captured = 3;
-  mp::process p(mp::process_options{.method = mp::start_method::spawn},
+  mp::process p(mp::process_options{.method = GetParam()},
                 [captured] { static_cast<void>(captured); });
   try {
     p.start();
-    FAIL() << "start() accepted a capturing lambda under spawn";
+    FAIL() << "start() accepted a capturing lambda under " << mp::to_string(GetParam());
   } catch (const mp::usage_error& e) {
     EXPECT_NE(std::string(e.what()).find("capturing lambda"), std::string::npos) << e.what();
   }
@@ -189,7 +210,7 @@ TEST(spawn, a_capturing_lambda_is_refused_saying_why) {
 // The classic fork hazard: a thread holds a mutex when a child starts. A
 // forked child inherits it locked, by a thread it does not have, and hangs; a
 // spawned child starts clean.
-TEST(spawn, is_immune_to_locks_other_threads_hold_at_fork) {
+TEST_P(clean_start, is_immune_to_locks_other_threads_hold_at_fork) {
   std::promise<void> locked;
   std::promise<void> release;
   std::thread holder([&] {
@@ -201,7 +222,7 @@ TEST(spawn, is_immune_to_locks_other_threads_hold_at_fork) {
 
   mp::process forked(mp::process_options{.method = mp::start_method::fork}, take_the_mutex);
   forked.start();
-  mp::process spawned(mp::process_options{.method = mp::start_method::spawn}, take_the_mutex);
+  mp::process spawned(mp::process_options{.method = GetParam()}, take_the_mutex);
   spawned.start();
 
   EXPECT_TRUE(spawned.join(mp::testing::scaled(30s)));
@@ -214,11 +235,13 @@ TEST(spawn, is_immune_to_locks_other_threads_hold_at_fork) {
   holder.join();
 }
 
-TEST(context, the_default_is_fork_and_both_methods_are_available) {
+TEST(context, the_default_is_fork_and_all_three_methods_are_available) {
   EXPECT_EQ(mp::get_start_method(), mp::start_method::fork);
   EXPECT_EQ(mp::get_all_start_methods(),
-            (std::vector<mp::start_method>{mp::start_method::fork, mp::start_method::spawn}));
+            (std::vector<mp::start_method>{mp::start_method::fork, mp::start_method::spawn,
+                                           mp::start_method::forkserver}));
   EXPECT_EQ(mp::to_string(mp::start_method::spawn), "spawn");
+  EXPECT_EQ(mp::to_string(mp::start_method::forkserver), "forkserver");
   // Fixed on first use: changing it needs force.
   EXPECT_THROW(mp::set_start_method(mp::start_method::spawn), mp::usage_error);
   mp::set_start_method(mp::start_method::spawn, true);
@@ -228,4 +251,238 @@ TEST(context, the_default_is_fork_and_both_methods_are_available) {
   p.join();
   EXPECT_EQ(p.exitcode(), 7);
   mp::set_start_method(mp::start_method::fork, true);
+}
+
+// ---- the fork server -------------------------------------------------------
+
+namespace {
+
+int preloaded = 0;
+void preload_the_answer() {
+  preloaded = 42;
+}
+void exit_with_preloaded() {
+  throw mp::system_exit{preloaded};
+}
+void sleep_for_a_minute() {
+  std::this_thread::sleep_for(60s);
+}
+
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+// Waits for `pid` to be gone (not even a zombie our test could reap).
+bool gone_within(pid_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(limit);
+  while (process_exists(pid)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// The socket directories of fork servers of this user, in $TMPDIR and /tmp.
+std::vector<std::string> forkserver_directories() {
+  std::vector<std::string> found;
+  std::vector<std::string> bases{"/tmp"};
+  if (const char* tmp = std::getenv("TMPDIR"); tmp != nullptr && *tmp != '\0') bases.push_back(tmp);
+  for (const std::string& base : bases) {
+    std::error_code ignored;
+    for (const auto& entry : std::filesystem::directory_iterator(base, ignored)) {
+      if (entry.path().filename().string().rfind("mp-forkserver-", 0) != 0) continue;
+      struct stat info {};
+      if (::stat(entry.path().c_str(), &info) == 0 && info.st_uid == ::getuid())
+        found.push_back(entry.path().string());
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+// Preloading happens once, in the server, before it forks: a child starts
+// with what it left.
+MP_TEST_ROLE(forkserver_preload) {
+  mp::set_forkserver_preload({preload_the_answer});
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with_preloaded);
+  p.start();
+  p.join();
+  return *p.exitcode();
+}
+
+TEST(forkserver, runs_the_preload_functions_before_forking_children) {
+  const auto result = mp::testing::run_role("forkserver_preload");
+  EXPECT_EQ(result.exitcode, 42) << result.err;
+  EXPECT_EQ(preloaded, 0);  // only in the server and its children
+}
+
+// Prints the server's pid and its child's, then dies at once.
+MP_TEST_ROLE(forkserver_parent_killed) {
+  const pid_t server = mp::ensure_forkserver_running();
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, sleep_for_a_minute);
+  p.start();
+  std::printf("%d %d\n", static_cast<int>(server), static_cast<int>(*p.pid()));
+  std::fflush(stdout);
+  ::kill(::getpid(), SIGKILL);
+  return 0;
+}
+
+TEST(forkserver, dies_with_its_parent_and_takes_its_children_along) {
+  const auto result = mp::testing::run_role("forkserver_parent_killed");
+  EXPECT_EQ(result.exitcode, -SIGKILL) << result.err;
+  int server = 0, child = 0;
+  ASSERT_EQ(std::sscanf(result.out.c_str(), "%d %d", &server, &child), 2) << result.out;
+  EXPECT_TRUE(gone_within(server, 30s));
+  EXPECT_TRUE(gone_within(child, 30s));
+}
+
+MP_TEST_ROLE(forkserver_killed) {
+  const pid_t first = mp::ensure_forkserver_running();
+  ::kill(first, SIGKILL);
+  // The next start finds it gone, reaps it and starts another.
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                std::vector<int>{2, 3}, std::string("5"), 42);
+  p.start();
+  p.join();
+  if (mp::ensure_forkserver_running() == first) return 2;
+  return *p.exitcode();
+}
+
+TEST(forkserver, a_killed_server_is_replaced_on_next_use) {
+  const auto result = mp::testing::run_role("forkserver_killed");
+  EXPECT_EQ(result.exitcode, 7) << result.err;
+}
+
+TEST(forkserver, its_socket_is_private_and_answers_only_its_parent) {
+  const pid_t server = mp::ensure_forkserver_running();
+  const std::vector<std::string> directories = forkserver_directories();
+  ASSERT_FALSE(directories.empty());
+  for (const std::string& directory : directories) {
+    struct stat info {};
+    ASSERT_EQ(::stat(directory.c_str(), &info), 0);
+    EXPECT_EQ(info.st_mode & 0777, 0700U) << directory;
+    if (::stat((directory + "/socket").c_str(), &info) == 0) {
+      EXPECT_TRUE(S_ISSOCK(info.st_mode)) << directory;
+      EXPECT_EQ(info.st_mode & 0777, 0600U) << directory;
+    }
+  }
+  // Another process of ours (so same uid and permissions) is not its parent:
+  // every server hangs up on it without starting anything.
+  mp::process stranger(
+      mp::process_options{.method = mp::start_method::fork},
+      [](std::vector<std::string> paths) {
+        for (const std::string& directory : paths) {
+          const std::string path = directory + "/socket";
+          const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+          sockaddr_un address{};
+          address.sun_family = AF_UNIX;
+          std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+          if (::connect(s, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+            ::close(s);
+            continue;  // a server that ended meanwhile
+          }
+          const char request[] = "start something";
+          static_cast<void>(::send(s, request, sizeof request, MSG_NOSIGNAL));
+          ::shutdown(s, SHUT_WR);
+          char reply[16];
+          const ssize_t n = ::recv(s, reply, sizeof reply, 0);
+          ::close(s);
+          if (n > 0) throw mp::system_exit{3};  // it answered a stranger
+        }
+      },
+      directories);
+  stranger.start();
+  stranger.join();
+  EXPECT_EQ(stranger.exitcode(), 0);
+  // And it still serves us.
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                std::vector<int>{1}, std::string("1"), 42);
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 7);
+  EXPECT_EQ(mp::ensure_forkserver_running(), server);
+}
+
+TEST(forkserver, its_children_are_ours_and_report_signals_like_any_child) {
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, sleep_for_a_minute);
+  p.start();
+  const auto children = mp::active_children();
+  EXPECT_EQ(children.size(), 1U);
+  EXPECT_TRUE(p.is_alive());
+  EXPECT_NE(p.pid(), std::optional<pid_t>(mp::ensure_forkserver_running()));
+  EXPECT_FALSE(p.join(10ms));
+  p.terminate();
+  EXPECT_TRUE(p.join(mp::testing::scaled(30s)));
+  EXPECT_EQ(p.exitcode(), -SIGTERM);
+  EXPECT_TRUE(mp::active_children().empty());
+}
+
+// A start message from another build of the program (its hook's build-id
+// differs) is refused before anything in it runs.
+TEST(spawn, a_message_from_another_build_is_reported_and_never_run) {
+  mp::detail::spawn_message message;
+  message.hook.build_id.fill(0xab);
+  message.hook.build_id_size = 20;
+  message.name = "from-elsewhere";
+  message.call = {std::byte{1}, std::byte{2}};
+  const auto encoded = mp::encode(message);
+
+  int start[2], err[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, start), 0);
+  ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_adddup2(&actions, start[1], 3);
+  ::posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  std::string marker = "MP_SPAWN_FD=3";
+  std::vector<char*> env{marker.data(), nullptr};
+  char program[] = "/proc/self/exe";
+  char* argv[] = {program, nullptr};
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, program, &actions, nullptr, argv, env.data());
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::close(start[1]);
+  ::close(err[1]);
+  ASSERT_EQ(rc, 0);
+  EXPECT_EQ(::send(start[0], encoded.data(), encoded.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(encoded.size()));
+  ::close(start[0]);
+  std::string said;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(err[0], chunk, sizeof chunk)) > 0;)
+    said.append(chunk, static_cast<std::size_t>(n));
+  ::close(err[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_NE(said.find("different build"), std::string::npos) << said;
+}
+
+namespace {
+int twice(int x) {
+  return 2 * x;
+}
+void put_twice(mp::queue<int> q, int x) {
+  q.put(2 * x);
+}
+}  // namespace
+
+// Python's ctx.Pool(), ctx.Queue(), ctx.Process(): the context's factories.
+TEST(context, makes_pools_executors_queues_and_processes_of_its_method) {
+  const auto ctx = mp::get_context(mp::start_method::forkserver);
+  mp::pool p = ctx.pool({.processes = 1});
+  EXPECT_EQ(p.apply(twice, 21), 42);
+  mp::process_pool_executor ex = ctx.process_pool_executor({.max_workers = 1});
+  EXPECT_EQ(ex.submit(twice, 4).result(), 8);
+  auto q = ctx.queue<int>();
+  mp::process child = ctx.process(put_twice, q, 5);
+  child.start();
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)), 10);
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+  auto lock = ctx.lock();
+  EXPECT_TRUE(lock.try_lock());
+  lock.unlock();
 }

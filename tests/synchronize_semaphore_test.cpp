@@ -251,18 +251,20 @@ TEST(semaphore, never_admits_more_holders_than_its_value_across_processes) {
   constexpr int processes = 4, iterations = 2000;
   std::vector<mp::process> workers;
   for (int i = 0; i < processes; ++i)
-    workers.emplace_back([sem, shared]() mutable {
-      for (int n = 0; n < iterations; ++n) {
-        std::scoped_lock guard(sem);
-        const int now = shared->holders.fetch_add(1) + 1;
-        int most = shared->most.load();
-        while (now > most && !shared->most.compare_exchange_weak(most, now)) {
-        }
-        shared->entries.fetch_add(1);
-        if (n % 16 == 0) std::this_thread::yield();  // let others pile up
-        shared->holders.fetch_sub(1);
-      }
-    });
+    workers.emplace_back(
+        [](mp::semaphore admits, mp::detail::shared_object<counters> seen) {
+          for (int n = 0; n < iterations; ++n) {
+            std::scoped_lock guard(admits);
+            const int now = seen->holders.fetch_add(1) + 1;
+            int most = seen->most.load();
+            while (now > most && !seen->most.compare_exchange_weak(most, now)) {
+            }
+            seen->entries.fetch_add(1);
+            if (n % 16 == 0) std::this_thread::yield();  // let others pile up
+            seen->holders.fetch_sub(1);
+          }
+        },
+        sem, shared);
   for (auto& w : workers) w.start();
   for (auto& w : workers) {
     w.join();
@@ -397,10 +399,11 @@ TEST(event, what_happens_before_set_is_visible_after_wait) {
   };
   mp::event e;
   auto shared = mp::detail::shared_object<data>::make(data{0});
-  mp::process child{[e, shared]() mutable {
-    shared->value = 42;  // not atomic: only the event orders it
-    e.set();
-  }};
+  mp::process child{[](mp::event done, mp::detail::shared_object<data> written) {
+                      written->value = 42;  // not atomic: only the event orders it
+                      done.set();
+                    },
+                    e, shared};
   child.start();
   EXPECT_TRUE(e.wait(mp::testing::scaled(30s)));
   EXPECT_EQ(shared->value, 42);
@@ -414,10 +417,11 @@ TEST(barrier, three_processes_get_each_index_once_per_cycle_and_the_last_runs_th
     std::atomic<int> misplaced_actions;
   };
   auto shared = mp::detail::shared_object<counters>::make();
-  mp::barrier b(3, [shared] {
-    shared->actions.fetch_add(1);
-    shared->action_pid.store(static_cast<int>(::getpid()));
-  });
+  mp::barrier b(3, {[](mp::detail::shared_object<counters> seen) {
+                      seen->actions.fetch_add(1);
+                      seen->action_pid.store(static_cast<int>(::getpid()));
+                    },
+                    shared});
   EXPECT_EQ(b.parties(), 3U);
   constexpr int cycles = 200;
   std::vector<mp::connection> readers;
@@ -425,19 +429,20 @@ TEST(barrier, three_processes_get_each_index_once_per_cycle_and_the_last_runs_th
   for (int i = 0; i < 3; ++i) {
     auto [reader, writer] = mp::pipe(false);
     children.emplace_back(
-        [shared](mp::barrier shared_barrier, mp::connection out) {
+        [](mp::barrier shared_barrier, mp::detail::shared_object<counters> seen,
+           mp::connection out) {
           std::vector<unsigned> indices;
           for (int c = 0; c < cycles; ++c) {
             const unsigned index = shared_barrier.wait(mp::testing::scaled(30s));
             // The next action needs this process to arrive again, so the
             // last one is still ours.
-            if (index == 2 && shared->action_pid.load() != static_cast<int>(::getpid()))
-              shared->misplaced_actions.fetch_add(1);
+            if (index == 2 && seen->action_pid.load() != static_cast<int>(::getpid()))
+              seen->misplaced_actions.fetch_add(1);
             indices.push_back(index);
           }
           out.send(indices);
         },
-        b, std::move(writer));
+        b, shared, std::move(writer));
     children.back().start();
     readers.push_back(std::move(reader));
   }

@@ -170,7 +170,8 @@ class future {
 struct executor_options {
   /// 0: mp::cpu_count(), as Python's None.
   unsigned max_workers = 0;
-  std::function<void()> initializer;
+  /// Python's initializer and initargs: `{init, args...}` (see mp::bound_call).
+  bound_call initializer;
   /// Python's max_tasks_per_child; 0: no limit.
   unsigned max_tasks_per_child = 0;
   /// How the workers start (Python's mp_context); unset: mp::get_start_method().

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "mp/bound_call.hpp"
 #include "mp/detail/code_identity.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
@@ -57,15 +58,14 @@ class MP_EXPORT worker_died : public process_error {
 struct pool_options {
   /// Worker processes; 0: mp::cpu_count(), as Python's None.
   unsigned processes = 0;
-  /// Runs in each worker before its first task (Python's initializer with its
-  /// initargs: bind them into the function). Workers are forked, so any
-  /// callable works. If it throws, the worker exits and is replaced.
-  std::function<void()> initializer;
+  /// Runs in each worker before its first task (Python's initializer and
+  /// initargs: `{init, args...}`). If it throws, the worker exits and is
+  /// replaced. Under spawn or forkserver it must be portable (see bound_call).
+  bound_call initializer;
   /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
   unsigned maxtasksperchild = 0;
   /// How the workers start (Python's context= argument); unset:
-  /// mp::get_start_method(). Under spawn the initializer must be empty (for
-  /// now), or the pool throws mp::usage_error.
+  /// mp::get_start_method().
   std::optional<start_method> method;
 };
 

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -50,6 +51,10 @@ enum class start_method {
   /// A fresh run of this program that runs only the target: no copied threads
   /// or locks, but the callable and its arguments must be encodable.
   spawn,
+  /// A copy of the fork server, a clean single-threaded run of this program
+  /// started on first use: as safe as spawn and nearly as fast as fork; the
+  /// callable and its arguments must be encodable.
+  forkserver,
 };
 
 /// Python's Process keyword arguments (`name`, `daemon`) and mp's destroy policy.
@@ -274,6 +279,19 @@ MP_EXPORT std::vector<process_handle> active_children();
 /// The start method of processes whose options name none: fork unless
 /// set_start_method chose another.
 MP_EXPORT start_method get_start_method();
+
+/// "fork", "spawn" or "forkserver", as Python names them.
+MP_EXPORT std::string_view to_string(start_method method) noexcept;
+
+/// Python's set_start_method: the method of processes whose options name none.
+/// As in Python, the default is fixed on first use (get_start_method(), or a
+/// process started without a method), and changing it afterwards needs
+/// `force`; otherwise mp::usage_error.
+MP_EXPORT void set_start_method(start_method method, bool force = false);
+
+/// Python's get_all_start_methods(): the methods this platform has, the
+/// default first.
+MP_EXPORT std::vector<start_method> get_all_start_methods();
 
 /// The number of CPUs this process may use: its affinity mask, limited by a
 /// cgroup CPU quota. Python's os.cpu_count() counts the machine's CPUs, and

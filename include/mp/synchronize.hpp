@@ -32,6 +32,7 @@
 #include <optional>
 #include <variant>
 
+#include "mp/bound_call.hpp"
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
@@ -346,7 +347,7 @@ class MP_EXPORT barrier {
  public:
   /// `timeout` is the default for wait(). Throws mp::usage_error unless
   /// 1 <= parties <= 2^29 - 1.
-  explicit barrier(unsigned parties, std::function<void()> action = {},
+  explicit barrier(unsigned parties, bound_call action = {},
                    std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
   /// Arrives and blocks until `parties` processes or threads have arrived, or
@@ -369,9 +370,33 @@ class MP_EXPORT barrier {
   unsigned n_waiting() const;
   unsigned parties() const;
 
+  /// The codec's form: the barrier's shared memory travels as a descriptor,
+  /// so a barrier passed to a spawned child is the same barrier. Its action
+  /// travels if it is portable (see bound_call); otherwise encoding throws
+  /// mp::usage_error.
+  template <class Archive>
+  void save(Archive& archive) const {
+    if constexpr (std::same_as<Archive, detail::output_archive>)
+      if (action_ && !action_.portable())
+        throw usage_error(
+            "a barrier's action cannot travel to another process: it captures state or takes "
+            "arguments the codec cannot encode; use a function or capture-less lambda");
+    const std::int64_t timeout = timeout_ ? timeout_->count() : -1;
+    archive(state_, action_, timeout);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::int64_t timeout = -1;
+    archive(state_, action_, timeout);
+    timeout_.reset();
+    if (timeout >= 0) timeout_ = std::chrono::nanoseconds(timeout);
+  }
+  /// For the codec only: a barrier to load into.
+  barrier() = default;
+
  private:
   detail::shared_object<detail::barrier_state> state_;
-  std::function<void()> action_;
+  bound_call action_;
   std::optional<std::chrono::nanoseconds> timeout_;
 };
 

@@ -57,6 +57,13 @@ bool pidfd_signal(int pidfd, int signal);
 /// number), or nullopt if it is still running. `block` waits for the end.
 std::optional<int> reap(int pidfd, bool block);
 
+/// Reads until `size` bytes or the end of the stream; returns how many it
+/// read. Throws on error.
+std::size_t read_full(int fd, void* data, std::size_t size);
+/// Writes all `size` bytes; false if the reader is gone (EPIPE). Throws on
+/// other errors.
+bool write_full(int fd, const void* data, std::size_t size);
+
 /// A connected pair of CLOEXEC Unix stream sockets.
 std::pair<unique_fd, unique_fd> socket_pair();
 

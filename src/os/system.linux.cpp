@@ -75,6 +75,29 @@ std::optional<int> reap(int pidfd, bool block) {
   return -info.si_status;
 }
 
+std::size_t read_full(int fd, void* data, std::size_t size) {
+  auto* at = static_cast<char*>(data);
+  std::size_t done = 0;
+  while (done < size) {
+    const ssize_t n = check("read", [&] { return ::read(fd, at + done, size - done); });
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+bool write_full(int fd, const void* data, std::size_t size) {
+  const auto* at = static_cast<const char*>(data);
+  while (size != 0) {
+    const ssize_t n = retry([&] { return ::write(fd, at, size); });
+    if (n < 0 && errno == EPIPE) return false;
+    if (n < 0) throw_errno("write");
+    at += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
 std::pair<unique_fd, unique_fd> socket_pair() {
   int fds[2];
   check("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); });

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// The start message of a spawned child (src/spawn.cpp): what the parent sends
-// over the child's start descriptor before anything else. Here so that the
-// fuzz target can decode it as the child does.
+// The start message of a process that does not begin as a fork of its parent
+// (src/spawn.cpp, src/forkserver.cpp): what the parent sends before anything
+// else, to a spawned child, to the fork server it starts, or through the fork
+// server to a child. Here so that the fuzz target can decode it as they do.
 #pragma once
 
 #include <cstddef>
@@ -14,16 +15,24 @@
 namespace mp::detail {
 
 struct spawn_message {
+  enum class role : std::uint8_t { process, forkserver };
+
   code_ref hook;  // the parent's start hook: the child's own must have the same build-id
+  role what = role::process;
   std::string name;
   bool daemon = false;
   std::vector<unsigned> identity;
   std::string parent_name;
   std::int32_t parent_pid = 0;
-  std::vector<std::byte> call;  // encoded by encode_call, descriptors beside it
+  std::int8_t start_method = -1;  // the parent's default, if it fixed one
+  std::uint64_t signal_mask = 0;  // signals 1 to 64 blocked in the caller
+  std::vector<std::byte> call;    // encoded by encode_call, descriptors beside it
+  std::vector<code_ref> preload;  // forkserver: functions to run before serving
+  std::string socket_path;        // forkserver: its listening socket, removed when it ends
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(hook, name, daemon, identity, parent_name, parent_pid, call);
+    archive(hook, what, name, daemon, identity, parent_name, parent_pid, start_method, signal_mask,
+            call, preload, socket_path);
   }
 };
 

@@ -1,13 +1,30 @@
 // SPDX-License-Identifier: MIT
 // test_main(): the shared main() of mp's test binaries, which either runs a child role or runs
 // the GoogleTest suites under the resource guard and the watchdog.
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
+
+#include "mp/context.hpp"
 
 #include "internal.hpp"
 
 namespace mp::testing {
 
+start_method suite_start_method() {
+  static const start_method method = [] {
+    const char* name = std::getenv("MP_TEST_START_METHOD");
+    if (name == nullptr || *name == '\0') return start_method::fork;
+    for (const start_method m : mp::get_all_start_methods())
+      if (mp::to_string(m) == name) return m;
+    std::fprintf(stderr, "mp::testing: MP_TEST_START_METHOD=%s names no start method\n", name);
+    std::exit(2);
+  }();
+  return method;
+}
+
 int test_main(int argc, char** argv) {
+  mp::set_start_method(suite_start_method());
   constexpr std::string_view role_flag = "--mp-test-role=";
   if (argc >= 2 && std::string_view(argv[1]).starts_with(role_flag)) {
     return detail::run_role_main(
@@ -20,6 +37,9 @@ int test_main(int argc, char** argv) {
   // explicit --gtest_death_test_style still wins.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   ::testing::InitGoogleTest(&argc, argv);
+  // The fork server lives as long as the process: started before the first test, so that no
+  // test sees it as a child it left behind.
+  exempt_child(mp::ensure_forkserver_running());
 
   detail::watchdog dog;
   auto timer = std::make_unique<detail::watchdog_listener>(dog);

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mp/process.hpp"
+
 // Inside this namespace `testing` means mp::testing: spell GoogleTest's as `::testing`.
 namespace mp::testing {
 
@@ -82,6 +84,12 @@ void exempt_fd(int fd);
 /// Same for a /dev/shm entry, named as in shm_entries(). Thread-safe.
 void exempt_shm(std::string name);
 
+/// The default start method of this run of the suite: the environment variable
+/// MP_TEST_START_METHOD ("fork", "spawn" or "forkserver"; fork when unset), which test_main()
+/// passes to mp::set_start_method before anything runs. CTest runs the suites of processes,
+/// connections, queues, synchronization and pools once under each method.
+mp::start_method suite_start_method();
+
 /// The body of every test binary's main(): runs a role if argv[1] is `--mp-test-role=<name>`,
 /// otherwise runs the GoogleTest suites with the resource guard and the watchdog installed.
 int test_main(int argc, char** argv);
@@ -91,6 +99,12 @@ int test_main(int argc, char** argv);
 /// Defines a child role `name` that run_role("name") can run; use at namespace scope in a test
 /// file, followed by the body, which sees `std::span<char* const> args` and returns the exit
 /// status:  MP_TEST_ROLE(echo) { std::puts(args[0]); return 0; }
+/// Skips the rest of a test unless the suite runs under fork, saying why: for what only fork
+/// can do, such as a target that captures by reference or memory copied into the child.
+#define MP_FORK_ONLY(why)                                              \
+  if (::mp::testing::suite_start_method() != ::mp::start_method::fork) \
+  GTEST_SKIP() << "fork only: " << (why)
+
 #define MP_TEST_ROLE(name)                                                          \
   static int mp_test_role_##name(std::span<char* const> args);                      \
   static const ::mp::testing::detail::role_registrar mp_test_role_registrar_##name{ \

@@ -1,0 +1,424 @@
+// SPDX-License-Identifier: MIT
+// The forkserver start method. On first use a process spawns its fork server:
+// a fresh run of this program (see src/spawn.cpp) that runs the static
+// initializers and the preload functions, then, single-threaded, forks a
+// child for each request. So a child never copies its parent's threads or the
+// locks they held, and starts nearly as fast as a fork.
+//
+// The rendezvous is Python's: the parent binds a Unix socket in a directory of
+// its own (mode 0700, the socket 0600; never an abstract socket, which anyone
+// on the host may connect to: CVE-2022-42919) and hands the listening socket
+// to the server. The server accepts only connections whose peer credentials
+// (SO_PEERCRED) name its parent and our uid. A request is one connection: the
+// start message with the arguments' descriptors; the reply is the child's pid
+// with a pidfd for it and the read end of a pipe on which the server writes
+// its exit code when it reaps it, since only the server can.
+//
+// The server watches its parent through a pidfd: when the parent ends, it
+// removes the socket and its directory and exits, and its children, whose
+// parent-death signal is tied to it, end too, as forked children end with
+// their parent. A forked copy of a process starts a fork server of its own.
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "mp/context.hpp"
+#include "mp/errors.hpp"
+#include "os/system.hpp"
+#include "process_state.hpp"
+#include "spawn.hpp"
+
+namespace mp {
+namespace detail {
+namespace {
+
+[[noreturn]] void die(const char* message) {
+  std::fputs(message, stderr);
+  ::_exit(1);
+}
+
+/// This process's side: its server, if it started one. The server is our
+/// child, so its pid stays its own until we reap it; no descriptor is kept.
+struct forkserver_client {
+  std::mutex mutex;
+  pid_t owner = 0;   // the process that started the server; a forked copy starts its own
+  pid_t server = 0;  // 0: none
+  std::string path;
+  std::vector<code_ref> preload;
+};
+
+forkserver_client& client() {
+  // Never destroyed: used at exit. Held across fork, so that a forked copy
+  // never inherits it locked by a thread it does not have.
+  static forkserver_client* instance = [] {
+    auto* c = new forkserver_client;
+    ::pthread_atfork([] { client().mutex.lock(); }, [] { client().mutex.unlock(); },
+                     [] { client().mutex.unlock(); });
+    return c;
+  }();
+  return *instance;
+}
+
+sockaddr_un address_of(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path)
+    throw process_error("the fork server's socket path is too long: " + path);
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
+
+std::string directory_of(const std::string& path) {
+  return path.substr(0, path.rfind('/'));
+}
+
+/// A private directory for the socket: $TMPDIR if its path is short enough.
+std::string make_socket_directory() {
+  std::string base = "/tmp";
+  if (const char* tmp = std::getenv("TMPDIR");
+      tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 64)
+    base = tmp;
+  std::string pattern = base + "/mp-forkserver-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    pattern = "/tmp/mp-forkserver-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) os::throw_errno("mkdtemp");
+  }
+  return pattern;  // mkdtemp makes it 0700
+}
+
+/// Under the client's mutex: starts the server (the caller checked it is not
+/// running). Takes no other lock: fork takes ours while holding the runtime's.
+void start_server(forkserver_client& c, const std::string& parent_name) {
+  const std::string directory = make_socket_directory();
+  const std::string path = directory + "/socket";
+  unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  try {
+    if (!listener) os::throw_errno("socket");
+    const sockaddr_un address = address_of(path);
+    if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+      os::throw_errno("bind");
+    if (::chmod(path.c_str(), 0600) != 0) os::throw_errno("chmod");
+    if (::listen(listener.get(), SOMAXCONN) != 0) os::throw_errno("listen");
+  } catch (...) {
+    ::unlink(path.c_str());
+    ::rmdir(directory.c_str());
+    throw;
+  }
+
+  spawn_message message;
+  message.hook = code_ref_of(reinterpret_cast<const void*>(&forkserver_main));
+  message.what = spawn_message::role::forkserver;
+  message.name = "ForkServer";
+  message.parent_name = parent_name;
+  message.parent_pid = ::getpid();
+  message.preload = c.preload;
+  message.socket_path = path;
+  const bytes encoded = mp::encode(message);
+
+  sigset_t none;
+  ::sigemptyset(&none);
+  auto [ours, theirs] = os::socket_pair();
+  pid_t pid = 0;
+  try {
+    pid = spawn_program(theirs.get(), none);
+  } catch (...) {
+    ::unlink(path.c_str());
+    ::rmdir(directory.c_str());
+    throw;
+  }
+  theirs.reset();
+  if (!send_with_fds(ours.get(), encoded, {listener.get()})) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::unlink(path.c_str());
+    ::rmdir(directory.c_str());
+    throw process_error("the fork server ended before it started");
+  }
+  c.owner = ::getpid();
+  c.server = pid;
+  c.path = path;
+}
+
+/// Under the client's mutex: forgets a server that ended, reaping it; with
+/// `block`, first waits a while for its end (it is known to be ending).
+void forget_ended_server(forkserver_client& c, bool block) {
+  if (c.owner != ::getpid()) {
+    c.server = 0;  // our parent's: not ours to use
+    return;
+  }
+  if (c.server == 0) return;
+  if (block) {
+    // It is known to be ending; a server that is not (it never hangs up on
+    // us otherwise) is left alone after a while rather than waited for.
+    try {
+      const unique_fd pidfd = os::pidfd_open(c.server);
+      os::wait_readable(pidfd.get(), std::chrono::seconds(10));
+    } catch (const std::system_error&) {
+    }
+  }
+  if (os::retry([&] { return ::waitpid(c.server, nullptr, WNOHANG); }) == 0) return;
+  ::unlink(c.path.c_str());
+  ::rmdir(directory_of(c.path).c_str());
+  c.server = 0;
+}
+
+/// Under the client's mutex: the server's socket path, starting the server if
+/// this process has none or it ended.
+const std::string& ensure_running_locked(forkserver_client& c, const std::string& parent_name) {
+  forget_ended_server(c, false);
+  if (c.server == 0) start_server(c, parent_name);
+  return c.path;
+}
+
+/// One connection to the server, carrying one request.
+unique_fd connect_to(const std::string& path) {
+  unique_fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!socket) os::throw_errno("socket");
+  const sockaddr_un address = address_of(path);
+  if (os::retry([&] {
+        return ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+      }) != 0)
+    return {};
+  return socket;
+}
+
+// ---- the server ----------------------------------------------------------
+
+struct server_state {
+  unique_fd listener;
+  unique_fd parent_pidfd;
+  unique_fd signals;                      // SIGCHLD, through a signalfd
+  std::map<pid_t, unique_fd> exit_pipes;  // each live child's: where its exit code goes
+  pid_t parent = 0;
+  std::string path;
+};
+
+void remove_socket(const server_state& s) {
+  ::unlink(s.path.c_str());
+  ::rmdir(directory_of(s.path).c_str());
+}
+
+/// Reaps every child that ended and writes its exit code (Python's: negative
+/// for a signal) to its pipe.
+void reap_children(server_state& s) {
+  signalfd_siginfo info;
+  while (::read(s.signals.get(), &info, sizeof info) > 0) {
+  }
+  for (;;) {
+    int wstatus = 0;
+    const pid_t pid = ::waitpid(-1, &wstatus, WNOHANG);
+    if (pid <= 0) return;
+    const auto pipe = s.exit_pipes.find(pid);
+    if (pipe == s.exit_pipes.end()) continue;
+    const std::int32_t code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -WTERMSIG(wstatus);
+    static_cast<void>(os::write_full(pipe->second.get(), &code, sizeof code));
+    s.exit_pipes.erase(pipe);
+  }
+}
+
+/// The forked child's side of a request: drop the server's descriptors and
+/// become the process the message describes.
+[[noreturn]] void become_child(server_state& s, unique_fd connection,
+                               const std::vector<std::byte>& bytes, handle_source& handles,
+                               pid_t server) {
+  s.listener.reset();
+  s.signals.reset();
+  s.exit_pipes.clear();
+  connection.reset();
+  ::signal(SIGINT, SIG_DFL);
+  ::signal(SIGPIPE, SIG_DFL);
+  spawn_message message;
+  try {
+    decode_into(bytes, message);
+  } catch (...) {
+    die("mp: a fork server's child got a start message that does not decode; the task was not "
+        "run\n");
+  }
+  run_start_message(message, handles, server, std::move(s.parent_pidfd));
+}
+
+/// Serves one connection: checks who it is, forks the child, replies.
+void serve(server_state& s, unique_fd connection) {
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (::getsockopt(connection.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 ||
+      peer.pid != s.parent || peer.uid != ::getuid())
+    return;  // only our parent may ask
+  std::vector<std::byte> bytes;
+  handle_source handles;
+  if (!receive_all(connection.get(), bytes, handles) || bytes.empty()) return;
+
+  int ends[2];
+  std::int32_t reply = 0;
+  std::vector<int> reply_fds;
+  unique_fd exit_read, exit_write, pidfd;
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    reply = -errno;
+  } else {
+    exit_read = unique_fd(ends[0]);
+    exit_write = unique_fd(ends[1]);
+    const pid_t server = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      exit_read.reset();
+      exit_write.reset();
+      become_child(s, std::move(connection), bytes, handles, server);
+    }
+    if (pid < 0) {
+      reply = -errno;
+    } else {
+      reply = pid;
+      // Ours until we reap it, so the pidfd cannot name another process.
+      try {
+        pidfd = os::pidfd_open(pid);
+      } catch (const std::system_error& e) {
+        ::kill(pid, SIGKILL);
+        reply = -e.code().value();
+      }
+      s.exit_pipes.emplace(pid, std::move(exit_write));
+      reply_fds = {pidfd.get(), exit_read.get()};
+    }
+  }
+  if (reply < 0) reply_fds.clear();
+  static_cast<void>(send_with_fds(
+      connection.get(), {reinterpret_cast<const std::byte*>(&reply), sizeof reply}, reply_fds));
+}
+
+}  // namespace
+
+[[noreturn]] void forkserver_main(spawn_message& message, handle_source& handles) {
+  server_state s;
+  s.parent = message.parent_pid;
+  s.path = message.socket_path;
+  if (handles.fds.size() != 1) die("mp: the fork server got no listening socket\n");
+  s.listener = std::move(handles.fds[0]);
+  s.parent_pidfd = open_parent_pidfd(s.parent);
+  if (!s.parent_pidfd) {
+    remove_socket(s);
+    ::_exit(0);
+  }
+  // Python's server ignores SIGINT, so that ^C reaches the parent, which
+  // decides; its children restore it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  if (const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    ::close(null);
+  }
+  sigset_t child_signal;
+  ::sigemptyset(&child_signal);
+  ::sigaddset(&child_signal, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &child_signal, nullptr);
+  s.signals = unique_fd(::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!s.signals) die("mp: the fork server could not watch its children\n");
+
+  for (const code_ref& ref : message.preload) {
+    try {
+      reinterpret_cast<void (*)()>(const_cast<void*>(resolve(ref)))();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mp: a fork server preload function threw: %s\n", e.what());
+    } catch (...) {
+      std::fputs("mp: a fork server preload function threw\n", stderr);
+    }
+  }
+
+  for (;;) {
+    pollfd watched[3] = {{s.parent_pidfd.get(), POLLIN, 0},
+                         {s.signals.get(), POLLIN, 0},
+                         {s.listener.get(), POLLIN, 0}};
+    if (::poll(watched, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (watched[0].revents != 0) break;  // the parent ended
+    if (watched[1].revents != 0) reap_children(s);
+    if (watched[2].revents != 0) {
+      unique_fd connection(::accept4(s.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (connection) serve(s, std::move(connection));
+    }
+  }
+  remove_socket(s);
+  ::_exit(0);
+}
+
+void start_forkserver(target& work, const std::shared_ptr<process_state>& child) {
+  spawn_message message = start_message_for(*child);
+  handle_sink handles;
+  encode_target(work, message, handles);
+  const bytes encoded = mp::encode(message);
+
+  // A server that ends during a request (killed, say) closes the connection
+  // unanswered, and any child it forked dies with it: ask its successor.
+  forkserver_client& c = client();
+  std::vector<std::byte> reply;
+  handle_source reply_fds;
+  for (int attempt = 0; attempt < 2 && reply.empty(); ++attempt) {
+    std::string path;
+    {
+      std::lock_guard guard(c.mutex);
+      path = ensure_running_locked(c, message.parent_name);
+    }
+    const unique_fd connection = connect_to(path);
+    reply_fds.fds.clear();
+    if (!connection || !send_with_fds(connection.get(), encoded, handles.fds) ||
+        ::shutdown(connection.get(), SHUT_WR) != 0 ||
+        !receive_all(connection.get(), reply, reply_fds) || reply.empty()) {
+      reply.clear();
+      // Its socket closes only when it ends: reap it, so that the next
+      // attempt starts another.
+      std::lock_guard guard(c.mutex);
+      if (c.path == path) forget_ended_server(c, true);
+    }
+  }
+  if (reply.size() != sizeof(std::int32_t))
+    throw process_error("the fork server did not start process '" + child->name + "'");
+  std::int32_t pid = 0;
+  std::memcpy(&pid, reply.data(), sizeof pid);
+  if (pid < 0)
+    throw std::system_error(-pid, std::system_category(),
+                            "the fork server could not fork process '" + child->name + "'");
+  if (reply_fds.fds.size() != 2)
+    throw process_error("the fork server's reply for process '" + child->name +
+                        "' lacks its descriptors");
+  adopt_child(child, pid, std::move(reply_fds.fds[0]), std::move(reply_fds.fds[1]));
+}
+
+}  // namespace detail
+
+pid_t ensure_forkserver_running() {
+  const std::string name = current_process().name();
+  detail::forkserver_client& c = detail::client();
+  std::lock_guard guard(c.mutex);
+  detail::ensure_running_locked(c, name);
+  return c.server;
+}
+
+void set_forkserver_preload(std::vector<void (*)()> functions) {
+  std::vector<detail::code_ref> refs;
+  refs.reserve(functions.size());
+  for (void (*f)() : functions)
+    refs.push_back(detail::code_ref_of(reinterpret_cast<const void*>(f)));
+  detail::forkserver_client& c = detail::client();
+  std::lock_guard guard(c.mutex);
+  c.preload = std::move(refs);
+}
+
+}  // namespace mp
