@@ -2,6 +2,8 @@
 // The mp side of the side-by-side scenarios; mirrors floor/floor.c mode by mode.
 // Usage: mp_side <mode> [rounds]
 //   spawn            mp::process start() + join() of a trivial target; median µs
+//   forkserver-method  the same under the forkserver start method (the server
+//                    starts in the warm-up rounds)
 //   spawn-method     the same under the spawn start method: the child is a fresh
 //                    run of mp_side, caught before main
 //   noop             exits at once (what the floor's exec-side mode runs)
@@ -548,7 +550,8 @@ int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     std::fputs(
         "usage: mp_side "
-        "spawn|spawn-method|noop|pingpong|throughput|throughput-into|lock|increments|event|queue8|"
+        "spawn|spawn-method|forkserver-method|noop|pingpong|throughput|throughput-into|lock|"
+        "increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
         "executor-rt|pool-cpu [rounds]\n",
         stderr);
@@ -565,6 +568,8 @@ int main(int argc, char** argv) {
       result = spawn(rounds, warmup, mp::start_method::fork);
     else if (mode == "spawn-method")
       result = spawn(rounds, warmup, mp::start_method::spawn);
+    else if (mode == "forkserver-method")
+      result = spawn(rounds, warmup, mp::start_method::forkserver);
     else if (mode == "pingpong")
       result = pingpong(rounds, warmup);
     else if (mode == "throughput")

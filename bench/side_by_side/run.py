@@ -105,7 +105,9 @@ class Scenario:
     # of the two processes to settle; 20000 last about a second at Python's speed.
     rounds: int
     targets: tuple = ()  # of Target; none for a reference row
-    floor_mode: str | None = ""  # the mp_floor mode, if not `mode`; None: no floor
+    # The mp_floor mode, if not `mode`; None: no floor; "mp_side:<mode>": mp's own <mode> stands
+    # as the floor (the forkserver target is relative to our fork).
+    floor_mode: str | None = ""
     boost_mode: str | None = None  # the boost_side mode; None: no Boost side
     # Timed rounds of the Python side, where it is so slow that `rounds` would take minutes; it
     # reports a rate, which does not depend on how many items it was measured over.
@@ -156,6 +158,12 @@ SCENARIOS = (
     Scenario("spawn-method: start + join under spawn", "spawn-method", "process_start_spawn.py",
              False, "latency", 200, (Target("mp/floor", "<=", 2), Target("python/mp", ">=", 20)),
              floor_mode="exec-side", python_rounds=50),
+    # The forkserver start method. Floor: mp's own fork start method; the issue's target: within
+    # 2x of it. Python's forkserver start + join is the comparison (28.6 ms in the issue).
+    Scenario("forkserver-method: start + join under forkserver (floor: mp's fork)",
+             "forkserver-method", "process_start_forkserver.py", False, "latency", 500,
+             (Target("mp/floor", "<=", 2), Target("python/mp", ">=", 20, informational=True)),
+             floor_mode="mp_side:spawn", python_rounds=100),
     Scenario("pingpong: 8-byte round trip", "pingpong", "pipe_roundtrip.py", False, "latency",
              20000, PINGPONG_TARGETS),
     Scenario("pingpong: 8-byte round trip, pinned", "pingpong", "pipe_roundtrip.py", True,
@@ -219,6 +227,9 @@ def command(scenario, implementation, args):
     if implementation == "mp":
         return [str(args.build_dir / "bench" / "mp_side"), scenario.mode, rounds]
     if implementation == "floor":
+        if scenario.floor_mode and scenario.floor_mode.startswith("mp_side:"):
+            return [str(args.build_dir / "bench" / "mp_side"),
+                    scenario.floor_mode.removeprefix("mp_side:"), rounds]
         return [str(args.build_dir / "bench" / "mp_floor"), scenario.floor_mode or scenario.mode,
                 rounds]
     if implementation == "boost":
