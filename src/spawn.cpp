@@ -358,8 +358,9 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
   const sigset_t mask = mask_of(message.signal_mask);
 
   auto [ours, theirs] = os::socket_pair();
+  const int child_end = theirs.get();  // clang 14 cannot capture a structured binding
   run_on_forking_thread([&] {
-    const pid_t pid = spawn_program(theirs.get(), mask);
+    const pid_t pid = spawn_program(child_end, mask);
     try {
       adopt_child(child, pid);
     } catch (...) {
