@@ -50,11 +50,6 @@ namespace mp {
 namespace detail {
 namespace {
 
-[[noreturn]] void die(const char* message) {
-  std::fputs(message, stderr);
-  ::_exit(1);
-}
-
 /// This process's side: its server, if it started one. The server is our
 /// child, so its pid stays its own until we reap it; no descriptor is kept.
 struct forkserver_client {
@@ -249,7 +244,8 @@ void reap_children(server_state& s) {
   try {
     decode_into(bytes, message);
   } catch (...) {
-    die("mp: a fork server's child got a start message that does not decode; the task was not "
+    die_before_start(
+        "mp: a fork server's child got a start message that does not decode; the task was not "
         "run\n");
   }
   run_start_message(message, handles, server, std::move(s.parent_pidfd));
@@ -308,7 +304,7 @@ void serve(server_state& s, unique_fd connection) {
   server_state s;
   s.parent = message.parent_pid;
   s.path = message.socket_path;
-  if (handles.fds.size() != 1) die("mp: the fork server got no listening socket\n");
+  if (handles.fds.size() != 1) die_before_start("mp: the fork server got no listening socket\n");
   s.listener = std::move(handles.fds[0]);
   s.parent_pidfd = open_parent_pidfd(s.parent);
   if (!s.parent_pidfd) {
@@ -328,7 +324,7 @@ void serve(server_state& s, unique_fd connection) {
   ::sigaddset(&child_signal, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &child_signal, nullptr);
   s.signals = unique_fd(::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!s.signals) die("mp: the fork server could not watch its children\n");
+  if (!s.signals) die_before_start("mp: the fork server could not watch its children\n");
 
   for (const code_ref& ref : message.preload) {
     try {

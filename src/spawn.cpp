@@ -159,11 +159,6 @@ void run_remaining_initializers(int argc, char** argv, char** envp) {
     (*f)(argc, argv, envp);
 }
 
-[[noreturn]] void die(const char* message) {
-  std::fputs(message, stderr);
-  ::_exit(1);
-}
-
 // A spawned child: everything happens here, before main.
 __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** envp) {
   const char* marker = ::getenv(start_fd_variable);
@@ -173,14 +168,14 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   std::vector<std::byte> bytes;
   handle_source handles;
   if (!receive_all(start_fd, bytes, handles))
-    die("mp: a spawned child could not read its start message\n");
+    die_before_start("mp: a spawned child could not read its start message\n");
   ::close(start_fd);
   if (bytes.empty()) ::_exit(1);  // the parent died before it could send anything
   spawn_message message;
   try {
     decode_into(bytes, message);
   } catch (...) {
-    die("mp: a spawned child's start message does not decode; the task was not run\n");
+    die_before_start("mp: a spawned child's start message does not decode; the task was not run\n");
   }
   bool same_build = false;
   try {
@@ -189,7 +184,8 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   } catch (...) {
   }
   if (!same_build)
-    die("mp: a spawned child is a different build of the program than its parent (their "
+    die_before_start(
+        "mp: a spawned child is a different build of the program than its parent (their "
         "build-ids differ); the task was not run\n");
 
   run_remaining_initializers(argc, argv, envp);
@@ -198,6 +194,11 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
 }
 
 }  // namespace
+
+void die_before_start(const char* message) {
+  std::fputs(message, stderr);
+  ::_exit(1);
+}
 
 bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds) {
   const std::byte* at = data.data();

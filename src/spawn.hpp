@@ -22,6 +22,10 @@ namespace mp::detail {
 // The most descriptors one message carries (the kernel's SCM_MAX_FD).
 inline constexpr std::size_t max_descriptors = 253;
 
+/// Writes `message` to stderr and exits with 1: a spawned child or the fork
+/// server that cannot become what its start message says.
+[[noreturn]] void die_before_start(const char* message);
+
 /// Sends all of `data` on a stream socket, `fds` attached to its first byte.
 /// False if the peer is gone.
 bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds);

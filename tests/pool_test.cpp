@@ -339,13 +339,12 @@ TEST(pool, the_initializer_takes_arguments_and_resources_among_them) {
 }
 
 TEST(pool, an_initializer_that_cannot_travel_is_refused_saying_why) {
+  int captured = 5;
   if (mp::testing::suite_start_method() == mp::start_method::fork) {
-    int captured = 5;
     mp::pool p({.processes = 1, .initializer = [captured] { initialized_value = captured; }});
     EXPECT_EQ(p.apply(read_initialized, 0), 5);  // under fork anything goes
     return;
   }
-  int captured = 5;
   try {
     mp::pool p({.processes = 1, .initializer = [captured] { initialized_value = captured; }});
     FAIL() << "a capturing initializer was accepted under "
