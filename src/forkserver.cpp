@@ -81,8 +81,10 @@ sockaddr_un address_of(const std::string& path) {
   return address;
 }
 
-std::string directory_of(const std::string& path) {
-  return path.substr(0, path.rfind('/'));
+/// Removes the socket at `path` and the private directory that holds it.
+void remove_socket(const std::string& path) {
+  ::unlink(path.c_str());
+  ::rmdir(path.substr(0, path.rfind('/')).c_str());
 }
 
 /// A private directory for the socket: $TMPDIR if its path is short enough.
@@ -99,6 +101,8 @@ std::string make_socket_directory() {
   return pattern;  // mkdtemp makes it 0700
 }
 
+void remove_socket_of_ended_server() noexcept;
+
 /// Under the client's mutex: starts the server (the caller checked it is not
 /// running). Takes no other lock: fork takes ours while holding the runtime's.
 void start_server(forkserver_client& c, const std::string& parent_name) {
@@ -113,8 +117,7 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
     if (::chmod(path.c_str(), 0600) != 0) os::throw_errno("chmod");
     if (::listen(listener.get(), SOMAXCONN) != 0) os::throw_errno("listen");
   } catch (...) {
-    ::unlink(path.c_str());
-    ::rmdir(directory.c_str());
+    remove_socket(path);
     throw;
   }
 
@@ -135,21 +138,21 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
   try {
     pid = spawn_program(theirs.get(), none);
   } catch (...) {
-    ::unlink(path.c_str());
-    ::rmdir(directory.c_str());
+    remove_socket(path);
     throw;
   }
   theirs.reset();
   if (!send_with_fds(ours.get(), encoded, {listener.get()})) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    ::unlink(path.c_str());
-    ::rmdir(directory.c_str());
+    remove_socket(path);
     throw process_error("the fork server ended before it started");
   }
   c.owner = ::getpid();
   c.server = pid;
   c.path = path;
+  static const bool registered = std::atexit(remove_socket_of_ended_server) == 0;
+  static_cast<void>(registered);
 }
 
 /// Under the client's mutex: forgets a server that ended, reaping it; with
@@ -170,9 +173,16 @@ void forget_ended_server(forkserver_client& c, bool block) {
     }
   }
   if (os::retry([&] { return ::waitpid(c.server, nullptr, WNOHANG); }) == 0) return;
-  ::unlink(c.path.c_str());
-  ::rmdir(directory_of(c.path).c_str());
+  remove_socket(c.path);
   c.server = 0;
+}
+
+/// At exit: a server that ended before us (killed, say) could not remove its
+/// socket, so we do. A live one removes it when it sees us end.
+void remove_socket_of_ended_server() noexcept {
+  forkserver_client& c = client();
+  const std::unique_lock guard(c.mutex, std::try_to_lock);
+  if (guard.owns_lock()) forget_ended_server(c, false);
 }
 
 /// Under the client's mutex: the server's socket path, starting the server if
@@ -205,11 +215,6 @@ struct server_state {
   pid_t parent = 0;
   std::string path;
 };
-
-void remove_socket(const server_state& s) {
-  ::unlink(s.path.c_str());
-  ::rmdir(directory_of(s.path).c_str());
-}
 
 /// Reaps every child that ended and writes its exit code (Python's: negative
 /// for a signal) to its pipe.
@@ -308,7 +313,7 @@ void serve(server_state& s, unique_fd connection) {
   s.listener = std::move(handles.fds[0]);
   s.parent_pidfd = open_parent_pidfd(s.parent);
   if (!s.parent_pidfd) {
-    remove_socket(s);
+    remove_socket(s.path);
     ::_exit(0);
   }
   // Python's server ignores SIGINT, so that ^C reaches the parent, which
@@ -351,7 +356,7 @@ void serve(server_state& s, unique_fd connection) {
       if (connection) serve(s, std::move(connection));
     }
   }
-  remove_socket(s);
+  remove_socket(s.path);
   ::_exit(0);
 }
 

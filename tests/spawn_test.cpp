@@ -18,10 +18,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -352,6 +355,54 @@ MP_TEST_ROLE(forkserver_killed) {
 TEST(forkserver, a_killed_server_is_replaced_on_next_use) {
   const auto result = mp::testing::run_role("forkserver_killed");
   EXPECT_EQ(result.exitcode, 7) << result.err;
+}
+
+// The path of the Unix socket `pid` listens on, from its descriptors and
+// /proc/net/unix; empty if none.
+std::string listening_path(pid_t pid) {
+  std::set<std::string> inodes;
+  std::error_code ignored;
+  for (const auto& fd :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ignored)) {
+    const std::string target = std::filesystem::read_symlink(fd.path(), ignored).string();
+    if (target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string num, refs, protocol, flags, type, state, inode, path;
+    if (fields >> num >> refs >> protocol >> flags >> type >> state >> inode >> path &&
+        inodes.contains(inode) && path.rfind('/', 0) == 0)
+      return path;
+  }
+  return {};
+}
+
+// Kills its server, waits until it has ended (unreaped), prints its socket's
+// path and exits: the exit handler must remove what the server could not.
+MP_TEST_ROLE(forkserver_killed_before_exit) {
+  // A child started through it: the server holds its socket from then on.
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                std::vector<int>{1}, std::string("1"), 42);
+  p.start();
+  p.join();
+  const pid_t server = mp::ensure_forkserver_running();
+  const std::string path = listening_path(server);
+  ::kill(server, SIGKILL);
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(server), &info, WEXITED | WNOWAIT) != 0) return 2;
+  std::printf("%s\n", path.c_str());
+  return 0;
+}
+
+TEST(forkserver, the_socket_of_a_killed_server_is_removed_when_its_parent_exits) {
+  const auto result = mp::testing::run_role("forkserver_killed_before_exit");
+  ASSERT_EQ(result.exitcode, 0) << result.err;
+  const std::string path = result.out.substr(0, result.out.find('\n'));
+  ASSERT_EQ(path.rfind("/", 0), 0U) << result.out;
+  EXPECT_FALSE(std::filesystem::exists(path)) << path;
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(path).parent_path())) << path;
 }
 
 TEST(forkserver, its_socket_is_private_and_answers_only_its_parent) {
