@@ -15,12 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "mp/process.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -62,6 +64,19 @@ class hanging_test : public ::testing::Test {
     std::printf("child %d\n", static_cast<int>(child));
     std::fflush(stdout);
     std::this_thread::sleep_for(1h);
+  }
+};
+
+void sleep_until_killed() {
+  for (;;) ::pause();
+}
+
+// Leaves a forkserver child running: the server's child, not the test process's.
+class leaky_forkserver_test : public ::testing::Test {
+  void TestBody() override {
+    static std::optional<mp::process> kept;  // joined at exit, after the guard killed it
+    kept.emplace(mp::process_options{.method = mp::start_method::forkserver}, sleep_until_killed);
+    kept->start();
   }
 };
 
@@ -307,6 +322,23 @@ TEST(shm_entries, sees_a_new_shared_memory_object_until_it_is_unlinked) {
   EXPECT_TRUE(mp::testing::shm_entries().contains(name.substr(1)));
   ::shm_unlink(name.c_str());
   EXPECT_FALSE(mp::testing::shm_entries().contains(name.substr(1)));
+}
+
+// Runs the suites with one test registered here only, which leaves a forkserver child behind.
+MP_TEST_ROLE(run_leaky_forkserver_test) {
+  ::testing::RegisterTest("guard_selftest", "leaks", nullptr, nullptr, __FILE__, __LINE__,
+                          []() -> ::testing::Test* { return new leaky_forkserver_test; });
+  std::array<std::string, 2> strings{"testing_test", "--gtest_filter=guard_selftest.leaks"};
+  std::array<char*, 3> argv{strings[0].data(), strings[1].data(), nullptr};
+  return mp::testing::test_main(2, argv.data());
+}
+
+TEST(resource_guard, catches_a_forkserver_child_left_running) {
+  const auto result = run_role("run_leaky_forkserver_test");
+  EXPECT_EQ(result.exitcode, 1) << result.err;
+  EXPECT_NE(result.out.find("mp resource guard: the test left 1 child process(es) running"),
+            std::string::npos)
+      << result.out;
 }
 
 TEST(watchdog, kills_a_hung_test_and_its_children) {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "internal.hpp"
+#include "mp/process.hpp"
 
 namespace mp::testing {
 namespace {
@@ -57,6 +58,16 @@ bool strict_shm_check() {
   return value != nullptr && std::string_view(value) == "1";
 }
 
+// Our direct children and mp's: a child of the fork server is the server's
+// child, not ours, but mp counts it among active_children().
+std::set<pid_t> our_children() {
+  const std::vector<pid_t> direct = child_pids();
+  std::set<pid_t> found(direct.begin(), direct.end());
+  for (const auto& child : mp::active_children())
+    if (const auto pid = child.pid()) found.insert(*pid);
+  return found;
+}
+
 }  // namespace
 
 void exempt_child(pid_t pid) {
@@ -80,8 +91,7 @@ void detail::resource_guard::OnTestStart(const ::testing::TestInfo&) {
   for (const int fd : open_fds()) {
     if (const auto id = identity(fd)) fds_.emplace(fd, *id);
   }
-  const auto children = child_pids();
-  children_ = std::set<pid_t>(children.begin(), children.end());
+  children_ = our_children();
   shm_ = shm_entries();
 }
 
@@ -97,7 +107,7 @@ void detail::resource_guard::OnTestEnd(const ::testing::TestInfo&) {
 void detail::resource_guard::check_children() {
   auto new_children = [this] {
     std::vector<pid_t> found;
-    for (const pid_t pid : child_pids()) {
+    for (const pid_t pid : our_children()) {
       if (!children_.contains(pid) && !is_exempt(exempt().children, pid)) found.push_back(pid);
     }
     return found;
