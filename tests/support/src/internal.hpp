@@ -50,7 +50,11 @@ int run_role_main(std::string_view name, std::span<char* const> args);
 /// The per-test deadline: MP_TEST_TIMEOUT seconds (default 120), scaled().
 std::chrono::milliseconds test_timeout();
 
-/// Stops, then kills every descendant (stopping first so that none can fork meanwhile).
+/// Whether exempt_child() named `pid`.
+bool is_exempt_child(pid_t pid);
+
+/// Stops, then kills every descendant (stopping first so that none can fork meanwhile), except
+/// the exempt children, which it lets go on.
 void kill_descendants() noexcept;
 
 /// Snapshots fds, children and /dev/shm names when a test starts, and fails the test for what

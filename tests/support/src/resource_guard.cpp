@@ -70,6 +70,10 @@ std::set<pid_t> our_children() {
 
 }  // namespace
 
+bool detail::is_exempt_child(pid_t pid) {
+  return is_exempt(exempt().children, pid);
+}
+
 void exempt_child(pid_t pid) {
   std::lock_guard lock(exempt().mutex);
   exempt().children.insert(pid);
