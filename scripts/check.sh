@@ -15,7 +15,7 @@ declare -A describe=(
   [tsan]="ThreadSanitizer (preset ci-tsan)"
   [consumer]="install (static and shared), then build and run tests/consumer against each package"
   [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-30} s each (preset fuzz)"
-  [leftovers]="no process left from this run, no new /dev/shm entries"
+  [leftovers]="no process left from this run, no new /dev/shm entries or fork server directories"
 )
 
 read -r -a steps <<<"${MP_CHECK_STEPS:-${all_steps[*]}}"
@@ -38,6 +38,9 @@ default_build_parallelism
 # after they were re-parented to init.
 export MP_CHECK_RUN="$$-$RANDOM$RANDOM"
 mapfile -t shm_at_start < <(ls -A /dev/shm 2>/dev/null || true)
+# Fork servers' socket directories (docs/start-methods.md): each server removes its own.
+forkserver_dirs() { ls -d /tmp/mp-forkserver-* "${TMPDIR:-/tmp}"/mp-forkserver-* 2>/dev/null | sort -u || true; }
+mapfile -t forkserver_dirs_at_start < <(forkserver_dirs)
 
 # new_temp_dir VAR: makes a directory that is removed when the step ends, and stores its path
 # in VAR.
@@ -205,7 +208,20 @@ step_leftovers() {
     echo "error: new entries in /dev/shm since the start of this run:" >&2
     printf '  /dev/shm/%s\n' "${new_shm[@]}" >&2
   fi
-  ((ok == 1)) && echo "no stray processes, no new /dev/shm entries"
+  local dirs_now=() new_dirs=()
+  mapfile -t dirs_now < <(forkserver_dirs)
+  declare -A dirs_before=()
+  for name in "${forkserver_dirs_at_start[@]}"; do dirs_before[$name]=1; done
+  for name in "${dirs_now[@]}"; do
+    [[ -n ${dirs_before[$name]+set} ]] || new_dirs+=("$name")
+  done
+  if ((${#new_dirs[@]} > 0)); then
+    ok=0
+    echo "error: fork server socket directories left since the start of this run (now removed):" >&2
+    printf '  %s\n' "${new_dirs[@]}" >&2
+    rm -rf "${new_dirs[@]}"
+  fi
+  ((ok == 1)) && echo "no stray processes, no new /dev/shm entries or fork server directories"
   ((ok == 1))
 }
 
