@@ -248,39 +248,66 @@ shared_memory shared_memory::open(std::string name) {
         throw shared_memory_not_found("mp::shared_memory: no block named '" + name + "'");
       os::throw_errno("shm_open");
     }
-    file_identity file = identity_of(block.fd_);
+    const file_identity file = identity_of(block.fd_);
     if (!file.regular) throw std::system_error(EINVAL, std::system_category(), "shm_open");
-    const auto header = read_header(block.fd_, file);
-    if (header) {
+    if (read_header(block.fd_, file)) {
       // A sweep holds its exclusive lock only between two system calls.
       os::check("flock", [&] { return ::flock(block.fd_, LOCK_SH); });
       if (!names_file(path, file.device, file.inode)) continue;
-      file = identity_of(block.fd_);  // the size cannot change once named, but be sure
-      if (header->version != header_version)
-        throw decode_error("mp::shared_memory: block '" + name + "' has header version " +
-                           std::to_string(header->version) + ", this mp reads version " +
-                           std::to_string(header_version));
-      if (header->data_offset < sizeof(shared_memory_header) || header->data_offset % 64 != 0 ||
-          header->data_offset > file.size || header->size > file.size - header->data_offset)
-        throw decode_error("mp::shared_memory: block '" + name + "' has a corrupt header");
-      block.mapped_ = static_cast<std::size_t>(file.size);
-      block.base_ = map(block.fd_, block.mapped_);
-      block.header_ = reinterpret_cast<shared_memory_header*>(block.base_);
-      block.data_ = block.base_ + header->data_offset;
-      block.size_ = static_cast<std::size_t>(header->size);
-    } else {
-      // Not ours (Python's, say): plain bytes from offset 0, no crash safety.
-      block.mapped_ = static_cast<std::size_t>(file.size);
-      block.base_ = map(block.fd_, block.mapped_);
-      block.data_ = block.base_;
-      block.size_ = block.mapped_;
     }
-    block.device_ = file.device;
-    block.inode_ = file.inode;
+    block.map_open_file("block '" + name + "'");
     block.name_ = std::move(name);
     return block;
   }
   throw shared_memory_not_found("mp::shared_memory: no block named '" + name + "'");
+}
+
+void shared_memory::map_open_file(const std::string& label) {
+  const file_identity file = identity_of(fd_);
+  if (!file.regular || file.size == 0)
+    throw decode_error("mp::shared_memory: " + label + " is not a shared memory block");
+  if (const auto header = read_header(fd_, file)) {
+    // Held for as long as the descriptor is open (a no-op if an opener's
+    // lock already covers this open file).
+    os::check("flock", [&] { return ::flock(fd_, LOCK_SH); });
+    if (header->version != header_version)
+      throw decode_error("mp::shared_memory: " + label + " has header version " +
+                         std::to_string(header->version) + ", this mp reads version " +
+                         std::to_string(header_version));
+    if (header->data_offset < sizeof(shared_memory_header) || header->data_offset % 64 != 0 ||
+        header->data_offset > file.size || header->size > file.size - header->data_offset ||
+        header->size == 0)
+      throw decode_error("mp::shared_memory: " + label + " has a corrupt header");
+    mapped_ = static_cast<std::size_t>(file.size);
+    base_ = map(fd_, mapped_);
+    header_ = reinterpret_cast<shared_memory_header*>(base_);
+    data_ = base_ + header->data_offset;
+    size_ = static_cast<std::size_t>(header->size);
+  } else {
+    // Not ours (Python's, or anonymous): plain bytes from offset 0, no crash safety.
+    mapped_ = static_cast<std::size_t>(file.size);
+    base_ = map(fd_, mapped_);
+    data_ = base_;
+    size_ = mapped_;
+  }
+  device_ = file.device;
+  inode_ = file.inode;
+}
+
+shared_memory shared_memory::received(detail::unique_fd fd, std::string name) {
+  if (!name.empty()) {
+    try {
+      name = normalized(std::move(name));
+    } catch (const std::invalid_argument& e) {
+      throw decode_error(std::string("mp::shared_memory: a received block has an ") + e.what());
+    }
+  }
+  shared_memory block;
+  block.fd_ = fd.release();
+  block.map_open_file(name.empty() ? std::string("a received anonymous block")
+                                   : "received block '" + name + "'");
+  block.name_ = std::move(name);
+  return block;
 }
 
 shared_memory::shared_memory(shared_memory&& other) noexcept
@@ -437,7 +464,7 @@ std::size_t block_size_for(const std::vector<item>& items) {
 }
 
 template <class T>
-T load(std::span<const std::byte> bytes, std::size_t at) {
+T read_at(std::span<const std::byte> bytes, std::size_t at) {
   T value;
   std::memcpy(&value, bytes.data() + at, sizeof value);
   return value;
@@ -500,7 +527,7 @@ void write_list(std::span<std::byte> bytes, const void* context) {
 /// Slot `index`, read once and checked against the sizes fixed when the list
 /// was opened, so that no later use of it can leave the block.
 list_slot read_slot(std::span<const std::byte> bytes, std::size_t index, std::size_t data_size) {
-  const auto slot = load<list_slot>(bytes, sizeof(list_header) + index * sizeof(list_slot));
+  const auto slot = read_at<list_slot>(bytes, sizeof(list_header) + index * sizeof(list_slot));
   const std::string which = "item " + std::to_string(index);
   if (slot.type >= std::variant_size_v<item>)
     corrupt(which + " has type code " + std::to_string(slot.type));
@@ -538,7 +565,7 @@ shareable_list shareable_list::open(shared_memory block) {
 shareable_list::shareable_list(adopt, shared_memory block) : block_(std::move(block)) {
   const std::span<const std::byte> bytes = block_.bytes();
   if (bytes.size() < sizeof(list_header)) corrupt("smaller than a list header");
-  const auto header = load<list_header>(bytes, 0);
+  const auto header = read_at<list_header>(bytes, 0);
   if (header.magic != list_magic) corrupt("no list header");
   if (header.version != list_version)
     throw decode_error("mp::shareable_list: list version " + std::to_string(header.version) +
@@ -562,11 +589,11 @@ shareable_list::item shareable_list::get(std::size_t index) const {
     case type_none:
       return std::monostate{};
     case type_int:
-      return load<std::int64_t>(bytes, at);
+      return read_at<std::int64_t>(bytes, at);
     case type_double:
-      return load<double>(bytes, at);
+      return read_at<double>(bytes, at);
     case type_bool: {
-      const auto value = load<std::uint64_t>(bytes, at);
+      const auto value = read_at<std::uint64_t>(bytes, at);
       if (value > 1) corrupt("item " + std::to_string(index) + " is a bool other than 0 or 1");
       return value == 1;
     }

@@ -109,6 +109,91 @@ TEST(shared_memory, an_anonymous_block_is_shared_with_a_forked_child) {
   block.unlink();  // nothing to unlink
 }
 
+// A block passed as an argument: under every start method it arrives as the same memory.
+void write_through_received(const mp::shared_memory& block, std::size_t expected_size) {
+  require(!block.closed() && block.size() == expected_size, 2);
+  require(!block.owns_name(), 3);  // a receiver is an opener: it never unlinks
+  require(block.data()[0] == std::byte{1}, 4);
+  block.data()[expected_size - 1] = std::byte{9};
+}
+
+TEST(shared_memory, an_anonymous_block_passed_as_an_argument_is_the_same_memory) {
+  auto block = mp::shared_memory::create(5000);
+  block.data()[0] = std::byte{1};
+  mp::process p{write_through_received, std::ref(block), std::size_t{5000}};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(block.data()[4999], std::byte{9});
+}
+
+TEST(shared_memory, a_named_block_passed_as_an_argument_is_the_same_memory_and_keeps_its_name) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto block = mp::shared_memory::create(name, 100);
+  block.data()[0] = std::byte{1};
+  mp::process p{[](const mp::shared_memory& received, const std::string& expected_name) {
+                  require(received.name() == expected_name.substr(1), 5);
+                  write_through_received(mp::shared_memory::open(received.name()), 100);
+                },
+                std::ref(block), name};
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(block.data()[99], std::byte{9});
+  EXPECT_TRUE(exists(name));  // the receiver's copy did not unlink it
+  EXPECT_TRUE(block.owns_name());
+}
+
+TEST(shared_memory, a_block_sent_over_a_connection_arrives_mapped) {
+  auto [a, b] = mp::pipe();
+  const std::string name = mp::testing::unique_name("shm");
+  auto named = mp::shared_memory::create(name, 64);
+  auto anonymous = mp::shared_memory::create(64);
+  a.send(named);
+  a.send(anonymous);
+  auto named_copy = b.recv<mp::shared_memory>();
+  auto anonymous_copy = b.recv<mp::shared_memory>();
+  EXPECT_EQ(named_copy.name(), name.substr(1));
+  EXPECT_EQ(named_copy.size(), 64U);
+  EXPECT_TRUE(anonymous_copy.name().empty());
+  named.data()[63] = std::byte{3};
+  anonymous.data()[63] = std::byte{4};
+  EXPECT_EQ(named_copy.data()[63], std::byte{3});
+  EXPECT_EQ(anonymous_copy.data()[63], std::byte{4});
+  named.close();
+  EXPECT_THROW(a.send(named), mp::usage_error);
+}
+
+// Decodes a shared_memory from a message naming `name` whose descriptor is `fd`.
+mp::shared_memory decode_block(std::string name, mp::detail::unique_fd fd) {
+  mp::detail::byte_buffer buffer;
+  mp::detail::handle_sink sink;
+  {
+    mp::detail::output_archive out(buffer, &sink);
+    out(name, out.add_handle(fd.get()));
+  }
+  mp::detail::handle_source source;
+  source.fds.push_back(std::move(fd));
+  mp::detail::input_archive in(buffer.span(), &source);
+  mp::shared_memory block;
+  in(block);
+  return block;
+}
+
+TEST(shared_memory, a_received_descriptor_that_is_not_a_block_throws_decode_error) {
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  mp::detail::unique_fd keep(ends[1]);
+  EXPECT_THROW(decode_block("", mp::detail::unique_fd(ends[0])), mp::decode_error);
+  // An empty memfd is no block either; nor is a name with a '/'.
+  EXPECT_THROW(decode_block("", mp::detail::unique_fd(::memfd_create("x", MFD_CLOEXEC))),
+               mp::decode_error);
+  auto real = mp::shared_memory::create(8);
+  EXPECT_THROW(decode_block("../etc/passwd", mp::detail::unique_fd(::dup(real.fd()))),
+               mp::decode_error);
+  EXPECT_EQ(decode_block("", mp::detail::unique_fd(::dup(real.fd()))).size(), 8U);
+}
+
 TEST(shared_memory, opening_a_missing_name_throws_not_found) {
   const std::string name = mp::testing::unique_name("shm");
   EXPECT_THROW(mp::shared_memory::open(name), mp::shared_memory_not_found);
@@ -265,6 +350,27 @@ TEST(shared_memory, remove_orphans_spares_a_block_that_a_forked_child_inherited)
   EXPECT_FALSE(exists(name));
 }
 
+TEST(shared_memory, remove_orphans_spares_a_block_that_a_child_received) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto holder = crash_creator(name);
+  // Passed as an argument, under any start method: the child holds the block while it runs.
+  auto [reader, writer] = mp::pipe(false);
+  mp::process heir{[](const mp::shared_memory& block, mp::connection out) {
+                     out.send(block.data()[0] == std::byte{42});
+                     sleep_forever();
+                   },
+                   std::ref(holder), std::move(writer)};
+  heir.start();
+  ASSERT_TRUE(reader.recv<bool>());
+  holder.close();
+  mp::shared_memory::remove_orphans();
+  EXPECT_TRUE(exists(name));
+  heir.kill();
+  heir.join();
+  mp::shared_memory::remove_orphans();
+  EXPECT_FALSE(exists(name));
+}
+
 TEST(shared_memory, remove_orphans_spares_a_closed_block_whose_creator_lives) {
   const std::string name = mp::testing::unique_name("shm");
   {
@@ -380,6 +486,29 @@ TEST(shareable_list, an_anonymous_list_is_shared_with_a_forked_child) {
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_EQ(list[0], item(std::int64_t{7}));
   EXPECT_EQ(list[1], item(true));
+}
+
+void append_to_list(mp::shareable_list& list) {
+  require(list.size() == 2 && list[1] == item("abc"), 2);
+  list.set(0, std::int64_t{list.count(item("abc")) == 1 ? 11 : -1});
+}
+
+TEST(shareable_list, a_list_passed_as_an_argument_is_the_same_list) {
+  mp::shareable_list anonymous({std::int64_t{0}, "abc"});
+  mp::shareable_list named({std::int64_t{0}, "abc"}, mp::testing::unique_name("shm"));
+  for (mp::shareable_list* list : {&anonymous, &named}) {
+    mp::process p{append_to_list, std::ref(*list)};
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_EQ((*list)[0], item(std::int64_t{11}));
+  }
+  // A block that holds no list is refused on arrival.
+  auto [a, b] = mp::pipe();
+  a.send(mp::shared_memory::create(64));
+  auto block = b.recv<mp::shared_memory>();
+  a.send(block);
+  EXPECT_THROW(b.recv<mp::shareable_list>(), mp::decode_error);
 }
 
 // Offsets into a list's block, per the layout in shared_memory.hpp.

@@ -31,6 +31,7 @@
 #include <variant>
 #include <vector>
 
+#include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 
@@ -68,6 +69,11 @@ class MP_EXPORT shared_memory_exists : public process_error {
 /// Fork: a child inherits the mapping and the descriptor, so the block counts
 /// as in use while the child runs. A copy of a creator in a forked child never
 /// unlinks the name; only the creating process does.
+///
+/// The codec's form: a block travels as its descriptor (SCM_RIGHTS), as a
+/// process argument, a pool task's argument or over a connection, and arrives
+/// mapped: the same memory, named or anonymous. The receiver holds it as an
+/// opener does (never unlinks the name), and keeps it in use while it has it.
 class MP_EXPORT shared_memory {
  public:
   /// An empty, closed block (a moved-from one is the same).
@@ -143,8 +149,30 @@ class MP_EXPORT shared_memory {
   /// Throws std::system_error if /dev/shm cannot be read.
   static std::size_t remove_orphans();
 
+  /// Codec hooks (see the class comment). Sending a closed block throws
+  /// mp::usage_error; receiving a descriptor that is not a block (or holds a
+  /// corrupt mp header) throws mp::decode_error.
+  template <class Archive>
+  void save(Archive& archive) const {
+    if (closed()) throw usage_error("mp::shared_memory: cannot send a closed block");
+    archive(name_, archive.add_handle(fd_));
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::string name;
+    std::uint32_t index = 0;
+    archive(name, index);
+    *this = received(archive.take_handle(index), std::move(name));
+  }
+
  private:
   friend class shareable_list;
+  // The block behind a descriptor that came from another process.
+  static shared_memory received(detail::unique_fd fd, std::string name);
+  // Maps the whole of the open file fd_: after its mp header if it has one
+  // (checked and locked shared), from offset 0 if not. `label` names the block
+  // in errors.
+  void map_open_file(const std::string& label);
   // Creates a named block and runs `init` on its zeroed bytes before the name
   // appears, so no opener ever sees them half written.
   static shared_memory create(std::string name, std::size_t size,
@@ -203,6 +231,8 @@ class MP_EXPORT shareable_list {
   /// Throws mp::decode_error if it does not hold a valid list.
   static shareable_list open(shared_memory block);
 
+  /// An empty list with no block, for the codec to decode into.
+  shareable_list() noexcept = default;
   shareable_list(shareable_list&&) noexcept = default;
   shareable_list& operator=(shareable_list&&) noexcept = default;
   shareable_list(const shareable_list&) = delete;
@@ -227,6 +257,20 @@ class MP_EXPORT shareable_list {
   /// The block holding the list (Python's shm attribute).
   shared_memory& shm() noexcept { return block_; }
   const shared_memory& shm() const noexcept { return block_; }
+
+  /// Codec hooks: a list travels as its block (see shared_memory), and what
+  /// arrives is the same list. A block that does not hold a valid list throws
+  /// mp::decode_error.
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(block_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    shared_memory block;
+    archive(block);
+    *this = shareable_list(adopt{}, std::move(block));
+  }
 
  private:
   struct adopt {};

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -60,15 +61,35 @@ template <class Fn>
 inline constexpr bool is_stateless_callable_v =
     std::is_class_v<Fn>&& std::is_empty_v<Fn>&& std::is_default_constructible_v<Fn>;
 
+/// What an argument of type A travels as: std::ref(x) and std::cref(x) (the
+/// way to pass a move-only resource, a shared_memory block say, and keep it)
+/// travel as x does and arrive as a value of x's type.
+template <class A>
+struct wire_type {
+  using type = A;
+};
+template <class T>
+struct wire_type<std::reference_wrapper<T>> {
+  using type = std::remove_const_t<T>;
+};
+template <class A>
+using wire_t = typename wire_type<A>::type;
+
+template <class A, class T>
+requires std::same_as<A, output_archive> || std::same_as<A, probe_output_archive>
+void CEREAL_SAVE_FUNCTION_NAME(A& ar, const std::reference_wrapper<T>& ref) {
+  ar(ref.get());
+}
+
 /// True if a callable of type Fn with arguments Args can be sent to a process
 /// that does not share our memory (spawn, forkserver, pool workers, MPI ranks):
 /// a function pointer, a stateless function object, or a function object the
-/// codec can encode, with arguments the codec can encode.
+/// codec can encode, with arguments the codec can encode (see wire_t).
 template <class Fn, class... Args>
 inline constexpr bool is_portable_v = (is_function_pointer_v<Fn> || is_stateless_callable_v<Fn> ||
                                        (std::is_class_v<Fn> && !std::is_empty_v<Fn> &&
                                         serializable<Fn>)) &&
-                                      (serializable<Args> && ...);
+                                      (serializable<wire_t<Args>> && ...);
 
 /// Calls fn with the stored arguments: moved if fn accepts them by value or
 /// rvalue, as lvalues otherwise (so `connection&` parameters bind).
@@ -147,7 +168,7 @@ void encode_call_as(output_archive& out, const Fn& fn, const Wire& wire) {
 template <class Fn, class... Args>
 requires is_portable_v<Fn, Args...>
 void encode_call(output_archive& out, const Fn& fn, const std::tuple<Args...>& args) {
-  encode_call_as<Args...>(out, fn, args);
+  encode_call_as<wire_t<Args>...>(out, fn, args);
 }
 
 /// Decodes and runs a call made by encode_call. Throws mp::decode_error for a
