@@ -26,6 +26,7 @@
 #include <typeinfo>
 #include <unordered_map>
 
+#include "mp/connection.hpp"
 #include "mp/detail/shared_region.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
@@ -63,18 +64,46 @@ struct task_ring {
   std::atomic<std::uint64_t> slot[depth];
 };
 
+// What a worker's handle channel carries: the descriptors of the resources
+// among one task's arguments, sent just before the task is queued for it, so
+// they wait on the channel when the worker takes the task.
+struct handle_message {
+  std::uint64_t id = 0;
+  const std::vector<unique_fd>* outgoing = nullptr;  // when sending
+  std::vector<unique_fd> fds;                        // when received
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(id, static_cast<std::uint32_t>(outgoing->size()));
+    for (const unique_fd& fd : *outgoing) archive(archive.add_handle(fd.get()));
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t count = 0;
+    archive(id, count);
+    if (count > archive.remaining()) throw_bad_length(count, 1, archive.remaining());
+    fds.clear();
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::uint32_t index = 0;
+      archive(index);
+      fds.push_back(archive.take_handle(index));
+    }
+  }
+};
+
 // A worker: runs the tasks of its queue until the stop task, or until it has
 // taken `max_tasks` (0: no limit). Before it runs a task it marks the task's
 // slot running; a task the pool took back first (cancelled, or moved to an
-// idle worker) it skips, and says so.
+// idle worker) it skips, and says so. The descriptors a task's arguments
+// need come over `channel`.
 void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
                  const shared_object<task_ring>& ring, const bound_call& initializer,
-                 unsigned max_tasks) {
+                 unsigned max_tasks, mp::connection& channel) {
   if (initializer) initializer();
   // Reused from task to task, with their buffers.
   pool_task task;
   pool_result result;
   byte_buffer out;
+  handle_source handles;
   for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
     tasks.get_into(task);
     if (task.id == 0) return;
@@ -84,17 +113,26 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
     result.value.clear();
     result.type.clear();
     result.message.clear();
+    if (task.fds != 0) {
+      // Taken even for a task skipped below, so the next task's come next.
+      // The pool sent them before it queued the task: they are here.
+      auto message = channel.recv<handle_message>();
+      if (message.id != task.id || message.fds.size() != task.fds)
+        throw decode_error("a pool worker's handle channel is out of step with its tasks");
+      handles.fds = std::move(message.fds);
+    }
     auto expected = task_ring::encode(task.id, task_ring::queued);
     if (task.slot >= task_ring::depth ||
         !ring->slot[task.slot].compare_exchange_strong(
             expected, task_ring::encode(task.id, task_ring::running), std::memory_order_acq_rel)) {
       result.skipped = true;
+      handles.fds.clear();  // closed now: a connection among them sees its peer go
       results.put(result);
       continue;
     }
     try {
       out.clear();
-      invoke_call(task.payload.span(), nullptr, &out);
+      invoke_call(task.payload.span(), task.fds != 0 ? &handles : nullptr, &out);
       std::swap(result.value, out);
     } catch (const std::exception& e) {
       result.failed = true;
@@ -105,6 +143,7 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
       result.type = "unknown";
       result.message = "a task threw something that is not a std::exception";
     }
+    handles.fds.clear();  // any the call did not take
     results.put(result);
   }
 }
@@ -116,17 +155,17 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
 // heap's top beyond 128 KiB).
 void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
                          const shared_object<task_ring>& ring, const bound_call& initializer,
-                         unsigned max_tasks) {
+                         unsigned max_tasks, mp::connection& channel) {
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
+  worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
 }
 
 // A worker process started by spawn or forkserver: its initializer arrives encoded.
 void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
                        const shared_object<task_ring>& ring, bound_call initializer,
-                       unsigned max_tasks) {
-  worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks);
+                       unsigned max_tasks, mp::connection& channel) {
+  worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
 }
 
 std::string describe_end(std::optional<int> exitcode) {
@@ -140,6 +179,20 @@ std::string describe_end(std::optional<int> exitcode) {
 }
 
 }  // namespace
+
+task_handles copy_handles(const handle_sink& sink) {
+  if (sink.fds.size() > 253)
+    throw process_error("a task's arguments hold " + std::to_string(sink.fds.size()) +
+                        " descriptors; a task can carry at most 253");
+  auto copies = std::make_shared<std::vector<unique_fd>>();
+  copies->reserve(sink.fds.size());
+  for (const int fd : sink.fds) {
+    unique_fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!copy) os::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
+    copies->push_back(std::move(copy));
+  }
+  return copies;
+}
 
 std::exception_ptr remote_exception(const std::string& type, const std::string& message) {
   // The standard exceptions and mp's own come back as themselves.
@@ -172,11 +225,13 @@ struct pool_core::impl {
     // Failed already (a thread pool's task past its timeout): its result is dropped.
     bool abandoned = false;
     byte_buffer payload;  // to hand it to another worker
+    task_handles handles;
   };
   struct worker {
     mp::queue<pool_task> tasks;
     detail::shared_object<task_ring> ring = detail::shared_object<task_ring>::make();
-    mp::process process;  // or, in a thread pool:
+    mp::connection channel;  // the descriptors of tasks' arguments go this way
+    mp::process process;     // or, in a thread pool:
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> exited;
     std::deque<held_task> held;  // in the order the worker runs them
@@ -227,18 +282,20 @@ struct pool_core::impl {
   void start_worker(std::size_t index) {
     if (workers[index] && workers[index]->thread.joinable()) workers[index]->thread.join();
     auto w = std::make_unique<worker>();
+    auto ends = mp::pipe();
+    w->channel = std::move(ends.first);
     if (threads) {
       w->exited = std::make_shared<std::atomic<bool>>(false);
-      w->thread =
-          std::thread([tasks = w->tasks, out = results, ring = w->ring, init = options.initializer,
-                       max = options.maxtasksperchild, exited = w->exited] {
-            try {
-              worker_main(tasks, out, ring, init, max);
-            } catch (...) {
-              // An initializer that threw: the thread ends and is replaced.
-            }
-            exited->store(true, std::memory_order_release);
-          });
+      w->thread = std::thread([tasks = w->tasks, out = results, ring = w->ring,
+                               init = options.initializer, max = options.maxtasksperchild,
+                               exited = w->exited, channel = std::move(ends.second)]() mutable {
+        try {
+          worker_main(tasks, out, ring, init, max, channel);
+        } catch (...) {
+          // An initializer that threw: the thread ends and is replaced.
+        }
+        exited->store(true, std::memory_order_release);
+      });
       workers[index] = std::move(w);
       return;
     }
@@ -247,11 +304,13 @@ struct pool_core::impl {
                               .on_destroy = destroy_action::kill,
                               .method = method};
     if (method != start_method::fork)
-      w->process = mp::process(how, &worker_spawn_main, w->tasks, results, w->ring,
-                               options.initializer, options.maxtasksperchild);
+      w->process =
+          mp::process(how, &worker_spawn_main, w->tasks, results, w->ring, options.initializer,
+                      options.maxtasksperchild, std::move(ends.second));
     else
-      w->process = mp::process(how, &worker_process_main, w->tasks, results, w->ring,
-                               options.initializer, options.maxtasksperchild);
+      w->process =
+          mp::process(how, &worker_process_main, w->tasks, results, w->ring, options.initializer,
+                      options.maxtasksperchild, std::move(ends.second));
     w->process.start();
     workers[index] = std::move(w);
   }
@@ -293,14 +352,33 @@ struct pool_core::impl {
     if (found->second.started) found->second.started();
   }
 
-  // Under the mutex: hands `task` to `w`, queued behind what it holds.
+  // Under the mutex: hands `task` to `w`, queued behind what it holds: first
+  // the descriptors its arguments need, over w's channel, then the task.
   void give(worker& w, pool_task&& task) {
+    bool reached = true;
+    task.fds = task.handles ? static_cast<std::uint32_t>(task.handles->size()) : 0;
+    if (task.fds != 0) {
+      try {
+        w.channel.send(handle_message{task.id, task.handles.get(), {}});
+      } catch (const std::system_error& e) {
+        if (e.code().value() != EPIPE && e.code().value() != ECONNRESET) {
+          fail(task.id, "std::system_error",
+               std::string("sending the descriptors of the task's arguments to a worker: ") +
+                   e.what());
+          return;
+        }
+        // The worker has died: it is noticed and replaced, and the task, not
+        // started, goes to another worker.
+        reached = false;
+      }
+    }
     task.slot = w.next_slot++ % task_ring::depth;
     w.ring->slot[task.slot].store(task_ring::encode(task.id, task_ring::queued),
                                   std::memory_order_release);
     ++w.given;
-    w.tasks.put(task);
-    w.held.push_back(held_task{task.id, task.slot, false, false, std::move(task.payload)});
+    if (reached) w.tasks.put(task);
+    w.held.push_back(held_task{task.id, task.slot, false, false, std::move(task.payload),
+                               std::move(task.handles)});
     track_current(w);
   }
 
@@ -342,7 +420,7 @@ struct pool_core::impl {
       for (auto h = busiest->held.rbegin(); h != busiest->held.rend(); ++h) {
         if (h->skipped || h->id == busiest->current) continue;
         if (!take_back(*busiest, *h)) break;  // it runs already, and so did all before it
-        give(*idle, pool_task{h->id, 0, std::move(h->payload)});
+        give(*idle, pool_task{h->id, 0, 0, std::move(h->payload), std::move(h->handles)});
         break;
       }
     }
@@ -398,7 +476,8 @@ struct pool_core::impl {
   void hand_back(worker& w, Requeue&& requeue) {
     std::deque<pool_task> again;
     for (auto& h : w.held)
-      if (!h.skipped && requeue(h)) again.push_back(pool_task{h.id, 0, std::move(h.payload)});
+      if (!h.skipped && requeue(h))
+        again.push_back(pool_task{h.id, 0, 0, std::move(h.payload), std::move(h.handles)});
     pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
                    std::make_move_iterator(again.end()));
   }
@@ -549,13 +628,14 @@ pool_core::~pool_core() {
   join();
 }
 
-std::uint64_t pool_core::submit(byte_buffer payload, completion done,
+std::uint64_t pool_core::submit(task_payload payload, completion done,
                                 std::chrono::nanoseconds limit, std::function<void()> started) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
   impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit, std::move(started)});
-  impl_->pending.push_back(pool_task{id, 0, std::move(payload)});
+  impl_->pending.push_back(
+      pool_task{id, 0, 0, std::move(payload.bytes), std::move(payload.handles)});
   impl_->dispatch();
   return id;
 }

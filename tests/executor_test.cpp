@@ -12,7 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "mp/connection.hpp"
 #include "mp/executor.hpp"
+#include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -93,6 +95,37 @@ TEST(executor, cancel_before_start_and_while_running) {
   EXPECT_THROW(running.result(mp::testing::scaled(30s)), mp::cancelled_error);
   EXPECT_TRUE(running.cancelled());
   EXPECT_EQ(ex.submit(power_of_two, 2).result(), 4);
+}
+
+int wait_for_event(mp::event go) {
+  go.wait();
+  return 1;
+}
+
+int echo_once(mp::connection& conn) {
+  conn.send(conn.recv<int>());
+  return 0;
+}
+
+TEST(executor, a_cancelled_task_lets_go_of_the_resources_among_its_arguments) {
+  mp::process_pool_executor ex(1);
+  mp::event go;
+  auto blocker = ex.submit(wait_for_event, go);
+  // Queued in the worker behind the blocker, its connection end sent with it.
+  auto [mine, theirs] = mp::pipe();
+  auto waiting = ex.submit(echo_once, std::move(theirs));
+  EXPECT_TRUE(waiting.cancel());
+  go.set();
+  EXPECT_EQ(blocker.result(mp::testing::scaled(30s)), 1);
+  // Nobody holds the other end any more: the worker closed it when it skipped the task.
+  ASSERT_TRUE(mine.poll(mp::testing::scaled(30s)));
+  EXPECT_THROW(mine.recv<int>(), mp::eof_error);
+  // The next task's descriptors are its own.
+  auto [mine2, theirs2] = mp::pipe();
+  auto echo = ex.submit(echo_once, std::move(theirs2));
+  mine2.send(7);
+  EXPECT_EQ(mine2.recv<int>(), 7);
+  EXPECT_EQ(echo.result(mp::testing::scaled(30s)), 0);
 }
 
 TEST(executor, done_callbacks_wait_and_as_completed) {

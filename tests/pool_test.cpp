@@ -27,6 +27,8 @@
 
 #include "mp/context.hpp"
 #include "mp/pool.hpp"
+#include "mp/shared_memory.hpp"
+#include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
 
@@ -199,6 +201,104 @@ TEST(pool, what_the_codec_refuses_fails_that_task_only) {
   EXPECT_THROW(p.apply(negate, picky{-1}), mp::decode_error);
   EXPECT_THROW(p.apply(negate, picky{1}), mp::decode_error);
   EXPECT_EQ(p.apply(negate, picky{0}).value, 0);  // the pool goes on
+}
+
+// Resources as task arguments: Python refuses them ("Queue objects should only
+// be shared between processes through inheritance"); here their descriptors go
+// to the worker that takes the task, beside it.
+int put_square(int x, mp::queue<int> out) {
+  out.put(x * x);
+  return x;
+}
+
+int locked_increment(mp::lock lock, const mp::shared_value<int>& counter) {
+  std::lock_guard guard(lock);
+  return ++*counter.get_obj();
+}
+
+int reply_over(mp::connection& conn, int x) {
+  conn.send(x + 1);
+  return conn.recv<int>();
+}
+
+std::size_t block_size(const mp::shared_memory& block) {
+  block.data()[0] = std::byte{5};
+  return block.size();
+}
+
+mp::queue<int> return_a_queue(int) {
+  return mp::queue<int>();
+}
+
+TEST(pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
+  mp::pool p(2);
+  mp::queue<int> squares;
+  EXPECT_EQ(p.apply(put_square, 7, squares), 7);
+  EXPECT_EQ(squares.get(), 49);
+
+  // Every chunk of a starmap carries the queue, once per item.
+  std::vector<std::tuple<int, mp::queue<int>>> items;
+  for (int i = 0; i < 20; ++i) items.emplace_back(i, squares);
+  EXPECT_EQ(p.starmap(put_square, items, 3).size(), 20U);
+  int sum = 0;
+  for (int i = 0; i < 20; ++i) sum += squares.get();
+  EXPECT_EQ(sum, 2470);  // 0^2 + ... + 19^2
+
+  mp::lock lock;
+  mp::shared_value<int> counter(0);
+  std::vector<mp::async_result<int>> increments;
+  for (int i = 0; i < 40; ++i) increments.push_back(p.apply_async(locked_increment, lock, counter));
+  for (auto& r : increments) r.get(mp::testing::scaled(30s));
+  EXPECT_EQ(counter.load(), 40);
+
+  auto [mine, theirs] = mp::pipe();
+  auto answer = p.apply_async(reply_over, std::move(theirs), 1);
+  EXPECT_EQ(mine.recv<int>(), 2);
+  mine.send(10);
+  EXPECT_EQ(answer.get(mp::testing::scaled(30s)), 10);
+  // The task has ended and the pool dropped its copies: only the worker had the other end.
+  EXPECT_TRUE(mine.poll(mp::testing::scaled(30s)));
+  EXPECT_THROW(mine.recv<int>(), mp::eof_error);
+
+  auto block = mp::shared_memory::create(3000);
+  EXPECT_EQ(p.apply(block_size, std::ref(block)), 3000U);
+  EXPECT_EQ(block.data()[0], std::byte{5});
+
+  // A resource does not come back as a result: that task fails, saying why.
+  EXPECT_THROW(p.apply(return_a_queue, 0), mp::process_error);
+  EXPECT_EQ(p.apply(put_square, 2, squares), 2);
+  EXPECT_EQ(squares.get(), 4);
+}
+
+int wait_then_put(mp::event go, mp::queue<int> out, int x) {
+  go.wait();
+  out.put(x);
+  return x;
+}
+
+TEST(pool, tasks_with_resources_behind_a_killed_worker_take_them_elsewhere) {
+  mp::pool p(1);
+  mp::event go;
+  mp::queue<int> out;
+  mp::queue<int> pids;
+  auto first = p.apply_async(
+      [](mp::event e, mp::queue<int> q) {
+        q.put(static_cast<int>(::getpid()));
+        e.wait();
+        return 0;
+      },
+      go, pids);
+  // Queued behind the first in the same worker, with their descriptors sent.
+  std::vector<mp::async_result<int>> behind;
+  for (int i = 1; i <= 3; ++i) behind.push_back(p.apply_async(wait_then_put, go, out, i));
+  const int worker = pids.get();
+  ::kill(worker, SIGKILL);
+  EXPECT_THROW(first.get(mp::testing::scaled(30s)), mp::worker_died);
+  go.set();
+  int sum = 0;
+  for (auto& r : behind) sum += r.get(mp::testing::scaled(30s));
+  EXPECT_EQ(sum, 6);
+  EXPECT_EQ(out.get() + out.get() + out.get(), 6);
 }
 
 TEST(pool, imap_is_lazy_and_ordered_imap_unordered_is_not) {
@@ -464,6 +564,9 @@ TEST(thread_pool, has_the_pool_interface_on_threads) {
   for (int v : p.imap(square, input)) got.push_back(v);
   EXPECT_EQ(got, squares);
   EXPECT_THROW(p.apply(fails_on_three, 3), std::invalid_argument);
+  mp::queue<int> out;  // resources reach a thread worker as themselves too
+  EXPECT_EQ(p.apply(put_square, 5, out), 5);
+  EXPECT_EQ(out.get(), 25);
   // A task past its timeout fails at once; its thread finishes it meanwhile.
   auto r = p.apply_async_with({.timeout = 20ms}, slow_identity, 300);
   EXPECT_THROW(r.get(mp::testing::scaled(30s)), mp::timeout_error);

@@ -204,7 +204,7 @@ class process_pool_executor {
                   "mp::process_pool_executor: the callable must be a function pointer, a "
                   "capture-less lambda or an empty function object, because a worker receives it "
                   "by name: pass what a lambda would capture as arguments");
-    using R = std::invoke_result_t<const Fn&, const std::decay_t<Args>&...>;
+    using R = std::invoke_result_t<const Fn&, std::decay_t<Args>&...>;
     auto state = std::make_shared<detail::future_state<R>>();
     state->core = core_;
     // (Not under the future's lock: dispatch calls `started`, which takes it.)

@@ -88,18 +88,36 @@ void load_bytes(Archive& archive, byte_buffer& bytes) {
   archive.load_binary(bytes.data(), bytes.size());
 }
 
+/// The descriptors of the resources (queues, locks, connections, ...) among a
+/// task's arguments: the pool's own copies, which travel to the worker that
+/// takes the task beside it, over that worker's handle channel.
+using task_handles = std::shared_ptr<const std::vector<unique_fd>>;
+
+/// Copies of the descriptors `sink` borrowed (null if none), which outlive
+/// the arguments they came from. Throws std::system_error, or
+/// mp::process_error if there are more than a message carries (253).
+MP_EXPORT task_handles copy_handles(const handle_sink& sink);
+
+/// An encoded call and the descriptors it refers to.
+struct task_payload {
+  byte_buffer bytes;
+  task_handles handles;
+};
+
 struct pool_task {
   std::uint64_t id = 0;    // 0: stop
   std::uint32_t slot = 0;  // in the worker's ring of task states
+  std::uint32_t fds = 0;   // descriptors that come beside it, over the handle channel
   byte_buffer payload;     // the encoded call
+  task_handles handles;    // (the pool's side only) the descriptors to send
   template <class Archive>
   void save(Archive& archive) const {
-    archive(id, slot);
+    archive(id, slot, fds);
     save_bytes(archive, payload);
   }
   template <class Archive>
   void load(Archive& archive) {
-    archive(id, slot);
+    archive(id, slot, fds);
     load_bytes(archive, payload);
   }
 };
@@ -165,7 +183,7 @@ class MP_EXPORT pool_core {
   /// replaced. `started`, if set, is called (under the pool's lock: keep it
   /// short) when a worker takes the task. Throws mp::usage_error once closed or
   /// terminated.
-  std::uint64_t submit(byte_buffer payload, completion done,
+  std::uint64_t submit(task_payload payload, completion done,
                        std::chrono::nanoseconds limit = no_limit,
                        std::function<void()> started = nullptr);
   /// Cancels a task that has not started, or with `kill_running` one that is
@@ -225,12 +243,17 @@ struct chunk_call {
   }
 };
 
+/// Encodes a task: the call, and copies of the descriptors of the resources
+/// among its arguments (taken before the arguments go).
 template <class Fn, class... Args>
-byte_buffer encode_task(const Fn& fn, Args&&... args) {
-  byte_buffer buffer;
-  output_archive out(buffer);
-  encode_call(out, fn, std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
-  return buffer;
+task_payload encode_task(const Fn& fn, Args&&... args) {
+  task_payload task;
+  handle_sink handles;
+  output_archive out(task.bytes, &handles);
+  const std::tuple<std::decay_t<Args>...> stored(std::forward<Args>(args)...);
+  encode_call(out, fn, stored);
+  if (!handles.fds.empty()) task.handles = copy_handles(handles);
+  return task;
 }
 
 /// A run of memcpy-able elements on the wire exactly as a std::vector of them
@@ -427,7 +450,7 @@ class pool {
   unsigned processes() const noexcept { return core_->processes(); }
 
   template <class Fn, class... Args>
-  using result_of = std::invoke_result_t<const Fn&, const std::decay_t<Args>&...>;
+  using result_of = std::invoke_result_t<const Fn&, std::decay_t<Args>&...>;
 
   /// Runs f(args...) in a worker and returns its result (Python's apply).
   template <class Fn, class... Args>
@@ -612,9 +635,9 @@ class pool {
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t first = c * chunksize;
       const std::size_t count = std::min(items.size(), first + chunksize) - first;
-      detail::byte_buffer payload;
+      detail::task_payload payload;
       if constexpr (from_span) {
-        detail::output_archive out(payload);
+        detail::output_archive out(payload.bytes);
         detail::encode_call_as<std::vector<arg>>(
             out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
       } else {
