@@ -18,6 +18,7 @@
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/serialization.hpp"
+#include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 
@@ -61,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::uint8_t selector = data[0];
   ++data;
   --size;
-  switch (selector % 17) {
+  switch (selector % 18) {
     case 0:
       decode_as<std::string>(data, size);
       break;
@@ -110,6 +111,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     case 15:  // and shared values and arrays
       decode_as<std::pair<mp::shared_value<long>, mp::raw_array<double>>>(data, size);
+      break;
+    case 16:  // shared memory blocks and lists name their descriptor too
+      decode_as<std::pair<mp::shared_memory, mp::shareable_list>>(data, size);
       break;
     default: {
       // A map chunk's results, decoded in place: 0 to 7 ints.
