@@ -11,8 +11,15 @@
 // to the server. The server accepts only connections whose peer credentials
 // (SO_PEERCRED) name its parent and our uid. A request is one connection: the
 // start message with the arguments' descriptors; the reply is the child's pid
-// with a pidfd for it and the read end of a pipe on which the server writes
-// its exit code when it reaps it, since only the server can.
+// with a pidfd for it and the read end of a pipe for its exit code. The child
+// writes its code there itself as it exits, so the parent learns of its end
+// from the pidfd alone; after a signal the server writes it when it reaps the
+// child, since only the server can.
+//
+// The server is spawned with LD_BIND_NOW (taken out of its environment again
+// before main, unless the user set it): its symbols are resolved once, at
+// load, instead of in each child, which would otherwise resolve every
+// function it calls the first time (the server itself calls few of them).
 //
 // The server watches its parent through a pidfd: when the parent ends, it
 // removes the socket and its directory and exits, and its children, whose
@@ -136,7 +143,7 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
   auto [ours, theirs] = os::socket_pair();
   pid_t pid = 0;
   try {
-    pid = spawn_program(theirs.get(), none);
+    pid = spawn_program(theirs.get(), none, /*bind_now=*/true);
   } catch (...) {
     remove_socket(path);
     throw;
@@ -238,7 +245,7 @@ void reap_children(server_state& s) {
 /// become the process the message describes.
 [[noreturn]] void become_child(server_state& s, unique_fd connection,
                                const std::vector<std::byte>& bytes, handle_source& handles,
-                               pid_t server) {
+                               pid_t server, int exit_status_fd) {
   s.listener.reset();
   s.signals.reset();
   s.exit_pipes.clear();
@@ -253,7 +260,7 @@ void reap_children(server_state& s) {
         "mp: a fork server's child got a start message that does not decode; the task was not "
         "run\n");
   }
-  run_start_message(message, handles, server, std::move(s.parent_pidfd));
+  run_start_message(message, handles, server, std::move(s.parent_pidfd), exit_status_fd);
 }
 
 /// Serves one connection: checks who it is, forks the child, replies.
@@ -280,8 +287,7 @@ void serve(server_state& s, unique_fd connection) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       exit_read.reset();
-      exit_write.reset();
-      become_child(s, std::move(connection), bytes, handles, server);
+      become_child(s, std::move(connection), bytes, handles, server, exit_write.release());
     }
     if (pid < 0) {
       reply = -errno;
@@ -371,6 +377,8 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
   forkserver_client& c = client();
   std::vector<std::byte> reply;
   handle_source reply_fds;
+  // (The reply is all there is: not waiting for the server to hang up spares
+  // waiting for the new child, which holds the connection until it closes it.)
   for (int attempt = 0; attempt < 2 && reply.empty(); ++attempt) {
     std::string path;
     {
@@ -381,7 +389,8 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
     reply_fds.fds.clear();
     if (!connection || !send_with_fds(connection.get(), encoded, handles.fds) ||
         ::shutdown(connection.get(), SHUT_WR) != 0 ||
-        !receive_all(connection.get(), reply, reply_fds) || reply.empty()) {
+        !(reply.resize(sizeof(std::int32_t)),
+          receive_exactly(connection.get(), reply.data(), reply.size(), reply_fds))) {
       reply.clear();
       // Its socket closes only when it ends: reap it, so that the next
       // attempt starts another.

@@ -211,6 +211,10 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   }
   if (std::cout.rdbuf() != stdio_synced_cout) std::cout.flush();
   std::fflush(stdout);  // stderr is unbuffered, as is cerr
+  if (boot.exit_status_fd >= 0) {
+    const std::int32_t reported = code & 0xff;
+    raw_syscall(SYS_write, boot.exit_status_fd, &reported, sizeof reported);
+  }
   exit_now(code);
 }
 
@@ -230,8 +234,16 @@ bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
     if (!pidfd) throw usage_error("process '" + name + "' was not started");
     fd = sentinel_locked();
   }
-  if (!os::wait_readable(fd, timeout)) return false;
-  return poll();
+  using clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  for (;;) {
+    std::optional<std::chrono::nanoseconds> left;
+    if (timeout) left = std::max<std::chrono::nanoseconds>(deadline - clock::now(), {});
+    if (!os::wait_readable(fd, left)) return false;
+    // Ended; false only for a fork server's child whose code has not come yet.
+    if (poll()) return true;
+    if (timeout && clock::now() >= deadline) return false;
+  }
 }
 
 bool process_state::poll() {
@@ -254,7 +266,10 @@ bool process_state::poll() {
 
 std::optional<int> process_state::collect_locked() {
   if (!status) return os::reap(pidfd.get(), false);
-  if (!os::wait_readable(status.get(), std::chrono::nanoseconds::zero())) return std::nullopt;
+  if (!os::wait_readable(pidfd.get(), std::chrono::nanoseconds::zero())) return std::nullopt;
+  // It has ended. Its code is there if it wrote it; after a signal the server
+  // writes it as soon as it reaps it (or hangs up, if it died meanwhile).
+  if (!os::wait_readable(status.get(), std::chrono::seconds(5))) return std::nullopt;
   // Python's forkserver says 255 when the server died before telling.
   std::int32_t code = 255;
   if (os::read_full(status.get(), &code, sizeof code) != sizeof code) code = 255;

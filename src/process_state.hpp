@@ -31,8 +31,9 @@ struct process_state {
   unsigned identity_index = 0;
   pid_t pid = 0;
   unique_fd pidfd;
-  // A child of the fork server, not ours: the pipe on which the server writes
-  // its exit code when it reaps it (we cannot), which is also its sentinel.
+  // A child of the fork server, not ours: the pipe on which it writes its
+  // exit code as it exits, or the server when it reaps it (after a signal;
+  // we cannot reap it). Its end is still told by the pidfd.
   unique_fd status;
   std::optional<int> exitcode;
   bool closed = false;
@@ -47,7 +48,7 @@ struct process_state {
   /// Under the mutex: the exit code if the child ended (reaping it), else nullopt.
   std::optional<int> collect_locked();
   /// The descriptor that is readable once the exit code can be collected.
-  int sentinel_locked() const { return status ? status.get() : pidfd.get(); }
+  int sentinel_locked() const { return pidfd.get(); }
   void check_started() {
     std::lock_guard lock(mutex);
     if (!pidfd && !exitcode) throw usage_error("process '" + name + "' was not started");
@@ -75,6 +76,9 @@ struct child_boot {
   pid_t parent_pid = 0;
   pid_t real_parent = 0;  // whose death ends ours: the parent, or the fork server
   sigset_t caller_mask;
+  // A fork server's child: where it writes its exit code as it exits, so that
+  // the parent need not wait for the server to reap it and tell.
+  int exit_status_fd = -1;
 };
 
 /// The default start method if the program fixed it (as an int), else -1.

@@ -51,6 +51,8 @@ namespace {
 constexpr const char* start_fd_variable = "MP_SPAWN_FD";
 // Where the start descriptor is in the child; every descriptor above it is closed.
 constexpr int start_fd = 3;
+// Set beside LD_BIND_NOW when we added it, so the child removes both.
+constexpr const char* bind_now_variable = "MP_SPAWN_BIND_NOW";
 
 /// The target of a spawned child: the encoded call its parent sent.
 class encoded_target final : public target {
@@ -164,6 +166,10 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   const char* marker = ::getenv(start_fd_variable);
   if (marker == nullptr || std::strcmp(marker, "3") != 0) return;
   ::unsetenv(start_fd_variable);  // the child's own children start afresh
+  if (::getenv(bind_now_variable) != nullptr) {
+    ::unsetenv(bind_now_variable);
+    ::unsetenv("LD_BIND_NOW");  // read at load time; not for programs it runs
+  }
 
   std::vector<std::byte> bytes;
   handle_source handles;
@@ -257,6 +263,34 @@ bool receive_all(int fd, std::vector<std::byte>& bytes, handle_source& handles) 
   }
 }
 
+bool receive_exactly(int fd, std::byte* data, std::size_t size, handle_source& handles) {
+  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
+  while (size != 0) {
+    iovec iov{data, size};
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received = -1;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        handles.fds.emplace_back(received);
+      }
+    }
+    if (n == 0) return false;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
 std::uint64_t mask_bits(const sigset_t& set) noexcept {
   std::uint64_t bits = 0;
   for (int sig = 1; sig <= 64; ++sig)
@@ -272,7 +306,7 @@ sigset_t mask_of(std::uint64_t bits) noexcept {
   return set;
 }
 
-pid_t spawn_program(int start, const sigset_t& mask) {
+pid_t spawn_program(int start, const sigset_t& mask, bool bind_now) {
   const std::vector<std::string> arguments = own_arguments();
   std::vector<char*> argv;
   for (const std::string& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
@@ -280,8 +314,18 @@ pid_t spawn_program(int start, const sigset_t& mask) {
   std::string marker = std::string(start_fd_variable) + "=3";
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e)
-    if (std::strncmp(*e, "MP_SPAWN_FD=", 12) != 0) envp.push_back(*e);
+    if (std::strncmp(*e, "MP_SPAWN_FD=", 12) != 0 &&
+        std::strncmp(*e, "MP_SPAWN_BIND_NOW=", 18) != 0)
+      envp.push_back(*e);
   envp.push_back(marker.data());
+  // The dynamic linker then resolves every symbol once, at load, instead of
+  // each child of a fork server resolving the ones it calls, again and again.
+  std::string bind_marker = std::string(bind_now_variable) + "=1";
+  std::string bind_now_setting = "LD_BIND_NOW=1";
+  if (bind_now && ::getenv("LD_BIND_NOW") == nullptr) {
+    envp.push_back(bind_now_setting.data());
+    envp.push_back(bind_marker.data());
+  }
   envp.push_back(nullptr);
 
   // The child gets the start descriptor as 3 and no other descriptor of ours
@@ -332,7 +376,7 @@ void encode_target(target& work, spawn_message& message, handle_sink& handles) {
 }
 
 void run_start_message(spawn_message& message, handle_source& handles, pid_t real_parent,
-                       unique_fd parent_pidfd) {
+                       unique_fd parent_pidfd, int exit_status_fd) {
   if (message.start_method >= 0)
     set_start_method(static_cast<start_method>(message.start_method), true);
   child_boot boot;
@@ -347,6 +391,7 @@ void run_start_message(spawn_message& message, handle_source& handles, pid_t rea
   boot.parent_pid = message.parent_pid;
   boot.real_parent = real_parent;
   boot.caller_mask = mask_of(message.signal_mask);
+  boot.exit_status_fd = exit_status_fd;
   encoded_target work(std::move(message.call), std::move(handles));
   child_main(work, boot);
 }
