@@ -469,6 +469,28 @@ TEST(forkserver, its_children_are_ours_and_report_signals_like_any_child) {
   EXPECT_TRUE(mp::active_children().empty());
 }
 
+// Exits 0 if neither variable the fork server's start adds reached the child.
+void check_no_bind_now_leaked() {
+  if (::getenv("MP_SPAWN_BIND_NOW") != nullptr || ::getenv("LD_BIND_NOW") != nullptr)
+    throw mp::system_exit{3};
+}
+
+TEST(forkserver, its_children_exit_with_their_own_codes_and_see_no_loader_setting) {
+  if (::getenv("LD_BIND_NOW") != nullptr) GTEST_SKIP() << "LD_BIND_NOW is set for this run";
+  mp::process clean(mp::process_options{.method = mp::start_method::forkserver},
+                    check_no_bind_now_leaked);
+  clean.start();
+  clean.join();
+  EXPECT_EQ(clean.exitcode(), 0);
+  // The code the child wrote as it exited, with no signal involved: 300 & 0xff.
+  mp::process coded(mp::process_options{.method = mp::start_method::forkserver},
+                    [] { throw mp::system_exit{300}; });
+  coded.start();
+  coded.join();
+  EXPECT_EQ(coded.exitcode(), 44);
+  EXPECT_FALSE(coded.is_alive());
+}
+
 // A start message from another build of the program (its hook's build-id
 // differs) is refused before anything in it runs.
 TEST(spawn, a_message_from_another_build_is_reported_and_never_run) {
