@@ -92,7 +92,7 @@ TEST(shared_memory, create_open_and_unlink_round_trip) {
 }
 
 TEST(shared_memory, an_anonymous_block_is_shared_with_a_forked_child) {
-  MP_FORK_ONLY("an anonymous block reaches a child only as memory inherited by fork");
+  MP_FORK_ONLY("the child uses the parent's object, captured by reference, in memory fork copied");
   auto block = mp::shared_memory::create(4096);
   EXPECT_TRUE(block.name().empty());
   EXPECT_GE(block.fd(), 0);
@@ -475,7 +475,7 @@ TEST(shareable_list, a_named_list_round_trips_across_processes) {
 }
 
 TEST(shareable_list, an_anonymous_list_is_shared_with_a_forked_child) {
-  MP_FORK_ONLY("an anonymous list reaches a child only as memory inherited by fork");
+  MP_FORK_ONLY("the child uses the parent's list, captured by reference, in memory fork copied");
   mp::shareable_list list({std::int64_t{0}, false});
   mp::process p{[&list] {
     list.set(0, std::int64_t{7});
