@@ -389,8 +389,9 @@ def machine_info(args, scenarios):
         f"- nproc: {os.cpu_count()} (usable here: {len(os.sched_getaffinity(0))})",
         f"- kernel: {platform.system()} {platform.release()}",
         f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        "- start method: fork (mp's only one so far; Python: get_context('fork'), and for "
-        "lock the default context)",
+        "- start method: fork unless the scenario names another (spawn-method, "
+        "forkserver-method); Python: get_context('fork') likewise, and for lock the default "
+        "context",
         f"- Python: {python_version} ({args.python})",
         f"- Boost: {boost_version(args.build_dir)}",
         f"- mp: {library_revision(args.build_dir)}, "
