@@ -347,6 +347,11 @@ TEST(watchdog, kills_a_hung_test_and_its_children) {
   EXPECT_NE(result.err.find("mp watchdog: watchdog_selftest.hangs exceeded"), std::string::npos)
       << result.err;
   EXPECT_NE(result.err.find("s; killing descendants"), std::string::npos) << result.err;
+  // The stacks of the test process and of its child come first, through gdb where there is one.
+  EXPECT_NE(result.err.find("mp watchdog: thread stacks of pid"), std::string::npos) << result.err;
+  if (std::system("command -v gdb > /dev/null 2>&1") == 0) {
+    EXPECT_NE(result.err.find("hanging_test::TestBody"), std::string::npos) << result.err;
+  }
   const auto at = result.out.find("child ");
   ASSERT_NE(at, std::string::npos) << result.out;
   const pid_t child = static_cast<pid_t>(std::stol(result.out.substr(at + 6)));

@@ -53,6 +53,10 @@ std::chrono::milliseconds test_timeout();
 /// Whether exempt_child() named `pid`.
 bool is_exempt_child(pid_t pid);
 
+/// Prints on stderr the threads' stacks of this process and of its descendants (but the exempt
+/// children), through gdb, if the machine has it; each gdb gets at most a share of `budget`.
+void dump_stacks(std::chrono::milliseconds budget) noexcept;
+
 /// Stops, then kills every descendant (stopping first so that none can fork meanwhile), except
 /// the exempt children, which it lets go on.
 void kill_descendants() noexcept;

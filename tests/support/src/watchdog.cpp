@@ -1,19 +1,86 @@
 // SPDX-License-Identifier: MIT
-// The per-test watchdog: one thread that sleeps until the running test's deadline, then kills
-// the whole process tree, because a hung test would otherwise hold CTest until its TIMEOUT and
-// leave its children behind.
+// The per-test watchdog: one thread that sleeps until the running test's deadline, prints the
+// stacks of the processes involved (so that a hang seen once can be understood), then kills the
+// whole process tree, because a hung test would otherwise hold CTest until its TIMEOUT and leave
+// its children behind.
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "internal.hpp"
 
+extern char** environ;
+
 namespace mp::testing {
+namespace {
+
+void write_stderr(const std::string& text) noexcept {
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+// Runs gdb on `pid` in batch mode, its output on our stderr, killed after `limit`. False if gdb
+// (or timeout) could not be run.
+bool run_gdb(pid_t pid, std::chrono::milliseconds limit) {
+  const std::string seconds = std::to_string(std::max<long long>(1, limit.count() / 1000));
+  const std::string target = std::to_string(pid);
+  std::vector<std::string> words{"timeout", "-s",   "KILL", seconds,
+                                 "gdb",     "-q",   "-nx",  "-batch",
+                                 "-p",      target, "-ex",  "thread apply all bt"};
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
+  ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  pid_t gdb = 0;
+  const int rc = ::posix_spawnp(&gdb, "timeout", &actions, nullptr, argv.data(), environ);
+  ::posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return false;
+  int status = 0;
+  while (::waitpid(gdb, &status, 0) < 0 && errno == EINTR) {
+  }
+  // timeout(1) exits 127 when it cannot find gdb.
+  return !(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+}
+
+}  // namespace
+
+void detail::dump_stacks(std::chrono::milliseconds budget) noexcept {
+  try {
+    // gdb, our child, attaches to us and to its siblings: allow it where Yama would not.
+    ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+    std::vector<pid_t> targets{::getpid()};
+    for (const pid_t pid : descendant_pids())
+      if (!is_exempt_child(pid) && targets.size() < 8) targets.push_back(pid);
+    const auto share = budget / static_cast<long>(targets.size());
+    for (const pid_t pid : targets) {
+      write_stderr("mp watchdog: thread stacks of " + describe_process(pid) + "\n");
+      if (!run_gdb(pid, share)) {
+        write_stderr("mp watchdog: (no gdb on this machine: no stacks)\n");
+        return;
+      }
+    }
+  } catch (...) {
+    // Out of memory: go on to the kill.
+  }
+}
 
 void detail::kill_descendants() noexcept {
   try {
@@ -107,11 +174,9 @@ void detail::watchdog::run() {
     } else if (std::chrono::steady_clock::now() < *deadline_) {
       wakeup_.wait_until(lock, *deadline_);
     } else {
-      for (std::size_t done = 0; done < message_.size();) {
-        const ssize_t n = ::write(STDERR_FILENO, message_.data() + done, message_.size() - done);
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-      }
+      write_stderr(message_);
+      // Within the 30 s (scaled) that CTest's own timeout leaves after ours.
+      dump_stacks(scaled(std::chrono::seconds{20}));
       kill_descendants();
       ::_exit(1);
     }
