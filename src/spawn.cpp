@@ -236,55 +236,48 @@ bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<in
   return true;
 }
 
+namespace {
+
+// One recvmsg of at most `size` bytes into `data`, retried on EINTR; the
+// descriptors that come with them go to `handles`. As recvmsg returns.
+ssize_t receive_some(int fd, std::byte* data, std::size_t size, handle_source& handles) {
+  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
+  iovec iov{data, size};
+  msghdr header{};
+  header.msg_iov = &iov;
+  header.msg_iovlen = 1;
+  header.msg_control = control;
+  header.msg_controllen = sizeof control;
+  const ssize_t n = os::retry([&] { return ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC); });
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int received = -1;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      handles.fds.emplace_back(received);
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 bool receive_all(int fd, std::vector<std::byte>& bytes, handle_source& handles) {
   std::byte chunk[65536];
-  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
   for (;;) {
-    iovec iov{chunk, sizeof chunk};
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control;
-    header.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = receive_some(fd, chunk, sizeof chunk, handles);
     if (n < 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int received = -1;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        handles.fds.emplace_back(received);
-      }
-    }
     if (n == 0) return true;
     bytes.insert(bytes.end(), chunk, chunk + n);
   }
 }
 
 bool receive_exactly(int fd, std::byte* data, std::size_t size, handle_source& handles) {
-  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
   while (size != 0) {
-    iovec iov{data, size};
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control;
-    header.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int received = -1;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        handles.fds.emplace_back(received);
-      }
-    }
-    if (n == 0) return false;
+    const ssize_t n = receive_some(fd, data, size, handles);
+    if (n <= 0) return false;
     data += n;
     size -= static_cast<std::size_t>(n);
   }

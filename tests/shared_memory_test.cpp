@@ -316,6 +316,21 @@ TEST(shared_memory, the_destructor_spares_a_new_block_that_took_an_unlinked_name
 
 // Other test processes may sweep at the same time as these tests, so they check what became of
 // the name, never how many blocks a sweep removed.
+// Starts `heir`, which sends true on `reader`'s peer once it holds the orphan `name`, then
+// sleeps; closes our `holder`, and checks that no sweep removes the block until the heir ends.
+void expect_the_heir_keeps_the_orphan(mp::shared_memory& holder, const std::string& name,
+                                      mp::process& heir, mp::connection& reader) {
+  heir.start();
+  ASSERT_TRUE(reader.recv<bool>());
+  holder.close();
+  mp::shared_memory::remove_orphans();
+  EXPECT_TRUE(exists(name));
+  heir.kill();
+  heir.join();
+  mp::shared_memory::remove_orphans();
+  EXPECT_FALSE(exists(name));
+}
+
 TEST(shared_memory, remove_orphans_removes_a_block_whose_creator_was_killed) {
   const std::string name = mp::testing::unique_name("shm");
   auto holder = crash_creator(name);
@@ -339,15 +354,7 @@ TEST(shared_memory, remove_orphans_spares_a_block_that_a_forked_child_inherited)
                      sleep_forever();
                    },
                    std::move(writer)};
-  heir.start();
-  ASSERT_TRUE(reader.recv<bool>());
-  holder.close();
-  mp::shared_memory::remove_orphans();
-  EXPECT_TRUE(exists(name));
-  heir.kill();
-  heir.join();
-  mp::shared_memory::remove_orphans();
-  EXPECT_FALSE(exists(name));
+  expect_the_heir_keeps_the_orphan(holder, name, heir, reader);
 }
 
 TEST(shared_memory, remove_orphans_spares_a_block_that_a_child_received) {
@@ -360,15 +367,7 @@ TEST(shared_memory, remove_orphans_spares_a_block_that_a_child_received) {
                      sleep_forever();
                    },
                    std::ref(holder), std::move(writer)};
-  heir.start();
-  ASSERT_TRUE(reader.recv<bool>());
-  holder.close();
-  mp::shared_memory::remove_orphans();
-  EXPECT_TRUE(exists(name));
-  heir.kill();
-  heir.join();
-  mp::shared_memory::remove_orphans();
-  EXPECT_FALSE(exists(name));
+  expect_the_heir_keeps_the_orphan(holder, name, heir, reader);
 }
 
 TEST(shared_memory, remove_orphans_spares_a_closed_block_whose_creator_lives) {
