@@ -35,6 +35,7 @@
 #include "mp/detail/spawn_message.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
@@ -107,6 +108,23 @@ void set_pi_and_negate(mp::shared_value<double> n, mp::shared_array<int> a,
   n.set(3.1415927);
   for (std::size_t i = 0; i < a.size(); ++i) a.set(i, -a.get(i));
   counted.fetch_add(1);
+}
+
+// The rest of the resources: each used as itself, reported through `results`.
+void use_the_other_resources(mp::rlock reentrant, mp::bounded_semaphore bounded, mp::barrier meet,
+                             mp::simple_queue<int> results, mp::joinable_queue<int> work,
+                             const mp::shared_memory& block) {
+  {
+    std::scoped_lock twice(reentrant, reentrant);  // an rlock taken twice by one owner
+    results.put(1);
+  }
+  bounded.acquire();
+  bounded.release();
+  results.put(meet.wait() < 2 ? 2 : -1);
+  results.put(work.get());
+  work.task_done();
+  block.data()[0] = std::byte{4};
+  results.put(static_cast<int>(block.size()));
 }
 
 // Every test of this suite runs under spawn and under forkserver.
@@ -189,6 +207,29 @@ TEST_P(clean_start, shared_values_and_arrays_reach_the_child_as_themselves) {
   EXPECT_EQ(num.get(), 3.1415927);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(arr.get(static_cast<std::size_t>(i)), -i);
   EXPECT_EQ(counted.get(), 1);
+}
+
+TEST_P(clean_start, rlocks_barriers_the_other_queues_and_shared_memory_reach_the_child_too) {
+  mp::rlock reentrant;
+  mp::bounded_semaphore bounded(1);
+  mp::barrier meet(2);
+  mp::simple_queue<int> results;
+  mp::joinable_queue<int> work;
+  auto block = mp::shared_memory::create(100);
+  work.put(3);
+  mp::process p(mp::process_options{.method = GetParam()}, use_the_other_resources, reentrant,
+                bounded, meet, results, work, std::ref(block));
+  p.start();
+  EXPECT_EQ(results.get(), 1);
+  EXPECT_LT(meet.wait(), 2U);
+  EXPECT_EQ(results.get(), 2);
+  work.join();  // the child called task_done
+  EXPECT_EQ(results.get(), 3);
+  EXPECT_EQ(results.get(), 100);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_EQ(block.data()[0], std::byte{4});
+  EXPECT_EQ(bounded.get_value(), 1U);
 }
 
 TEST_P(clean_start, an_exception_in_the_child_ends_it_with_1) {
