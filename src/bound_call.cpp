@@ -2,8 +2,6 @@
 // mp::bound_call's encoded form (include/mp/bound_call.hpp).
 #include "mp/bound_call.hpp"
 
-#include <fcntl.h>
-
 #include "os/system.hpp"
 
 namespace mp::detail {
@@ -12,22 +10,14 @@ std::shared_ptr<const encoded_call> seal_call(const byte_buffer& encoded,
                                               const handle_sink& handles) {
   auto call = std::make_shared<encoded_call>();
   call->bytes.assign(encoded.data(), encoded.data() + encoded.size());
-  for (const int fd : handles.fds) {
-    unique_fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!copy) os::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
-    call->fds.push_back(std::move(copy));
-  }
+  for (const int fd : handles.fds) call->fds.push_back(os::duplicate(fd));
   return call;
 }
 
 void run_sealed(const encoded_call& call) {
   // The call takes its descriptors; it may run more than once (thread workers).
   handle_source handles;
-  for (const unique_fd& fd : call.fds) {
-    unique_fd copy(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (!copy) os::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
-    handles.fds.push_back(std::move(copy));
-  }
+  for (const unique_fd& fd : call.fds) handles.fds.push_back(os::duplicate(fd.get()));
   invoke_call(call.bytes, &handles, nullptr);
 }
 

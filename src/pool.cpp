@@ -10,7 +10,6 @@
 // same way. Results come back over one shared queue. The pool's thread waits
 // on it, and at least every 20 ms looks at the workers' liveness.
 #include <cxxabi.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -186,11 +185,7 @@ task_handles copy_handles(const handle_sink& sink) {
                         " descriptors; a task can carry at most 253");
   auto copies = std::make_shared<std::vector<unique_fd>>();
   copies->reserve(sink.fds.size());
-  for (const int fd : sink.fds) {
-    unique_fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!copy) os::throw_errno("fcntl(F_DUPFD_CLOEXEC)");
-    copies->push_back(std::move(copy));
-  }
+  for (const int fd : sink.fds) copies->push_back(os::duplicate(fd));
   return copies;
 }
 

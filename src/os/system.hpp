@@ -64,6 +64,9 @@ std::size_t read_full(int fd, void* data, std::size_t size);
 /// other errors.
 bool write_full(int fd, const void* data, std::size_t size);
 
+/// A second descriptor (CLOEXEC) for what `fd` refers to.
+unique_fd duplicate(int fd);
+
 /// A connected pair of CLOEXEC Unix stream sockets.
 std::pair<unique_fd, unique_fd> socket_pair();
 

@@ -98,6 +98,11 @@ bool write_full(int fd, const void* data, std::size_t size) {
   return true;
 }
 
+unique_fd duplicate(int fd) {
+  return unique_fd(
+      check("fcntl(F_DUPFD_CLOEXEC)", [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); }));
+}
+
 std::pair<unique_fd, unique_fd> socket_pair() {
   int fds[2];
   check("socketpair", [&] { return ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); });
