@@ -119,6 +119,7 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
       if (message.id != task.id || message.fds.size() != task.fds)
         throw decode_error("a pool worker's handle channel is out of step with its tasks");
       handles.fds = std::move(message.fds);
+      handles.taken.clear();
     }
     auto expected = task_ring::encode(task.id, task_ring::queued);
     if (task.slot >= task_ring::depth ||
@@ -365,6 +366,11 @@ struct pool_core::impl {
         // The worker has died: it is noticed and replaced, and the task, not
         // started, goes to another worker.
         reached = false;
+      } catch (const std::exception& e) {
+        fail(task.id, "mp::process_error",
+             std::string("sending the descriptors of the task's arguments to a worker: ") +
+                 e.what());
+        return;
       }
     }
     task.slot = w.next_slot++ % task_ring::depth;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -93,6 +94,11 @@ struct runtime {
   unsigned counter = 0;            // for our children's names
   bool exit_handler_registered = false;
   launcher* forker = nullptr;  // created on first use, never destroyed
+  // A fork server's child: the pipe its exit code goes to, and which file
+  // that is (the program may have closed the number and opened another).
+  int exit_status_fd = -1;
+  dev_t exit_status_device = 0;
+  ino_t exit_status_inode = 0;
 };
 
 runtime& rt() {
@@ -178,6 +184,14 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   r.identity.swap(boot.identity);
   r.counter = 0;
   r.forker = nullptr;  // its thread was not copied; a new one starts on demand
+  // A forked child of a fork server's child does not report its parent's code.
+  if (r.exit_status_fd >= 0 && r.exit_status_fd != boot.exit_status_fd)
+    raw_syscall(SYS_close, r.exit_status_fd);
+  r.exit_status_fd = boot.exit_status_fd;
+  if (struct stat info{}; r.exit_status_fd >= 0 && ::fstat(r.exit_status_fd, &info) == 0) {
+    r.exit_status_device = info.st_dev;
+    r.exit_status_inode = info.st_ino;
+  }
 
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
@@ -211,9 +225,11 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
   }
   if (std::cout.rdbuf() != stdio_synced_cout) std::cout.flush();
   std::fflush(stdout);  // stderr is unbuffered, as is cerr
-  if (boot.exit_status_fd >= 0) {
+  if (struct stat info{}; r.exit_status_fd >= 0 && ::fstat(r.exit_status_fd, &info) == 0 &&
+                          info.st_dev == r.exit_status_device &&
+                          info.st_ino == r.exit_status_inode) {
     const std::int32_t reported = code & 0xff;
-    raw_syscall(SYS_write, boot.exit_status_fd, &reported, sizeof reported);
+    raw_syscall(SYS_write, r.exit_status_fd, &reported, sizeof reported);
   }
   exit_now(code);
 }
@@ -236,13 +252,21 @@ bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
   }
   using clock = std::chrono::steady_clock;
   const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  auto left = [&]() -> std::optional<std::chrono::nanoseconds> {
+    if (!timeout) return std::nullopt;
+    return std::max<std::chrono::nanoseconds>(deadline - clock::now(), {});
+  };
+  if (!os::wait_readable(fd, left())) return false;
   for (;;) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = std::max<std::chrono::nanoseconds>(deadline - clock::now(), {});
-    if (!os::wait_readable(fd, left)) return false;
-    // Ended; false only for a fork server's child whose code has not come yet.
     if (poll()) return true;
-    if (timeout && clock::now() >= deadline) return false;
+    // A fork server's child that ended before its code came (a signal): the
+    // server writes it when it reaps the child, or hangs up if it died.
+    int code_fd = -1;
+    {
+      std::lock_guard lock(mutex);
+      if (status) code_fd = status.get();
+    }
+    if (code_fd < 0 || !os::wait_readable(code_fd, left())) return poll();
   }
 }
 
@@ -267,9 +291,9 @@ bool process_state::poll() {
 std::optional<int> process_state::collect_locked() {
   if (!status) return os::reap(pidfd.get(), false);
   if (!os::wait_readable(pidfd.get(), std::chrono::nanoseconds::zero())) return std::nullopt;
-  // It has ended. Its code is there if it wrote it; after a signal the server
-  // writes it as soon as it reaps it (or hangs up, if it died meanwhile).
-  if (!os::wait_readable(status.get(), std::chrono::seconds(5))) return std::nullopt;
+  // It has ended. Its code is there if it wrote it; after a signal it comes
+  // when the server reaps the child (wait() waits for it; a poll does not).
+  if (!os::wait_readable(status.get(), std::chrono::nanoseconds::zero())) return std::nullopt;
   // Python's forkserver says 255 when the server died before telling.
   std::int32_t code = 255;
   if (os::read_full(status.get(), &code, sizeof code) != sizeof code) code = 255;

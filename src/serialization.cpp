@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "mp/serialization.hpp"
 
+#include <fcntl.h>
+
 #include <cereal/details/helpers.hpp>
 #include <new>
 #include <stdexcept>
@@ -32,9 +34,20 @@ unique_fd input_archive::take_handle(std::uint32_t index) {
   if (handles_ == nullptr || index >= handles_->fds.size())
     throw decode_error("message refers to descriptor #" + std::to_string(index) +
                        ", which did not arrive with it");
-  unique_fd fd = std::move(handles_->fds[index]);
-  if (!fd) throw decode_error("descriptor #" + std::to_string(index) + " is referred to twice");
-  return fd;
+  auto& taken = handles_->taken;
+  if (taken.size() != handles_->fds.size()) taken.assign(handles_->fds.size(), -1);
+  if (handles_->fds[index]) {
+    taken[index] = handles_->fds[index].get();
+    return std::move(handles_->fds[index]);
+  }
+  // Named again (the sender sends each descriptor once): the first taker,
+  // part of the value being decoded, still holds it.
+  const int first = taken[index];
+  unique_fd copy(first < 0 ? -1 : ::fcntl(first, F_DUPFD_CLOEXEC, 0));
+  if (!copy)
+    throw decode_error("descriptor #" + std::to_string(index) +
+                       " is referred to again after it was closed");
+  return copy;
 }
 
 void check_fingerprint(std::span<const std::byte> in, std::uint64_t expected,

@@ -255,18 +255,28 @@ shared_memory shared_memory::open(std::string name) {
       os::check("flock", [&] { return ::flock(block.fd_, LOCK_SH); });
       if (!names_file(path, file.device, file.inode)) continue;
     }
-    block.map_open_file("block '" + name + "'");
+    block.map_open_file("block '" + name + "'", false, false);
     block.name_ = std::move(name);
     return block;
   }
   throw shared_memory_not_found("mp::shared_memory: no block named '" + name + "'");
 }
 
-void shared_memory::map_open_file(const std::string& label) {
+void shared_memory::map_open_file(const std::string& label, bool received, bool anonymous) {
   const file_identity file = identity_of(fd_);
-  if (!file.regular || file.size == 0)
+  if (received && (!file.regular || file.size == 0))
     throw decode_error("mp::shared_memory: " + label + " is not a shared memory block");
-  if (const auto header = read_header(fd_, file)) {
+  const auto map_all = [&] {
+    if (!received) return map(fd_, mapped_);
+    try {
+      return map(fd_, mapped_);
+    } catch (const std::system_error& e) {
+      throw decode_error("mp::shared_memory: " + label + " cannot be mapped read-write (" +
+                         e.what() + ")");
+    }
+  };
+  const auto header = anonymous ? std::nullopt : read_header(fd_, file);
+  if (header) {
     // Held for as long as the descriptor is open (a no-op if an opener's
     // lock already covers this open file).
     os::check("flock", [&] { return ::flock(fd_, LOCK_SH); });
@@ -279,14 +289,14 @@ void shared_memory::map_open_file(const std::string& label) {
         header->size == 0)
       throw decode_error("mp::shared_memory: " + label + " has a corrupt header");
     mapped_ = static_cast<std::size_t>(file.size);
-    base_ = map(fd_, mapped_);
+    base_ = map_all();
     header_ = reinterpret_cast<shared_memory_header*>(base_);
     data_ = base_ + header->data_offset;
     size_ = static_cast<std::size_t>(header->size);
   } else {
     // Not ours (Python's, or anonymous): plain bytes from offset 0, no crash safety.
     mapped_ = static_cast<std::size_t>(file.size);
-    base_ = map(fd_, mapped_);
+    base_ = map_all();
     data_ = base_;
     size_ = mapped_;
   }
@@ -304,8 +314,9 @@ shared_memory shared_memory::received(detail::unique_fd fd, std::string name) {
   }
   shared_memory block;
   block.fd_ = fd.release();
-  block.map_open_file(name.empty() ? std::string("a received anonymous block")
-                                   : "received block '" + name + "'");
+  block.map_open_file(
+      name.empty() ? std::string("a received anonymous block") : "received block '" + name + "'",
+      true, name.empty());
   block.name_ = std::move(name);
   return block;
 }

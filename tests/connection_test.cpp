@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mp/process.hpp"
+#include "mp/queues.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -290,6 +291,17 @@ TEST(connection, descriptors_of_a_failed_decode_are_closed) {
     EXPECT_THROW(b.recv<int>(), mp::decode_error);
   }
   EXPECT_EQ(mp::testing::open_fds(), before);
+}
+
+TEST(connection, a_resource_named_twice_travels_once_and_arrives_twice) {
+  auto [a, b] = mp::pipe();
+  mp::queue<int> q;
+  // Both elements are one queue: its descriptor goes once, and each element arrives working.
+  a.send(std::pair{q, q});
+  auto twice = b.recv<std::pair<mp::queue<int>, mp::queue<int>>>();
+  twice.first.put(1);
+  EXPECT_EQ(twice.second.get(), 1);
+  EXPECT_EQ(q.qsize(), 0U);
 }
 
 TEST(connection, moves_a_one_gibibyte_message_intact) {

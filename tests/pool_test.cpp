@@ -243,6 +243,12 @@ TEST(pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
   int sum = 0;
   for (int i = 0; i < 20; ++i) sum += squares.get();
   EXPECT_EQ(sum, 2470);  // 0^2 + ... + 19^2
+  // A chunk names the one queue 300 times, but carries its descriptor once (a message carries
+  // at most 253).
+  items.clear();
+  for (int i = 0; i < 600; ++i) items.emplace_back(1, squares);
+  EXPECT_EQ(p.starmap(put_square, items, 300).size(), 600U);
+  for (int i = 0; i < 600; ++i) EXPECT_EQ(squares.get(), 1);
 
   mp::lock lock;
   mp::shared_value<int> counter(0);

@@ -192,6 +192,22 @@ TEST(shared_memory, a_received_descriptor_that_is_not_a_block_throws_decode_erro
   EXPECT_THROW(decode_block("../etc/passwd", mp::detail::unique_fd(::dup(real.fd()))),
                mp::decode_error);
   EXPECT_EQ(decode_block("", mp::detail::unique_fd(::dup(real.fd()))).size(), 8U);
+  // A block this process may only read cannot be mapped read-write.
+  const std::string path = "/proc/self/fd/" + std::to_string(real.fd());
+  EXPECT_THROW(decode_block("", mp::detail::unique_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC))),
+               mp::decode_error);
+}
+
+TEST(shared_memory, an_anonymous_block_that_looks_like_a_named_one_arrives_whole) {
+  // Its bytes start as a named block's header does; an anonymous block has none.
+  const auto named = mp::shared_memory::create(mp::testing::unique_name("shm"), 64);
+  std::vector<std::byte> header(4096);
+  ASSERT_EQ(::pread(named.fd(), header.data(), header.size(), 0), 4096);
+  auto block = mp::shared_memory::create(8192);
+  std::memcpy(block.data(), header.data(), header.size());
+  auto received = decode_block("", mp::detail::unique_fd(::dup(block.fd())));
+  EXPECT_EQ(received.size(), 8192U);
+  EXPECT_EQ(received.data()[0], block.data()[0]);
 }
 
 TEST(shared_memory, opening_a_missing_name_throws_not_found) {

@@ -76,13 +76,16 @@ constexpr std::uint64_t fnv1a(std::string_view text) {
   return hash;
 }
 
-/// Descriptors that travel beside the bytes (SCM_RIGHTS). Encoding borrows them;
-/// decoding receives owned ones, and any not taken are closed with the source.
+/// Descriptors that travel beside the bytes (SCM_RIGHTS). Encoding borrows them,
+/// each once however often the value names it (one queue in every item of a
+/// chunk); decoding receives owned ones, and any not taken are closed with the
+/// source.
 struct handle_sink {
   std::vector<int> fds;
 };
 struct handle_source {
   std::vector<unique_fd> fds;
+  std::vector<int> taken;  // by index: the number a taken descriptor had, for a second taker
 };
 
 class output_archive
@@ -91,11 +94,15 @@ class output_archive
   explicit output_archive(byte_buffer& out, handle_sink* handles = nullptr)
       : OutputArchive(this), out_(out), handles_(handles) {}
   void save_binary(const void* data, std::size_t size) { out_.append(data, size); }
-  /// Records a descriptor to send and returns its index in the message.
+  /// Records a descriptor to send (once, if it is named again) and returns
+  /// its index in the message.
   std::uint32_t add_handle(int fd) {
     if (handles_ == nullptr) throw_no_handle_channel();
-    handles_->fds.push_back(fd);
-    return static_cast<std::uint32_t>(handles_->fds.size() - 1);
+    auto& fds = handles_->fds;
+    for (std::size_t i = 0; i < fds.size(); ++i)
+      if (fds[i] == fd) return static_cast<std::uint32_t>(i);
+    fds.push_back(fd);
+    return static_cast<std::uint32_t>(fds.size() - 1);
   }
 
  private:
@@ -120,7 +127,8 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     offset_ += size;
     return at;
   }
-  /// Takes ownership of the descriptor a message refers to by index.
+  /// Takes ownership of the descriptor a message refers to by index; a second
+  /// reference to it gets a duplicate of the first (which its taker still holds).
   MP_EXPORT unique_fd take_handle(std::uint32_t index);
 
  private:

@@ -34,14 +34,18 @@ void write_stderr(const std::string& text) noexcept {
   }
 }
 
-// Runs gdb on `pid` in batch mode, its output on our stderr, killed after `limit`. False if gdb
-// (or timeout) could not be run.
+// Runs gdb on `pid` in batch mode, its output on our stderr, stopped after `limit`, and then
+// lets `pid` go on: a gdb killed while attached would leave it stopped (and when `pid` is us,
+// this thread with it, so a shell does it). False if there is no gdb.
 bool run_gdb(pid_t pid, std::chrono::milliseconds limit) {
+  static constexpr const char* script =
+      "command -v gdb > /dev/null || exit 127\n"
+      "timeout -s INT -k 3 \"$2\" gdb -q -nx -batch -p \"$1\" -ex 'thread apply all bt'\n"
+      "kill -CONT \"$1\" 2> /dev/null\n"
+      "exit 0\n";
   const std::string seconds = std::to_string(std::max<long long>(1, limit.count() / 1000));
   const std::string target = std::to_string(pid);
-  std::vector<std::string> words{"timeout", "-s",   "KILL", seconds,
-                                 "gdb",     "-q",   "-nx",  "-batch",
-                                 "-p",      target, "-ex",  "thread apply all bt"};
+  std::vector<std::string> words{"sh", "-c", script, "sh", target, seconds};
   std::vector<char*> argv;
   for (std::string& w : words) argv.push_back(w.data());
   argv.push_back(nullptr);
@@ -49,14 +53,13 @@ bool run_gdb(pid_t pid, std::chrono::milliseconds limit) {
   ::posix_spawn_file_actions_init(&actions);
   ::posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO);
   ::posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  pid_t gdb = 0;
-  const int rc = ::posix_spawnp(&gdb, "timeout", &actions, nullptr, argv.data(), environ);
+  pid_t shell = 0;
+  const int rc = ::posix_spawn(&shell, "/bin/sh", &actions, nullptr, argv.data(), environ);
   ::posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return false;
   int status = 0;
-  while (::waitpid(gdb, &status, 0) < 0 && errno == EINTR) {
+  while (::waitpid(shell, &status, 0) < 0 && errno == EINTR) {
   }
-  // timeout(1) exits 127 when it cannot find gdb.
   return !(WIFEXITED(status) && WEXITSTATUS(status) == 127);
 }
 
@@ -68,9 +71,12 @@ void detail::dump_stacks(std::chrono::milliseconds budget) noexcept {
     ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
     std::vector<pid_t> targets{::getpid()};
     for (const pid_t pid : descendant_pids())
-      if (!is_exempt_child(pid) && targets.size() < 8) targets.push_back(pid);
-    const auto share = budget / static_cast<long>(targets.size());
-    for (const pid_t pid : targets) {
+      if (!is_exempt_child(pid) && targets.size() < 4) targets.push_back(pid);
+    // Half for the test process, whose binary takes gdb longest to load; the rest shared.
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+      const pid_t pid = targets[i];
+      const auto others = static_cast<long>(std::max<std::size_t>(targets.size() - 1, 1));
+      const std::chrono::milliseconds share = i == 0 ? budget / 2 : budget / 2 / others;
       write_stderr("mp watchdog: thread stacks of " + describe_process(pid) + "\n");
       if (!run_gdb(pid, share)) {
         write_stderr("mp watchdog: (no gdb on this machine: no stacks)\n");
