@@ -387,10 +387,10 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
     }
     const unique_fd connection = connect_to(path);
     reply_fds.fds.clear();
+    reply.assign(sizeof(std::int32_t), std::byte{});
     if (!connection || !send_with_fds(connection.get(), encoded, handles.fds) ||
         ::shutdown(connection.get(), SHUT_WR) != 0 ||
-        !(reply.resize(sizeof(std::int32_t)),
-          receive_exactly(connection.get(), reply.data(), reply.size(), reply_fds))) {
+        !receive_exactly(connection.get(), reply.data(), reply.size(), reply_fds)) {
       reply.clear();
       // Its socket closes only when it ends: reap it, so that the next
       // attempt starts another.
