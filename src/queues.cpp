@@ -22,6 +22,7 @@
 // holder can finish or undo the work of one that died (repair_put, repair_get).
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -33,8 +34,12 @@
 #include <bit>
 #include <climits>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
@@ -279,6 +284,48 @@ queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
     throw decode_error(is_queue ? "a received queue holds items of another type"
                                 : "a received queue's memory is not a queue");
   }
+}
+
+namespace {
+
+// The queues this process received and still holds, by their memory's file.
+struct received_queues {
+  std::mutex mutex;
+  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<queue_core>> cores;
+};
+
+received_queues& received_cache() {
+  // Never destroyed (a queue may be decoded during exit). Held across fork,
+  // so that a forked child never inherits it locked by a thread it lacks.
+  static received_queues* cache = [] {
+    auto* c = new received_queues;
+    ::pthread_atfork([] { received_cache().mutex.lock(); }, [] { received_cache().mutex.unlock(); },
+                     [] { received_cache().mutex.unlock(); });
+    return c;
+  }();
+  return *cache;
+}
+
+}  // namespace
+
+std::shared_ptr<queue_core> queue_core::received(unique_fd fd, uint64_t fingerprint) {
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0)
+    throw decode_error("a received queue's descriptor is not a queue's memory");
+  received_queues& cache = received_cache();
+  std::lock_guard lock(cache.mutex);
+  const std::pair key{info.st_dev, info.st_ino};
+  if (const auto found = cache.cores.find(key); found != cache.cores.end()) {
+    if (auto core = found->second.lock()) {
+      if (core->control().fingerprint != fingerprint)
+        throw decode_error("a received queue holds items of another type");
+      return core;  // `fd`, a second descriptor for the same memory, is closed
+    }
+  }
+  auto core = std::make_shared<queue_core>(std::move(fd), fingerprint);
+  std::erase_if(cache.cores, [](const auto& entry) { return entry.second.expired(); });
+  cache.cores[key] = core;
+  return core;
 }
 
 queue_core::~queue_core() {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -90,6 +91,28 @@ TEST(queue, a_queue_sent_over_a_connection_is_the_same_queue) {
   EXPECT_THROW(static_cast<void>(theirs.recv<mp::queue<long>>()), mp::decode_error);
   ours.send(mp::lock());
   EXPECT_THROW(static_cast<void>(theirs.recv<mp::queue<int>>()), mp::decode_error);
+}
+
+// This process's address space, in KiB (VmSize).
+long address_space_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmSize:", 0) == 0) return std::stol(line.substr(7));
+  return -1;
+}
+
+TEST(queue, a_queue_received_many_times_is_mapped_once) {
+  mp::queue<int> q;
+  auto [ours, theirs] = mp::pipe();
+  ours.send(std::vector<mp::queue<int>>(100, q));  // one descriptor, named 100 times
+  const long before = address_space_kib();
+  auto received = theirs.recv<std::vector<mp::queue<int>>>();
+  const long grown = address_space_kib() - before;
+  // One queue's 64 GiB reservation, not a hundred.
+  EXPECT_LT(grown, 2L * 64 * 1024 * 1024);
+  received.front().put(7);
+  EXPECT_EQ(received.back().get(), 7);
+  EXPECT_EQ(q.qsize(), 0U);
 }
 
 TEST(queue, is_fifo_and_counts_its_items) {

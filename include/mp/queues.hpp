@@ -83,6 +83,11 @@ class MP_EXPORT queue_core {
   /// Maps a queue another process sent: its memfd. Throws mp::decode_error if
   /// the memory is not a queue of items with `fingerprint`.
   queue_core(unique_fd fd, std::uint64_t fingerprint);
+  /// The queue behind a received descriptor: the core this process already
+  /// has for that memory if it received it before and still holds it (one
+  /// 64 GiB reservation per queue, however often it arrives), else a new one.
+  /// Throws as the constructor. Thread-safe.
+  static std::shared_ptr<queue_core> received(unique_fd fd, std::uint64_t fingerprint);
   queue_core(const queue_core&) = delete;
   queue_core& operator=(const queue_core&) = delete;
   ~queue_core();
@@ -253,7 +258,7 @@ class queue {
   void load(Archive& archive) {
     std::uint32_t index = 0;
     archive(index);
-    core_ = std::make_shared<detail::queue_core>(archive.take_handle(index), type_fingerprint<T>);
+    core_ = detail::queue_core::received(archive.take_handle(index), type_fingerprint<T>);
   }
 
   /// Puts `item`, waiting while the queue is full.
