@@ -216,6 +216,11 @@ int locked_increment(mp::lock lock, const mp::shared_value<int>& counter) {
   return ++*counter.get_obj();
 }
 
+int identity_under(int x, mp::lock lock) {
+  std::lock_guard guard(lock);
+  return x;
+}
+
 int reply_over(mp::connection& conn, int x) {
   conn.send(x + 1);
   return conn.recv<int>();
@@ -243,12 +248,6 @@ TEST(pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
   int sum = 0;
   for (int i = 0; i < 20; ++i) sum += squares.get();
   EXPECT_EQ(sum, 2470);  // 0^2 + ... + 19^2
-  // A chunk names the one queue 300 times, but carries its descriptor once (a message carries
-  // at most 253).
-  items.clear();
-  for (int i = 0; i < 600; ++i) items.emplace_back(1, squares);
-  EXPECT_EQ(p.starmap(put_square, items, 300).size(), 600U);
-  for (int i = 0; i < 600; ++i) EXPECT_EQ(squares.get(), 1);
 
   mp::lock lock;
   mp::shared_value<int> counter(0);
@@ -256,6 +255,12 @@ TEST(pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
   for (int i = 0; i < 40; ++i) increments.push_back(p.apply_async(locked_increment, lock, counter));
   for (auto& r : increments) r.get(mp::testing::scaled(30s));
   EXPECT_EQ(counter.load(), 40);
+  // A chunk names the one lock 260 times but carries its descriptor once (a message carries at
+  // most 253).
+  std::vector<std::tuple<int, mp::lock>> locked;
+  for (int i = 0; i < 520; ++i) locked.emplace_back(i, lock);
+  const auto same = p.starmap(identity_under, locked, 260);
+  EXPECT_EQ(std::accumulate(same.begin(), same.end(), 0), 519 * 520 / 2);
 
   auto [mine, theirs] = mp::pipe();
   auto answer = p.apply_async(reply_over, std::move(theirs), 1);
