@@ -17,7 +17,6 @@ namespace mp {
 namespace {
 
 constexpr std::uint64_t length_mask = (std::uint64_t{1} << 48) - 1;
-constexpr std::size_t max_fds_per_message = 253;  // the kernel's SCM_MAX_FD
 constexpr std::size_t min_read = std::size_t{64} << 10;
 constexpr std::size_t direct_chunk = std::size_t{16} << 20;
 
@@ -74,7 +73,7 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
                             const std::vector<int>& fds) {
   const std::uint64_t payload = length + extra.size();
   if (payload > length_mask) throw process_error("message too large (2^48 bytes or more)");
-  if (fds.size() > max_fds_per_message)
+  if (fds.size() > detail::max_handles)
     throw process_error("a message can carry at most 253 descriptors");
   const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
   std::memcpy(frame, &header, header_size);
@@ -84,7 +83,7 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
   msghdr message{};
   message.msg_iov = iov;
   message.msg_iovlen = extra.empty() ? 1 : 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
   if (!fds.empty()) {
     message.msg_control = control;
     message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
@@ -129,7 +128,7 @@ std::size_t connection::receive(void* into, std::size_t size) {
   msghdr message{};
   message.msg_iov = &iov;
   message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
   message.msg_control = control;
   message.msg_controllen = sizeof control;
   const ssize_t got =

@@ -181,9 +181,9 @@ std::string describe_end(std::optional<int> exitcode) {
 }  // namespace
 
 task_handles copy_handles(const handle_sink& sink) {
-  if (sink.fds.size() > 253)
+  if (sink.fds.size() > max_handles)
     throw process_error("a task's arguments hold " + std::to_string(sink.fds.size()) +
-                        " descriptors; a task can carry at most 253");
+                        " descriptors; a task can carry at most " + std::to_string(max_handles));
   auto copies = std::make_shared<std::vector<unique_fd>>();
   copies->reserve(sink.fds.size());
   for (const int fd : sink.fds) copies->push_back(os::duplicate(fd));

@@ -255,14 +255,14 @@ shared_memory shared_memory::open(std::string name) {
       os::check("flock", [&] { return ::flock(block.fd_, LOCK_SH); });
       if (!names_file(path, file.device, file.inode)) continue;
     }
-    block.map_open_file("block '" + name + "'", false, false);
+    block.map_open_file("block '" + name + "'", false);
     block.name_ = std::move(name);
     return block;
   }
   throw shared_memory_not_found("mp::shared_memory: no block named '" + name + "'");
 }
 
-void shared_memory::map_open_file(const std::string& label, bool received, bool anonymous) {
+void shared_memory::map_open_file(const std::string& label, bool received) {
   const file_identity file = identity_of(fd_);
   if (received && (!file.regular || file.size == 0))
     throw decode_error("mp::shared_memory: " + label + " is not a shared memory block");
@@ -275,6 +275,7 @@ void shared_memory::map_open_file(const std::string& label, bool received, bool 
                          e.what() + ")");
     }
   };
+  const bool anonymous = received && name_.empty();
   const auto header = anonymous ? std::nullopt : read_header(fd_, file);
   if (header) {
     // Held for as long as the descriptor is open (a no-op if an opener's
@@ -314,10 +315,10 @@ shared_memory shared_memory::received(detail::unique_fd fd, std::string name) {
   }
   shared_memory block;
   block.fd_ = fd.release();
-  block.map_open_file(
-      name.empty() ? std::string("a received anonymous block") : "received block '" + name + "'",
-      true, name.empty());
   block.name_ = std::move(name);
+  block.map_open_file(block.name_.empty() ? std::string("a received anonymous block")
+                                          : "received block '" + block.name_ + "'",
+                      true);
   return block;
 }
 

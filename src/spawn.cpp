@@ -241,7 +241,7 @@ namespace {
 // One recvmsg of at most `size` bytes into `data`, retried on EINTR; the
 // descriptors that come with them go to `handles`. As recvmsg returns.
 ssize_t receive_some(int fd, std::byte* data, std::size_t size, handle_source& handles) {
-  alignas(cmsghdr) char control[CMSG_SPACE(max_descriptors * sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(max_handles * sizeof(int))];
   iovec iov{data, size};
   msghdr header{};
   header.msg_iov = &iov;
@@ -363,9 +363,9 @@ void encode_target(target& work, spawn_message& message, handle_sink& handles) {
   output_archive out(call, &handles);
   work.encode(out);
   message.call.assign(call.data(), call.data() + call.size());
-  if (handles.fds.size() > max_descriptors)
+  if (handles.fds.size() > max_handles)
     throw usage_error("a process that does not start by fork can take at most " +
-                      std::to_string(max_descriptors) + " descriptors among its arguments");
+                      std::to_string(max_handles) + " descriptors among its arguments");
 }
 
 void run_start_message(spawn_message& message, handle_source& handles, pid_t real_parent,

@@ -19,9 +19,6 @@
 
 namespace mp::detail {
 
-// The most descriptors one message carries (the kernel's SCM_MAX_FD).
-inline constexpr std::size_t max_descriptors = 253;
-
 /// Writes `message` to stderr and exits with 1: a spawned child or the fork
 /// server that cannot become what its start message says.
 [[noreturn]] void die_before_start(const char* message);

@@ -83,6 +83,8 @@ constexpr std::uint64_t fnv1a(std::string_view text) {
 struct handle_sink {
   std::vector<int> fds;
 };
+/// The most descriptors one message carries (the kernel's SCM_MAX_FD).
+inline constexpr std::size_t max_handles = 253;
 struct handle_source {
   std::vector<unique_fd> fds;
   std::vector<int> taken;  // by index: the number a taken descriptor had, for a second taker

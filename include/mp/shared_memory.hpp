@@ -170,10 +170,10 @@ class MP_EXPORT shared_memory {
   // The block behind a descriptor that came from another process.
   static shared_memory received(detail::unique_fd fd, std::string name);
   // Maps the whole of the open file fd_: after its mp header if it has one
-  // (checked and locked shared; never for an anonymous block), from offset 0
-  // if not. `label` names the block in errors; a `received` file that is no
-  // block, or cannot be mapped, throws mp::decode_error.
-  void map_open_file(const std::string& label, bool received, bool anonymous);
+  // (checked and locked shared; a received block without a name_ has none),
+  // from offset 0 if not. `label` names the block in errors; a `received`
+  // file that is no block, or cannot be mapped, throws mp::decode_error.
+  void map_open_file(const std::string& label, bool received);
   // Creates a named block and runs `init` on its zeroed bytes before the name
   // appears, so no opener ever sees them half written.
   static shared_memory create(std::string name, std::size_t size,
