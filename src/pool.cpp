@@ -54,6 +54,12 @@ std::string demangled(const std::type_info& type) {
 // marks it running before it starts the task, unless the pool took the task
 // back first (cancelled). One compare-exchange decides, so the pool always
 // knows whether a task it handed out has started.
+//
+// A task's time limit counts from when its worker marks it running, which
+// the worker records beside the state (steady_clock is CLOCK_MONOTONIC, the
+// same in every process): a worker still starting (a spawned one under a
+// sanitizer, or one whose initializer is slow) must not use up the time of
+// the task it has not begun.
 struct task_ring {
   static constexpr std::uint32_t depth = 4;  // tasks a worker holds at most
   enum : std::uint64_t { queued = 1, running = 2, cancelled = 3 };
@@ -61,6 +67,7 @@ struct task_ring {
     return id << 2 | state;
   }
   std::atomic<std::uint64_t> slot[depth];
+  std::atomic<std::int64_t> started[depth];  // steady_clock nanoseconds, stored before `running`
 };
 
 // What a worker's handle channel carries: the descriptors of the resources
@@ -122,6 +129,9 @@ void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
       handles.taken.clear();
     }
     auto expected = task_ring::encode(task.id, task_ring::queued);
+    if (task.slot < task_ring::depth)
+      ring->started[task.slot].store(clock::now().time_since_epoch().count(),
+                                     std::memory_order_relaxed);
     if (task.slot >= task_ring::depth ||
         !ring->slot[task.slot].compare_exchange_strong(
             expected, task_ring::encode(task.id, task_ring::running), std::memory_order_acq_rel)) {
@@ -233,10 +243,11 @@ struct pool_core::impl {
     std::deque<held_task> held;  // in the order the worker runs them
     std::uint32_t next_slot = 0;
     std::uint64_t current = 0;  // the first held task not skipped: running or about to
-    clock::time_point deadline = clock::time_point::max();  // of `current`
-    bool cancelled = false;    // `current` was cancelled: stop it at the deadline
-    std::uint64_t doomed = 0;  // a running task cancelled with kill_running
-    unsigned given = 0;        // tasks handed to it
+    std::uint32_t current_slot = 0;
+    std::chrono::nanoseconds limit = no_limit;  // of `current`, from when the worker starts it
+    bool cancelled = false;                     // `current` was cancelled while it ran: stop it now
+    std::uint64_t doomed = 0;                   // a running task cancelled with kill_running
+    unsigned given = 0;                         // tasks handed to it
   };
   struct task_entry {
     completion done;
@@ -329,23 +340,37 @@ struct pool_core::impl {
     for (const auto& h : w.held)
       if (!h.skipped) {
         first = h.id;
+        w.current_slot = h.slot;
         break;
       }
     if (first != 0 && first == w.doomed) {  // cancelled while it runs
       w.current = first;
-      w.deadline = clock::time_point::min();
       w.cancelled = true;
       return;
     }
     if (first == w.current) return;
     w.current = first;
     w.cancelled = false;
-    w.deadline = clock::time_point::max();
+    w.limit = no_limit;
     if (first == 0) return;
     const auto found = waiting.find(first);
     if (found == waiting.end()) return;
-    if (found->second.limit != no_limit) w.deadline = clock::now() + found->second.limit;
+    w.limit = found->second.limit;
     if (found->second.started) found->second.started();
+  }
+
+  // When `w` must be stopped: at once for a task cancelled while it runs;
+  // for a task with a limit, that long after the worker started it (never,
+  // while it has not started: it has not used any of its time).
+  static clock::time_point deadline(const worker& w) {
+    if (w.current == 0) return clock::time_point::max();
+    if (w.cancelled) return clock::time_point::min();
+    if (w.limit == no_limit) return clock::time_point::max();
+    const auto state = w.ring->slot[w.current_slot].load(std::memory_order_acquire);
+    if (state != task_ring::encode(w.current, task_ring::running)) return clock::time_point::max();
+    const clock::time_point started{
+        clock::duration(w.ring->started[w.current_slot].load(std::memory_order_relaxed))};
+    return started + w.limit;
   }
 
   // Under the mutex: hands `task` to `w`, queued behind what it holds: first
@@ -501,11 +526,12 @@ struct pool_core::impl {
   void look_after_workers() {
     for (std::size_t i = 0; i < workers.size(); ++i) {
       worker& w = *workers[i];
-      if (w.current != 0 && clock::now() >= w.deadline) {
+      bool overdue = clock::now() >= deadline(w);
+      if (overdue) {
         take_arrived();  // it may have finished just in time
-        if (w.current == 0 || clock::now() < w.deadline) continue;
+        overdue = clock::now() >= deadline(w);
       }
-      if (w.current != 0 && clock::now() >= w.deadline && threads) {
+      if (overdue && threads) {
         // A thread cannot be stopped: fail the task, let the thread run it to
         // the end (its result is dropped), and give what waits behind it to
         // other workers.
@@ -518,11 +544,11 @@ struct pool_core::impl {
           h.abandoned = true;
           return false;
         });
-        w.deadline = clock::time_point::max();
+        w.limit = no_limit;
         w.cancelled = false;
         continue;
       }
-      if (w.current != 0 && clock::now() >= w.deadline) {
+      if (overdue) {
         // Out of time: stop the work itself, not only the wait for it.
         const bool cancelled = w.cancelled;
         w.process.kill();
@@ -674,8 +700,9 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
   for (auto& w : impl_->workers) {
     for (auto& h : w->held) {
       if (h.id != id || h.skipped || h.abandoned) continue;
-      // The current task counts as running from when its future says so.
-      if (w->current != id && impl::take_back(*w, h)) {  // queued there, not started
+      // The current task counts as running from when its future says so,
+      // but one to be killed is taken back if its worker has not started it.
+      if ((w->current != id || kill_running) && impl::take_back(*w, h)) {  // not started
         impl_->track_current(*w);
         return settle();
       }

@@ -70,6 +70,7 @@ TEST(executor, a_dead_worker_breaks_only_its_future) {
 }
 
 TEST(executor, runs_on_spawned_workers_too) {
+  MP_ONE_RUN_ONLY("its executor starts its workers by spawn whatever the suite's default");
   mp::process_pool_executor ex({.max_workers = 2, .method = mp::start_method::spawn});
   EXPECT_EQ(ex.submit(power_of_two, 10).result(), 1024);
   auto doomed = ex.submit(dies, 0);

@@ -105,6 +105,12 @@ int test_main(int argc, char** argv);
   if (::mp::testing::suite_start_method() != ::mp::start_method::fork) \
   GTEST_SKIP() << "fork only: " << (why)
 
+/// Runs the rest of a test once, in the fork run of a suite that CTest runs under every start
+/// method, for a test that picks its own start method (the other runs would repeat it).
+#define MP_ONE_RUN_ONLY(why)                                           \
+  if (::mp::testing::suite_start_method() != ::mp::start_method::fork) \
+  GTEST_SKIP() << "run once, in the fork run: " << (why)
+
 #define MP_TEST_ROLE(name)                                                          \
   static int mp_test_role_##name(std::span<char* const> args);                      \
   static const ::mp::testing::detail::role_registrar mp_test_role_registrar_##name{ \
