@@ -177,6 +177,16 @@ entry_fn resolve_entry(const code_ref& ref) {
   return reinterpret_cast<entry_fn>(const_cast<void*>(address));
 }
 
+void save_code(output_archive& out, const void* address) {
+  out(code_ref_of(address));
+}
+
+const void* load_code(input_archive& in) {
+  code_ref ref;
+  in(ref);
+  return resolve(ref);
+}
+
 void invoke_call(std::span<const std::byte> payload, handle_source* handles, byte_buffer* result) {
   input_archive in(payload, handles);
   code_ref entry;

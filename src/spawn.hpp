@@ -14,7 +14,7 @@
 
 #include "mp/detail/spawn_message.hpp"
 #include "mp/detail/unique_fd.hpp"
-#include "mp/serialization.hpp"
+#include "mp/detail/codec.hpp"
 #include "process_state.hpp"
 
 namespace mp::detail {

@@ -16,6 +16,7 @@
 
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/serialization.hpp"  // std::map values
 #include "mp/testing/testing.hpp"
 
 namespace {

@@ -25,6 +25,7 @@
 #include "mp/connection.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/serialization.hpp"  // std::map items
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"

@@ -13,10 +13,11 @@
 #include <utility>
 #include <vector>
 
+#include "mp/detail/checks.hpp"
 #include "mp/detail/code_identity.hpp"
+#include "mp/detail/codec.hpp"
 #include "mp/detail/unique_fd.hpp"
 #include "mp/export.hpp"
-#include "mp/serialization.hpp"
 
 namespace mp {
 
@@ -47,12 +48,12 @@ class bound_call {
   bound_call() = default;
   template <class Fn, class... Args>
   requires(!std::same_as<std::remove_cvref_t<Fn>, bound_call> &&
-           std::invocable<std::decay_t<Fn>&, std::decay_t<Args>&...>)
+           std::invocable<std::decay_t<Fn>&, detail::stored_t<Args>&...>)
       bound_call(Fn&& fn, Args&&... args)  // NOLINT(google-explicit-constructor): as std::function
   {
     using F = std::decay_t<Fn>;
-    using stored = std::tuple<std::decay_t<Args>...>;
-    if constexpr (detail::is_portable_v<F, std::decay_t<Args>...>) {
+    using stored = std::tuple<detail::stored_t<Args>...>;
+    if constexpr (detail::is_portable_v<F, detail::stored_t<Args>...>) {
       detail::byte_buffer encoded;
       detail::handle_sink handles;
       detail::output_archive out(encoded, &handles);

@@ -34,7 +34,7 @@
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/process.hpp"
-#include "mp/serialization.hpp"
+#include "mp/detail/codec.hpp"
 
 namespace mp {
 

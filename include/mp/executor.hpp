@@ -200,11 +200,32 @@ class process_pool_executor {
   /// RuntimeError).
   template <class Fn, class... Args>
   auto submit(Fn fn, Args&&... args) {
-    static_assert(detail::nameable_v<Fn>,
-                  "mp::process_pool_executor: the callable must be a function pointer, a "
-                  "capture-less lambda or an empty function object, because a worker receives it "
-                  "by name: pass what a lambda would capture as arguments");
-    using R = std::invoke_result_t<const Fn&, std::decay_t<Args>&...>;
+    using R = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
+    if constexpr (!detail::check_task<Fn, detail::stored_t<Args>...>())
+      return future<R>(nullptr);
+    else
+      return submit_checked(fn, std::forward<Args>(args)...);
+  }
+
+  /// Python's Executor.map: a lazy range of f over `input`, in input order.
+  /// The input range must outlive the iteration. If a result is not ready
+  /// `timeout` after this call, the iteration throws mp::timeout_error.
+  template <class Fn, std::ranges::input_range Range>
+  auto map(Fn fn, Range& input, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+           std::size_t chunksize = 1) {
+    if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>()) {
+      return detail::not_invocable{};
+    } else {
+      auto results = pool_view().imap(fn, input, chunksize);
+      if (timeout) results.set_timeout(*timeout);
+      return results;
+    }
+  }
+
+ private:
+  template <class Fn, class... Args>
+  auto submit_checked(Fn fn, Args&&... args) {
+    using R = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
     auto state = std::make_shared<detail::future_state<R>>();
     state->core = core_;
     // (Not under the future's lock: dispatch calls `started`, which takes it.)
@@ -221,17 +242,7 @@ class process_pool_executor {
     return future<R>(state);
   }
 
-  /// Python's Executor.map: a lazy range of f over `input`, in input order.
-  /// The input range must outlive the iteration. If a result is not ready
-  /// `timeout` after this call, the iteration throws mp::timeout_error.
-  template <class Fn, std::ranges::input_range Range>
-  auto map(Fn fn, Range& input, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-           std::size_t chunksize = 1) {
-    auto results = pool_view().imap(fn, input, chunksize);
-    if (timeout) results.set_timeout(*timeout);
-    return results;
-  }
-
+ public:
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures
   /// not yet started are cancelled; with `wait`, returns when the running and
   /// pending ones are done and the workers have exited.

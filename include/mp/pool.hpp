@@ -39,11 +39,12 @@
 #include <vector>
 
 #include "mp/bound_call.hpp"
+#include "mp/detail/checks.hpp"
 #include "mp/detail/code_identity.hpp"
+#include "mp/detail/codec.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/process.hpp"
-#include "mp/serialization.hpp"
 
 namespace mp {
 
@@ -204,11 +205,6 @@ class MP_EXPORT pool_core {
   std::unique_ptr<impl> impl_;
 };
 
-/// A callable the encoded call can name: a function pointer or a stateless
-/// function object.
-template <class Fn>
-inline constexpr bool nameable_v = is_function_pointer_v<Fn> || is_stateless_callable_v<Fn>;
-
 /// Runs `fn` over a chunk of arguments in a worker (map, imap). For `Star`,
 /// each argument is a tuple spread over fn's parameters (starmap).
 template <class Fn, class Arg, bool Star>
@@ -230,16 +226,13 @@ struct chunk_call {
   }
   template <class Archive>
   void save(Archive& archive) const {
-    if constexpr (is_function_pointer_v<Fn>)
-      archive(code_ref_of(reinterpret_cast<const void*>(fn)));
+    if constexpr (is_function_pointer_v<Fn> && std::same_as<Archive, output_archive>)
+      save_code(archive, reinterpret_cast<const void*>(fn));
   }
   template <class Archive>
   void load(Archive& archive) {
-    if constexpr (is_function_pointer_v<Fn>) {
-      code_ref ref;
-      archive(ref);
-      fn = reinterpret_cast<Fn>(const_cast<void*>(resolve(ref)));
-    }
+    if constexpr (is_function_pointer_v<Fn>)
+      fn = reinterpret_cast<Fn>(const_cast<void*>(load_code(archive)));
   }
 };
 
@@ -250,7 +243,7 @@ task_payload encode_task(const Fn& fn, Args&&... args) {
   task_payload task;
   handle_sink handles;
   output_archive out(task.bytes, &handles);
-  const std::tuple<std::decay_t<Args>...> stored(std::forward<Args>(args)...);
+  const std::tuple<stored_t<Args>...> stored(std::forward<Args>(args)...);
   encode_call(out, fn, stored);
   if (!handles.fds.empty()) task.handles = copy_handles(handles);
   return task;
@@ -449,8 +442,10 @@ class pool {
 
   unsigned processes() const noexcept { return core_->processes(); }
 
+  /// The result of f(args...) as a worker calls it (detail::not_invocable if
+  /// it cannot be called so: the call then fails to compile with mp's message).
   template <class Fn, class... Args>
-  using result_of = std::invoke_result_t<const Fn&, std::decay_t<Args>&...>;
+  using result_of = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
 
   /// Runs f(args...) in a worker and returns its result (Python's apply).
   template <class Fn, class... Args>
@@ -469,23 +464,16 @@ class pool {
   template <class Fn, class... Args>
   async_result<result_of<Fn, Args...>> apply_async_with(
       async_callbacks<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
-    check_callable<Fn>();
     using R = result_of<Fn, Args...>;
-    auto state = std::make_shared<detail::result_state<R>>();
-    state->set_callbacks(callbacks);
-    core_->submit(
-        detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::pool_result&& r) { state->complete(std::move(r)); },
-        callbacks.timeout.value_or(detail::pool_core::no_limit));
-    return async_result<R>(std::move(state));
+    if constexpr (!detail::check_task<Fn, detail::stored_t<Args>...>())
+      return async_result<R>(nullptr);
+    else
+      return submit_task(std::move(callbacks), fn, std::forward<Args>(args)...);
   }
 
   /// The result type of Fn over an element of Range (spread, for Star).
   template <class Fn, class Range, bool Star = false>
-  using element_result_of =
-      std::decay_t<decltype(std::declval<const detail::chunk_call<
-                                Fn, std::ranges::range_value_t<Range>, Star>&>()
-                                .call(std::declval<const std::ranges::range_value_t<Range>&>()))>;
+  using element_result_of = detail::element_result_t<Star, Fn, std::ranges::range_value_t<Range>>;
 
   /// Python's map: f over every element, results in input order. Throws the
   /// first failed chunk's exception, after all chunks have finished; the pool
@@ -548,14 +536,20 @@ class pool {
   /// input range must outlive the iteration.
   template <class Fn, std::ranges::input_range Range>
   auto imap(Fn fn, Range& input, std::size_t chunksize = 1, progress_callback progress = {}) {
-    return make_imap<false>(fn, input, chunksize, std::move(progress));
+    if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>())
+      return detail::not_invocable{};
+    else
+      return make_imap<false>(fn, input, chunksize, std::move(progress));
   }
 
   /// Python's imap_unordered: as imap, results in the order they complete.
   template <class Fn, std::ranges::input_range Range>
   auto imap_unordered(Fn fn, Range& input, std::size_t chunksize = 1,
                       progress_callback progress = {}) {
-    return make_imap<true>(fn, input, chunksize, std::move(progress));
+    if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>())
+      return detail::not_invocable{};
+    else
+      return make_imap<true>(fn, input, chunksize, std::move(progress));
   }
 
   /// No more tasks may be submitted; the workers exit once the work is done.
@@ -572,17 +566,30 @@ class pool {
  private:
   friend class process_pool_executor;
 
-  template <class Fn>
-  static constexpr void check_callable() {
-    static_assert(detail::nameable_v<Fn>,
-                  "mp::pool: the callable must be a function pointer, a capture-less lambda or an "
-                  "empty function object, because a worker receives it by name: pass what a "
-                  "lambda would capture as arguments");
+  template <class Fn, class... Args>
+  auto submit_task(async_callbacks<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
+    using R = result_of<Fn, Args...>;
+    auto state = std::make_shared<detail::result_state<R>>();
+    state->set_callbacks(callbacks);
+    core_->submit(
+        detail::encode_task(fn, std::forward<Args>(args)...),
+        [state](detail::pool_result&& r) { state->complete(std::move(r)); },
+        callbacks.timeout.value_or(detail::pool_core::no_limit));
+    return async_result<R>(std::move(state));
+  }
+
+  // Checks the map at compile time (so that a mistake gets mp's message
+  // first), then runs it.
+  template <bool Star, class Fn, class Range, class Element>
+  auto run_map(map_options<Element> options, Fn fn, Range&& input) {
+    if constexpr (!detail::check_map<Star, Fn, std::ranges::range_value_t<Range>>())
+      return async_result<std::vector<Element>>(nullptr);
+    else
+      return run_checked_map<Star>(std::move(options), fn, std::forward<Range>(input));
   }
 
   template <bool Star, class Fn, class Range, class Element>
-  auto run_map(map_options<Element> options, Fn fn, Range&& input) {
-    check_callable<Fn>();
+  auto run_checked_map(map_options<Element> options, Fn fn, Range&& input) {
     using arg = std::ranges::range_value_t<Range>;
     using call = detail::chunk_call<Fn, arg, Star>;
     using R = std::vector<Element>;
@@ -849,7 +856,6 @@ class imap_range {
 
 template <bool Unordered, class Fn, class Range>
 auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callback progress) {
-  check_callable<Fn>();
   using arg = std::ranges::range_value_t<Range>;
   using call = detail::chunk_call<Fn, arg, false>;
   using chunk_result =

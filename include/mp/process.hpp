@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "mp/detail/checks.hpp"
 #include "mp/detail/code_identity.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
@@ -95,6 +96,36 @@ class target {
   virtual void encode(output_archive& out) const = 0;
 };
 
+/// Why a call of Fn with Args cannot travel to a process that does not share
+/// our memory, naming the culprit: the callable, or an argument by position
+/// (from 0) and type. Empty if it can.
+template <class Fn, class... Args>
+std::string why_not_portable_call() {
+  if constexpr (!(is_function_pointer_v<Fn> || is_stateless_callable_v<Fn> ||
+                  (std::is_class_v<Fn> && serializable<Fn>))) {
+    return "the callable (" + std::string(type_name<Fn>()) +
+           ") captures state the codec cannot encode (a capturing lambda?): use a function, a "
+           "capture-less lambda taking that state as arguments, or a function object with a "
+           "serialize function";
+  } else {
+    std::string why;
+    std::size_t position = 0;
+    const auto check = [&]<class A>(std::type_identity<A>) {
+      if (why.empty() && !serializable<wire_t<A>>) {
+        why = "argument " + std::to_string(position) + " (" + std::string(type_name<A>()) + ") ";
+        why += std::is_pointer_v<A> ? "is a pointer, which means nothing in another process: pass "
+                                      "the value (a std::string for a C string)"
+                                    : "has a type the codec cannot encode: give it a "
+                                      "serialize(Archive&) member function or make it trivially "
+                                      "copyable (see docs/serialization.md)";
+      }
+      ++position;
+    };
+    (check(std::type_identity<Args>{}), ...);
+    return why;
+  }
+}
+
 template <class Fn, class... Args>
 class target_impl final : public target {
  public:
@@ -105,15 +136,8 @@ class target_impl final : public target {
   void run() override { apply_stored(fn_, args_); }
   bool portable() const noexcept override { return is_portable_v<Fn, Args...>; }
   const char* why_not_portable() const noexcept override {
-    if constexpr (!(is_function_pointer_v<Fn> || is_stateless_callable_v<Fn> ||
-                    (std::is_class_v<Fn> && serializable<Fn>)))
-      return "the callable captures state the codec cannot encode (a capturing lambda?): use "
-             "a function, a capture-less lambda taking that state as arguments, or a function "
-             "object with a cereal serialize function";
-    else if constexpr (!(serializable<Args> && ...))
-      return "an argument has a type the codec cannot encode";
-    else
-      return "";
+    static const std::string why = why_not_portable_call<Fn, Args...>();
+    return why.c_str();
   }
   void encode(output_archive& out) const override {
     if constexpr (is_portable_v<Fn, Args...>) {
@@ -128,9 +152,14 @@ class target_impl final : public target {
   std::tuple<Args...> args_;
 };
 
+/// The target of a process started with `fn` and `args`: arguments stored as
+/// stored_t (a string literal as a std::string, so that it can travel), unless
+/// the callable cannot take them so (a `const char*` parameter), when they are
+/// stored decayed as std::thread stores them.
 template <class Fn, class... Args>
-inline constexpr bool is_target_v =
-    std::is_invocable_v<Fn&, Args&...> || std::is_invocable_v<Fn&, Args&&...>;
+using process_target_t = std::conditional_t<invocable_stored_v<std::decay_t<Fn>, stored_t<Args>...>,
+                                            target_impl<std::decay_t<Fn>, stored_t<Args>...>,
+                                            target_impl<std::decay_t<Fn>, std::decay_t<Args>...>>;
 
 }  // namespace detail
 
@@ -199,11 +228,15 @@ class MP_EXPORT process {
 
   template <class Fn, class... Args>
   process(process_options options, Fn&& fn, Args&&... args) {
-    static_assert(detail::is_target_v<std::decay_t<Fn>, std::decay_t<Args>...>,
-                  "mp::process: the callable cannot be called with these arguments");
-    init(std::move(options),
-         std::make_unique<detail::target_impl<std::decay_t<Fn>, std::decay_t<Args>...>>(
-             std::forward<Fn>(fn), std::forward<Args>(args)...));
+    // Called as stored (a string literal as std::string), or else decayed.
+    constexpr bool callable =
+        detail::invocable_stored_v<std::decay_t<Fn>, detail::stored_t<Args>...> ||
+        detail::invocable_stored_v<std::decay_t<Fn>, std::decay_t<Args>...>;
+    if constexpr (callable)
+      init(std::move(options), std::make_unique<detail::process_target_t<Fn, Args...>>(
+                                   std::forward<Fn>(fn), std::forward<Args>(args)...));
+    else
+      static_cast<void>(detail::check_invocable<std::decay_t<Fn>, std::decay_t<Args>...>());
   }
 
   process(process&& other) noexcept;

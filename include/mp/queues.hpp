@@ -46,9 +46,10 @@
 #include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
+#include "mp/detail/checks.hpp"
+#include "mp/detail/codec.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
-#include "mp/serialization.hpp"
 
 namespace mp {
 
@@ -237,8 +238,10 @@ void decode_item_reusing(std::span<const std::byte> in, void* out) {
 /// Timeouts follow Python: put and get with `block` false fail at once even if
 /// a timeout is given; with a timeout they wait at most that long; otherwise
 /// they wait as long as it takes.
-template <serializable T>
+template <class T>
 class queue {
+  static_assert(detail::reported(detail::check_item<T>()));
+
  public:
   using value_type = T;
 
@@ -372,7 +375,7 @@ class queue {
 
 /// Python's multiprocessing.SimpleQueue: put, get, empty and close, nothing
 /// else. Unbounded. In mp it is the same machine as mp::queue.
-template <serializable T>
+template <class T>
 class simple_queue {
  public:
   using value_type = T;
@@ -397,7 +400,7 @@ class simple_queue {
 
 /// Python's multiprocessing.JoinableQueue: a queue whose consumers call
 /// task_done() for each item they finish, so that join() can wait for all.
-template <serializable T>
+template <class T>
 class joinable_queue : public queue<T> {
  public:
   using queue<T>::queue;

@@ -36,7 +36,7 @@
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
-#include "mp/serialization.hpp"
+#include "mp/detail/codec.hpp"
 
 namespace mp {
 

@@ -2,7 +2,6 @@
 // byte_buffer: a growable byte array that does not zero what it is about to overwrite.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -53,7 +52,7 @@ class byte_buffer {
 
   /// Appends `n` uninitialised bytes and returns where they start.
   std::byte* grow(std::size_t n) {
-    if (n > capacity_ - size_) reserve(std::max({capacity_ * 2, size_ + n, std::size_t{256}}));
+    if (n > capacity_ - size_) reserve(grown(n));
     std::byte* at = data_ + size_;
     size_ += n;
     return at;
@@ -66,7 +65,7 @@ class byte_buffer {
         overflow_ += n;
         return;
       }
-      reserve(std::max({capacity_ * 2, size_ + n, std::size_t{256}}));
+      reserve(grown(n));
     }
     if (n != 0) std::memcpy(data_ + size_, bytes, n);
     size_ += n;
@@ -95,6 +94,11 @@ class byte_buffer {
   }
 
  private:
+  // The capacity for `n` more bytes: at least double, and 256 at first.
+  std::size_t grown(std::size_t n) const noexcept {
+    std::size_t want = capacity_ * 2 > size_ + n ? capacity_ * 2 : size_ + n;
+    return want > 256 ? want : 256;
+  }
   std::unique_ptr<std::byte[]> owned_;
   std::byte* data_ = nullptr;  // owned_, or the window
   std::size_t size_ = 0;

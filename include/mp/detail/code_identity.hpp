@@ -14,8 +14,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "mp/detail/codec.hpp"
 #include "mp/export.hpp"
-#include "mp/serialization.hpp"
 
 namespace mp::detail {
 
@@ -40,6 +40,12 @@ MP_EXPORT code_ref code_ref_of(const void* address);
 /// loaded image has that build-id (another binary sent it) or the offset is not
 /// in an executable segment.
 MP_EXPORT const void* resolve(const code_ref& ref);
+
+/// Writes the identity of the function at `address` (code_ref_of) to `out`;
+/// reads one back and resolves it (resolve). Out of line, so that a program's
+/// every call site does not instantiate the codec for code_ref.
+MP_EXPORT void save_code(output_archive& out, const void* address);
+MP_EXPORT const void* load_code(input_archive& in);
 
 /// An entry point: decodes a callable and its arguments from `in`, calls it and,
 /// if `result` is not null, encodes the return value into it.
@@ -133,9 +139,7 @@ struct portable_entry {
   }
   static Fn load_callable(input_archive& in) {
     if constexpr (is_function_pointer_v<Fn>) {
-      code_ref ref;
-      in(ref);
-      return reinterpret_cast<Fn>(const_cast<void*>(resolve(ref)));
+      return reinterpret_cast<Fn>(const_cast<void*>(load_code(in)));
     } else if constexpr (is_stateless_callable_v<Fn>) {
       return Fn{};
     } else {
@@ -155,9 +159,9 @@ template <class... Args, class Fn, class Wire>
 requires is_portable_v<Fn, Args...>
 void encode_call_as(output_archive& out, const Fn& fn, const Wire& wire) {
   static_cast<void>(portable_entry<Fn, Args...>::registered);
-  out(code_ref_of(reinterpret_cast<const void*>(&portable_entry<Fn, Args...>::run)));
+  save_code(out, reinterpret_cast<const void*>(&portable_entry<Fn, Args...>::run));
   if constexpr (is_function_pointer_v<Fn>)
-    out(code_ref_of(reinterpret_cast<const void*>(fn)));
+    save_code(out, reinterpret_cast<const void*>(fn));
   else if constexpr (!is_stateless_callable_v<Fn>)
     out(fn);
   out(type_fingerprint<std::tuple<Args...>>);
