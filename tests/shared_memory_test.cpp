@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "mp/connection.hpp"
@@ -404,6 +406,24 @@ TEST(shared_memory, creating_over_an_orphan_reclaims_its_name) {
   auto block = mp::shared_memory::create(name, 64);
   EXPECT_TRUE(block.owns_name());
   EXPECT_EQ(block.data()[0], std::byte{0});  // a new block, not the orphan
+}
+
+TEST(shared_memory, a_block_larger_than_dev_shm_fails_with_enospc_and_leaves_nothing) {
+  MP_ONE_RUN_ONLY("no process is started");
+  struct statvfs shm {};
+  ASSERT_EQ(::statvfs("/dev/shm", &shm), 0);
+  if (shm.f_blocks == 0) GTEST_SKIP() << "/dev/shm has no size limit";
+  // More than /dev/shm holds in all, so more than it has free; the kernel refuses at once,
+  // allocating nothing (a size between free and total would fill it first).
+  const auto total = static_cast<std::size_t>(shm.f_blocks) * shm.f_frsize;
+  const std::string name = mp::testing::unique_name("shm");
+  try {
+    auto block = mp::shared_memory::create(name, total + (std::size_t{1} << 30));
+    ADD_FAILURE() << "created a block of " << block.size() << " bytes on a /dev/shm of " << total;
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::no_space_on_device) << e.what();
+  }
+  EXPECT_FALSE(exists(name));
 }
 
 TEST(shared_memory, a_block_without_an_mp_header_opens_as_plain_bytes) {

@@ -83,14 +83,20 @@ class MP_EXPORT shared_memory {
   /// (as shm_open names do) or not (as Python's do); the rest must be a
   /// non-empty file name of at most 255 bytes. The block appears under its name
   /// fully initialised or not at all. If a block with this name exists but is
-  /// an orphan (see remove_orphans), it is removed and the name reused.
+  /// an orphan (see remove_orphans), it is removed and the name reused. Its
+  /// memory is allocated here (posix_fallocate), so writing to it never fails
+  /// for want of space, and creating it takes time in proportion to `size`.
   /// Throws std::invalid_argument if `size` is 0 or the name is invalid;
   /// mp::shared_memory_exists if the name is in use; std::system_error for a
-  /// failed system call (ENOMEM, EMFILE, ...).
+  /// failed system call: ENOSPC if /dev/shm has no room for `size` bytes (then
+  /// nothing is left behind), ENOMEM, EMFILE, ...
   static shared_memory create(std::string name, std::size_t size);
 
   /// Creates an anonymous block of `size` zero bytes (memfd_create); name() is
-  /// empty. Throws std::invalid_argument if `size` is 0; std::system_error.
+  /// empty. Its memory is taken page by page as it is written, like heap
+  /// memory: a memfd has no size limit of its own, so too large a block meets
+  /// the system's memory limits (the OOM killer), never SIGBUS.
+  /// Throws std::invalid_argument if `size` is 0; std::system_error.
   static shared_memory create(std::size_t size);
 
   /// Opens the named block (with or without a leading '/'). Never unlinks it.
