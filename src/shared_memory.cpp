@@ -17,6 +17,12 @@
 // opener can get its shared lock, so "check, then unlink" cannot race an open.
 // The header also names the creator (pid and start time, which survive pid
 // reuse): a creator that closed its block but still lives will unlink it.
+//
+// Every process that links this file sweeps once when it starts (a static
+// initializer), so a block whose creator was killed is gone once the next
+// program using named blocks has started, with no call from the user. That
+// sweep is kept cheap: it lists /dev/shm and opens only the entries that this
+// user owns and that are large enough to hold an mp header.
 #include "mp/shared_memory.hpp"
 
 #include <array>
@@ -125,6 +131,28 @@ bool remove_if_orphan(const std::string& name) noexcept {
     return false;
   }
 }
+
+/// The sweep every process makes when it starts: remove_orphans, restricted to
+/// what can be an orphan of ours before anything is opened (this user's
+/// regular files of at least a header's size). Never throws.
+void sweep_own_orphans() noexcept {
+  try {
+    const std::uint32_t user = os::effective_user();
+    for (const std::string& name : os::regular_file_names(shm_directory)) {
+      const auto file = os::status(path_of(name).c_str());
+      if (!file || !file->regular || file->owner != user || file->size < header_size) continue;
+      remove_if_orphan(name);
+    }
+  } catch (...) {
+    // No /dev/shm, or it cannot be read: nothing to sweep.
+  }
+}
+
+// Runs before main (and in every spawned child, which starts as a fresh run of
+// the program). A static initializer, rather than a call on first use, so that
+// a program that restarts after a crash cleans up even if it never creates a
+// block again.
+[[maybe_unused]] const bool swept_at_start = (sweep_own_orphans(), true);
 
 }  // namespace
 

@@ -408,6 +408,25 @@ TEST(shared_memory, creating_over_an_orphan_reclaims_its_name) {
   EXPECT_EQ(block.data()[0], std::byte{0});  // a new block, not the orphan
 }
 
+MP_TEST_ROLE(start_and_exit) {
+  return 0;
+}
+
+TEST(shared_memory, a_killed_creators_block_is_gone_once_another_program_has_started) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto holder = crash_creator(name);
+  // Each run of a program that uses mp::shared_memory sweeps when it starts; a live opener in
+  // another process keeps the block from that sweep.
+  auto started = mp::testing::run_role("start_and_exit");
+  ASSERT_EQ(started.exitcode, 0) << started.err;
+  EXPECT_TRUE(exists(name));
+  EXPECT_EQ(holder.data()[0], std::byte{42});
+  holder.close();
+  started = mp::testing::run_role("start_and_exit");
+  ASSERT_EQ(started.exitcode, 0) << started.err;
+  EXPECT_FALSE(exists(name));  // and nobody called remove_orphans()
+}
+
 TEST(shared_memory, a_block_larger_than_dev_shm_fails_with_enospc_and_leaves_nothing) {
   MP_ONE_RUN_ONLY("no process is started");
   struct statvfs shm {};
