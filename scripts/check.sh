@@ -136,6 +136,10 @@ step_fuzz() {
   fi
   local tmp seconds=${MP_FUZZ_SECONDS:-30} fuzzer name work
   new_temp_dir tmp
+  # The targets are built with -fno-sanitize-recover=all, so any report ends the run; these
+  # make sure of it at run time too, with a stack trace.
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+  export ASAN_OPTIONS="halt_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   for fuzzer in "${fuzzers[@]}"; do
     name=$(basename "$fuzzer")
     work="$tmp/$name"
@@ -145,8 +149,10 @@ step_fuzz() {
       cp -R "tests/fuzz/corpus/${name#fuzz_}/." "$work/corpus/"
     fi
     echo "-- $name: ${seconds} s from $(find "$work/corpus" -type f | wc -l) corpus inputs"
+    # A sanitizer report fails the step even if the target somehow went on and exited 0.
     if ! (cd "$work" && "$OLDPWD/$fuzzer" -max_total_time="$seconds" -print_final_stats=1 \
-      -artifact_prefix="$work/artifacts/" corpus >"$work/log" 2>&1); then
+      -artifact_prefix="$work/artifacts/" corpus >"$work/log" 2>&1) ||
+      grep -qE 'runtime error:|==[0-9]+==ERROR: [A-Za-z]+Sanitizer' "$work/log"; then
       tail -n 60 "$work/log" >&2
       mkdir -p build/fuzz/artifacts
       cp -R "$work/artifacts/." build/fuzz/artifacts/
