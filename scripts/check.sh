@@ -13,7 +13,7 @@ declare -A describe=(
   [dev]="Debug with AddressSanitizer and UndefinedBehaviorSanitizer (preset ci-dev)"
   [release]="Release (preset ci-release)"
   [tsan]="ThreadSanitizer (preset ci-tsan)"
-  [consumer]="install (static and shared), then build and run tests/consumer against each package"
+  [consumer]="package libmp-dev (cpack), extract it, build and run tests/consumer against it with CMake and pkg-config; then a shared install with CMake"
   [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-30} s each (preset fuzz)"
   [leftovers]="no process left from this run, no new /dev/shm entries or fork server directories"
 )
@@ -31,7 +31,7 @@ for step in "${steps[@]}"; do
 done
 
 ensure_packages cmake ninja-build g++ clang clang-format libclang-rt-14-dev libcereal-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 ca-certificates git
+  pkg-config libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 ca-certificates git
 default_build_parallelism
 
 # Every process started from here inherits this marker, so the last step finds strays even
@@ -101,8 +101,20 @@ step_consumer() {
   cmake --build --preset ci-release --target mp
   local tmp
   new_temp_dir tmp
-  cmake --install build/ci-release --prefix "$tmp/prefix"
-  consume "$tmp/prefix" "$tmp/build"
+  # The Debian package, libmp-dev, of the static Release build (cpack installs what is built;
+  # it builds nothing). Extracted, never installed: the consumer is built against the copy,
+  # through CMake and through pkg-config, which also proves both package files relocatable.
+  (cd build/ci-release && cpack -G DEB -B "$tmp/package")
+  local deb
+  deb=$(find "$tmp/package" -maxdepth 1 -name 'libmp-dev_*.deb' -print -quit)
+  if [[ -z $deb ]]; then
+    echo "error: cpack wrote no libmp-dev_*.deb" >&2
+    return 1
+  fi
+  check_deb_fields "$deb"
+  dpkg-deb -x "$deb" "$tmp/root"
+  consume "$tmp/root/usr" "$tmp/build"
+  consume_with_pkg_config "$tmp/root/usr" "$tmp/pkg-config-build"
   # A shared build with hidden visibility proves that everything the headers
   # need is exported.
   cmake -S . -B "$tmp/shared" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
@@ -110,6 +122,18 @@ step_consumer() {
   cmake --build "$tmp/shared"
   cmake --install "$tmp/shared" --prefix "$tmp/shared-prefix"
   LD_LIBRARY_PATH="$tmp/shared-prefix/lib" consume "$tmp/shared-prefix" "$tmp/shared-build"
+}
+
+# check_deb_fields DEB: the package's name, and the dependencies its headers and library need.
+check_deb_fields() {
+  local package depends
+  package=$(dpkg-deb -f "$1" Package)
+  depends=$(dpkg-deb -f "$1" Depends)
+  echo "$(basename "$1"): Package: $package; Depends: $depends"
+  if [[ $package != libmp-dev || $depends != *libcereal-dev* ]]; then
+    echo "error: expected Package libmp-dev depending on libcereal-dev" >&2
+    return 1
+  fi
 }
 
 # consume PREFIX BUILD_DIR: builds tests/consumer against the package in PREFIX and runs it.
@@ -120,6 +144,17 @@ consume() {
   "$2/mp_consumer"
 }
 
+# consume_with_pkg_config PREFIX BUILD_DIR: the same program, compiled with nothing but the
+# flags `pkg-config --cflags --libs mp` gives for the mp.pc in PREFIX.
+consume_with_pkg_config() {
+  local flags=()
+  # PKG_CONFIG_LIBDIR, not _PATH: only this prefix, never an mp installed on the machine.
+  read -r -a flags < <(PKG_CONFIG_LIBDIR="$1/lib/pkgconfig" pkg-config --cflags --libs mp)
+  echo "pkg-config --cflags --libs mp: ${flags[*]}"
+  mkdir -p "$2"
+  ${CXX:-c++} -std=c++20 -O2 tests/consumer/main.cpp -o "$2/mp_consumer" "${flags[@]}"
+  "$2/mp_consumer"
+}
 step_fuzz() {
   if [[ ! -f tests/fuzz/CMakeLists.txt ]]; then
     echo "skipped: tests/fuzz/CMakeLists.txt does not exist yet"
@@ -136,6 +171,10 @@ step_fuzz() {
   fi
   local tmp seconds=${MP_FUZZ_SECONDS:-30} fuzzer name work
   new_temp_dir tmp
+  # The targets are built with -fno-sanitize-recover=all, so any report ends the run; these
+  # make sure of it at run time too, with a stack trace.
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+  export ASAN_OPTIONS="halt_on_error=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   for fuzzer in "${fuzzers[@]}"; do
     name=$(basename "$fuzzer")
     work="$tmp/$name"
@@ -145,8 +184,10 @@ step_fuzz() {
       cp -R "tests/fuzz/corpus/${name#fuzz_}/." "$work/corpus/"
     fi
     echo "-- $name: ${seconds} s from $(find "$work/corpus" -type f | wc -l) corpus inputs"
+    # A sanitizer report fails the step even if the target somehow went on and exited 0.
     if ! (cd "$work" && "$OLDPWD/$fuzzer" -max_total_time="$seconds" -print_final_stats=1 \
-      -artifact_prefix="$work/artifacts/" corpus >"$work/log" 2>&1); then
+      -artifact_prefix="$work/artifacts/" corpus >"$work/log" 2>&1) ||
+      grep -qE 'runtime error:|==[0-9]+==ERROR: [A-Za-z]+Sanitizer' "$work/log"; then
       tail -n 60 "$work/log" >&2
       mkdir -p build/fuzz/artifacts
       cp -R "$work/artifacts/." build/fuzz/artifacts/

@@ -2,15 +2,36 @@
 # SPDX-License-Identifier: MIT
 # A tour of mp: builds the examples in Release and runs each one listed in examples/TOUR
 # (lines "name<TAB>description"; '#' starts a comment) under a heading.
+#
+# Environment (both optional):
+#   MP_BUILD_DIR  the build folder, absolute or relative to where you run this; configured with
+#                 the `release` preset's settings. Default: build/release in the source tree.
+#   MP_JOBS       how many compile jobs run at once (a positive whole number). Default: one per
+#                 core, or CMAKE_BUILD_PARALLEL_LEVEL if that is set.
+# Example: MP_BUILD_DIR=/tmp/mp-tour MP_JOBS=2 scripts/showcase.sh
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
+
+build_dir=${MP_BUILD_DIR:-build/release}
+if [[ -n ${MP_BUILD_DIR:-} && $build_dir != /* ]]; then
+  build_dir=$caller_dir/$build_dir
+fi
+if [[ -n ${MP_JOBS+set} ]]; then
+  if [[ ! $MP_JOBS =~ ^[1-9][0-9]*$ ]]; then
+    echo "showcase: MP_JOBS must be a positive whole number, not '$MP_JOBS'" >&2
+    exit 2
+  fi
+  export CMAKE_BUILD_PARALLEL_LEVEL=$MP_JOBS
+fi
 
 ensure_packages cmake ninja-build g++ libcereal-dev libgtest-dev libgmock-dev libbenchmark-dev
 default_build_parallelism
 
-cmake --preset release
-cmake --build --preset release --target examples
+echo "showcase: building in $build_dir with $CMAKE_BUILD_PARALLEL_LEVEL jobs"
+cmake --preset release -B "$build_dir"
+cmake --build "$build_dir" --target examples
 
 tour=examples/TOUR
 if [[ ! -f $tour ]]; then
@@ -28,7 +49,7 @@ while IFS= read -r -u 3 line || [[ -n $line ]]; do
   name=${name//[[:space:]]/}
   echo
   echo "== $name: $description"
-  program=build/release/examples/$name
+  program=$build_dir/examples/$name
   if [[ $name == */* || ! -x $program ]]; then
     echo "showcase: $program was not built" >&2
     failures+=("$name (not built)")

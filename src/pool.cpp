@@ -11,7 +11,6 @@
 // on it, and at least every 20 ms looks at the workers' liveness.
 #include <cxxabi.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -645,7 +644,7 @@ pool_core::pool_core(pool_options options, bool threads)
   impl_->workers.resize(processes_);
   for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
   impl_->thread = std::thread([this] {
-    ::pthread_setname_np(::pthread_self(), "mp-pool");  // as ps and perf show it
+    os::set_thread_name("mp-pool");  // as ps and perf show it
     impl_->run();
   });
 }

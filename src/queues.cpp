@@ -20,13 +20,7 @@
 // lock_state, which detects a dead holder). Every change a side makes is
 // either a single store or recorded in an intent field first, so the next
 // holder can finish or undo the work of one that died (repair_put, repair_get).
-#include <fcntl.h>
-#include <linux/falloc.h>
 #include <pthread.h>
-#include <sched.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -38,7 +32,9 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include "mp/queues.hpp"
@@ -140,9 +136,7 @@ bool spinning_helps() {
   static std::atomic<int> cached{-1};
   int value = cached.load(std::memory_order_relaxed);
   if (value < 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    value = ::sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 1 ? 1 : 0;
+    value = os::affinity_cpu_count() > 1 ? 1 : 0;
     cached.store(value, std::memory_order_relaxed);
   }
   return value != 0;
@@ -208,7 +202,7 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
   // CPUs, the one we wait for may be waiting for ours), a few times.
   for (int i = 0; i < yield_rounds; ++i) {
     if (ready()) return true;
-    ::sched_yield();
+    os::yield_processor();
   }
   const uint32_t seen = signal.load(std::memory_order_acquire);
   waiters.fetch_add(1, std::memory_order_acq_rel);
@@ -240,21 +234,28 @@ void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int cou
   os::futex_wake(signal, count);
 }
 
+// The status of a received descriptor; nullopt if it cannot be looked at.
+std::optional<os::file_status> status_of(int fd) noexcept {
+  try {
+    return os::status(fd);
+  } catch (const std::system_error&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 void queue_core::map(unique_fd fd) {
-  void* mapped = ::mmap(nullptr, address_range, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-                        fd.get(), 0);
-  if (mapped == MAP_FAILED) os::throw_errno("mmap");
-  base_ = static_cast<std::byte*>(mapped);
+  base_ = os::map_shared(fd.get(), address_range, false);
   size_ = address_range;
   fd_ = fd.release();
 }
 
 queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
-  os::unique_fd fd(
-      os::check("memfd_create", [] { return ::memfd_create("mp-queue", MFD_CLOEXEC); }));
-  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(address_range)); });
+  // Sparse: pages are taken as records are written, and punched out again as
+  // segments are freed (a memfd has no size limit, so the range costs nothing).
+  os::unique_fd fd = os::memory_file("mp-queue");
+  os::resize_file(fd.get(), address_range);
   map(std::move(fd));
 
   auto* c = ::new (static_cast<void*>(base_)) queue_control{};
@@ -271,16 +272,15 @@ queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
 }
 
 queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) ||
-      static_cast<uint64_t>(info.st_size) != address_range)
+  const auto file = status_of(fd.get());
+  if (!file || !file->regular || file->size != address_range)
     throw decode_error("a received queue's descriptor is not a queue's memory");
   map(std::move(fd));
   const queue_control& c = control();
   const bool is_queue = c.magic == magic && c.size == address_range;
   if (!is_queue || c.fingerprint != fingerprint) {
-    ::munmap(base_, size_);
-    ::close(fd_);
+    os::unmap(base_, size_);
+    close_fd(fd_);
     throw decode_error(is_queue ? "a received queue holds items of another type"
                                 : "a received queue's memory is not a queue");
   }
@@ -291,7 +291,7 @@ namespace {
 // The queues this process received and still holds, by their memory's file.
 struct received_queues {
   std::mutex mutex;
-  std::map<std::pair<dev_t, ino_t>, std::weak_ptr<queue_core>> cores;
+  std::map<std::pair<uint64_t, uint64_t>, std::weak_ptr<queue_core>> cores;
 };
 
 received_queues& received_cache() {
@@ -309,12 +309,11 @@ received_queues& received_cache() {
 }  // namespace
 
 std::shared_ptr<queue_core> queue_core::received(unique_fd fd, uint64_t fingerprint) {
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0)
-    throw decode_error("a received queue's descriptor is not a queue's memory");
+  const auto file = status_of(fd.get());
+  if (!file) throw decode_error("a received queue's descriptor is not a queue's memory");
   received_queues& cache = received_cache();
   std::lock_guard lock(cache.mutex);
-  const std::pair key{info.st_dev, info.st_ino};
+  const std::pair key{file->device, file->inode};
   if (const auto found = cache.cores.find(key); found != cache.cores.end()) {
     if (auto core = found->second.lock()) {
       if (core->control().fingerprint != fingerprint)
@@ -329,8 +328,8 @@ std::shared_ptr<queue_core> queue_core::received(unique_fd fd, uint64_t fingerpr
 }
 
 queue_core::~queue_core() {
-  ::munmap(base_, size_);
-  ::close(fd_);
+  os::unmap(base_, size_);
+  close_fd(fd_);
 }
 
 queue_control& queue_core::control() const noexcept {
@@ -499,8 +498,7 @@ void queue_core::trim_free_list(std::size_t cls, uint32_t keep) {
       if (head->punched != 0) break;
       // The header page stays, for the list. Failure only means the memory
       // stays resident.
-      (void)::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                        static_cast<off_t>(s + page), static_cast<off_t>(head->capacity - page));
+      (void)os::punch_hole(fd_, s + page, head->capacity - page);
       head->punched = 1;
     }
     s = head->next_free;
@@ -555,9 +553,9 @@ void queue_core::put_locked(const void* item, encoder encode) {
   const uint64_t target = fresh + segment_header;
   if (size >= populate_threshold) {
     // Optional: without it (kernels before 5.14) the pages fault in one by one.
-    (void)::madvise(at(fresh),
-                    (segment_header + 2 * record_header + align8(size) + page - 1) & ~(page - 1),
-                    MADV_POPULATE_WRITE);
+    (void)os::populate(at(fresh),
+                       (segment_header + 2 * record_header + align8(size) + page - 1) & ~(page - 1),
+                       true);
   }
   try {
     byte_buffer second = byte_buffer::window(
@@ -666,7 +664,7 @@ bool queue_core::take_locked(void* out, decoder decode) {
     if (size >= populate_threshold) {
       // Maps the pages in with one call rather than one fault each.
       const uint64_t first = position & ~(page - 1);
-      (void)::madvise(at(first), position + record_header + size - first, MADV_POPULATE_READ);
+      (void)os::populate(at(first), position + record_header + size - first, false);
     }
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "mp/serialization.hpp"
 
-#include <fcntl.h>
-
 #include <cereal/details/helpers.hpp>
 #include <new>
 #include <stdexcept>
+#include <system_error>
+
+#include "os/system.hpp"
 
 namespace mp::detail {
 
@@ -43,11 +44,13 @@ unique_fd input_archive::take_handle(std::uint32_t index) {
   // Named again (the sender sends each descriptor once): the first taker,
   // part of the value being decoded, still holds it.
   const int first = taken[index];
-  unique_fd copy(first < 0 ? -1 : ::fcntl(first, F_DUPFD_CLOEXEC, 0));
-  if (!copy)
-    throw decode_error("descriptor #" + std::to_string(index) +
-                       " is referred to again after it was closed");
-  return copy;
+  try {
+    if (first >= 0) return os::duplicate(first);
+  } catch (const std::system_error& e) {
+    if (e.code() != std::errc::bad_file_descriptor) throw;  // EMFILE, say: not the message's fault
+  }
+  throw decode_error("descriptor #" + std::to_string(index) +
+                     " is referred to again after it was closed");
 }
 
 void check_fingerprint(std::span<const std::byte> in, std::uint64_t expected,

@@ -5,7 +5,9 @@
 // Named blocks are files in /dev/shm, which is what glibc's shm_open uses. A
 // block is built in an unnamed O_TMPFILE file and only then linked under its
 // name, so nobody ever sees a half-initialised block, and a creator killed
-// while building one leaves nothing behind.
+// while building one leaves nothing behind. Its memory is allocated when it is
+// made (posix_fallocate): a full /dev/shm then fails create() with ENOSPC,
+// where a sparse file would pass and a later write into a hole get SIGBUS.
 //
 // Liveness: each process holding a named mp block has it open with a shared
 // flock. The kernel drops a process's flocks when it dies, and keeps one while
@@ -15,20 +17,18 @@
 // opener can get its shared lock, so "check, then unlink" cannot race an open.
 // The header also names the creator (pid and start time, which survive pid
 // reuse): a creator that closed its block but still lives will unlink it.
+//
+// Every process that links this file sweeps once when it starts (a static
+// initializer), so a block whose creator was killed is gone once the next
+// program using named blocks has started, with no call from the user. That
+// sweep is kept cheap: it lists /dev/shm and opens only the entries that this
+// user owns and that are large enough to hold an mp header.
 #include "mp/shared_memory.hpp"
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <array>
 #include <atomic>
 #include <cstring>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -91,53 +91,19 @@ void check_size(std::size_t size, std::size_t overhead) {
     throw std::invalid_argument("mp::shared_memory: 'size' is too large");
 }
 
-std::byte* map(int fd, std::size_t length) {
-  void* at = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (at == MAP_FAILED) os::throw_errno("mmap");
-  return static_cast<std::byte*>(at);
-}
-
-struct file_identity {
-  std::uint64_t device = 0;
-  std::uint64_t inode = 0;
-  std::uint64_t size = 0;
-  bool regular = false;
-};
-
-file_identity identity_of(int fd) {
-  struct stat info {};
-  os::check("fstat", [&] { return ::fstat(fd, &info); });
-  return {static_cast<std::uint64_t>(info.st_dev), static_cast<std::uint64_t>(info.st_ino),
-          static_cast<std::uint64_t>(info.st_size), S_ISREG(info.st_mode)};
-}
-
 /// True if `path` names the file (device, inode) right now.
 bool names_file(const std::string& path, std::uint64_t device, std::uint64_t inode) noexcept {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return false;
-  return static_cast<std::uint64_t>(info.st_dev) == device &&
-         static_cast<std::uint64_t>(info.st_ino) == inode;
+  const auto now = os::status(path.c_str());
+  return now && now->device == device && now->inode == inode;
 }
 
 /// Reads the header of an open file; nullopt if it is not an mp block.
-std::optional<shared_memory_header> read_header(int fd, const file_identity& file) {
+std::optional<shared_memory_header> read_header(int fd, const os::file_status& file) {
   if (!file.regular || file.size < header_size) return std::nullopt;
   shared_memory_header header{};
-  const auto n = os::retry([&] { return ::pread(fd, &header, sizeof header, 0); });
-  if (n != static_cast<ssize_t>(sizeof header) || header.magic != header_magic) return std::nullopt;
+  if (os::read_at(fd, &header, sizeof header, 0) != sizeof header || header.magic != header_magic)
+    return std::nullopt;
   return header;
-}
-
-/// Gives the unnamed file `fd` the name `path`; fails with EEXIST if the name
-/// is taken. Returns 0 or -1 with errno set, as linkat does.
-int link_into_place(int fd, const std::string& path) {
-  // Linking through /proc needs no privilege (open(2), O_TMPFILE). Without
-  // /proc, AT_EMPTY_PATH works where the kernel allows it to the caller.
-  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  const int r = os::retry(
-      [&] { return ::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW); });
-  if (r == 0 || errno != ENOENT || ::access("/proc/self/fd", F_OK) == 0) return r;
-  return os::retry([&] { return ::linkat(fd, "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH); });
 }
 
 /// Unlinks the block named `name` if it is an mp block that nobody holds and
@@ -145,14 +111,13 @@ int link_into_place(int fd, const std::string& path) {
 bool remove_if_orphan(const std::string& name) noexcept {
   try {
     const std::string path = path_of(name);
-    const int raw = os::retry(
-        [&] { return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK); });
-    if (raw < 0) return false;
-    unique_fd fd(raw);
-    const file_identity file = identity_of(fd.get());
+    std::error_code error;
+    const unique_fd fd = os::open_file(path.c_str(), false, error);
+    if (error) return false;
+    const os::file_status file = os::status(fd.get());
     const auto header = read_header(fd.get(), file);
     if (!header || header->kept != 0) return false;
-    if (os::retry([&] { return ::flock(fd.get(), LOCK_EX | LOCK_NB); }) != 0) return false;
+    if (!os::try_lock_file_exclusive(fd.get())) return false;
     // Only now is `kept` final: whoever set it held the shared lock until then.
     const auto settled = read_header(fd.get(), file);
     if (!settled || settled->kept != 0) return false;
@@ -160,11 +125,34 @@ bool remove_if_orphan(const std::string& name) noexcept {
     if (os::is_running({settled->creator_pid, settled->creator_start_time})) return false;
     // The name may have been unlinked and reused since we opened it.
     if (!names_file(path, file.device, file.inode)) return false;
-    return ::unlink(path.c_str()) == 0;
+    os::remove_file(path.c_str(), error);
+    return !error;
   } catch (...) {
     return false;
   }
 }
+
+/// The sweep every process makes when it starts: remove_orphans, restricted to
+/// what can be an orphan of ours before anything is opened (this user's
+/// regular files of at least a header's size). Never throws.
+void sweep_own_orphans() noexcept {
+  try {
+    const std::uint32_t user = os::effective_user();
+    for (const std::string& name : os::regular_file_names(shm_directory)) {
+      const auto file = os::status(path_of(name).c_str());
+      if (!file || !file->regular || file->owner != user || file->size < header_size) continue;
+      remove_if_orphan(name);
+    }
+  } catch (...) {
+    // No /dev/shm, or it cannot be read: nothing to sweep.
+  }
+}
+
+// Runs before main (and in every spawned child, which starts as a fresh run of
+// the program). A static initializer, rather than a call on first use, so that
+// a program that restarts after a crash cleans up even if it never creates a
+// block again.
+[[maybe_unused]] const bool swept_at_start = (sweep_own_orphans(), true);
 
 }  // namespace
 
@@ -180,14 +168,15 @@ shared_memory shared_memory::create(std::string name, std::size_t size,
   name = normalized(std::move(name));
   check_size(size, header_size);
   shared_memory block;  // its destructor releases whatever a failure leaves
-  block.fd_ = os::check("open(O_TMPFILE)",
-                        [] { return ::open(shm_directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); });
+  block.fd_ = os::create_unnamed_file(shm_directory).release();
   const std::size_t length = header_size + size;
-  os::check("ftruncate", [&] { return ::ftruncate(block.fd_, static_cast<off_t>(length)); });
+  // All of it now, while the file has no name: ENOSPC here rather than SIGBUS
+  // at a later write; a failure leaves nothing behind, as the file is unnamed.
+  os::reserve_file(block.fd_, length);
   // Held for as long as the descriptor is open, anywhere: this is what tells
   // an orphan sweep that the block is in use.
-  os::check("flock", [&] { return ::flock(block.fd_, LOCK_SH); });
-  block.base_ = map(block.fd_, length);
+  os::lock_file_shared(block.fd_);
+  block.base_ = os::map_shared(block.fd_, length);
   block.mapped_ = length;
   block.data_ = block.base_ + header_size;
   block.size_ = size;
@@ -205,14 +194,17 @@ shared_memory shared_memory::create(std::string name, std::size_t size,
 
   const std::string path = path_of(name);
   bool reclaimed = false;
-  while (link_into_place(block.fd_, path) != 0) {
-    if (errno != EEXIST) os::throw_errno("linkat");
+  for (;;) {
+    std::error_code error;
+    os::link_file(block.fd_, path.c_str(), error);
+    if (!error) break;
+    if (error != std::errc::file_exists) throw std::system_error(error, "linkat");
     // The name is taken; an orphan's name is free for the taking, once.
     if (reclaimed || !remove_if_orphan(name))
       throw shared_memory_exists("mp::shared_memory: a block named '" + name + "' exists");
     reclaimed = true;
   }
-  const file_identity file = identity_of(block.fd_);
+  const os::file_status file = os::status(block.fd_);
   block.device_ = file.device;
   block.inode_ = file.inode;
   block.name_ = std::move(name);
@@ -224,10 +216,14 @@ shared_memory shared_memory::create(std::string name, std::size_t size,
 shared_memory shared_memory::create(std::size_t size) {
   check_size(size, 0);
   shared_memory block;
-  block.fd_ =
-      os::check("memfd_create", [] { return ::memfd_create("mp-shared-memory", MFD_CLOEXEC); });
-  os::check("ftruncate", [&] { return ::ftruncate(block.fd_, static_cast<off_t>(size)); });
-  block.base_ = map(block.fd_, size);
+  block.fd_ = os::memory_file("mp-shared-memory").release();
+  // Sparse, unlike a named block: a memfd lives on the kernel's internal mount,
+  // which has no size limit, so a write into it never gets SIGBUS for want of
+  // space; it takes memory as a heap page does. Allocating it all here would
+  // commit the memory up front and turn a request for too much into an OOM
+  // kill now instead of an error.
+  os::resize_file(block.fd_, size);
+  block.base_ = os::map_shared(block.fd_, size);
   block.mapped_ = size;
   block.data_ = block.base_;
   block.size_ = size;
@@ -241,18 +237,18 @@ shared_memory shared_memory::open(std::string name) {
   // lock; the name may have been created again since.
   for (int attempt = 0; attempt < 8; ++attempt) {
     shared_memory block;
-    block.fd_ = os::retry(
-        [&] { return ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK); });
-    if (block.fd_ < 0) {
-      if (errno == ENOENT)
+    std::error_code error;
+    block.fd_ = os::open_file(path.c_str(), true, error).release();
+    if (error) {
+      if (error == std::errc::no_such_file_or_directory)
         throw shared_memory_not_found("mp::shared_memory: no block named '" + name + "'");
-      os::throw_errno("shm_open");
+      throw std::system_error(error, "shm_open");
     }
-    const file_identity file = identity_of(block.fd_);
+    const os::file_status file = os::status(block.fd_);
     if (!file.regular) throw std::system_error(EINVAL, std::system_category(), "shm_open");
     if (read_header(block.fd_, file)) {
       // A sweep holds its exclusive lock only between two system calls.
-      os::check("flock", [&] { return ::flock(block.fd_, LOCK_SH); });
+      os::lock_file_shared(block.fd_);
       if (!names_file(path, file.device, file.inode)) continue;
     }
     block.map_open_file("block '" + name + "'", false);
@@ -263,13 +259,13 @@ shared_memory shared_memory::open(std::string name) {
 }
 
 void shared_memory::map_open_file(const std::string& label, bool received) {
-  const file_identity file = identity_of(fd_);
+  const os::file_status file = os::status(fd_);
   if (received && (!file.regular || file.size == 0))
     throw decode_error("mp::shared_memory: " + label + " is not a shared memory block");
   const auto map_all = [&] {
-    if (!received) return map(fd_, mapped_);
+    if (!received) return os::map_shared(fd_, mapped_);
     try {
-      return map(fd_, mapped_);
+      return os::map_shared(fd_, mapped_);
     } catch (const std::system_error& e) {
       throw decode_error("mp::shared_memory: " + label + " cannot be mapped read-write (" +
                          e.what() + ")");
@@ -280,7 +276,7 @@ void shared_memory::map_open_file(const std::string& label, bool received) {
   if (header) {
     // Held for as long as the descriptor is open (a no-op if an opener's
     // lock already covers this open file).
-    os::check("flock", [&] { return ::flock(fd_, LOCK_SH); });
+    os::lock_file_shared(fd_);
     if (header->version != header_version)
       throw decode_error("mp::shared_memory: " + label + " has header version " +
                          std::to_string(header->version) + ", this mp reads version " +
@@ -363,7 +359,7 @@ shared_memory::~shared_memory() {
 }
 
 void shared_memory::close() noexcept {
-  if (base_ != nullptr) ::munmap(base_, mapped_);
+  os::unmap(base_, mapped_);
   base_ = nullptr;
   data_ = nullptr;
   header_ = nullptr;
@@ -375,11 +371,11 @@ void shared_memory::close() noexcept {
 void shared_memory::unlink() {
   if (name_.empty()) return;
   owns_name_ = false;
-  if (os::retry([&] { return ::unlink(path_of(name_).c_str()); }) != 0) {
-    if (errno == ENOENT)
-      throw shared_memory_not_found("mp::shared_memory: no block named '" + name_ + "'");
-    os::throw_errno("shm_unlink");
-  }
+  std::error_code error;
+  os::remove_file(path_of(name_).c_str(), error);
+  if (error == std::errc::no_such_file_or_directory)
+    throw shared_memory_not_found("mp::shared_memory: no block named '" + name_ + "'");
+  if (error) throw std::system_error(error, "shm_unlink");
 }
 
 void shared_memory::release_name() {
@@ -393,22 +389,16 @@ void shared_memory::unlink_if_owner() noexcept {
   owns_name_ = false;
   // A forked child's copy of the creator must not remove its parent's name;
   // and if someone unlinked the name and another block took it, it is not ours.
-  if (creator_pid_ != static_cast<int>(::getpid())) return;
+  if (creator_pid_ != os::self_identity().pid) return;
   const std::string path = path_of(name_);
-  if (names_file(path, device_, inode_)) ::unlink(path.c_str());
+  std::error_code ignored;
+  if (names_file(path, device_, inode_)) os::remove_file(path.c_str(), ignored);
 }
 
 std::size_t shared_memory::remove_orphans() {
-  std::unique_ptr<DIR, int (*)(DIR*)> directory(::opendir(shm_directory), ::closedir);
-  if (!directory) os::throw_errno("opendir(/dev/shm)");
   std::size_t removed = 0;
-  errno = 0;
-  while (const dirent* entry = ::readdir(directory.get())) {
-    const std::string_view name = entry->d_name;
-    if (name == "." || name == ".." || (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN))
-      continue;
-    if (remove_if_orphan(std::string(name))) ++removed;
-  }
+  for (const std::string& name : os::regular_file_names(shm_directory))
+    if (remove_if_orphan(name)) ++removed;
   return removed;
 }
 

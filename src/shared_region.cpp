@@ -3,14 +3,14 @@
 #include "mp/detail/shared_region.hpp"
 
 #include <pthread.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <mutex>
+#include <optional>
 #include <string>
+#include <system_error>
 
 #include "mp/errors.hpp"
+#include "os/futex.hpp"
 #include "os/system.hpp"
 
 namespace mp::detail {
@@ -20,24 +20,24 @@ void throw_moved_from() {
 }
 
 std::shared_ptr<shared_region> shared_region::create(std::size_t size) {
-  os::unique_fd fd(os::check("memfd_create", [] { return ::memfd_create("mp", MFD_CLOEXEC); }));
-  os::check("ftruncate", [&] { return ::ftruncate(fd.get(), static_cast<off_t>(size)); });
-  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (at == MAP_FAILED) os::throw_errno("mmap");
-  return std::shared_ptr<shared_region>(
-      new shared_region(fd.release(), static_cast<std::byte*>(at), size));
+  os::unique_fd fd = os::memory_file("mp");
+  os::resize_file(fd.get(), size);
+  std::byte* at = os::map_shared(fd.get(), size);
+  return std::shared_ptr<shared_region>(new shared_region(fd.release(), at, size));
 }
 
 std::shared_ptr<shared_region> shared_region::adopt(unique_fd fd, std::size_t size) {
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0 || !S_ISREG(info.st_mode) ||
-      static_cast<std::uint64_t>(info.st_size) < size || size == 0)
+  std::optional<os::file_status> file;
+  try {
+    file = os::status(fd.get());
+  } catch (const std::system_error&) {
+    // Not a descriptor we can look at: no region either.
+  }
+  if (!file || !file->regular || file->size < size || size == 0)
     throw decode_error("a received shared object's descriptor is not a region of " +
                        std::to_string(size) + " bytes");
-  void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-  if (at == MAP_FAILED) os::throw_errno("mmap");
-  return std::shared_ptr<shared_region>(
-      new shared_region(fd.release(), static_cast<std::byte*>(at), size));
+  std::byte* at = os::map_shared(fd.get(), size);
+  return std::shared_ptr<shared_region>(new shared_region(fd.release(), at, size));
 }
 
 void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size, std::uint64_t object_size) {
@@ -47,8 +47,8 @@ void throw_bad_object_offset(std::uint64_t offset, std::uint64_t size, std::uint
 }
 
 shared_region::~shared_region() {
-  ::munmap(data_, size_);
-  ::close(fd_);
+  os::unmap(data_, size_);
+  close_fd(fd_);
 }
 
 namespace {
@@ -92,7 +92,7 @@ std::pair<std::shared_ptr<shared_region>, std::byte*> shared_allocate(std::size_
   std::lock_guard lock(a.mutex);
   // A forked child shares its parent's regions: carving more from them would
   // hand both processes the same bytes.
-  const pid_t self = ::getpid();
+  const pid_t self = os::self_identity().pid;
   std::shared_ptr<shared_region> region = a.current.lock();
   std::size_t offset = (a.used + align - 1) / align * align;
   if (!region || a.owner != self || offset + size > region->size()) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "mp/connection.hpp"
@@ -404,6 +406,43 @@ TEST(shared_memory, creating_over_an_orphan_reclaims_its_name) {
   auto block = mp::shared_memory::create(name, 64);
   EXPECT_TRUE(block.owns_name());
   EXPECT_EQ(block.data()[0], std::byte{0});  // a new block, not the orphan
+}
+
+MP_TEST_ROLE(start_and_exit) {
+  return 0;
+}
+
+TEST(shared_memory, a_killed_creators_block_is_gone_once_another_program_has_started) {
+  const std::string name = mp::testing::unique_name("shm");
+  auto holder = crash_creator(name);
+  // Each run of a program that uses mp::shared_memory sweeps when it starts; a live opener in
+  // another process keeps the block from that sweep.
+  auto started = mp::testing::run_role("start_and_exit");
+  ASSERT_EQ(started.exitcode, 0) << started.err;
+  EXPECT_TRUE(exists(name));
+  EXPECT_EQ(holder.data()[0], std::byte{42});
+  holder.close();
+  started = mp::testing::run_role("start_and_exit");
+  ASSERT_EQ(started.exitcode, 0) << started.err;
+  EXPECT_FALSE(exists(name));  // and nobody called remove_orphans()
+}
+
+TEST(shared_memory, a_block_larger_than_dev_shm_fails_with_enospc_and_leaves_nothing) {
+  MP_ONE_RUN_ONLY("no process is started");
+  struct statvfs shm {};
+  ASSERT_EQ(::statvfs("/dev/shm", &shm), 0);
+  if (shm.f_blocks == 0) GTEST_SKIP() << "/dev/shm has no size limit";
+  // More than /dev/shm holds in all, so more than it has free; the kernel refuses at once,
+  // allocating nothing (a size between free and total would fill it first).
+  const auto total = static_cast<std::size_t>(shm.f_blocks) * shm.f_frsize;
+  const std::string name = mp::testing::unique_name("shm");
+  try {
+    auto block = mp::shared_memory::create(name, total + (std::size_t{1} << 30));
+    ADD_FAILURE() << "created a block of " << block.size() << " bytes on a /dev/shm of " << total;
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::no_space_on_device) << e.what();
+  }
+  EXPECT_FALSE(exists(name));
 }
 
 TEST(shared_memory, a_block_without_an_mp_header_opens_as_plain_bytes) {

@@ -274,7 +274,8 @@ void decode_elements_into(std::span<const std::byte> in, std::span<T> out) {
   if (in.size() < sizeof count || count != out.size() ||
       in.size() - sizeof count != out.size_bytes())
     throw_decode("a chunk's results do not match its arguments");
-  std::memcpy(out.data(), in.data() + sizeof count, out.size_bytes());
+  // An empty chunk's span may hold a null pointer, which memcpy must not get even for 0 bytes.
+  if (!out.empty()) std::memcpy(out.data(), in.data() + sizeof count, out.size_bytes());
 }
 
 /// What an async_result and its pool's thread share.

@@ -14,9 +14,12 @@
 // Crash safety: every process that has a named block open holds a shared
 // flock(2) on it, which the kernel drops when the process dies, even by
 // SIGKILL. A block is an orphan once its creator has ended without unlinking
-// it and no process holds it any more; remove_orphans() unlinks orphans, and
-// create() reclaims an orphan's name. A block is never removed while a process
-// that opened it through mp (or inherited it across fork) still runs.
+// it and no process holds it any more. Every process of a program that uses
+// mp::shared_memory removes this user's orphans when it starts (before main),
+// so nothing a killed creator left stays once its holders have let go and the
+// next such process has started; remove_orphans() does the same on demand,
+// and create() reclaims an orphan's name. A block is never removed while a
+// process that opened it through mp (or inherited it across fork) still runs.
 //
 // Thread-safety: an object may be used from one thread at a time; the static
 // functions are thread-safe. The bytes of a block are not synchronised: guard
@@ -83,14 +86,20 @@ class MP_EXPORT shared_memory {
   /// (as shm_open names do) or not (as Python's do); the rest must be a
   /// non-empty file name of at most 255 bytes. The block appears under its name
   /// fully initialised or not at all. If a block with this name exists but is
-  /// an orphan (see remove_orphans), it is removed and the name reused.
+  /// an orphan (see remove_orphans), it is removed and the name reused. Its
+  /// memory is allocated here (posix_fallocate), so writing to it never fails
+  /// for want of space, and creating it takes time in proportion to `size`.
   /// Throws std::invalid_argument if `size` is 0 or the name is invalid;
   /// mp::shared_memory_exists if the name is in use; std::system_error for a
-  /// failed system call (ENOMEM, EMFILE, ...).
+  /// failed system call: ENOSPC if /dev/shm has no room for `size` bytes (then
+  /// nothing is left behind), ENOMEM, EMFILE, ...
   static shared_memory create(std::string name, std::size_t size);
 
   /// Creates an anonymous block of `size` zero bytes (memfd_create); name() is
-  /// empty. Throws std::invalid_argument if `size` is 0; std::system_error.
+  /// empty. Its memory is taken page by page as it is written, like heap
+  /// memory: a memfd has no size limit of its own, so too large a block meets
+  /// the system's memory limits (the OOM killer), never SIGBUS.
+  /// Throws std::invalid_argument if `size` is 0; std::system_error.
   static shared_memory create(std::size_t size);
 
   /// Opens the named block (with or without a leading '/'). Never unlinks it.
@@ -146,7 +155,9 @@ class MP_EXPORT shared_memory {
   /// ended without unlinking it and that no running process holds open. Skips
   /// blocks without an mp header, blocks kept with release_name(), and entries
   /// this process may not open. Returns how many it removed. Thread-safe.
-  /// Throws std::system_error if /dev/shm cannot be read.
+  /// Every process already does this once when it starts, for its user's
+  /// blocks; call it to sweep again (in a long-running program) or, as root,
+  /// for every user. Throws std::system_error if /dev/shm cannot be read.
   static std::size_t remove_orphans();
 
   /// Codec hooks (see the class comment). Sending a closed block throws

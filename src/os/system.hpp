@@ -78,3 +78,97 @@ unsigned usable_cpu_count();
 pid_t thread_id() noexcept;
 
 }  // namespace mp::os
+
+// ---- memory and files ----
+// Shared memory files (memfd and /dev/shm), their mappings and their locks.
+// Throwing calls throw std::system_error named after the system call; the
+// overloads taking a std::error_code& report instead, for callers that turn
+// some errors into library errors. All retry EINTR.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mp::os {
+
+/// What fstat or lstat tells about a file.
+struct file_status {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t size = 0;
+  std::uint32_t owner = 0;  // uid
+  bool regular = false;
+};
+
+/// The status of the open file `fd` (fstat).
+file_status status(int fd);
+/// The status of what `path` names, not following a final symbolic link
+/// (lstat); nullopt if that fails (no such file, say).
+std::optional<file_status> status(const char* path) noexcept;
+
+/// Opens the existing file `path` read-write, or read-only if `writable` is
+/// false, close-on-exec, never following a final symbolic link nor blocking
+/// on a FIFO. Empty, with `error` set, on failure.
+unique_fd open_file(const char* path, bool writable, std::error_code& error) noexcept;
+/// A new, unnamed regular file (O_TMPFILE, mode 0600) in `directory`, opened
+/// read-write and close-on-exec; link_file gives it a name.
+unique_fd create_unnamed_file(const char* directory);
+/// Gives the unnamed file `fd` the name `path`; fails with EEXIST if the name
+/// is taken. Needs no privilege where /proc is mounted.
+void link_file(int fd, const char* path, std::error_code& error) noexcept;
+/// Removes the name `path` (unlink).
+void remove_file(const char* path, std::error_code& error) noexcept;
+/// The names in `directory` that are, or may be, regular files (d_type
+/// DT_REG or DT_UNKNOWN). Throws std::system_error("opendir") or ("readdir").
+std::vector<std::string> regular_file_names(const char* directory);
+
+/// A new anonymous memory file (memfd_create, close-on-exec) of size 0;
+/// `name` shows in /proc/<pid>/fd.
+unique_fd memory_file(const char* name);
+/// Sets the size of the file `fd` (ftruncate). New bytes read as zero and take
+/// no memory until written, so a later write may find no memory left.
+void resize_file(int fd, std::uint64_t size);
+/// Allocates the first `size` bytes of the file `fd` now, growing it to
+/// `size` if it is smaller (posix_fallocate): later writes to them never fail
+/// for lack of space. Throws std::system_error: ENOSPC if the file system has
+/// no room for them (what was allocated for the call is given back).
+void reserve_file(int fd, std::uint64_t size);
+/// Gives back the memory behind `length` bytes at `offset` of the file `fd`,
+/// keeping its size (fallocate PUNCH_HOLE); they read as zero afterwards.
+/// False if that failed, which only means the memory stays in use.
+bool punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept;
+/// Reads up to `size` bytes at `offset` of `fd` (pread); returns how many.
+std::size_t read_at(int fd, void* data, std::size_t size, std::uint64_t offset);
+
+/// Takes a shared flock on the open file `fd`, waiting for an exclusive one
+/// to be released.
+void lock_file_shared(int fd);
+/// Takes an exclusive flock on the open file `fd` without waiting: false if
+/// another open file holds a lock on it.
+bool try_lock_file_exclusive(int fd);
+
+/// Maps the first `length` bytes of `fd`, shared and read-write (mmap).
+/// `reserve` false maps without reserving swap (MAP_NORESERVE), for a large
+/// range of which little is ever used.
+std::byte* map_shared(int fd, std::size_t length, bool reserve = true);
+/// Unmaps what map_shared returned; errors are ignored, as a destructor must.
+void unmap(void* at, std::size_t length) noexcept;
+/// Faults in the pages of [at, at + length) now, for writing or for reading
+/// (madvise MADV_POPULATE_WRITE/READ, Linux 5.14); false if that failed, which
+/// only means the pages fault in one by one when touched.
+bool populate(void* at, std::size_t length, bool for_write) noexcept;
+
+/// The effective user id of this process (geteuid).
+std::uint32_t effective_user() noexcept;
+
+/// The number of CPUs this thread may run on (sched_getaffinity), without
+/// usable_cpu_count's cgroup limit; 1 if unknown.
+unsigned affinity_cpu_count() noexcept;
+/// Gives the CPU to another runnable thread, if any (sched_yield).
+void yield_processor() noexcept;
+/// Names the calling thread as ps and perf show it (its first 15 bytes);
+/// failures are ignored.
+void set_thread_name(const char* name) noexcept;
+
+}  // namespace mp::os

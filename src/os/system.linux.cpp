@@ -150,3 +150,184 @@ pid_t thread_id() noexcept {
 }
 
 }  // namespace mp::os
+
+// ---- memory and files ----
+
+#include <dirent.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string_view>
+
+namespace mp::os {
+
+namespace {
+
+file_status status_from(const struct stat& info) {
+  return {static_cast<std::uint64_t>(info.st_dev), static_cast<std::uint64_t>(info.st_ino),
+          static_cast<std::uint64_t>(info.st_size), static_cast<std::uint32_t>(info.st_uid),
+          S_ISREG(info.st_mode)};
+}
+
+std::error_code last_error() noexcept {
+  return {errno, std::system_category()};
+}
+
+off_t file_offset(std::uint64_t value, const char* call) {
+  if (value > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
+    throw std::system_error(EFBIG, std::system_category(), call);
+  return static_cast<off_t>(value);
+}
+
+}  // namespace
+
+file_status status(int fd) {
+  struct stat info {};
+  check("fstat", [&] { return ::fstat(fd, &info); });
+  return status_from(info);
+}
+
+std::optional<file_status> status(const char* path) noexcept {
+  struct stat info {};
+  if (retry([&] { return ::lstat(path, &info); }) != 0) return std::nullopt;
+  return status_from(info);
+}
+
+unique_fd open_file(const char* path, bool writable, std::error_code& error) noexcept {
+  const int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+  const int fd = retry([&] { return ::open(path, flags); });
+  error = fd < 0 ? last_error() : std::error_code{};
+  return unique_fd(fd);
+}
+
+unique_fd create_unnamed_file(const char* directory) {
+  return unique_fd(check("open(O_TMPFILE)",
+                         [&] { return ::open(directory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600); }));
+}
+
+void link_file(int fd, const char* path, std::error_code& error) noexcept {
+  // Linking through /proc needs no privilege (open(2), O_TMPFILE). Without
+  // /proc, AT_EMPTY_PATH works where the kernel allows it to the caller.
+  char proc[32];
+  std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int r = retry([&] { return ::linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW); });
+  if (r != 0 && errno == ENOENT && ::access("/proc/self/fd", F_OK) != 0)
+    r = retry([&] { return ::linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH); });
+  error = r != 0 ? last_error() : std::error_code{};
+}
+
+void remove_file(const char* path, std::error_code& error) noexcept {
+  error = retry([&] { return ::unlink(path); }) != 0 ? last_error() : std::error_code{};
+}
+
+std::vector<std::string> regular_file_names(const char* directory) {
+  std::unique_ptr<DIR, int (*)(DIR*)> listing(::opendir(directory), ::closedir);
+  if (!listing) throw_errno("opendir");
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(listing.get());
+    if (entry == nullptr) {
+      if (errno != 0) throw_errno("readdir");
+      return names;
+    }
+    const std::string_view name = entry->d_name;
+    if (name == "." || name == ".." || (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN))
+      continue;
+    names.emplace_back(name);
+  }
+}
+
+unique_fd memory_file(const char* name) {
+  return unique_fd(check("memfd_create", [&] { return ::memfd_create(name, MFD_CLOEXEC); }));
+}
+
+void resize_file(int fd, std::uint64_t size) {
+  const off_t length = file_offset(size, "ftruncate");
+  check("ftruncate", [&] { return ::ftruncate(fd, length); });
+}
+
+void reserve_file(int fd, std::uint64_t size) {
+  const off_t length = file_offset(size, "posix_fallocate");
+  // posix_fallocate returns the error rather than setting errno. On tmpfs a
+  // signal interrupts it with EINTR and undoes the partial allocation.
+  int error = 0;
+  do {
+    error = ::posix_fallocate(fd, 0, length);
+  } while (error == EINTR);
+  if (error != 0) throw std::system_error(error, std::system_category(), "posix_fallocate");
+}
+
+bool punch_hole(int fd, std::uint64_t offset, std::uint64_t length) noexcept {
+  return retry([&] {
+           return ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(offset), static_cast<off_t>(length));
+         }) == 0;
+}
+
+std::size_t read_at(int fd, void* data, std::size_t size, std::uint64_t offset) {
+  const off_t at = file_offset(offset, "pread");
+  return static_cast<std::size_t>(check("pread", [&] { return ::pread(fd, data, size, at); }));
+}
+
+void lock_file_shared(int fd) {
+  check("flock", [&] { return ::flock(fd, LOCK_SH); });
+}
+
+bool try_lock_file_exclusive(int fd) {
+  if (retry([&] { return ::flock(fd, LOCK_EX | LOCK_NB); }) == 0) return true;
+  if (errno == EWOULDBLOCK) return false;
+  throw_errno("flock");
+}
+
+std::byte* map_shared(int fd, std::size_t length, bool reserve) {
+  void* at = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | (reserve ? 0 : MAP_NORESERVE), fd, 0);
+  if (at == MAP_FAILED) throw_errno("mmap");
+  return static_cast<std::byte*>(at);
+}
+
+void unmap(void* at, std::size_t length) noexcept {
+  if (at != nullptr) ::munmap(at, length);
+}
+
+bool populate(void* at, std::size_t length, bool for_write) noexcept {
+#ifdef MADV_POPULATE_WRITE
+  return retry([&] {
+           return ::madvise(at, length, for_write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+         }) == 0;
+#else
+  (void)at, (void)length, (void)for_write;
+  return false;
+#endif
+}
+
+std::uint32_t effective_user() noexcept {
+  return static_cast<std::uint32_t>(::geteuid());
+}
+
+unsigned affinity_cpu_count() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(CPU_COUNT(&set), 1));
+}
+
+void yield_processor() noexcept {
+  ::sched_yield();
+}
+
+void set_thread_name(const char* name) noexcept {
+  char kept[16] = {};  // the kernel's limit, NUL included; longer names fail with ERANGE
+  std::strncpy(kept, name, sizeof kept - 1);
+  ::pthread_setname_np(::pthread_self(), kept);
+}
+
+}  // namespace mp::os
