@@ -1,24 +1,16 @@
 // SPDX-License-Identifier: MIT
-// The program's default start method.
+// The program's default start method, contexts, and the fork server's public
+// calls: the public face of src/runtime.hpp's default and of the forkserver
+// start method (see src/start_method.hpp for the layers).
 #include "mp/context.hpp"
 
-#include <atomic>
 #include <string>
 
 #include "mp/errors.hpp"
-#include "process_state.hpp"
+#include "runtime.hpp"
+#include "start_method.hpp"
 
 namespace mp {
-namespace {
-
-// -1 while not fixed; otherwise a start_method.
-std::atomic<int> chosen{-1};
-
-}  // namespace
-
-int detail::fixed_start_method() noexcept {
-  return chosen.load();
-}
 
 std::string_view to_string(start_method method) noexcept {
   switch (method) {
@@ -33,19 +25,17 @@ std::string_view to_string(start_method method) noexcept {
 }
 
 start_method get_start_method() {
-  int expected = -1;
-  chosen.compare_exchange_strong(expected, static_cast<int>(start_method::fork));
-  return static_cast<start_method>(chosen.load());
+  return static_cast<start_method>(detail::fix_start_method(static_cast<int>(start_method::fork)));
 }
 
 void set_start_method(start_method method, bool force) {
-  int expected = -1;
-  if (chosen.compare_exchange_strong(expected, static_cast<int>(method))) return;
-  if (!force && expected != static_cast<int>(method))
+  const int fixed = detail::fix_start_method(static_cast<int>(method));
+  if (fixed == static_cast<int>(method)) return;
+  if (!force)
     throw usage_error("the start method is already fixed (to " +
-                      std::string(to_string(static_cast<start_method>(expected))) +
+                      std::string(to_string(static_cast<start_method>(fixed))) +
                       "); pass force = true to change it");
-  chosen.store(static_cast<int>(method));
+  detail::force_start_method(static_cast<int>(method));
 }
 
 std::vector<start_method> get_all_start_methods() {
@@ -54,6 +44,18 @@ std::vector<start_method> get_all_start_methods() {
 
 context get_context(std::optional<start_method> method) {
   return context(method.value_or(get_start_method()));
+}
+
+pid_t ensure_forkserver_running() {
+  return detail::ensure_fork_server_running();
+}
+
+void set_forkserver_preload(std::vector<void (*)()> functions) {
+  std::vector<detail::code_ref> refs;
+  refs.reserve(functions.size());
+  for (void (*f)() : functions)
+    refs.push_back(detail::code_ref_of(reinterpret_cast<const void*>(f)));
+  detail::set_fork_server_preload(std::move(refs));
 }
 
 }  // namespace mp

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The forkserver start method. On first use a process spawns its fork server:
-// a fresh run of this program (see src/spawn.cpp) that runs the static
+// a fresh run of this program (see src/fresh_run.cpp) that runs the static
 // initializers and the preload functions, then, single-threaded, forks a
 // child for each request. So a child never copies its parent's threads or the
 // locks they held, and starts nearly as fast as a fork.
@@ -47,14 +47,12 @@
 #include <system_error>
 #include <vector>
 
-#include "mp/context.hpp"
+#include "fresh_run.hpp"
 #include "mp/errors.hpp"
 #include "os/system.hpp"
-#include "process_state.hpp"
-#include "spawn.hpp"
+#include "start_method.hpp"
 
-namespace mp {
-namespace detail {
+namespace mp::detail {
 namespace {
 
 /// This process's side: its server, if it started one. The server is our
@@ -109,6 +107,7 @@ std::string make_socket_directory() {
 }
 
 void remove_socket_of_ended_server() noexcept;
+[[noreturn]] void forkserver_main(spawn_message& message, handle_source& handles);
 
 /// Under the client's mutex: starts the server (the caller checked it is not
 /// running). Takes no other lock: fork takes ours while holding the runtime's.
@@ -309,8 +308,6 @@ void serve(server_state& s, unique_fd connection) {
       connection.get(), {reinterpret_cast<const std::byte*>(&reply), sizeof reply}, reply_fds));
 }
 
-}  // namespace
-
 [[noreturn]] void forkserver_main(spawn_message& message, handle_source& handles) {
   server_state s;
   s.parent = message.parent_pid;
@@ -366,8 +363,14 @@ void serve(server_state& s, unique_fd connection) {
   ::_exit(0);
 }
 
+// A fresh run whose message says role::forkserver becomes the server.
+const bool server_registered =
+    register_fresh_run_main(spawn_message::role::forkserver, &forkserver_main);
+
+}  // namespace
+
 void start_forkserver(target& work, const std::shared_ptr<process_state>& child) {
-  spawn_message message = start_message_for(*child);
+  spawn_message message = start_message_for(*child, fixed_start_method());
   handle_sink handles;
   encode_target(work, message, handles);
   const bytes encoded = mp::encode(message);
@@ -411,24 +414,18 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
   adopt_child(child, pid, std::move(reply_fds.fds[0]), std::move(reply_fds.fds[1]));
 }
 
-}  // namespace detail
-
-pid_t ensure_forkserver_running() {
-  const std::string name = current_process().name();
-  detail::forkserver_client& c = detail::client();
+pid_t ensure_fork_server_running() {
+  const std::string name = self_state()->name;
+  forkserver_client& c = client();
   std::lock_guard guard(c.mutex);
-  detail::ensure_running_locked(c, name);
+  ensure_running_locked(c, name);
   return c.server;
 }
 
-void set_forkserver_preload(std::vector<void (*)()> functions) {
-  std::vector<detail::code_ref> refs;
-  refs.reserve(functions.size());
-  for (void (*f)() : functions)
-    refs.push_back(detail::code_ref_of(reinterpret_cast<const void*>(f)));
-  detail::forkserver_client& c = detail::client();
+void set_fork_server_preload(std::vector<code_ref> functions) {
+  forkserver_client& c = client();
   std::lock_guard guard(c.mutex);
-  c.preload = std::move(refs);
+  c.preload = std::move(functions);
 }
 
-}  // namespace mp
+}  // namespace mp::detail

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+// The fork start method: the child is a copy of this process (fork()), which
+// becomes itself through child_main and runs the target in place.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "os/system.hpp"
+#include "start_method.hpp"
+
+namespace mp::detail {
+
+void start_fork(target& work, const std::shared_ptr<process_state>& child) {
+  sigset_t all, caller_mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &caller_mask);
+  const pid_t parent_pid = ::getpid();
+
+  auto fork_here = [&] {
+    // Holding the runtime lock across fork keeps any other thread from holding
+    // it at that instant, so the child's copy is never locked forever.
+    std::unique_lock lock = lock_runtime();
+    // Allocated, and released only after the child is reaped: freeing it while
+    // the child shares our pages would copy them (see child_boot).
+    auto boot_owner = std::make_shared<child_boot>();
+    child_boot& boot = *boot_owner;
+    reserve_child_locked();
+    prepare_child_locked(*child, parent_pid, -1, boot);
+    boot.caller_mask = caller_mask;
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      lock.unlock();
+      child_main(work, boot);
+    }
+    if (pid < 0) os::throw_errno("fork");
+    // Until we reap it the pid cannot be reused, so the pidfd is the child's.
+    // It is set before the child is listed, so no one sees it half started.
+    try {
+      os::unique_fd fd = os::pidfd_open(pid);
+      std::lock_guard state_lock(child->mutex);
+      child->pid = pid;
+      child->pidfd = std::move(fd);
+      child->keep_until_reaped = std::move(boot_owner);
+    } catch (...) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw;
+    }
+    list_child_locked(child);
+  };
+
+  try {
+    run_on_forking_thread(fork_here);
+  } catch (...) {
+    pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+    throw;
+  }
+  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+}
+
+}  // namespace mp::detail
