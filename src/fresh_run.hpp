@@ -14,10 +14,10 @@
 #include <span>
 #include <vector>
 
-#include "mp/detail/spawn_message.hpp"
 #include "mp/detail/unique_fd.hpp"
 #include "mp/serialization.hpp"
 #include "runtime.hpp"
+#include "spawn_message.hpp"
 
 namespace mp::detail {
 

@@ -32,13 +32,14 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
-#include "mp/detail/spawn_message.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
+// Internal (not installed), for a test that forges a start message.
+#include "../src/spawn_message.hpp"
 
 namespace {
 

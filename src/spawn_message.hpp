@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The start message of a process that does not begin as a fork of its parent
-// (src/spawn.cpp, src/forkserver.cpp): what the parent sends before anything
-// else, to a spawned child, to the fork server it starts, or through the fork
-// server to a child. Here so that the fuzz target can decode it as they do.
+// (src/fresh_run.cpp): what the parent sends before anything else, to a
+// spawned child, to the fork server it starts, or through the fork server to
+// a child. A header of its own so that the fuzz target (tests/fuzz, through a
+// private include directory) can decode it as they do; not installed.
 #pragma once
 
 #include <cstddef>
