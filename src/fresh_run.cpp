@@ -18,13 +18,10 @@
 // mp as a shared library, the initializers of other shared libraries that load
 // after it, those that depend on mp, do not run.)
 #include <elf.h>
-#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -181,8 +178,8 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   handle_source handles;
   if (!receive_all(start_fd, bytes, handles))
     die_before_start("mp: a spawned child could not read its start message\n");
-  ::close(start_fd);
-  if (bytes.empty()) ::_exit(1);  // the parent died before it could send anything
+  close_fd(start_fd);
+  if (bytes.empty()) os::exit_now(1);  // the parent died before it could send anything
   spawn_message message;
   try {
     decode_into(bytes, message);
@@ -221,7 +218,7 @@ bool register_fresh_run_main(spawn_message::role role, fresh_run_main main) noex
 
 void die_before_start(const char* message) {
   std::fputs(message, stderr);
-  ::_exit(1);
+  os::exit_now(1);
 }
 
 bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds) {
@@ -341,21 +338,7 @@ pid_t spawn_program(int start, const sigset_t& mask, bool bind_now) {
 
   // The child gets the start descriptor as 3 and no other descriptor of ours
   // but the standard three.
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attributes;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawnattr_init(&attributes);
-  int rc = ::posix_spawn_file_actions_adddup2(&actions, start, start_fd);
-  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&actions, start_fd + 1);
-  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &mask);
-  if (rc == 0) rc = ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = 0;
-  if (rc == 0)
-    rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attributes);
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn");
-  return pid;
+  return os::spawn("/proc/self/exe", argv.data(), envp.data(), start, start_fd, mask);
 }
 
 spawn_message start_message_for(const process_state& child, int method) {
@@ -369,9 +352,7 @@ spawn_message start_message_for(const process_state& child, int method) {
   message.parent_name = boot.parent->name;
   message.parent_pid = boot.parent_pid;
   message.start_method = static_cast<std::int8_t>(boot.start_method);
-  sigset_t mask;
-  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
-  message.signal_mask = mask_bits(mask);
+  message.signal_mask = mask_bits(os::signal_mask());
   return message;
 }
 

@@ -5,7 +5,6 @@
 #include "mp/process.hpp"
 
 #include <signal.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -24,7 +23,8 @@ using detail::process_state;
 
 std::optional<pid_t> process_handle::pid() const {
   std::lock_guard lock(state_->mutex);
-  if (state_->pid == 0 && state_->kind_ == process_state::kind::self) state_->pid = ::getpid();
+  if (state_->pid == 0 && state_->kind_ == process_state::kind::self)
+    state_->pid = os::process_id();
   if (state_->pid == 0) return std::nullopt;
   return state_->pid;
 }

@@ -5,13 +5,7 @@
 #include "runtime.hpp"
 
 #include <cxxabi.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -59,9 +53,7 @@ class launcher {
     bool* done;
   };
   void loop() {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);
+    os::block_all_signals();
     std::unique_lock lock(mutex_);
     for (;;) {
       wake_.wait(lock, [&] { return !jobs_.empty(); });
@@ -98,8 +90,7 @@ struct runtime {
   // A fork server's child: the pipe its exit code goes to, and which file
   // that is (the program may have closed the number and opened another).
   int exit_status_fd = -1;
-  dev_t exit_status_device = 0;
-  ino_t exit_status_inode = 0;
+  std::optional<std::pair<dev_t, ino_t>> exit_status_file;
 };
 
 runtime& rt() {
@@ -107,7 +98,7 @@ runtime& rt() {
     auto* r = new runtime;
     r->self = std::make_shared<process_state>(process_state::kind::self);
     r->self->name = "MainProcess";
-    r->self->pid = ::getpid();
+    r->self->pid = os::process_id();
     return r;
   }();
   return *instance;
@@ -150,17 +141,6 @@ void exit_function() noexcept {
       // Nothing to report to at exit; the kernel reaps what is left.
     }
   }
-}
-
-// Called through pointers taken at load time: a first call through the PLT
-// would run the dynamic linker in every child (lazy binding) for functions
-// the parent never calls itself. Volatile, or the compiler calls the PLT anyway.
-long (*volatile raw_syscall)(long, ...) = ::syscall;
-void (*volatile raw_exit)(int) = ::_exit;
-
-[[noreturn]] void exit_now(int code) {
-  raw_exit(code);
-  __builtin_unreachable();
 }
 
 // Captured before main: after sync_with_stdio(false) cout has its own buffer
@@ -231,8 +211,8 @@ void force_start_method(int method) noexcept {
 
 // ---- the child's side --------------------------------------------------------
 
-/// The child's side of start(). Raw system calls all go through one libc
-/// function, so they cost one code mapping between them (see child_boot).
+/// The child's side of start(). Its system calls are os's "child path" ones,
+/// which bind no symbol lazily and share one libc entry (see child_boot).
 [[noreturn]] void child_main(target& work, child_boot& boot) {
   runtime& r = rt();
   r.self.swap(boot.self);
@@ -246,25 +226,18 @@ void force_start_method(int method) noexcept {
     default_method.store(boot.start_method);
   // A forked child of a fork server's child does not report its parent's code.
   if (r.exit_status_fd >= 0 && r.exit_status_fd != boot.exit_status_fd)
-    raw_syscall(SYS_close, r.exit_status_fd);
+    os::close_now(r.exit_status_fd);
   r.exit_status_fd = boot.exit_status_fd;
-  if (struct stat info{}; r.exit_status_fd >= 0 && ::fstat(r.exit_status_fd, &info) == 0) {
-    r.exit_status_device = info.st_dev;
-    r.exit_status_inode = info.st_ino;
-  }
+  if (r.exit_status_fd >= 0) r.exit_status_file = os::file_identity(r.exit_status_fd);
 
   // Die with the parent; if it already died before prctl, the signal will
   // never come, so check by hand (the race the man page warns about).
-  raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  if (raw_syscall(SYS_getppid) != boot.real_parent) exit_now(1);
-  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &boot.caller_mask, nullptr, _NSIG / 8);
+  os::set_parent_death_signal(SIGKILL);
+  if (os::current_parent_id() != boot.real_parent) os::exit_now(1);
+  os::restore_signal_mask(boot.caller_mask);
 
   // As Python's bootstrap does: the child must not compete for our stdin.
-  const long null = raw_syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
-  if (null > STDIN_FILENO) {
-    raw_syscall(SYS_dup3, null, STDIN_FILENO, 0);
-    raw_syscall(SYS_close, null);
-  }
+  os::stdin_from_null();
 
   int code = 0;
   try {
@@ -285,13 +258,12 @@ void force_start_method(int method) noexcept {
   }
   if (std::cout.rdbuf() != stdio_synced_cout) std::cout.flush();
   std::fflush(stdout);  // stderr is unbuffered, as is cerr
-  if (struct stat info{}; r.exit_status_fd >= 0 && ::fstat(r.exit_status_fd, &info) == 0 &&
-                          info.st_dev == r.exit_status_device &&
-                          info.st_ino == r.exit_status_inode) {
+  if (r.exit_status_fd >= 0 && r.exit_status_file &&
+      os::file_identity(r.exit_status_fd) == r.exit_status_file) {
     const std::int32_t reported = code & 0xff;
-    raw_syscall(SYS_write, r.exit_status_fd, &reported, sizeof reported);
+    os::write_now(r.exit_status_fd, &reported, sizeof reported);
   }
-  exit_now(code);
+  os::exit_now(code);
 }
 
 // ---- process_state -----------------------------------------------------------
@@ -364,7 +336,7 @@ std::optional<int> process_state::collect_locked() {
 unique_fd open_parent_pidfd(pid_t parent) {
   try {
     unique_fd fd = os::pidfd_open(parent);
-    if (::getppid() == parent) return fd;
+    if (os::parent_process_id() == parent) return fd;
   } catch (const std::system_error&) {
     // ESRCH: the parent is gone.
   }
@@ -410,7 +382,7 @@ void list_child_locked(const std::shared_ptr<process_state>& child) {
 
 void prepare_child(const process_state& child, int method, child_boot& boot) {
   const auto lock = lock_runtime();
-  prepare_child_locked(child, ::getpid(), method, boot);
+  prepare_child_locked(child, os::process_id(), method, boot);
 }
 
 void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid) {
@@ -431,7 +403,7 @@ void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid, unique_
 
 void run_on_forking_thread(const std::function<void()>& job) {
   runtime& r = rt();
-  if (os::thread_id() == ::getpid()) {
+  if (os::thread_id() == os::process_id()) {
     job();
     return;
   }

@@ -1,20 +1,14 @@
 // SPDX-License-Identifier: MIT
 // The fork start method: the child is a copy of this process (fork()), which
 // becomes itself through child_main and runs the target in place.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "os/system.hpp"
 #include "start_method.hpp"
 
 namespace mp::detail {
 
 void start_fork(target& work, const std::shared_ptr<process_state>& child) {
-  sigset_t all, caller_mask;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &caller_mask);
-  const pid_t parent_pid = ::getpid();
+  const sigset_t caller_mask = os::block_all_signals();
+  const pid_t parent_pid = os::process_id();
 
   auto fork_here = [&] {
     // Holding the runtime lock across fork keeps any other thread from holding
@@ -27,12 +21,11 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     reserve_child_locked();
     prepare_child_locked(*child, parent_pid, -1, boot);
     boot.caller_mask = caller_mask;
-    const pid_t pid = ::fork();
+    const pid_t pid = os::fork_process();
     if (pid == 0) {
       lock.unlock();
       child_main(work, boot);
     }
-    if (pid < 0) os::throw_errno("fork");
     // Until we reap it the pid cannot be reused, so the pidfd is the child's.
     // It is set before the child is listed, so no one sees it half started.
     try {
@@ -42,8 +35,7 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
       child->pidfd = std::move(fd);
       child->keep_until_reaped = std::move(boot_owner);
     } catch (...) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
+      os::kill_and_reap(pid);
       throw;
     }
     list_child_locked(child);
@@ -52,10 +44,10 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
   try {
     run_on_forking_thread(fork_here);
   } catch (...) {
-    pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+    os::set_signal_mask(caller_mask);
     throw;
   }
-  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
+  os::set_signal_mask(caller_mask);
 }
 
 }  // namespace mp::detail

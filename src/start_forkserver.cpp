@@ -25,18 +25,9 @@
 // removes the socket and its directory and exits, and its children, whose
 // parent-death signal is tied to it, end too, as forked children end with
 // their parent. A forked copy of a process starts a fork server of its own.
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -45,6 +36,7 @@
 #include <mutex>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "fresh_run.hpp"
@@ -77,19 +69,10 @@ forkserver_client& client() {
   return *instance;
 }
 
-sockaddr_un address_of(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof address.sun_path)
-    throw process_error("the fork server's socket path is too long: " + path);
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  return address;
-}
-
 /// Removes the socket at `path` and the private directory that holds it.
-void remove_socket(const std::string& path) {
-  ::unlink(path.c_str());
-  ::rmdir(path.substr(0, path.rfind('/')).c_str());
+void remove_socket(const std::string& path) noexcept {
+  os::remove_file(path);
+  os::remove_directory(path.substr(0, path.rfind('/')));
 }
 
 /// A private directory for the socket: $TMPDIR if its path is short enough.
@@ -98,12 +81,10 @@ std::string make_socket_directory() {
   if (const char* tmp = std::getenv("TMPDIR");
       tmp != nullptr && *tmp != '\0' && std::strlen(tmp) < 64)
     base = tmp;
-  std::string pattern = base + "/mp-forkserver-XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    pattern = "/tmp/mp-forkserver-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) os::throw_errno("mkdtemp");
-  }
-  return pattern;  // mkdtemp makes it 0700
+  // mkdtemp makes it 0700.
+  if (auto made = os::make_private_directory(base + "/mp-forkserver-XXXXXX")) return *made;
+  if (auto made = os::make_private_directory("/tmp/mp-forkserver-XXXXXX")) return *made;
+  os::throw_errno("mkdtemp");
 }
 
 void remove_socket_of_ended_server() noexcept;
@@ -114,14 +95,9 @@ void remove_socket_of_ended_server() noexcept;
 void start_server(forkserver_client& c, const std::string& parent_name) {
   const std::string directory = make_socket_directory();
   const std::string path = directory + "/socket";
-  unique_fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  unique_fd listener;
   try {
-    if (!listener) os::throw_errno("socket");
-    const sockaddr_un address = address_of(path);
-    if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
-      os::throw_errno("bind");
-    if (::chmod(path.c_str(), 0600) != 0) os::throw_errno("chmod");
-    if (::listen(listener.get(), SOMAXCONN) != 0) os::throw_errno("listen");
+    listener = os::listen_unix(path);
   } catch (...) {
     remove_socket(path);
     throw;
@@ -132,7 +108,7 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
   message.what = spawn_message::role::forkserver;
   message.name = "ForkServer";
   message.parent_name = parent_name;
-  message.parent_pid = ::getpid();
+  message.parent_pid = os::process_id();
   message.preload = c.preload;
   message.socket_path = path;
   const bytes encoded = mp::encode(message);
@@ -149,12 +125,11 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
   }
   theirs.reset();
   if (!send_with_fds(ours.get(), encoded, {listener.get()})) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    os::kill_and_reap(pid);
     remove_socket(path);
     throw process_error("the fork server ended before it started");
   }
-  c.owner = ::getpid();
+  c.owner = os::process_id();
   c.server = pid;
   c.path = path;
   static const bool registered = std::atexit(remove_socket_of_ended_server) == 0;
@@ -164,7 +139,7 @@ void start_server(forkserver_client& c, const std::string& parent_name) {
 /// Under the client's mutex: forgets a server that ended, reaping it; with
 /// `block`, first waits a while for its end (it is known to be ending).
 void forget_ended_server(forkserver_client& c, bool block) {
-  if (c.owner != ::getpid()) {
+  if (c.owner != os::process_id()) {
     c.server = 0;  // our parent's: not ours to use
     return;
   }
@@ -178,7 +153,7 @@ void forget_ended_server(forkserver_client& c, bool block) {
     } catch (const std::system_error&) {
     }
   }
-  if (os::retry([&] { return ::waitpid(c.server, nullptr, WNOHANG); }) == 0) return;
+  if (!os::reap_if_ended(c.server)) return;
   remove_socket(c.path);
   c.server = 0;
 }
@@ -199,18 +174,6 @@ const std::string& ensure_running_locked(forkserver_client& c, const std::string
   return c.path;
 }
 
-/// One connection to the server, carrying one request.
-unique_fd connect_to(const std::string& path) {
-  unique_fd socket(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!socket) os::throw_errno("socket");
-  const sockaddr_un address = address_of(path);
-  if (os::retry([&] {
-        return ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
-      }) != 0)
-    return {};
-  return socket;
-}
-
 // ---- the server ----------------------------------------------------------
 
 struct server_state {
@@ -225,17 +188,16 @@ struct server_state {
 /// Reaps every child that ended and writes its exit code (Python's: negative
 /// for a signal) to its pipe.
 void reap_children(server_state& s) {
-  signalfd_siginfo info;
-  while (::read(s.signals.get(), &info, sizeof info) > 0) {
-  }
-  for (;;) {
-    int wstatus = 0;
-    const pid_t pid = ::waitpid(-1, &wstatus, WNOHANG);
-    if (pid <= 0) return;
-    const auto pipe = s.exit_pipes.find(pid);
+  os::drain_signal_fd(s.signals.get());
+  while (const auto ended = os::reap_any_ended()) {
+    const auto pipe = s.exit_pipes.find(ended->first);
     if (pipe == s.exit_pipes.end()) continue;
-    const std::int32_t code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -WTERMSIG(wstatus);
-    static_cast<void>(os::write_full(pipe->second.get(), &code, sizeof code));
+    const std::int32_t code = ended->second;
+    try {
+      static_cast<void>(os::write_full(pipe->second.get(), &code, sizeof code));
+    } catch (const std::system_error&) {
+      // Nobody to tell: the pipe's reader is gone.
+    }
     s.exit_pipes.erase(pipe);
   }
 }
@@ -249,8 +211,8 @@ void reap_children(server_state& s) {
   s.signals.reset();
   s.exit_pipes.clear();
   connection.reset();
-  ::signal(SIGINT, SIG_DFL);
-  ::signal(SIGPIPE, SIG_DFL);
+  os::default_signal(SIGINT);
+  os::default_signal(SIGPIPE);
   spawn_message message;
   try {
     decode_into(bytes, message);
@@ -264,44 +226,37 @@ void reap_children(server_state& s) {
 
 /// Serves one connection: checks who it is, forks the child, replies.
 void serve(server_state& s, unique_fd connection) {
-  ucred peer{};
-  socklen_t size = sizeof peer;
-  if (::getsockopt(connection.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 ||
-      peer.pid != s.parent || peer.uid != ::getuid())
+  const auto peer = os::peer_of(connection.get());
+  if (!peer || peer->pid != s.parent || peer->uid != os::user_id())
     return;  // only our parent may ask
   std::vector<std::byte> bytes;
   handle_source handles;
   if (!receive_all(connection.get(), bytes, handles) || bytes.empty()) return;
 
-  int ends[2];
   std::int32_t reply = 0;
   std::vector<int> reply_fds;
   unique_fd exit_read, exit_write, pidfd;
-  if (::pipe2(ends, O_CLOEXEC) != 0) {
-    reply = -errno;
-  } else {
-    exit_read = unique_fd(ends[0]);
-    exit_write = unique_fd(ends[1]);
-    const pid_t server = ::getpid();
-    const pid_t pid = ::fork();
+  try {
+    std::tie(exit_read, exit_write) = os::pipe();
+    const pid_t server = os::process_id();
+    const pid_t pid = os::fork_process();
     if (pid == 0) {
       exit_read.reset();
       become_child(s, std::move(connection), bytes, handles, server, exit_write.release());
     }
-    if (pid < 0) {
-      reply = -errno;
-    } else {
-      reply = pid;
-      // Ours until we reap it, so the pidfd cannot name another process.
-      try {
-        pidfd = os::pidfd_open(pid);
-      } catch (const std::system_error& e) {
-        ::kill(pid, SIGKILL);
-        reply = -e.code().value();
-      }
-      s.exit_pipes.emplace(pid, std::move(exit_write));
-      reply_fds = {pidfd.get(), exit_read.get()};
+    reply = pid;
+    // Reaped by reap_children, whatever happens next.
+    s.exit_pipes.emplace(pid, std::move(exit_write));
+    // Ours until we reap it, so the pidfd cannot name another process.
+    try {
+      pidfd = os::pidfd_open(pid);
+    } catch (const std::system_error& e) {
+      os::signal_process(pid, SIGKILL);
+      reply = -e.code().value();
     }
+    reply_fds = {pidfd.get(), exit_read.get()};
+  } catch (const std::system_error& e) {
+    reply = -e.code().value();
   }
   if (reply < 0) reply_fds.clear();
   static_cast<void>(send_with_fds(
@@ -317,22 +272,19 @@ void serve(server_state& s, unique_fd connection) {
   s.parent_pidfd = open_parent_pidfd(s.parent);
   if (!s.parent_pidfd) {
     remove_socket(s.path);
-    ::_exit(0);
+    os::exit_now(0);
   }
   // Python's server ignores SIGINT, so that ^C reaches the parent, which
   // decides; its children restore it.
-  ::signal(SIGINT, SIG_IGN);
-  ::signal(SIGPIPE, SIG_IGN);
-  if (const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC); null >= 0) {
-    ::dup2(null, STDIN_FILENO);
-    ::close(null);
+  os::ignore_signal(SIGINT);
+  os::ignore_signal(SIGPIPE);
+  os::stdin_from_null();
+  os::block_signal(SIGCHLD);
+  try {
+    s.signals = os::signal_fd(SIGCHLD);
+  } catch (const std::system_error&) {
+    die_before_start("mp: the fork server could not watch its children\n");
   }
-  sigset_t child_signal;
-  ::sigemptyset(&child_signal);
-  ::sigaddset(&child_signal, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &child_signal, nullptr);
-  s.signals = unique_fd(::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!s.signals) die_before_start("mp: the fork server could not watch its children\n");
 
   for (const code_ref& ref : message.preload) {
     try {
@@ -345,22 +297,22 @@ void serve(server_state& s, unique_fd connection) {
   }
 
   for (;;) {
-    pollfd watched[3] = {{s.parent_pidfd.get(), POLLIN, 0},
-                         {s.signals.get(), POLLIN, 0},
-                         {s.listener.get(), POLLIN, 0}};
-    if (::poll(watched, 3, -1) < 0) {
-      if (errno == EINTR) continue;
+    const int watched[3] = {s.parent_pidfd.get(), s.signals.get(), s.listener.get()};
+    bool ready[3] = {};
+    try {
+      os::wait_any_readable(watched, ready, std::nullopt);
+    } catch (const std::system_error&) {
       break;
     }
-    if (watched[0].revents != 0) break;  // the parent ended
-    if (watched[1].revents != 0) reap_children(s);
-    if (watched[2].revents != 0) {
-      unique_fd connection(::accept4(s.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (ready[0]) break;  // the parent ended
+    if (ready[1]) reap_children(s);
+    if (ready[2]) {
+      unique_fd connection = os::accept_connection(s.listener.get());
       if (connection) serve(s, std::move(connection));
     }
   }
   remove_socket(s.path);
-  ::_exit(0);
+  os::exit_now(0);
 }
 
 // A fresh run whose message says role::forkserver becomes the server.
@@ -388,11 +340,11 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
       std::lock_guard guard(c.mutex);
       path = ensure_running_locked(c, message.parent_name);
     }
-    const unique_fd connection = connect_to(path);
+    const unique_fd connection = os::connect_unix(path);
     reply_fds.fds.clear();
     reply.assign(sizeof(std::int32_t), std::byte{});
     if (!connection || !send_with_fds(connection.get(), encoded, handles.fds) ||
-        ::shutdown(connection.get(), SHUT_WR) != 0 ||
+        !os::shutdown_sending(connection.get()) ||
         !receive_exactly(connection.get(), reply.data(), reply.size(), reply_fds)) {
       reply.clear();
       // Its socket closes only when it ends: reap it, so that the next

@@ -2,9 +2,6 @@
 // The spawn start method: the child is a fresh run of this program
 // (src/fresh_run.cpp) that reads its start message before main, runs the
 // target and exits; the program's main() never runs in it.
-#include <signal.h>
-#include <sys/wait.h>
-
 #include "fresh_run.hpp"
 #include "os/system.hpp"
 #include "start_method.hpp"
@@ -25,8 +22,7 @@ void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
     try {
       adopt_child(child, pid);
     } catch (...) {
-      ::kill(pid, SIGKILL);  // a child we cannot watch must not run on
-      ::waitpid(pid, nullptr, 0);
+      os::kill_and_reap(pid);  // a child we cannot watch must not run on
       throw;
     }
   });
