@@ -25,16 +25,18 @@ std::string_view to_string(start_method method) noexcept {
 }
 
 start_method get_start_method() {
-  return static_cast<start_method>(detail::fix_start_method(static_cast<int>(start_method::fork)));
+  detail::fix_start_method(static_cast<int>(start_method::fork));
+  return static_cast<start_method>(detail::fixed_start_method());
 }
 
 void set_start_method(start_method method, bool force) {
-  const int fixed = detail::fix_start_method(static_cast<int>(method));
-  if (fixed == static_cast<int>(method)) return;
+  if (detail::fix_start_method(static_cast<int>(method))) return;
+  // Python raises even when the method asked is the one in force.
   if (!force)
-    throw usage_error("the start method is already fixed (to " +
-                      std::string(to_string(static_cast<start_method>(fixed))) +
-                      "); pass force = true to change it");
+    throw context_error(
+        "the start method is already fixed (to " +
+        std::string(to_string(static_cast<start_method>(detail::fixed_start_method()))) +
+        "); pass force = true to change it");
   detail::force_start_method(static_cast<int>(method));
 }
 

@@ -199,10 +199,9 @@ int fixed_start_method() noexcept {
   return default_method.load();
 }
 
-int fix_start_method(int method) noexcept {
+bool fix_start_method(int method) noexcept {
   int expected = -1;
-  if (default_method.compare_exchange_strong(expected, method)) return method;
-  return expected;
+  return default_method.compare_exchange_strong(expected, method);
 }
 
 void force_start_method(int method) noexcept {

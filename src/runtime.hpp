@@ -107,9 +107,9 @@ unique_fd open_parent_pidfd(pid_t parent);
 
 /// The default start method if fixed (as an int), else -1.
 int fixed_start_method() noexcept;
-/// Fixes the default to `method` unless it is fixed already; returns the one
-/// in force afterwards.
-int fix_start_method(int method) noexcept;
+/// Fixes the default to `method` unless it is fixed already; true if this
+/// call fixed it.
+bool fix_start_method(int method) noexcept;
 /// Sets the default to `method`, fixed or not.
 void force_start_method(int method) noexcept;
 

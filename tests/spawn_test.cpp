@@ -287,8 +287,13 @@ TEST(context, the_default_is_fork_and_all_three_methods_are_available) {
                                            mp::start_method::forkserver}));
   EXPECT_EQ(mp::to_string(mp::start_method::spawn), "spawn");
   EXPECT_EQ(mp::to_string(mp::start_method::forkserver), "forkserver");
-  // Fixed on first use: changing it needs force.
-  EXPECT_THROW(mp::set_start_method(mp::start_method::spawn), mp::usage_error);
+  // Fixed on first use: changing it needs force, even to the method in force (Python's
+  // RuntimeError('context has already been set')).
+  EXPECT_THROW(mp::set_start_method(mp::start_method::spawn), mp::context_error);
+  EXPECT_THROW(mp::set_start_method(mp::start_method::fork), mp::context_error);
+  static_assert(std::is_base_of_v<std::runtime_error, mp::context_error>);
+  static_assert(!std::is_base_of_v<std::logic_error, mp::context_error>);
+  mp::set_start_method(mp::start_method::fork, true);
   mp::set_start_method(mp::start_method::spawn, true);
   EXPECT_EQ(mp::get_context().get_start_method(), mp::start_method::spawn);
   mp::process p(exit_with, std::vector<int>{5}, std::string("5"), 42);  // spawned now

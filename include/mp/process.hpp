@@ -285,8 +285,8 @@ MP_EXPORT std::string_view to_string(start_method method) noexcept;
 
 /// Python's set_start_method: the method of processes whose options name none.
 /// As in Python, the default is fixed on first use (get_start_method(), or a
-/// process started without a method), and changing it afterwards needs
-/// `force`; otherwise mp::usage_error.
+/// process started without a method), and setting it afterwards needs
+/// `force`, even to the method in force; otherwise mp::context_error.
 MP_EXPORT void set_start_method(start_method method, bool force = false);
 
 /// Python's get_all_start_methods(): the methods this platform has, the
