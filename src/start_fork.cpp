@@ -19,7 +19,7 @@ void start_fork(target& work, const std::shared_ptr<process_state>& child) {
     auto boot_owner = std::make_shared<child_boot>();
     child_boot& boot = *boot_owner;
     reserve_child_locked();
-    prepare_child_locked(*child, parent_pid, -1, boot);
+    prepare_child_locked(*child, parent_pid, static_cast<int>(start_method::fork), boot);
     boot.caller_mask = caller_mask;
     const pid_t pid = os::fork_process();
     if (pid == 0) {

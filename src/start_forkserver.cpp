@@ -322,7 +322,7 @@ const bool server_registered =
 }  // namespace
 
 void start_forkserver(target& work, const std::shared_ptr<process_state>& child) {
-  spawn_message message = start_message_for(*child, fixed_start_method());
+  spawn_message message = start_message_for(*child, static_cast<int>(start_method::forkserver));
   handle_sink handles;
   encode_target(work, message, handles);
   const bytes encoded = mp::encode(message);

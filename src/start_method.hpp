@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "mp/detail/code_identity.hpp"
+#include "mp/process.hpp"
 #include "runtime.hpp"
 
 namespace mp::detail {

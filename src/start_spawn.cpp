@@ -9,7 +9,7 @@
 namespace mp::detail {
 
 void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
-  spawn_message message = start_message_for(*child, fixed_start_method());
+  spawn_message message = start_message_for(*child, static_cast<int>(start_method::spawn));
   handle_sink handles;
   encode_target(work, message, handles);
   const bytes encoded = mp::encode(message);
