@@ -213,6 +213,7 @@ bool process::join_for(std::optional<std::chrono::nanoseconds> timeout) {
 
 bool process::is_alive() const {
   if (!state_) return false;
+  if (state_->closed) throw usage_error("process '" + state_->name + "' is closed");
   return process_handle(state_).is_alive();
 }
 

@@ -226,6 +226,10 @@ TEST(process, close_releases_the_sentinel_and_refuses_a_running_child) {
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_THROW(p.handle(), mp::usage_error);
   EXPECT_THROW(p.sentinel(), mp::usage_error);
+  // As join() and terminate(), and as Python's is_alive() (ValueError: process object is closed).
+  EXPECT_THROW(p.join(), mp::usage_error);
+  EXPECT_THROW(p.terminate(), mp::usage_error);
+  EXPECT_THROW(static_cast<void>(p.is_alive()), mp::usage_error);
 }
 
 TEST(process, sentinel_becomes_readable_when_the_child_ends) {

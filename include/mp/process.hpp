@@ -227,7 +227,8 @@ class MP_EXPORT process {
   bool join(std::chrono::duration<Rep, Period> timeout) {
     return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
-  /// True from start() until the child ends. Never throws for a started child.
+  /// True from start() until the child ends; false for an empty process.
+  /// Throws mp::usage_error after close(), as join() and terminate() do.
   bool is_alive() const;
   void terminate() { handle().terminate(); }
   void kill() { handle().kill(); }
