@@ -4,6 +4,7 @@
 // start method (see src/start_method.hpp for the layers).
 #include "mp/context.hpp"
 
+#include <cstdlib>
 #include <string>
 
 #include "mp/errors.hpp"
@@ -24,8 +25,32 @@ std::string_view to_string(start_method method) noexcept {
   return "unknown";
 }
 
+namespace {
+
+/// The default the program has until it chooses one: what MP_START_METHOD
+/// names (read once, at the first use of the default), or fork if it is unset
+/// or empty. A value that names no method throws mp::usage_error at every use
+/// of the default, as Python's get_context('sporn') raises ValueError: running
+/// on under fork would hide the typo from a user checking the program under
+/// spawn.
+start_method environment_default() {
+  static const std::string value = [] {
+    const char* set = std::getenv("MP_START_METHOD");
+    return std::string(set != nullptr ? set : "");
+  }();
+  if (value.empty()) return start_method::fork;
+  for (const start_method method : get_all_start_methods())
+    if (to_string(method) == value) return method;
+  throw usage_error("MP_START_METHOD=" + value +
+                    " names no start method (fork, spawn or forkserver)");
+}
+
+}  // namespace
+
 start_method get_start_method() {
-  detail::fix_start_method(static_cast<int>(start_method::fork));
+  if (const int fixed = detail::fixed_start_method(); fixed >= 0)
+    return static_cast<start_method>(fixed);
+  detail::fix_start_method(static_cast<int>(environment_default()));
   return static_cast<start_method>(detail::fixed_start_method());
 }
 

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <ranges>
 #include <set>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -605,4 +607,84 @@ TEST(context, makes_pools_executors_queues_and_processes_of_its_method) {
   auto lock = ctx.lock();
   EXPECT_TRUE(lock.try_lock());
   lock.unlock();
+}
+
+// ---- MP_START_METHOD: the program's default from the environment -----------
+
+namespace {
+
+constexpr const char* environment_probe = "--mp-test-role=start_method_from_environment";
+
+// Runs the steps in `steps` against the default start method and says what each gave:
+// "get" (get_start_method), "context" (get_context's method), "set:<method>" (without force).
+std::string run_default_steps(std::span<char* const> steps) {
+  std::string said;
+  for (const std::string step : steps) {
+    if (!said.empty()) said += ' ';
+    try {
+      if (step == "get") {
+        said += mp::to_string(mp::get_start_method());
+      } else if (step == "context") {
+        said += mp::to_string(mp::get_context().get_start_method());
+      } else {
+        const std::string name = step.substr(4);
+        for (const mp::start_method m : mp::get_all_start_methods())
+          if (mp::to_string(m) == name) mp::set_start_method(m);
+        said += "set";
+      }
+    } catch (const mp::context_error&) {
+      said += "context_error";
+    } catch (const mp::usage_error& e) {
+      said += std::string("usage_error(") + e.what() + ")";
+    }
+  }
+  return said;
+}
+
+// The process run_role starts for start_method_from_environment does its work here, before
+// main: test_main fixes the default (from MP_TEST_START_METHOD) before any role runs, and
+// MP_START_METHOD counts only while nothing has fixed it. argv: the role flag, the value of
+// MP_START_METHOD, then the steps. Single-threaded still, so setenv is safe.
+__attribute__((constructor)) void probe_start_method_from_environment(int argc, char** argv,
+                                                                      char**) {
+  if (argc < 3 || std::strcmp(argv[1], environment_probe) != 0) return;
+  ::setenv("MP_START_METHOD", argv[2], 1);
+  const std::string said =
+      run_default_steps(std::span<char* const>(argv + 3, static_cast<std::size_t>(argc - 3)));
+  std::fputs(said.c_str(), stdout);
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+}  // namespace
+
+MP_TEST_ROLE(start_method_from_environment) {
+  return 3;  // the probe above did not run
+}
+
+// `MP_START_METHOD=spawn ./app` sets the default as if the program had not chosen: read at
+// the first use of the default, overridden by set_start_method (with or without force) until
+// then, fixed by that first use.
+TEST(context, the_environment_sets_the_default_until_the_program_chooses) {
+  auto probe = [](std::string value, std::vector<std::string> steps) {
+    steps.insert(steps.begin(), std::move(value));
+    const auto result = mp::testing::run_role("start_method_from_environment", steps);
+    EXPECT_EQ(result.exitcode, 0) << result.err;
+    return result.out;
+  };
+  EXPECT_EQ(probe("spawn", {"get", "context"}), "spawn spawn");
+  EXPECT_EQ(probe("forkserver", {"context", "get"}), "forkserver forkserver");
+  EXPECT_EQ(probe("", {"get"}), "fork");
+  // The program's own choice wins, once; after that the default is fixed as usual.
+  EXPECT_EQ(probe("forkserver", {"set:fork", "get", "set:spawn"}), "set fork context_error");
+  EXPECT_EQ(probe("spawn", {"get", "set:fork", "set:spawn"}), "spawn context_error context_error");
+  // A value that names no method is reported at every use of the default, and the program
+  // can still choose one.
+  const std::string said = probe("sporn", {"get", "set:spawn", "get"});
+  EXPECT_EQ(said.rfind("usage_error(", 0), 0U) << said;
+  EXPECT_NE(said.find("MP_START_METHOD=sporn"), std::string::npos) << said;
+  EXPECT_TRUE(said.ends_with(") set spawn")) << said;
+  const std::string twice = probe("sporn", {"get", "context"});
+  EXPECT_EQ(twice.rfind("usage_error(", 0), 0U) << twice;
+  EXPECT_NE(twice.find(") usage_error("), std::string::npos) << twice;
 }

@@ -277,8 +277,10 @@ MP_EXPORT std::optional<process_handle> parent_process();
 /// Children of the current process that are still running; reaps any that ended.
 MP_EXPORT std::vector<process_handle> active_children();
 
-/// The start method of processes whose options name none: fork unless
-/// set_start_method chose another.
+/// The start method of processes whose options name none: the one
+/// set_start_method chose, else the one the environment variable
+/// MP_START_METHOD names (fork, spawn or forkserver; read at this first use),
+/// else fork. Fixes it. Throws mp::usage_error if MP_START_METHOD names no method.
 MP_EXPORT start_method get_start_method();
 
 /// "fork", "spawn" or "forkserver", as Python names them.
