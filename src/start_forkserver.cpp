@@ -10,11 +10,19 @@
 // on the host may connect to: CVE-2022-42919) and hands the listening socket
 // to the server. The server accepts only connections whose peer credentials
 // (SO_PEERCRED) name its parent and our uid. A request is one connection: the
-// start message with the arguments' descriptors; the reply is the child's pid
-// with a pidfd for it and the read end of a pipe for its exit code. The child
-// writes its code there itself as it exits, so the parent learns of its end
-// from the pidfd alone; after a signal the server writes it when it reaps the
-// child, since only the server can.
+// start message's size and the message, with the arguments' descriptors; the
+// reply is the child's pid with a pidfd for it and the read end of a pipe for
+// its exit code; then the parent sends the child one byte, its word to go on,
+// once it has taken the child as its own. A start that fails after the fork
+// (the parent cannot receive the reply's descriptors, say) hangs up instead,
+// and the child ends without running anything: no child runs unwatched. The
+// child writes its code to the pipe itself as it exits, so the parent learns
+// of its end from the pidfd alone; after a signal the server writes it when
+// it reaps the child, since only the server can.
+//
+// The server serves a connection once its request begins to arrive, so a
+// connection that says nothing holds up no other; a request that stops
+// halfway is dropped after request_time_limit.
 //
 // The server is spawned with LD_BIND_NOW (taken out of its environment again
 // before main, unless the user set it): its symbols are resolved once, at
@@ -31,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -176,11 +185,24 @@ const std::string& ensure_running_locked(forkserver_client& c, const std::string
 
 // ---- the server ----------------------------------------------------------
 
+// A request: its size (std::uint64_t, native order) with the arguments'
+// descriptors, then the start message. Framed, not ended by a shutdown, so
+// that the parent can still send the child its word (see become_child).
+using request_size = std::uint64_t;
+// How long the server waits for more of a request whose first bytes came. A
+// request is written at once, so this only bounds a peer that stops halfway;
+// one that has sent nothing yet costs nothing (see forkserver_main).
+constexpr std::chrono::seconds request_time_limit{5};
+// Connections of our parent that have sent nothing yet; beyond this, the
+// oldest is dropped, so that the server's descriptors stay bounded.
+constexpr std::size_t max_waiting_connections = 64;
+
 struct server_state {
   unique_fd listener;
   unique_fd parent_pidfd;
   unique_fd signals;                      // SIGCHLD, through a signalfd
   std::map<pid_t, unique_fd> exit_pipes;  // each live child's: where its exit code goes
+  std::deque<unique_fd> waiting;          // our parent's connections with no request yet
   pid_t parent = 0;
   std::string path;
 };
@@ -202,15 +224,18 @@ void reap_children(server_state& s) {
   }
 }
 
-/// The forked child's side of a request: drop the server's descriptors and
-/// become the process the message describes.
+/// The forked child's side of a request: drop the server's descriptors, wait
+/// for the parent's word, and become the process the message describes. The
+/// parent gives its word once it has taken the child as its own; if it cannot
+/// (its start failed after the fork), it hangs up and the child ends here,
+/// never having run anything, for the server to reap.
 [[noreturn]] void become_child(server_state& s, unique_fd connection,
                                const std::vector<std::byte>& bytes, handle_source& handles,
                                pid_t server, int exit_status_fd) {
   s.listener.reset();
   s.signals.reset();
   s.exit_pipes.clear();
-  connection.reset();
+  s.waiting.clear();
   os::default_signal(SIGINT);
   os::default_signal(SIGPIPE);
   spawn_message message;
@@ -221,17 +246,35 @@ void reap_children(server_state& s) {
         "mp: a fork server's child got a start message that does not decode; the task was not "
         "run\n");
   }
+  std::byte word{};
+  bool told = false;
+  try {
+    os::set_receive_timeout(connection.get(), std::nullopt);  // the parent may be slow
+    told = os::read_full(connection.get(), &word, sizeof word) == sizeof word;
+  } catch (const std::system_error&) {
+  }
+  if (!told) os::exit_now(1);
+  connection.reset();
   run_start_message(message, handles, server, std::move(s.parent_pidfd), exit_status_fd);
 }
 
-/// Serves one connection: checks who it is, forks the child, replies.
+/// Serves a connection of our parent whose request has begun to arrive: reads
+/// it, forks the child, replies.
 void serve(server_state& s, unique_fd connection) {
-  const auto peer = os::peer_of(connection.get());
-  if (!peer || peer->pid != s.parent || peer->uid != os::user_id())
-    return;  // only our parent may ask
+  request_size size = 0;
   std::vector<std::byte> bytes;
   handle_source handles;
-  if (!receive_all(connection.get(), bytes, handles) || bytes.empty()) return;
+  try {
+    os::set_receive_timeout(connection.get(), request_time_limit);
+    if (!receive_exactly(connection.get(), reinterpret_cast<std::byte*>(&size), sizeof size,
+                         handles) ||
+        size == 0 || size > bytes.max_size())
+      return;
+    bytes.resize(static_cast<std::size_t>(size));
+    if (!receive_exactly(connection.get(), bytes.data(), bytes.size(), handles)) return;
+  } catch (const std::exception&) {
+    return;  // no memory for it, or the socket failed: the parent sees it hang up
+  }
 
   std::int32_t reply = 0;
   std::vector<int> reply_fds;
@@ -261,6 +304,17 @@ void serve(server_state& s, unique_fd connection) {
   if (reply < 0) reply_fds.clear();
   static_cast<void>(send_with_fds(
       connection.get(), {reinterpret_cast<const std::byte*>(&reply), sizeof reply}, reply_fds));
+}
+
+/// Accepts a connection and keeps it until its request comes, if it is our
+/// parent's: only our parent may ask.
+void accept_one(server_state& s) {
+  unique_fd connection = os::accept_connection(s.listener.get());
+  if (!connection) return;
+  const auto peer = os::peer_of(connection.get());
+  if (!peer || peer->pid != s.parent || peer->uid != os::user_id()) return;
+  if (s.waiting.size() == max_waiting_connections) s.waiting.pop_front();
+  s.waiting.push_back(std::move(connection));
 }
 
 [[noreturn]] void forkserver_main(spawn_message& message, handle_source& handles) {
@@ -296,20 +350,34 @@ void serve(server_state& s, unique_fd connection) {
     }
   }
 
+  // A connection is served once its request begins to arrive, in the order
+  // requests arrive: one that says nothing holds up no other.
+  std::vector<int> watched;
   for (;;) {
-    const int watched[3] = {s.parent_pidfd.get(), s.signals.get(), s.listener.get()};
-    bool ready[3] = {};
+    watched = {s.parent_pidfd.get(), s.signals.get(), s.listener.get()};
+    for (const unique_fd& connection : s.waiting) watched.push_back(connection.get());
+    std::vector<std::size_t> ready;
     try {
-      os::wait_any_readable(watched, ready, std::nullopt);
-    } catch (const std::system_error&) {
+      ready = os::wait_any_readable(watched, std::nullopt);
+    } catch (const std::exception&) {
       break;
     }
-    if (ready[0]) break;  // the parent ended
-    if (ready[1]) reap_children(s);
-    if (ready[2]) {
-      unique_fd connection = os::accept_connection(s.listener.get());
-      if (connection) serve(s, std::move(connection));
+    std::vector<unique_fd> arrived;
+    bool accept = false;
+    bool reap = false;
+    for (const std::size_t i : ready) {
+      if (i == 0) {
+        remove_socket(s.path);  // the parent ended
+        os::exit_now(0);
+      }
+      reap = reap || i == 1;
+      accept = accept || i == 2;
+      if (i >= 3) arrived.push_back(std::move(s.waiting[i - 3]));
     }
+    std::erase_if(s.waiting, [](const unique_fd& connection) { return !connection; });
+    if (reap) reap_children(s);
+    for (unique_fd& connection : arrived) serve(s, std::move(connection));
+    if (accept) accept_one(s);
   }
   remove_socket(s.path);
   os::exit_now(0);
@@ -326,44 +394,59 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
   handle_sink handles;
   encode_target(work, message, handles);
   const bytes encoded = mp::encode(message);
+  const request_size size = encoded.size();
 
   // A server that ends during a request (killed, say) closes the connection
   // unanswered, and any child it forked dies with it: ask its successor.
   forkserver_client& c = client();
-  std::vector<std::byte> reply;
+  unique_fd connection;
+  std::int32_t reply = 0;
   handle_source reply_fds;
-  // (The reply is all there is: not waiting for the server to hang up spares
-  // waiting for the new child, which holds the connection until it closes it.)
-  for (int attempt = 0; attempt < 2 && reply.empty(); ++attempt) {
+  for (int attempt = 0; attempt < 2 && !connection; ++attempt) {
     std::string path;
     {
       std::lock_guard guard(c.mutex);
       path = ensure_running_locked(c, message.parent_name);
     }
-    const unique_fd connection = os::connect_unix(path);
+    connection = os::connect_unix(path);
     reply_fds.fds.clear();
-    reply.assign(sizeof(std::int32_t), std::byte{});
-    if (!connection || !send_with_fds(connection.get(), encoded, handles.fds) ||
-        !os::shutdown_sending(connection.get()) ||
-        !receive_exactly(connection.get(), reply.data(), reply.size(), reply_fds)) {
-      reply.clear();
+    if (!connection ||
+        !send_with_fds(connection.get(), {reinterpret_cast<const std::byte*>(&size), sizeof size},
+                       handles.fds) ||
+        !send_with_fds(connection.get(), encoded, {}) ||
+        !receive_exactly(connection.get(), reinterpret_cast<std::byte*>(&reply), sizeof reply,
+                         reply_fds)) {
+      connection.reset();
       // Its socket closes only when it ends: reap it, so that the next
       // attempt starts another.
       std::lock_guard guard(c.mutex);
       if (c.path == path) forget_ended_server(c, true);
     }
   }
-  if (reply.size() != sizeof(std::int32_t))
+  if (!connection)
     throw process_error("the fork server did not start process '" + child->name + "'");
-  std::int32_t pid = 0;
-  std::memcpy(&pid, reply.data(), sizeof pid);
-  if (pid < 0)
-    throw std::system_error(-pid, std::system_category(),
+  if (reply < 0)
+    throw std::system_error(-reply, std::system_category(),
                             "the fork server could not fork process '" + child->name + "'");
-  if (reply_fds.fds.size() != 2)
+  // A child exists now, waiting for our word. Without it, the child ends
+  // without running anything once we hang up, and the server reaps it: a
+  // child we cannot watch must not run on.
+  if (reply_fds.fds.size() != 2) {
+    os::shutdown_both(connection.get());
     throw process_error("the fork server's reply for process '" + child->name +
-                        "' lacks its descriptors");
-  adopt_child(child, pid, std::move(reply_fds.fds[0]), std::move(reply_fds.fds[1]));
+                        "' lacks its descriptors (the child was stopped)");
+  }
+  try {
+    adopt_child(child, reply, std::move(reply_fds.fds[0]), std::move(reply_fds.fds[1]));
+  } catch (...) {
+    os::shutdown_both(connection.get());
+    throw;
+  }
+  // If the child is gone, its exit code will say why. (Not waiting for the
+  // server to hang up spares waiting for the child, which holds the
+  // connection until it has read this.)
+  const std::byte word{1};
+  static_cast<void>(send_with_fds(connection.get(), {&word, 1}, {}));
 }
 
 pid_t ensure_fork_server_running() {

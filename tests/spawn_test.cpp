@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -502,6 +503,85 @@ TEST(forkserver, its_socket_is_private_and_answers_only_its_parent) {
   p.join();
   EXPECT_EQ(p.exitcode(), 7);
   EXPECT_EQ(mp::ensure_forkserver_running(), server);
+}
+
+// The server serves its parent's connections as their requests arrive: one that says
+// nothing holds up no other start (it used to block every later start until it closed).
+TEST(forkserver, a_silent_connection_holds_up_no_other_start) {
+  // A start first: from then on the server holds its socket, so that we can find it.
+  mp::process first(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                    std::vector<int>{1}, std::string("1"), 42);
+  first.start();
+  first.join();
+  const std::string path = listening_path(mp::ensure_forkserver_running());
+  ASSERT_FALSE(path.empty());
+  const int silent = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::connect(silent, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  auto started = std::async(std::launch::async, [] {
+    mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                  std::vector<int>{2}, std::string("2"), 42);
+    p.start();
+    p.join();
+    return p.exitcode();
+  });
+  // No timing claim: the deadline is far beyond a start, and without it the test would hang.
+  const bool done = started.wait_for(mp::testing::scaled(30s)) == std::future_status::ready;
+  ::close(silent);  // lets a server that waits on it go on, so that the test ends either way
+  EXPECT_TRUE(done) << "a forkserver start waited for a silent connection";
+  EXPECT_EQ(started.get(), 7);
+}
+
+// Writes `path` and sleeps: the target of a start that must never run.
+void touch_and_sleep(std::string path) {
+  std::ofstream(path) << "ran";
+  std::this_thread::sleep_for(60s);
+}
+
+// Starts a forkserver child while this process may open one descriptor more and no other:
+// the connection to the server gets it, the pidfd and pipe of the reply do not. Prints what
+// start() threw, then whether the server's child ended (reaped, so the server has no child
+// left) and whether the target ran.
+MP_TEST_ROLE(forkserver_reply_without_descriptors) {
+  const pid_t server = mp::ensure_forkserver_running();
+  const std::string ran = "/tmp" + mp::testing::unique_name("mp-ran");
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, touch_and_sleep, ran);
+  const int lowest = ::dup(STDIN_FILENO);  // every descriptor below it is in use
+  ::close(lowest);
+  rlimit old{};
+  ::getrlimit(RLIMIT_NOFILE, &old);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(lowest) + 1;
+  ::setrlimit(RLIMIT_NOFILE, &low);
+  std::string what = "started";
+  try {
+    p.start();
+  } catch (const mp::process_error& e) {
+    what = e.what();
+  }
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
+  while (mp::testing::descendant_pids() != std::vector<pid_t>{server} &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  const bool alone = mp::testing::descendant_pids() == std::vector<pid_t>{server};
+  const bool target_ran = std::filesystem::remove(ran);
+  std::printf("%s|%d|%d\n", what.c_str(), alone, target_ran);
+  return 0;
+}
+
+// A start that fails after the server forked (here the parent cannot take the reply's
+// descriptors) leaves no child behind, and the target never runs: the child waits for the
+// parent's word before it becomes anything, and the parent gives it only once it has taken
+// the child as its own.
+TEST(forkserver, a_start_that_fails_after_the_fork_leaves_no_child_running) {
+  const auto result = mp::testing::run_role("forkserver_reply_without_descriptors");
+  EXPECT_EQ(result.exitcode, 0) << result.err;
+  EXPECT_NE(result.out.find("lacks its descriptors"), std::string::npos) << result.out;
+  EXPECT_TRUE(result.out.ends_with("|1|0\n")) << result.out;  // no child left, target never ran
 }
 
 TEST(forkserver, its_children_are_ours_and_report_signals_like_any_child) {

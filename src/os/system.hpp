@@ -92,6 +92,7 @@ pid_t thread_id() noexcept;
 #include <cstddef>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace mp::os {
 
@@ -167,11 +168,15 @@ bool shutdown_sending(int socket) noexcept;
 /// Ends both directions of a socket, as shutdown_sending.
 bool shutdown_both(int socket) noexcept;
 
+/// Bounds each receive on `socket` (SO_RCVTIMEO): one that waits longer fails
+/// with EAGAIN. nullopt: no bound. Throws std::system_error.
+void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout);
+
 /// Waits until one of `fds` is readable (or hung up), or the timeout passes;
-/// sets `readable[i]` for each. False on timeout. Retries EINTR with the
+/// the indices of those that are, none on timeout. Retries EINTR with the
 /// remaining time; throws std::system_error on other errors.
-bool wait_any_readable(std::span<const int> fds, std::span<bool> readable,
-                       std::optional<std::chrono::nanoseconds> timeout);
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
+                                           std::optional<std::chrono::nanoseconds> timeout);
 
 /// Child path: the signal this process gets when the thread that forked it
 /// ends (PR_SET_PDEATHSIG).

@@ -157,6 +157,7 @@ pid_t thread_id() noexcept {
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <cstdlib>
@@ -351,8 +352,20 @@ bool shutdown_both(int socket) noexcept {
   return ::shutdown(socket, SHUT_RDWR) == 0;
 }
 
-bool wait_any_readable(std::span<const int> fds, std::span<bool> readable,
-                       std::optional<std::chrono::nanoseconds> timeout) {
+void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout) {
+  timeval limit{};  // zero: no bound
+  if (timeout) {
+    const auto micros =
+        std::max<long long>(std::chrono::ceil<std::chrono::microseconds>(*timeout).count(), 1);
+    limit.tv_sec = static_cast<time_t>(micros / 1000000);
+    limit.tv_usec = static_cast<suseconds_t>(micros % 1000000);
+  }
+  check("setsockopt(SO_RCVTIMEO)",
+        [&] { return ::setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit); });
+}
+
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
+                                           std::optional<std::chrono::nanoseconds> timeout) {
   using clock = std::chrono::steady_clock;
   const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
   std::vector<pollfd> watched(fds.size());
@@ -361,11 +374,12 @@ bool wait_any_readable(std::span<const int> fds, std::span<bool> readable,
     std::optional<std::chrono::nanoseconds> left;
     if (timeout) left = deadline - clock::now();
     const int n = ::poll(watched.data(), watched.size(), poll_timeout(left));
-    if (n > 0) {
-      for (std::size_t i = 0; i < fds.size(); ++i) readable[i] = watched[i].revents != 0;
-      return true;
+    if (n >= 0) {
+      std::vector<std::size_t> ready;
+      for (std::size_t i = 0; i < fds.size(); ++i)
+        if (watched[i].revents != 0) ready.push_back(i);
+      return ready;
     }
-    if (n == 0) return false;
     if (errno != EINTR) throw_errno("poll");
   }
 }
