@@ -2,32 +2,35 @@
 // The contract of the start methods: one function per method, each in a file
 // of its own, all with the same signature and guarantees.
 //
-// The process layer, top to bottom (an arrow is "includes and calls"; none
-// points up):
+// The process layer, top to bottom. An arrow is "includes and calls"; every
+// one points down, and no file calls one above it:
 //
-//   process.cpp         mp::process, mp::process_handle, current_process, ...
-//   context.cpp         get/set_start_method, MP_START_METHOD, get_context,
-//     |                 the fork server's public calls
+//   process.cpp          mp::process, process_handle, current_process,
+//                        active_children; the default method from context.cpp
+//   context.cpp          get/set_start_method, MP_START_METHOD, get_context,
+//     |                  the fork server's public calls
 //     v
-//   start_method.hpp    this contract
-//     |-- start_fork.cpp         fork() here, child_main in the copy
+//   start_method.hpp     this contract, met by one file per method:
+//     |-- start_fork.cpp         fork(); the copy becomes itself in child_main
 //     |-- start_spawn.cpp        a fresh run of the program
-//     `-- start_forkserver.cpp   the fork server: its client, and the server
-//           |                    (which registers itself with fresh_run)
-//           v
-//   fresh_run.hpp/.cpp  what spawn and forkserver share: the start message
-//     |                 and its transport, starting a fresh run of the
-//     |                 program, its entry before main (the spawn hook), and
-//     |                 becoming the process a start message describes
+//     `-- start_forkserver.cpp   the fork server: the parent's side, and the
+//           |                    server, which registers its main with
+//           |                    fresh_run at static initialization, so that
+//           v                    fresh_run never names it
+//   fresh_run.hpp/.cpp   what spawn and forkserver share: the start message
+//     |                  and its transport, starting a fresh run of the
+//     |                  program, the run's entry before main (the spawn
+//     |                  hook), and becoming the process a message describes
 //     v
-//   runtime.hpp/.cpp    this process: its state, parent and children, the
-//     |                 exit handler, the default start method, the launcher
-//     |                 thread, and child_main (every child becomes itself there)
-//     v
-//   os/system.hpp       the system calls
+//   runtime.hpp/.cpp     this process: its state, parent and children, the
+//     |                  exit handler, the default start method, the launcher
+//     |                  thread, and child_main, where every child becomes
+//     v                  itself
+//   os/system.hpp        the system calls
 //
-// start_fork.cpp uses runtime directly; process.cpp and context.cpp use
-// runtime for who this process is and for the default method.
+// Besides: process.cpp calls context.cpp (get_start_method), never the
+// reverse; process.cpp, context.cpp and start_fork.cpp call runtime directly.
+
 #pragma once
 
 #include <memory>
