@@ -43,6 +43,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <tuple>
@@ -362,7 +363,7 @@ void accept_one(server_state& s) {
     } catch (const std::exception&) {
       break;
     }
-    std::vector<unique_fd> arrived;
+    std::optional<std::size_t> arrived;
     bool accept = false;
     bool reap = false;
     for (const std::size_t i : ready) {
@@ -372,11 +373,18 @@ void accept_one(server_state& s) {
       }
       reap = reap || i == 1;
       accept = accept || i == 2;
-      if (i >= 3) arrived.push_back(std::move(s.waiting[i - 3]));
+      if (i >= 3 && !arrived) arrived = i - 3;
     }
-    std::erase_if(s.waiting, [](const unique_fd& connection) { return !connection; });
     if (reap) reap_children(s);
-    for (unique_fd& connection : arrived) serve(s, std::move(connection));
+    // One request a round: the child forked for it must find every other
+    // connection in `waiting`, which it closes (see become_child). The next
+    // round finds the others still readable.
+    if (arrived) {
+      const auto at = s.waiting.begin() + static_cast<std::ptrdiff_t>(*arrived);
+      unique_fd connection = std::move(*at);
+      s.waiting.erase(at);
+      serve(s, std::move(connection));
+    }
     if (accept) accept_one(s);
   }
   remove_socket(s.path);
@@ -384,7 +392,7 @@ void accept_one(server_state& s) {
 }
 
 // A fresh run whose message says role::forkserver becomes the server.
-const bool server_registered =
+[[maybe_unused]] const bool server_registered =
     register_fresh_run_main(spawn_message::role::forkserver, &forkserver_main);
 
 }  // namespace
