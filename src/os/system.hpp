@@ -83,7 +83,8 @@ pid_t thread_id() noexcept;
 //
 // For the process layer (src/runtime.cpp, src/start_*.cpp, src/fresh_run.cpp).
 // The calls marked "child path" run in a child between fork and the target:
-// they never throw or allocate, and reach the kernel through one raw syscall
+// they never throw or allocate, and (but for fstat, which not every
+// architecture has as a system call) reach the kernel through one raw syscall
 // entry resolved at load time, so a child binds no symbol lazily and maps
 // little code on its way (see child_boot in src/runtime.hpp).
 
