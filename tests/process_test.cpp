@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "mp/connection.hpp"
+#include "mp/context.hpp"
 #include "mp/testing/testing.hpp"
 
 namespace {
@@ -225,6 +226,10 @@ TEST(process, close_releases_the_sentinel_and_refuses_a_running_child) {
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_THROW(p.handle(), mp::usage_error);
   EXPECT_THROW(p.sentinel(), mp::usage_error);
+  // As join() and terminate(), and as Python's is_alive() (ValueError: process object is closed).
+  EXPECT_THROW(p.join(), mp::usage_error);
+  EXPECT_THROW(p.terminate(), mp::usage_error);
+  EXPECT_THROW(static_cast<void>(p.is_alive()), mp::usage_error);
 }
 
 TEST(process, sentinel_becomes_readable_when_the_child_ends) {
@@ -479,6 +484,42 @@ TEST(process, handles_are_copyable_references_to_one_child) {
   EXPECT_EQ(h.exitcode(), 0);
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_EQ(h.name(), p.name());
+}
+
+using method_report = std::pair<int, bool>;
+
+// Sends the child's default start method and whether it was fixed (set_start_method
+// without force then throws mp::context_error, as Python's RuntimeError).
+void report_start_method(mp::connection out) {
+  const mp::start_method method = mp::get_start_method();
+  bool fixed = false;
+  try {
+    mp::set_start_method(method == mp::start_method::fork ? mp::start_method::spawn
+                                                          : mp::start_method::fork);
+  } catch (const mp::context_error&) {
+    fixed = true;
+  }
+  out.send(method_report{static_cast<int>(method), fixed});
+}
+
+// Python: a child started by a context (ctx.Process) has that context's method as its
+// default, whatever the parent's default is; a plain Process's child has the parent's.
+TEST(process, a_child_started_through_a_context_has_that_method_as_its_default) {
+  for (const mp::start_method method : mp::get_all_start_methods()) {
+    auto [reader, writer] = mp::pipe(false);
+    mp::process child = mp::get_context(method).process(report_start_method, std::move(writer));
+    child.start();
+    EXPECT_EQ(reader.recv<method_report>(), method_report(static_cast<int>(method), true))
+        << mp::to_string(method) << " under " << mp::to_string(mp::get_start_method());
+    child.join();
+    EXPECT_EQ(child.exitcode(), 0);
+  }
+  auto [reader, writer] = mp::pipe(false);
+  mp::process plain{report_start_method, std::move(writer)};
+  plain.start();
+  EXPECT_EQ(reader.recv<method_report>(),
+            method_report(static_cast<int>(mp::testing::suite_start_method()), true));
+  plain.join();
 }
 
 TEST(process, many_children_at_once) {

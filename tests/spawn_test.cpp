@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -24,6 +26,7 @@
 #include <optional>
 #include <ranges>
 #include <set>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -32,13 +35,14 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
-#include "mp/detail/spawn_message.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
 #include "mp/testing/testing.hpp"
+// Internal (not installed), for a test that forges a start message.
+#include "spawn_message.hpp"
 
 namespace {
 
@@ -286,8 +290,13 @@ TEST(context, the_default_is_fork_and_all_three_methods_are_available) {
                                            mp::start_method::forkserver}));
   EXPECT_EQ(mp::to_string(mp::start_method::spawn), "spawn");
   EXPECT_EQ(mp::to_string(mp::start_method::forkserver), "forkserver");
-  // Fixed on first use: changing it needs force.
-  EXPECT_THROW(mp::set_start_method(mp::start_method::spawn), mp::usage_error);
+  // Fixed on first use: changing it needs force, even to the method in force (Python's
+  // RuntimeError('context has already been set')).
+  EXPECT_THROW(mp::set_start_method(mp::start_method::spawn), mp::context_error);
+  EXPECT_THROW(mp::set_start_method(mp::start_method::fork), mp::context_error);
+  static_assert(std::is_base_of_v<std::runtime_error, mp::context_error>);
+  static_assert(!std::is_base_of_v<std::logic_error, mp::context_error>);
+  mp::set_start_method(mp::start_method::fork, true);
   mp::set_start_method(mp::start_method::spawn, true);
   EXPECT_EQ(mp::get_context().get_start_method(), mp::start_method::spawn);
   mp::process p(exit_with, std::vector<int>{5}, std::string("5"), 42);  // spawned now
@@ -496,6 +505,101 @@ TEST(forkserver, its_socket_is_private_and_answers_only_its_parent) {
   EXPECT_EQ(mp::ensure_forkserver_running(), server);
 }
 
+// The server serves its parent's connections as their requests arrive: one that says
+// nothing holds up no other start (it used to block every later start until it closed).
+TEST(forkserver, a_silent_connection_holds_up_no_other_start) {
+  // A start first: from then on the server holds its socket, so that we can find it.
+  mp::process first(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                    std::vector<int>{1}, std::string("1"), 42);
+  first.start();
+  first.join();
+  const std::string path = listening_path(mp::ensure_forkserver_running());
+  ASSERT_FALSE(path.empty());
+  const int silent = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::connect(silent, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  auto started = std::async(std::launch::async, [] {
+    mp::process p(mp::process_options{.method = mp::start_method::forkserver}, exit_with,
+                  std::vector<int>{2}, std::string("2"), 42);
+    p.start();
+    p.join();
+    return p.exitcode();
+  });
+  // No timing claim: the deadline is far beyond a start, and without it the test would hang.
+  const bool done = started.wait_for(mp::testing::scaled(30s)) == std::future_status::ready;
+  ::close(silent);  // lets a server that waits on it go on, so that the test ends either way
+  EXPECT_TRUE(done) << "a forkserver start waited for a silent connection";
+  EXPECT_EQ(started.get(), 7);
+}
+
+// Writes `path` and sleeps: the target of a start that must never run (an empty path: a
+// start that may).
+void touch_and_sleep(std::string path) {
+  if (path.empty()) return;
+  std::ofstream(path) << "ran";
+  std::this_thread::sleep_for(60s);
+}
+
+// Starts a forkserver child while this process may open one descriptor more and no other:
+// the connection to the server gets it, the pidfd and pipe of the reply do not. Prints what
+// start() threw, then whether the server's child ended (reaped, so the server has no child
+// left) and whether the target ran.
+MP_TEST_ROLE(forkserver_reply_without_descriptors) {
+  const pid_t server = mp::ensure_forkserver_running();
+  // The same start once before the limit: UBSan checks an object's dynamic type with a pipe
+  // the first time it meets it, and the limit would refuse that pipe.
+  mp::process before(mp::process_options{.method = mp::start_method::forkserver}, touch_and_sleep,
+                     std::string());
+  before.start();
+  before.join();
+  const std::string ran = "/tmp" + mp::testing::unique_name("mp-ran");
+  mp::process p(mp::process_options{.method = mp::start_method::forkserver}, touch_and_sleep, ran);
+  const int lowest = ::dup(STDIN_FILENO);  // every descriptor below it is in use
+  ::close(lowest);
+  rlimit old{};
+  ::getrlimit(RLIMIT_NOFILE, &old);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(lowest) + 1;
+  ::setrlimit(RLIMIT_NOFILE, &low);
+  std::exception_ptr failure;
+  try {
+    p.start();
+  } catch (...) {
+    failure = std::current_exception();  // looked at once the limit is lifted (UBSan again)
+  }
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  std::string what = "started";
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const mp::process_error& e) {
+      what = e.what();
+    }
+  }
+  const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
+  while (mp::testing::descendant_pids() != std::vector<pid_t>{server} &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  const bool alone = mp::testing::descendant_pids() == std::vector<pid_t>{server};
+  const bool target_ran = std::filesystem::remove(ran);
+  std::printf("%s|%d|%d\n", what.c_str(), alone, target_ran);
+  return 0;
+}
+
+// A start that fails after the server forked (here the parent cannot take the reply's
+// descriptors) leaves no child behind, and the target never runs: the child waits for the
+// parent's word before it becomes anything, and the parent gives it only once it has taken
+// the child as its own.
+TEST(forkserver, a_start_that_fails_after_the_fork_leaves_no_child_running) {
+  const auto result = mp::testing::run_role("forkserver_reply_without_descriptors");
+  EXPECT_EQ(result.exitcode, 0) << result.err;
+  EXPECT_NE(result.out.find("lacks its descriptors"), std::string::npos) << result.out;
+  EXPECT_TRUE(result.out.ends_with("|1|0\n")) << result.out;  // no child left, target never ran
+}
+
 TEST(forkserver, its_children_are_ours_and_report_signals_like_any_child) {
   mp::process p(mp::process_options{.method = mp::start_method::forkserver}, sleep_for_a_minute);
   p.start();
@@ -599,4 +703,84 @@ TEST(context, makes_pools_executors_queues_and_processes_of_its_method) {
   auto lock = ctx.lock();
   EXPECT_TRUE(lock.try_lock());
   lock.unlock();
+}
+
+// ---- MP_START_METHOD: the program's default from the environment -----------
+
+namespace {
+
+constexpr const char* environment_probe = "--mp-test-role=start_method_from_environment";
+
+// Runs the steps in `steps` against the default start method and says what each gave:
+// "get" (get_start_method), "context" (get_context's method), "set:<method>" (without force).
+std::string run_default_steps(std::span<char* const> steps) {
+  std::string said;
+  for (const std::string step : steps) {
+    if (!said.empty()) said += ' ';
+    try {
+      if (step == "get") {
+        said += mp::to_string(mp::get_start_method());
+      } else if (step == "context") {
+        said += mp::to_string(mp::get_context().get_start_method());
+      } else {
+        const std::string name = step.substr(4);
+        for (const mp::start_method m : mp::get_all_start_methods())
+          if (mp::to_string(m) == name) mp::set_start_method(m);
+        said += "set";
+      }
+    } catch (const mp::context_error&) {
+      said += "context_error";
+    } catch (const mp::usage_error& e) {
+      said += std::string("usage_error(") + e.what() + ")";
+    }
+  }
+  return said;
+}
+
+// The process run_role starts for start_method_from_environment does its work here, before
+// main: test_main fixes the default (from MP_TEST_START_METHOD) before any role runs, and
+// MP_START_METHOD counts only while nothing has fixed it. argv: the role flag, the value of
+// MP_START_METHOD, then the steps. Single-threaded still, so setenv is safe.
+__attribute__((constructor)) void probe_start_method_from_environment(int argc, char** argv,
+                                                                      char**) {
+  if (argc < 3 || std::strcmp(argv[1], environment_probe) != 0) return;
+  ::setenv("MP_START_METHOD", argv[2], 1);
+  const std::string said =
+      run_default_steps(std::span<char* const>(argv + 3, static_cast<std::size_t>(argc - 3)));
+  std::fputs(said.c_str(), stdout);
+  std::fflush(stdout);
+  std::_Exit(0);
+}
+
+}  // namespace
+
+MP_TEST_ROLE(start_method_from_environment) {
+  return 3;  // the probe above did not run
+}
+
+// `MP_START_METHOD=spawn ./app` sets the default as if the program had not chosen: read at
+// the first use of the default, overridden by set_start_method (with or without force) until
+// then, fixed by that first use.
+TEST(context, the_environment_sets_the_default_until_the_program_chooses) {
+  auto probe = [](std::string value, std::vector<std::string> steps) {
+    steps.insert(steps.begin(), std::move(value));
+    const auto result = mp::testing::run_role("start_method_from_environment", steps);
+    EXPECT_EQ(result.exitcode, 0) << result.err;
+    return result.out;
+  };
+  EXPECT_EQ(probe("spawn", {"get", "context"}), "spawn spawn");
+  EXPECT_EQ(probe("forkserver", {"context", "get"}), "forkserver forkserver");
+  EXPECT_EQ(probe("", {"get"}), "fork");
+  // The program's own choice wins, once; after that the default is fixed as usual.
+  EXPECT_EQ(probe("forkserver", {"set:fork", "get", "set:spawn"}), "set fork context_error");
+  EXPECT_EQ(probe("spawn", {"get", "set:fork", "set:spawn"}), "spawn context_error context_error");
+  // A value that names no method is reported at every use of the default, and the program
+  // can still choose one.
+  const std::string said = probe("sporn", {"get", "set:spawn", "get"});
+  EXPECT_EQ(said.rfind("usage_error(", 0), 0U) << said;
+  EXPECT_NE(said.find("MP_START_METHOD=sporn"), std::string::npos) << said;
+  EXPECT_TRUE(said.ends_with(") set spawn")) << said;
+  const std::string twice = probe("sporn", {"get", "context"});
+  EXPECT_EQ(twice.rfind("usage_error(", 0), 0U) << twice;
+  EXPECT_NE(twice.find(") usage_error("), std::string::npos) << twice;
 }

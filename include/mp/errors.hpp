@@ -68,6 +68,13 @@ class MP_EXPORT remote_error : public process_error {
   std::string type_name_;
 };
 
+/// The program's default start method is fixed already, and changing it was
+/// asked without `force` (Python's `RuntimeError('context has already been set')`).
+class MP_EXPORT context_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Misuse that is cheap to detect: starting a process twice, joining one that was
 /// never started, using a closed connection (Python raises ValueError or AssertionError).
 class MP_EXPORT usage_error : public std::logic_error {

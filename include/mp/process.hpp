@@ -260,7 +260,8 @@ class MP_EXPORT process {
   bool join(std::chrono::duration<Rep, Period> timeout) {
     return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
-  /// True from start() until the child ends. Never throws for a started child.
+  /// True from start() until the child ends; false for an empty process.
+  /// Throws mp::usage_error after close(), as join() and terminate() do.
   bool is_alive() const;
   void terminate() { handle().terminate(); }
   void kill() { handle().kill(); }
@@ -309,8 +310,10 @@ MP_EXPORT std::optional<process_handle> parent_process();
 /// Children of the current process that are still running; reaps any that ended.
 MP_EXPORT std::vector<process_handle> active_children();
 
-/// The start method of processes whose options name none: fork unless
-/// set_start_method chose another.
+/// The start method of processes whose options name none: the one
+/// set_start_method chose, else the one the environment variable
+/// MP_START_METHOD names (fork, spawn or forkserver; read at this first use),
+/// else fork. Fixes it. Throws mp::usage_error if MP_START_METHOD names no method.
 MP_EXPORT start_method get_start_method();
 
 /// "fork", "spawn" or "forkserver", as Python names them.
@@ -318,8 +321,8 @@ MP_EXPORT std::string_view to_string(start_method method) noexcept;
 
 /// Python's set_start_method: the method of processes whose options name none.
 /// As in Python, the default is fixed on first use (get_start_method(), or a
-/// process started without a method), and changing it afterwards needs
-/// `force`; otherwise mp::usage_error.
+/// process started without a method), and setting it afterwards needs
+/// `force`, even to the method in force; otherwise mp::context_error.
 MP_EXPORT void set_start_method(start_method method, bool force = false);
 
 /// Python's get_all_start_methods(): the methods this platform has, the

@@ -172,3 +172,123 @@ void yield_processor() noexcept;
 void set_thread_name(const char* name) noexcept;
 
 }  // namespace mp::os
+
+// ---- processes and signals ----
+//
+// For the process layer (src/runtime.cpp, src/start_*.cpp, src/fresh_run.cpp).
+// The calls marked "child path" run in a child between fork and the target:
+// they never throw or allocate, and (but for fstat, which not every
+// architecture has as a system call) reach the kernel through one raw syscall
+// entry resolved at load time, so a child binds no symbol lazily and maps
+// little code on its way (see child_boot in src/runtime.hpp).
+
+#include <signal.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mp::os {
+
+/// getpid(), getppid() and getuid(). Never fail.
+pid_t process_id() noexcept;
+pid_t parent_process_id() noexcept;
+uid_t user_id() noexcept;
+
+/// The calling thread's signal mask.
+sigset_t signal_mask() noexcept;
+/// Sets the calling thread's signal mask; returns the one it replaced.
+sigset_t set_signal_mask(const sigset_t& mask) noexcept;
+/// Blocks every signal in the calling thread; returns the mask it replaced.
+sigset_t block_all_signals() noexcept;
+/// Adds `signal` to the calling thread's blocked signals.
+void block_signal(int signal) noexcept;
+/// Ignores `signal` (SIG_IGN), or gives it back its default action (SIG_DFL).
+void ignore_signal(int signal) noexcept;
+void default_signal(int signal) noexcept;
+/// A non-blocking CLOEXEC signalfd for `signal`, which the caller blocks.
+unique_fd signal_fd(int signal);
+/// Reads and drops what a signal_fd holds.
+void drain_signal_fd(int fd) noexcept;
+
+/// fork(): 0 in the child, the child's pid in the parent. Throws std::system_error.
+pid_t fork_process();
+/// posix_spawn of `path` with `argv` and `envp`, each ending in a null
+/// pointer: `start` becomes descriptor `start_as` in the child, every
+/// descriptor above `start_as` is closed there, and `mask` is its signal mask.
+/// Returns its pid. Throws std::system_error.
+pid_t spawn(const char* path, char* const argv[], char* const envp[], int start, int start_as,
+            const sigset_t& mask);
+/// SIGKILLs our child `pid`, then reaps it: a child that a start cannot keep.
+void kill_and_reap(pid_t pid) noexcept;
+/// Sends `signal` to process `pid` (kill); false if it is gone. For our own
+/// unreaped child only, whose pid cannot name another process.
+bool signal_process(pid_t pid, int signal) noexcept;
+/// Reaps our child `pid` if it has ended, without blocking; false only if it
+/// still runs (an error, such as ECHILD for a child reaped already, counts as
+/// ended).
+bool reap_if_ended(pid_t pid) noexcept;
+/// Reaps one child of ours that has ended, without blocking: its pid and its
+/// Python-style exit code (minus the signal number), or nullopt if none has.
+std::optional<std::pair<pid_t, int>> reap_any_ended() noexcept;
+
+/// A CLOEXEC pipe: its read end, then its write end. Throws std::system_error.
+std::pair<unique_fd, unique_fd> pipe();
+/// Makes a directory from `pattern`, whose last six characters are XXXXXX
+/// (mkdtemp: mode 0700); its path, or nullopt with errno set.
+std::optional<std::string> make_private_directory(std::string pattern);
+/// Removes a file, or an empty directory; errors are ignored (for clean-up).
+void remove_file(const std::string& path) noexcept;
+void remove_directory(const std::string& path) noexcept;
+
+/// A CLOEXEC Unix stream socket bound at `path` with mode 0600 and
+/// listening. Throws std::system_error.
+unique_fd listen_unix(const std::string& path);
+/// A CLOEXEC Unix stream socket connected to `path`, or empty if nothing
+/// listens there (ECONNREFUSED, ENOENT). Throws std::system_error otherwise.
+unique_fd connect_unix(const std::string& path);
+/// The next connection to `listener` (CLOEXEC), or empty if accepting failed
+/// (the peer gave up, or descriptors ran out).
+unique_fd accept_connection(int listener) noexcept;
+/// The pid and uid of a Unix socket's peer at connect time (SO_PEERCRED).
+struct peer_credentials {
+  pid_t pid;
+  uid_t uid;
+};
+std::optional<peer_credentials> peer_of(int socket) noexcept;
+/// Ends the sending direction of a socket: the peer reads end of stream,
+/// whoever else holds the socket. False on error (errno set).
+bool shutdown_sending(int socket) noexcept;
+/// Ends both directions of a socket, as shutdown_sending.
+bool shutdown_both(int socket) noexcept;
+
+/// Bounds each receive on `socket` (SO_RCVTIMEO): one that waits longer fails
+/// with EAGAIN. nullopt: no bound. Throws std::system_error.
+void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout);
+
+/// Waits until one of `fds` is readable (or hung up), or the timeout passes;
+/// the indices of those that are, none on timeout. Retries EINTR with the
+/// remaining time; throws std::system_error on other errors.
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
+                                           std::optional<std::chrono::nanoseconds> timeout);
+
+/// Child path: the signal this process gets when the thread that forked it
+/// ends (PR_SET_PDEATHSIG).
+void set_parent_death_signal(int signal) noexcept;
+/// Child path: getppid(), as set_parent_death_signal's race check needs it.
+pid_t current_parent_id() noexcept;
+/// Child path: sets the calling thread's signal mask.
+void restore_signal_mask(const sigset_t& mask) noexcept;
+/// Child path: makes /dev/null our stdin.
+void stdin_from_null() noexcept;
+/// Child path: closes `fd`, ignoring errors.
+void close_now(int fd) noexcept;
+/// Child path: which file `fd` is (device and inode), or nullopt if not open.
+std::optional<std::pair<dev_t, ino_t>> file_identity(int fd) noexcept;
+/// Child path: one write of `size` bytes, ignoring errors.
+void write_now(int fd, const void* data, std::size_t size) noexcept;
+/// Ends the process at once (_exit): no atexit handlers, no static destructors.
+[[noreturn]] void exit_now(int code) noexcept;
+
+}  // namespace mp::os

@@ -331,3 +331,278 @@ void set_thread_name(const char* name) noexcept {
 }
 
 }  // namespace mp::os
+
+// ---- processes and signals ----
+
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace mp::os {
+namespace {
+
+// The child path's one way into the kernel, taken at load time: a first call
+// through the PLT would run the dynamic linker in every child (lazy binding)
+// for functions the parent never calls itself. Volatile, or the compiler
+// calls the PLT anyway.
+long (*volatile raw_syscall)(long, ...) = ::syscall;
+void (*volatile raw_exit)(int) = ::_exit;
+
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof address.sun_path) {
+    errno = ENAMETOOLONG;
+    throw_errno(("Unix socket path " + path).c_str());
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
+
+}  // namespace
+
+pid_t process_id() noexcept {
+  return ::getpid();
+}
+
+pid_t parent_process_id() noexcept {
+  return ::getppid();
+}
+
+uid_t user_id() noexcept {
+  return ::getuid();
+}
+
+sigset_t signal_mask() noexcept {
+  sigset_t mask;
+  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  return mask;
+}
+
+sigset_t set_signal_mask(const sigset_t& mask) noexcept {
+  sigset_t old;
+  ::pthread_sigmask(SIG_SETMASK, &mask, &old);
+  return old;
+}
+
+sigset_t block_all_signals() noexcept {
+  sigset_t all;
+  ::sigfillset(&all);
+  return set_signal_mask(all);
+}
+
+void block_signal(int signal) noexcept {
+  sigset_t one;
+  ::sigemptyset(&one);
+  ::sigaddset(&one, signal);
+  ::pthread_sigmask(SIG_BLOCK, &one, nullptr);
+}
+
+void ignore_signal(int signal) noexcept {
+  ::signal(signal, SIG_IGN);
+}
+
+void default_signal(int signal) noexcept {
+  ::signal(signal, SIG_DFL);
+}
+
+unique_fd signal_fd(int signal) {
+  sigset_t one;
+  ::sigemptyset(&one);
+  ::sigaddset(&one, signal);
+  return unique_fd(
+      check("signalfd", [&] { return ::signalfd(-1, &one, SFD_CLOEXEC | SFD_NONBLOCK); }));
+}
+
+void drain_signal_fd(int fd) noexcept {
+  signalfd_siginfo info;
+  while (retry([&] { return ::read(fd, &info, sizeof info); }) > 0) {
+  }
+}
+
+pid_t fork_process() {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  return pid;
+}
+
+pid_t spawn(const char* path, char* const argv[], char* const envp[], int start, int start_as,
+            const sigset_t& mask) {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attributes;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawnattr_init(&attributes);
+  int rc = ::posix_spawn_file_actions_adddup2(&actions, start, start_as);
+  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&actions, start_as + 1);
+  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &mask);
+  if (rc == 0) rc = ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  if (rc == 0) rc = ::posix_spawn(&pid, path, &actions, &attributes, argv, envp);
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::posix_spawnattr_destroy(&attributes);
+  if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn");
+  return pid;
+}
+
+void kill_and_reap(pid_t pid) noexcept {
+  ::kill(pid, SIGKILL);
+  retry([&] { return ::waitpid(pid, nullptr, 0); });
+}
+
+bool signal_process(pid_t pid, int signal) noexcept {
+  return ::kill(pid, signal) == 0;
+}
+
+bool reap_if_ended(pid_t pid) noexcept {
+  return retry([&] { return ::waitpid(pid, nullptr, WNOHANG); }) != 0;
+}
+
+std::optional<std::pair<pid_t, int>> reap_any_ended() noexcept {
+  int status = 0;
+  const pid_t pid = retry([&] { return ::waitpid(-1, &status, WNOHANG); });
+  if (pid <= 0) return std::nullopt;
+  return std::pair{pid, WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status)};
+}
+
+std::pair<unique_fd, unique_fd> pipe() {
+  int ends[2];
+  check("pipe2", [&] { return ::pipe2(ends, O_CLOEXEC); });
+  return {unique_fd(ends[0]), unique_fd(ends[1])};
+}
+
+std::optional<std::string> make_private_directory(std::string pattern) {
+  if (::mkdtemp(pattern.data()) == nullptr) return std::nullopt;
+  return pattern;
+}
+
+void remove_file(const std::string& path) noexcept {
+  ::unlink(path.c_str());
+}
+
+void remove_directory(const std::string& path) noexcept {
+  ::rmdir(path.c_str());
+}
+
+unique_fd listen_unix(const std::string& path) {
+  const sockaddr_un address = unix_address(path);
+  unique_fd socket(
+      check("socket", [] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); }));
+  check("bind", [&] {
+    return ::bind(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  });
+  check("chmod", [&] { return ::chmod(path.c_str(), 0600); });
+  check("listen", [&] { return ::listen(socket.get(), SOMAXCONN); });
+  return socket;
+}
+
+unique_fd connect_unix(const std::string& path) {
+  const sockaddr_un address = unix_address(path);
+  unique_fd socket(
+      check("socket", [] { return ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0); }));
+  if (retry([&] {
+        return ::connect(socket.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+      }) == 0)
+    return socket;
+  if (errno == ECONNREFUSED || errno == ENOENT) return {};
+  throw_errno("connect");
+}
+
+unique_fd accept_connection(int listener) noexcept {
+  return unique_fd(retry([&] { return ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC); }));
+}
+
+std::optional<peer_credentials> peer_of(int socket) noexcept {
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (::getsockopt(socket, SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) return std::nullopt;
+  return peer_credentials{peer.pid, peer.uid};
+}
+
+bool shutdown_sending(int socket) noexcept {
+  return ::shutdown(socket, SHUT_WR) == 0;
+}
+
+bool shutdown_both(int socket) noexcept {
+  return ::shutdown(socket, SHUT_RDWR) == 0;
+}
+
+void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout) {
+  timeval limit{};  // zero: no bound
+  if (timeout) {
+    const auto micros =
+        std::max<long long>(std::chrono::ceil<std::chrono::microseconds>(*timeout).count(), 1);
+    limit.tv_sec = static_cast<time_t>(micros / 1000000);
+    limit.tv_usec = static_cast<suseconds_t>(micros % 1000000);
+  }
+  check("setsockopt(SO_RCVTIMEO)",
+        [&] { return ::setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit); });
+}
+
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
+                                           std::optional<std::chrono::nanoseconds> timeout) {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  std::vector<pollfd> watched(fds.size());
+  for (std::size_t i = 0; i < fds.size(); ++i) watched[i] = {fds[i], POLLIN, 0};
+  for (;;) {
+    std::optional<std::chrono::nanoseconds> left;
+    if (timeout) left = deadline - clock::now();
+    const int n = ::poll(watched.data(), watched.size(), poll_timeout(left));
+    if (n >= 0) {
+      std::vector<std::size_t> ready;
+      for (std::size_t i = 0; i < fds.size(); ++i)
+        if (watched[i].revents != 0) ready.push_back(i);
+      return ready;
+    }
+    if (errno != EINTR) throw_errno("poll");
+  }
+}
+
+void set_parent_death_signal(int signal) noexcept {
+  raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, signal, 0, 0, 0);
+}
+
+pid_t current_parent_id() noexcept {
+  return static_cast<pid_t>(raw_syscall(SYS_getppid));
+}
+
+void restore_signal_mask(const sigset_t& mask) noexcept {
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &mask, nullptr, _NSIG / 8);
+}
+
+void stdin_from_null() noexcept {
+  // Not CLOEXEC: if it lands on 0 itself, it stays our stdin across exec.
+  const long null = raw_syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
+  if (null > STDIN_FILENO) {
+    raw_syscall(SYS_dup3, null, STDIN_FILENO, 0);
+    raw_syscall(SYS_close, null);
+  }
+}
+
+void close_now(int fd) noexcept {
+  raw_syscall(SYS_close, fd);
+}
+
+std::optional<std::pair<dev_t, ino_t>> file_identity(int fd) noexcept {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return std::nullopt;
+  return std::pair{info.st_dev, info.st_ino};
+}
+
+void write_now(int fd, const void* data, std::size_t size) noexcept {
+  raw_syscall(SYS_write, fd, data, size);
+}
+
+void exit_now(int code) noexcept {
+  raw_exit(code);
+  __builtin_unreachable();
+}
+
+}  // namespace mp::os

@@ -14,13 +14,13 @@
 #include <variant>
 #include <vector>
 
-#include "mp/detail/spawn_message.hpp"
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/serialization.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
+#include "spawn_message.hpp"  // src/, not installed
 
 namespace {
 

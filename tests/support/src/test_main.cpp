@@ -24,7 +24,8 @@ start_method suite_start_method() {
 }
 
 int test_main(int argc, char** argv) {
-  mp::set_start_method(suite_start_method());
+  // With force: a role may run test_main again (the watchdog's self-test does).
+  mp::set_start_method(suite_start_method(), true);
   constexpr std::string_view role_flag = "--mp-test-role=";
   if (argc >= 2 && std::string_view(argv[1]).starts_with(role_flag)) {
     return detail::run_role_main(

@@ -1,27 +1,27 @@
 // SPDX-License-Identifier: MIT
-// The spawn start method: the child is a fresh run of this program
-// (/proc/self/exe, with the same arguments and environment) that runs the
-// target and exits; the program's main() never runs in it.
+// A fresh run of this program (/proc/self/exe, with the same arguments and
+// environment), as the spawn start method starts its children and the
+// forkserver method its server: starting one, the start message it reads,
+// and what it becomes. The program's main() never runs in it.
 //
-// How the child is caught before main: spawn_hook below is a constructor of
+// How the run is caught before main: spawn_hook below is a constructor of
 // priority 101, the earliest a program may use, so it runs before the static
 // initializers of ordinary priority. In a spawned child (the environment names
 // its start descriptor) it reads the start message, checks that it is the same
 // build as its parent, then runs the rest of the program's static
 // initializers itself: those after it in its own image's .init_array and, if
 // mp is a shared library, all of the executable's. So entry points register
-// and globals are constructed as in the parent. Then it runs the target and
-// exits; control never returns to the loader, so main is never called. (With
+// and globals are constructed as in the parent. Then it becomes what the
+// message says: a process that runs the target and exits, or the role a start
+// method registered (the fork server); control never returns to the loader,
+// so main is never called. (With
 // mp as a shared library, the initializers of other shared libraries that load
 // after it, those that depend on mp, do not run.)
 #include <elf.h>
-#include <fcntl.h>
 #include <link.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,7 +35,7 @@
 #include <system_error>
 #include <vector>
 
-#include "spawn.hpp"
+#include "fresh_run.hpp"
 
 #include "mp/detail/code_identity.hpp"
 #include "mp/errors.hpp"
@@ -84,6 +84,9 @@ std::vector<std::string> own_arguments() {
 }
 
 void spawn_hook(int argc, char** argv, char** envp);
+
+// What a fresh run of each role but role::process becomes (register_fresh_run_main).
+fresh_run_main role_mains[2] = {};
 
 using init_function = void (*)(int, char**, char**);
 
@@ -175,8 +178,8 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
   handle_source handles;
   if (!receive_all(start_fd, bytes, handles))
     die_before_start("mp: a spawned child could not read its start message\n");
-  ::close(start_fd);
-  if (bytes.empty()) ::_exit(1);  // the parent died before it could send anything
+  close_fd(start_fd);
+  if (bytes.empty()) os::exit_now(1);  // the parent died before it could send anything
   spawn_message message;
   try {
     decode_into(bytes, message);
@@ -195,15 +198,27 @@ __attribute__((constructor(101))) void spawn_hook(int argc, char** argv, char** 
         "build-ids differ); the task was not run\n");
 
   run_remaining_initializers(argc, argv, envp);
-  if (message.what == spawn_message::role::forkserver) forkserver_main(message, handles);
+  if (message.what != spawn_message::role::process) {
+    const auto role = static_cast<std::size_t>(message.what);
+    if (role >= std::size(role_mains) || role_mains[role] == nullptr)
+      die_before_start("mp: a fresh run's start message names a role this program lacks\n");
+    role_mains[role](message, handles);
+  }
   run_start_message(message, handles, message.parent_pid, {});
 }
 
 }  // namespace
 
+bool register_fresh_run_main(spawn_message::role role, fresh_run_main main) noexcept {
+  const auto index = static_cast<std::size_t>(role);
+  if (index >= std::size(role_mains)) return false;
+  role_mains[index] = main;
+  return true;
+}
+
 void die_before_start(const char* message) {
   std::fputs(message, stderr);
-  ::_exit(1);
+  os::exit_now(1);
 }
 
 bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds) {
@@ -323,37 +338,21 @@ pid_t spawn_program(int start, const sigset_t& mask, bool bind_now) {
 
   // The child gets the start descriptor as 3 and no other descriptor of ours
   // but the standard three.
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attributes;
-  ::posix_spawn_file_actions_init(&actions);
-  ::posix_spawnattr_init(&attributes);
-  int rc = ::posix_spawn_file_actions_adddup2(&actions, start, start_fd);
-  if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&actions, start_fd + 1);
-  if (rc == 0) rc = ::posix_spawnattr_setsigmask(&attributes, &mask);
-  if (rc == 0) rc = ::posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = 0;
-  if (rc == 0)
-    rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, &attributes, argv.data(), envp.data());
-  ::posix_spawn_file_actions_destroy(&actions);
-  ::posix_spawnattr_destroy(&attributes);
-  if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn");
-  return pid;
+  return os::spawn("/proc/self/exe", argv.data(), envp.data(), start, start_fd, mask);
 }
 
-spawn_message start_message_for(const process_state& child) {
+spawn_message start_message_for(const process_state& child, int method) {
   spawn_message message;
   message.hook = code_ref_of(reinterpret_cast<const void*>(&spawn_hook));
   child_boot boot;
-  prepare_child(child, boot);
+  prepare_child(child, method, boot);
   message.name = boot.self->name;
   message.daemon = boot.self->daemon;
   message.identity = boot.identity;
   message.parent_name = boot.parent->name;
   message.parent_pid = boot.parent_pid;
-  message.start_method = static_cast<std::int8_t>(fixed_start_method());
-  sigset_t mask;
-  ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
-  message.signal_mask = mask_bits(mask);
+  message.start_method = static_cast<std::int8_t>(boot.start_method);
+  message.signal_mask = mask_bits(os::signal_mask());
   return message;
 }
 
@@ -370,8 +369,6 @@ void encode_target(target& work, spawn_message& message, handle_sink& handles) {
 
 void run_start_message(spawn_message& message, handle_source& handles, pid_t real_parent,
                        unique_fd parent_pidfd, int exit_status_fd) {
-  if (message.start_method >= 0)
-    set_start_method(static_cast<start_method>(message.start_method), true);
   child_boot boot;
   boot.self = std::make_shared<process_state>(process_state::kind::self);
   boot.self->name = message.name;
@@ -385,32 +382,9 @@ void run_start_message(spawn_message& message, handle_source& handles, pid_t rea
   boot.real_parent = real_parent;
   boot.caller_mask = mask_of(message.signal_mask);
   boot.exit_status_fd = exit_status_fd;
+  boot.start_method = message.start_method;
   encoded_target work(std::move(message.call), std::move(handles));
   child_main(work, boot);
-}
-
-void start_spawn(target& work, const std::shared_ptr<process_state>& child) {
-  spawn_message message = start_message_for(*child);
-  handle_sink handles;
-  encode_target(work, message, handles);
-  const bytes encoded = mp::encode(message);
-  const sigset_t mask = mask_of(message.signal_mask);
-
-  auto [ours, theirs] = os::socket_pair();
-  const int child_end = theirs.get();  // clang 14 cannot capture a structured binding
-  run_on_forking_thread([&] {
-    const pid_t pid = spawn_program(child_end, mask);
-    try {
-      adopt_child(child, pid);
-    } catch (...) {
-      ::kill(pid, SIGKILL);  // a child we cannot watch must not run on
-      ::waitpid(pid, nullptr, 0);
-      throw;
-    }
-  });
-  theirs.reset();
-  // If the child is gone, its exit code will say why.
-  static_cast<void>(send_with_fds(ours.get(), encoded, handles.fds));
 }
 
 }  // namespace mp::detail

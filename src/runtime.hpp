@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
-// The shared state behind mp::process and mp::process_handle.
+// The bottom of the process layer (the map is in src/start_method.hpp): the
+// per-process runtime. Who this process is, its parent and its children, the
+// state behind mp::process and mp::process_handle, the exit handler, the
+// program's default start method, and child_main, through which the child of
+// every start method becomes itself. Nothing here calls a file above it.
 #pragma once
 
 #include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -59,10 +64,6 @@ struct process_state {
   }
 };
 
-/// A pidfd for our parent, or empty if the parent has already gone (checked
-/// after opening, so a recycled pid is never mistaken for it).
-unique_fd open_parent_pidfd(pid_t parent);
-
 /// What a child needs to become itself, prepared by the parent before fork so
 /// that the child only swaps pointers. Most of a start's cost is page faults,
 /// not system calls: each page the child writes is copied on write, and each
@@ -79,33 +80,69 @@ struct child_boot {
   // A fork server's child: where it writes its exit code as it exits, so that
   // the parent need not wait for the server to reap it and tell.
   int exit_status_fd = -1;
+  // The child's default start method (a start_method), or -1 to keep ours.
+  int start_method = -1;
 };
 
-/// The default start method if the program fixed it (as an int), else -1.
+// ---- this process ----------------------------------------------------------
+
+/// This process's state (kind::self).
+std::shared_ptr<process_state> self_state();
+/// The parent's state, or null in the main process.
+std::shared_ptr<process_state> parent_state();
+/// The children listed now: started and not yet reaped.
+std::vector<std::shared_ptr<process_state>> listed_children();
+/// Takes `state` off the list of children (it ended, or its process is gone).
+void remove_child(const process_state* state);
+/// Numbers a new, unstarted `child` as Python does and names it: `name`, or
+/// "Process-N" after this process's identity if empty. Its daemon flag is
+/// `daemon`, or ours if unset.
+void init_child(process_state& child, const std::string& name, std::optional<bool> daemon);
+
+/// A pidfd for our parent, or empty if the parent has already gone (checked
+/// after opening, so a recycled pid is never mistaken for it).
+unique_fd open_parent_pidfd(pid_t parent);
+
+// ---- the program's default start method -------------------------------------
+
+/// The default start method if fixed (as an int), else -1.
 int fixed_start_method() noexcept;
+/// Fixes the default to `method` unless it is fixed already; true if this
+/// call fixed it.
+bool fix_start_method(int method) noexcept;
+/// Sets the default to `method`, fixed or not.
+void force_start_method(int method) noexcept;
 
-/// Forks a child that runs `work` (the fork start method).
-void start_fork(target& work, const std::shared_ptr<process_state>& child);
+// ---- starting a child --------------------------------------------------------
 
-/// Starts a fresh run of this program that runs `work` (the spawn start method).
-void start_spawn(target& work, const std::shared_ptr<process_state>& child);
+/// The runtime's lock, for a start that must hold it across fork (so that no
+/// other thread holds it at that instant and the child's copy is never locked
+/// forever). The *_locked functions below need it.
+std::unique_lock<std::mutex> lock_runtime();
+/// Under lock_runtime(): fills `boot` with what `child` is to become, a child
+/// of `parent_pid` whose default start method is `method` (all but the signal
+/// mask), and registers the exit handler before the first child.
+void prepare_child_locked(const process_state& child, pid_t parent_pid, int method,
+                          child_boot& boot);
+/// Under lock_runtime(): makes room to list one more child, so that listing
+/// it after a fork cannot fail.
+void reserve_child_locked();
+/// Under lock_runtime(): lists a started child.
+void list_child_locked(const std::shared_ptr<process_state>& child);
 
-/// Fills `boot` with what `child` is to become (all but the signal mask), for
-/// a child that is not forked from us.
-void prepare_child(const process_state& child, child_boot& boot);
+/// prepare_child_locked for a child that is not forked from us.
+void prepare_child(const process_state& child, int method, child_boot& boot);
 /// Lists a child started by other means than fork as ours.
 void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid);
 /// Lists a child of the fork server as ours: `pidfd` signals it, `status`
 /// brings its exit code.
 void adopt_child(const std::shared_ptr<process_state>& child, pid_t pid, unique_fd pidfd,
                  unique_fd status);
-/// Starts `work` in a child of this process's fork server (the forkserver
-/// start method), starting the server first if needed.
-void start_forkserver(target& work, const std::shared_ptr<process_state>& child);
 /// Runs `job` on a thread that lives as long as the process: the main thread
 /// if we are on it, else the launcher thread. A child's parent-death signal
 /// fires when the thread that started it exits.
 void run_on_forking_thread(const std::function<void()>& job);
+
 /// Becomes the child `boot` describes and runs `work`; never returns.
 [[noreturn]] void child_main(target& work, child_boot& boot);
 

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The start message of a process that does not begin as a fork of its parent
-// (src/spawn.cpp, src/forkserver.cpp): what the parent sends before anything
-// else, to a spawned child, to the fork server it starts, or through the fork
-// server to a child. Here so that the fuzz target can decode it as they do.
+// (src/fresh_run.cpp): what the parent sends before anything else, to a
+// spawned child, to the fork server it starts, or through the fork server to
+// a child. A header of its own so that the fuzz target (tests/fuzz, through a
+// private include directory) can decode it as they do; not installed.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +25,7 @@ struct spawn_message {
   std::vector<unsigned> identity;
   std::string parent_name;
   std::int32_t parent_pid = 0;
-  std::int8_t start_method = -1;  // the parent's default, if it fixed one
+  std::int8_t start_method = -1;  // the child's default: the method it starts with
   std::uint64_t signal_mask = 0;  // signals 1 to 64 blocked in the caller
   std::vector<std::byte> call;    // encoded by encode_call, descriptors beside it
   std::vector<code_ref> preload;  // forkserver: functions to run before serving

@@ -1,21 +1,23 @@
 // SPDX-License-Identifier: MIT
-// What the spawn and forkserver start methods share: the start message's
-// transport, starting a fresh run of this program, and becoming the process a
-// start message describes.
+// What the spawn and forkserver start methods share (see src/start_method.hpp
+// for the layers): the start message and its transport, starting a fresh run
+// of this program, that run's entry before main (the spawn hook), and becoming
+// the process a start message describes.
 #pragma once
 
 #include <signal.h>
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "mp/detail/spawn_message.hpp"
 #include "mp/detail/unique_fd.hpp"
 #include "mp/detail/codec.hpp"
-#include "process_state.hpp"
+#include "runtime.hpp"
+#include "spawn_message.hpp"
 
 namespace mp::detail {
 
@@ -40,12 +42,13 @@ sigset_t mask_of(std::uint64_t bits) noexcept;
 
 /// Starts a fresh run of this program (/proc/self/exe, same arguments and
 /// environment) with `start` as its start descriptor and `mask` as its signal
-/// mask; returns its pid. The caller sends the start message.
+/// mask; returns its pid. The caller sends the start message, which the run
+/// reads before main (the spawn hook) and acts on by its role.
 pid_t spawn_program(int start, const sigset_t& mask, bool bind_now = false);
 
 /// A start message for `child` without its call: who it is, who its parent
-/// is, the parent's default start method and the caller's signal mask.
-spawn_message start_message_for(const process_state& child);
+/// is, its default start method `method` (-1: none) and the caller's signal mask.
+spawn_message start_message_for(const process_state& child, int method);
 
 /// Encodes the call of `work` into `message`, its descriptors into `handles`.
 void encode_target(target& work, spawn_message& message, handle_sink& handles);
@@ -58,7 +61,13 @@ void encode_target(target& work, spawn_message& message, handle_sink& handles);
                                     pid_t real_parent, unique_fd parent_pidfd,
                                     int exit_status_fd = -1);
 
-/// The fork server's life (src/forkserver.cpp); never returns.
-[[noreturn]] void forkserver_main(spawn_message& message, handle_source& handles);
+/// What a fresh run whose message has role `role` (not role::process) becomes;
+/// never returns.
+using fresh_run_main = void (*)(spawn_message& message, handle_source& handles);
+/// Registers `main` for `role`, from a static initializer of the start method
+/// that uses it (the fork server's), so that this file knows no start method.
+/// A fresh run runs the program's static initializers before it acts on its
+/// message.
+bool register_fresh_run_main(spawn_message::role role, fresh_run_main main) noexcept;
 
 }  // namespace mp::detail
