@@ -14,8 +14,8 @@
 #include <span>
 #include <vector>
 
-#include "mp/detail/unique_fd.hpp"
 #include "mp/detail/codec.hpp"
+#include "mp/detail/unique_fd.hpp"
 #include "runtime.hpp"
 #include "spawn_message.hpp"
 

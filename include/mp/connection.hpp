@@ -30,11 +30,11 @@
 #include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
+#include "mp/detail/codec.hpp"
 #include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/process.hpp"
-#include "mp/detail/codec.hpp"
 
 namespace mp {
 

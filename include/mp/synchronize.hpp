@@ -33,10 +33,10 @@
 #include <variant>
 
 #include "mp/bound_call.hpp"
+#include "mp/detail/codec.hpp"
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
-#include "mp/detail/codec.hpp"
 
 namespace mp {
 
