@@ -63,6 +63,49 @@ TEST(process, passes_arguments_to_a_portable_target) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
+void send_greeting(mp::connection out, std::string greeting, std::string name) {
+  out.send(greeting + ", " + name);
+}
+
+void send_c_string(mp::connection out, const char* text) {
+  out.send(std::string(text));
+}
+
+// Under every start method: a string literal or C string travels as a std::string (under
+// spawn and forkserver a pointer into the parent means nothing).
+TEST(process, string_literal_arguments_arrive_under_every_start_method) {
+  auto [reader, writer] = mp::pipe(false);
+  const char* name = "World";
+  mp::process p{send_greeting, std::move(writer), "Hello", name};
+  EXPECT_TRUE(p.portable());
+  p.start();
+  EXPECT_EQ(reader.recv<std::string>(), "Hello, World");
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+// A callable that takes a const char* keeps it as std::thread would: fine under fork, and
+// under the other methods refused by start() naming the argument and its type.
+TEST(process, a_const_char_pointer_parameter_is_named_when_it_cannot_travel) {
+  auto [reader, writer] = mp::pipe(false);
+  mp::process p{send_c_string, std::move(writer), "text"};
+  if (mp::testing::suite_start_method() == mp::start_method::fork) {
+    p.start();
+    EXPECT_EQ(reader.recv<std::string>(), "text");
+    p.join();
+    return;
+  }
+  EXPECT_FALSE(p.portable());
+  try {
+    p.start();
+    FAIL() << "a pointer argument was sent to a process that does not share memory";
+  } catch (const mp::usage_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("argument 1 (const char*)"), std::string::npos) << what;
+    EXPECT_NE(what.find("is a pointer"), std::string::npos) << what;
+  }
+}
+
 TEST(process, passes_arguments_and_runs_capturing_lambdas_under_fork) {
   MP_FORK_ONLY("a capturing lambda cannot start any other way");
   auto [reader, writer] = mp::pipe(false);
