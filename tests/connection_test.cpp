@@ -2,21 +2,32 @@
 // Tests of pipes, connections and mp::wait (mp/connection.hpp).
 #include "mp/connection.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/testing/testing.hpp"
+#include "mp/unique_fd.hpp"
 
 namespace {
 
@@ -29,6 +40,11 @@ mp::bytes make_bytes(std::string_view text) {
 
 std::string as_string(std::span<const std::byte> b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// True if `fd` is an open descriptor.
+bool is_open(int fd) {
+  return ::fcntl(fd, F_GETFD) != -1;
 }
 
 TEST(connection, sends_values_both_ways_on_a_duplex_pipe) {
@@ -191,6 +207,28 @@ TEST(connection, closed_connection_refuses_everything) {
   EXPECT_THROW(a.fileno(), mp::usage_error);
   mp::connection empty;
   EXPECT_TRUE(empty.closed());
+}
+
+TEST(unique_fd, owns_one_descriptor) {
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  {
+    mp::unique_fd first(ends[0]);
+    mp::unique_fd second(ends[1]);
+    EXPECT_EQ(first.get(), ends[0]);
+    mp::unique_fd moved(std::move(first));
+    EXPECT_FALSE(first);
+    EXPECT_EQ(first.get(), -1);
+    EXPECT_TRUE(moved);
+    const int released = second.release();
+    EXPECT_EQ(released, ends[1]);
+    EXPECT_FALSE(second);
+    second.reset(released);  // owned again
+    moved.reset();
+    EXPECT_FALSE(is_open(ends[0]));
+    EXPECT_TRUE(is_open(ends[1]));
+  }
+  EXPECT_FALSE(is_open(ends[1]));
 }
 
 TEST(connection, poll_waits_up_to_its_timeout) {
