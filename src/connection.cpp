@@ -2,14 +2,13 @@
 // Connections over Unix stream sockets: framing, descriptor passing, buffered reads.
 #include "mp/connection.hpp"
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 #include "os/system.hpp"
 
@@ -19,13 +18,6 @@ namespace {
 constexpr std::uint64_t length_mask = (std::uint64_t{1} << 48) - 1;
 constexpr std::size_t min_read = std::size_t{64} << 10;
 constexpr std::size_t direct_chunk = std::size_t{16} << 20;
-
-[[noreturn]] void throw_send_error(int error) {
-  if (error == EPIPE || error == ECONNRESET)
-    throw std::system_error(error, std::system_category(),
-                            "send: the peer closed its end of the connection");
-  throw std::system_error(error, std::system_category(), "sendmsg");
-}
 
 }  // namespace
 
@@ -74,81 +66,34 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
   const std::uint64_t payload = length + extra.size();
   if (payload > length_mask) throw process_error("message too large (2^48 bytes or more)");
   if (fds.size() > detail::max_handles)
-    throw process_error("a message can carry at most 253 descriptors");
+    throw process_error("a message can carry at most " + std::to_string(detail::max_handles) +
+                        " descriptors");
   const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
   std::memcpy(frame, &header, header_size);
-
-  iovec iov[2] = {{frame, header_size + length},
-                  {const_cast<std::byte*>(extra.data()), extra.size()}};
-  msghdr message{};
-  message.msg_iov = iov;
-  message.msg_iovlen = extra.empty() ? 1 : 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
-  if (!fds.empty()) {
-    message.msg_control = control;
-    message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&message);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  std::size_t left = header_size + payload;
-  for (;;) {
-    const ssize_t sent =
-        os::retry([&] { return ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL); });
-    if (sent < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        pollfd p{socket_.get(), POLLOUT, 0};
-        os::retry([&] { return ::poll(&p, 1, -1); });
-        continue;
-      }
-      throw_send_error(errno);
-    }
-    left -= static_cast<std::size_t>(sent);
-    if (left == 0) return;
-    // A partial write: skip what went out; descriptors went with the first byte.
-    message.msg_control = nullptr;
-    message.msg_controllen = 0;
-    auto done = static_cast<std::size_t>(sent);
-    while (done >= message.msg_iov->iov_len) {
-      done -= message.msg_iov->iov_len;
-      ++message.msg_iov;
-      --message.msg_iovlen;
-    }
-    message.msg_iov->iov_base = static_cast<std::byte*>(message.msg_iov->iov_base) + done;
-    message.msg_iov->iov_len -= done;
+  const std::span<const std::byte> pieces[] = {{frame, header_size + length}, extra};
+  try {
+    os::send_with_fds(socket_.get(), pieces, fds);
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset)
+      throw std::system_error(e.code(), "send: the peer closed its end of the connection");
+    throw;
   }
 }
 
 // ---- receiving -----------------------------------------------------------
 
 std::size_t connection::receive(void* into, std::size_t size) {
-  iovec iov{into, size};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  const ssize_t got =
-      os::retry([&] { return ::recvmsg(socket_.get(), &message, MSG_CMSG_CLOEXEC); });
-  if (got < 0) {
-    if (errno == ECONNRESET) return 0;
-    os::throw_errno("recvmsg");
+  os::received got;
+  try {
+    got = os::receive_with_fds(socket_.get(), {static_cast<std::byte*>(into), size},
+                               detail::max_handles);
+  } catch (const os::descriptors_lost& e) {
+    // Frames ahead would find too few descriptors: the stream is out of step.
+    close();
+    throw std::system_error(e.code(), std::string(e.what()) + "; connection closed");
   }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      received_fds_.emplace_back(fd);
-    }
-  }
-  if ((message.msg_flags & MSG_CTRUNC) != 0)
-    throw process_error("descriptors sent with a message were lost (too many at once)");
-  return static_cast<std::size_t>(got);
+  for (unique_fd& fd : got.fds) received_fds_.push_back(std::move(fd));
+  return got.size;
 }
 
 void connection::throw_eof() {
@@ -303,8 +248,8 @@ std::pair<connection, connection> pipe(bool duplex) {
   auto& a = ends.first;
   auto& b = ends.second;
   if (duplex) return {connection(std::move(a)), connection(std::move(b))};
-  os::check("shutdown", [&] { return ::shutdown(a.get(), SHUT_WR); });
-  os::check("shutdown", [&] { return ::shutdown(b.get(), SHUT_RD); });
+  os::shut_down_sending(a.get());
+  os::shut_down_receiving(b.get());
   return {connection(std::move(a), true, false), connection(std::move(b), false, true)};
 }
 
@@ -312,30 +257,20 @@ namespace detail {
 
 std::vector<std::size_t> wait_ready(std::span<const wait_target> targets,
                                     std::optional<std::chrono::nanoseconds> timeout) {
-  std::vector<pollfd> fds;
+  std::vector<int> fds;
   fds.reserve(targets.size());
-  bool any_now = false;
-  for (const wait_target& t : targets) {
-    fds.push_back({t.fd, POLLIN, 0});
-    any_now = any_now || t.ready_now;
+  std::vector<std::size_t> ready_now;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    fds.push_back(targets[i].fd);
+    if (targets[i].ready_now) ready_now.push_back(i);
   }
-  using clock = std::chrono::steady_clock;
-  if (any_now) timeout = std::chrono::nanoseconds::zero();
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-  for (;;) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = std::max(deadline - clock::now(), clock::duration::zero());
-    const int n = ::poll(fds.data(), fds.size(), os::poll_timeout(left));
-    if (n >= 0) break;
-    if (errno != EINTR) os::throw_errno("poll");
-  }
+  // Something is ready already (a buffered message): report it with whatever
+  // else is ready at this moment, without waiting.
+  if (!ready_now.empty()) timeout = std::chrono::nanoseconds::zero();
+  const std::vector<std::size_t> readable = os::wait_any_readable(fds, timeout);
+  if (ready_now.empty()) return readable;
   std::vector<std::size_t> ready;
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    if ((fds[i].revents & POLLNVAL) != 0)
-      throw usage_error("mp::wait: descriptor " + std::to_string(fds[i].fd) + " is not open");
-    if (targets[i].ready_now || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
-      ready.push_back(i);
-  }
+  std::ranges::set_union(ready_now, readable, std::back_inserter(ready));
   return ready;
 }
 

@@ -231,6 +231,70 @@ TEST(unique_fd, owns_one_descriptor) {
   EXPECT_FALSE(is_open(ends[1]));
 }
 
+TEST(connection, works_over_a_non_blocking_socket) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds), 0);
+  mp::connection a{mp::unique_fd(fds[0])};
+  mp::connection b{mp::unique_fd(fds[1])};
+  // Larger than the socket buffer: both ends meet EAGAIN and wait instead of failing.
+  const std::vector<int> big(1 << 20, 7);
+  std::thread sender([&] {
+    try {
+      a.send(big);
+      a.send_bytes(std::string_view{"done"});
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "send: " << e.what();
+      a.close();
+    }
+  });
+  try {
+    EXPECT_EQ(b.recv<std::vector<int>>(), big);
+    EXPECT_EQ(as_string(b.recv_bytes()), "done");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "recv: " << e.what();
+    b.close();
+  }
+  sender.join();
+}
+
+// Lowers this process's descriptor limit so that a message's descriptors
+// cannot all arrive; exits 0 if the receiver reports it and closes itself.
+MP_TEST_ROLE(connection_receives_past_the_descriptor_limit) {
+  auto [a, b] = mp::pipe();
+  {
+    std::vector<mp::connection> many;
+    for (int i = 0; i < 8; ++i) {
+      auto [r, w] = mp::pipe();
+      many.push_back(std::move(r));
+      many.push_back(std::move(w));
+    }
+    a.send(many);  // 16 descriptors in flight, held by the kernel once these close
+  }
+  auto expected = mp::testing::open_fds();
+  expected.erase(b.fileno());
+  const int lowest_free = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ::close(lowest_free);
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = static_cast<rlim_t>(lowest_free + 2);  // room for two at most
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+  try {
+    static_cast<void>(b.recv<std::vector<mp::connection>>());
+    return 11;
+  } catch (const std::system_error& e) {
+    if (e.code() != std::errc::too_many_files_open) return 12;
+    if (std::string(e.what()).find("connection closed") == std::string::npos) return 13;
+  }
+  if (!b.closed()) return 14;
+  if (mp::testing::open_fds() != expected) return 15;  // the two that arrived were closed
+  return 0;
+}
+
+TEST(connection, descriptors_lost_at_the_limit_are_an_error_that_closes_it) {
+  const auto result = mp::testing::run_role("connection_receives_past_the_descriptor_limit");
+  EXPECT_EQ(result.exitcode, 0) << result.err;
+}
+
 TEST(connection, poll_waits_up_to_its_timeout) {
   auto [a, b] = mp::pipe();
   EXPECT_FALSE(b.poll());
