@@ -19,24 +19,31 @@ constexpr std::uint64_t length_mask = (std::uint64_t{1} << 48) - 1;
 constexpr std::size_t min_read = std::size_t{64} << 10;
 constexpr std::size_t direct_chunk = std::size_t{16} << 20;
 
+// Python raises OSError for these ("handle is closed", "connection is
+// read-only"); EBADF is what the kernel says for a descriptor used in a way it
+// cannot be.
+[[noreturn]] void throw_bad_handle(const char* what) {
+  throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+}
+
 }  // namespace
 
 connection::connection(detail::unique_fd socket, bool readable, bool writable)
     : socket_(std::move(socket)), readable_(readable), writable_(writable) {}
 
 int connection::fileno() const {
-  if (!socket_) throw usage_error("connection is closed");
+  if (!socket_) throw_bad_handle("connection is closed");
   return socket_.get();
 }
 
 void connection::check_writable() const {
-  if (!socket_) throw usage_error("connection is closed");
-  if (!writable_) throw usage_error("connection is read-only");
+  if (!socket_) throw_bad_handle("connection is closed");
+  if (!writable_) throw_bad_handle("connection is read-only");
 }
 
 void connection::check_readable() const {
-  if (!socket_) throw usage_error("connection is closed");
-  if (!readable_) throw usage_error("connection is write-only");
+  if (!socket_) throw_bad_handle("connection is closed");
+  if (!readable_) throw_bad_handle("connection is write-only");
 }
 
 void connection::close() noexcept {
@@ -230,7 +237,7 @@ bool connection::poll_for(std::optional<std::chrono::nanoseconds> timeout) {
 // ---- codec hooks, pipe, wait ---------------------------------------------
 
 void save(detail::output_archive& archive, const connection& c) {
-  if (c.closed()) throw usage_error("cannot send a closed connection");
+  if (c.closed()) throw_bad_handle("cannot send a closed connection");
   if (c.has_buffered_data())
     throw usage_error("cannot send a connection that holds received, unread data");
   archive(archive.add_handle(c.fileno()), c.readable(), c.writable());

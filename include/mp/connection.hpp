@@ -16,6 +16,10 @@
 // Thread-safety: a connection is not thread-safe (as in Python); use one per
 // thread or lock around it. Reads are buffered: poll() and mp::wait see
 // buffered data.
+//
+// Errors follow Python's categories: using a closed connection, or the wrong
+// end of a one-way pipe, is an OS error there (OSError) and a std::system_error
+// with EBADF here; mp::usage_error is left for misuse Python has no OS error for.
 #pragma once
 
 #include <chrono>
@@ -50,8 +54,9 @@ class MP_EXPORT connection {
   ~connection() = default;
 
   /// Sends one value through the codec. Blocks until the kernel took all of it.
-  /// Throws mp::usage_error if closed or not writable; std::system_error (EPIPE)
-  /// if the peer is gone. Values holding connections pass their descriptors.
+  /// Throws std::system_error: EBADF if closed or read-only, EPIPE (or
+  /// ECONNRESET) if the peer is gone. Values holding connections pass their
+  /// descriptors.
   /// A string literal or `const char*` is sent as a std::string.
   template <class T>
   void send(const T& value) {
@@ -73,7 +78,8 @@ class MP_EXPORT connection {
 
   /// Receives one value sent with `send<T>`. Blocks until a whole message is
   /// there. Throws mp::eof_error if the peer closed and nothing is left;
-  /// mp::decode_error if the message is not a T (the message is consumed).
+  /// mp::decode_error if the message is not a T (the message is consumed);
+  /// std::system_error with EBADF if closed or write-only.
   template <class T>
   T recv() {
     static_assert(serializable<T>,
@@ -93,13 +99,15 @@ class MP_EXPORT connection {
   }
 
   /// Sends `size` bytes of `data` from `offset` (all the rest if unset) as one
-  /// message. Throws std::out_of_range if the range is outside `data`.
+  /// message. Throws std::out_of_range if the range is outside `data`; as
+  /// send otherwise.
   void send_bytes(std::span<const std::byte> data, std::size_t offset = 0,
                   std::optional<std::size_t> size = std::nullopt);
   void send_bytes(std::string_view data) { send_bytes(std::as_bytes(std::span(data))); }
 
   /// Receives one message as bytes. If it is longer than `maxlength`, the
-  /// connection is closed and mp::process_error thrown, as Python does.
+  /// connection is closed and mp::process_error thrown, as Python does. As
+  /// recv otherwise.
   bytes recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
 
   /// Receives one message into `buffer` from `offset`; returns its length.
@@ -108,6 +116,7 @@ class MP_EXPORT connection {
 
   /// True if a read would not block (data, or EOF). Without a timeout it does
   /// not wait; `poll(std::nullopt)` waits forever, as Python's poll(None).
+  /// Throws std::system_error with EBADF if closed or write-only.
   bool poll() { return poll_for(std::chrono::nanoseconds::zero()); }
   bool poll(std::nullopt_t) { return poll_for(std::nullopt); }
   template <class Rep, class Period>
@@ -115,12 +124,12 @@ class MP_EXPORT connection {
     return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
 
-  /// Closes the connection; later calls throw mp::usage_error. Idempotent.
+  /// Closes the connection; later calls throw std::system_error (EBADF). Idempotent.
   void close() noexcept;
   bool closed() const noexcept { return !socket_; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
-  /// The socket descriptor. Throws mp::usage_error if closed.
+  /// The socket descriptor. Throws std::system_error (EBADF) if closed.
   int fileno() const;
   /// True if received bytes are buffered here, so a read may not need the socket.
   bool has_buffered_data() const noexcept { return read_end_ > read_begin_; }
@@ -174,8 +183,8 @@ class MP_EXPORT connection {
 };
 
 /// Codec hooks: a connection travels as its descriptor (SCM_RIGHTS between
-/// processes). Throws mp::usage_error if it has buffered unread data, which
-/// would be lost.
+/// processes). Saving throws std::system_error (EBADF) if it is closed, and
+/// mp::usage_error if it has buffered unread data, which would be lost.
 MP_EXPORT void save(detail::output_archive& archive, const connection& c);
 MP_EXPORT void load(detail::input_archive& archive, connection& c);
 
