@@ -26,10 +26,42 @@ constexpr std::size_t direct_chunk = std::size_t{16} << 20;
   throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
 }
 
+// Checks that `fd` can carry mp's framing; returns whether it is a Unix socket.
+bool check_stream_socket(unique_fd& fd) {
+  if (!fd) throw_bad_handle("mp::connection: no descriptor (-1)");
+  const std::string prefix = "mp::connection: descriptor " + std::to_string(fd.get());
+  os::socket_kind kind;
+  try {
+    kind = os::socket_kind_of(fd.get());
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::bad_file_descriptor) {
+      static_cast<void>(fd.release());  // not ours to close: the number may be reused already
+      throw std::system_error(e.code(), prefix + " is not open");
+    }
+    if (e.code() == std::errc::not_a_socket)
+      throw std::system_error(e.code(), prefix +
+                                            " is not a socket; a connection needs a connected "
+                                            "stream socket (mp::pipe makes one)");
+    throw;
+  }
+  if (!kind.stream)
+    throw std::system_error(std::make_error_code(std::errc::wrong_protocol_type),
+                            prefix +
+                                " is not a stream socket (SOCK_STREAM); message framing "
+                                "needs a byte stream");
+  return kind.unix_domain;
+}
+
 }  // namespace
 
-connection::connection(detail::unique_fd socket, bool readable, bool writable)
-    : socket_(std::move(socket)), readable_(readable), writable_(writable) {}
+connection::connection(unique_fd socket, bool readable, bool writable) {
+  if (!readable && !writable)
+    throw usage_error("mp::connection: at least one of readable and writable must be true");
+  unix_domain_ = check_stream_socket(socket);
+  socket_ = std::move(socket);
+  readable_ = readable;
+  writable_ = writable;
+}
 
 int connection::fileno() const {
   if (!socket_) throw_bad_handle("connection is closed");
@@ -75,6 +107,10 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
   if (fds.size() > detail::max_handles)
     throw process_error("a message can carry at most " + std::to_string(detail::max_handles) +
                         " descriptors");
+  if (!fds.empty() && !unix_domain_)
+    throw process_error(
+        "descriptors (a connection or another resource) can travel only over a Unix socket; "
+        "this connection is another kind");
   const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
   std::memcpy(frame, &header, header_size);
   const std::span<const std::byte> pieces[] = {{frame, header_size + length}, extra};
@@ -247,7 +283,14 @@ void load(detail::input_archive& archive, connection& c) {
   std::uint32_t index = 0;
   bool readable = false, writable = false;
   archive(index, readable, writable);
-  c = connection(archive.take_handle(index), readable, writable);
+  if (!readable && !writable)
+    throw decode_error("a received connection can neither read nor write");
+  unique_fd fd = archive.take_handle(index);
+  try {
+    c = connection(std::move(fd), readable, writable);
+  } catch (const std::system_error& e) {
+    throw decode_error(std::string("a received connection is unusable: ") + e.what());
+  }
 }
 
 std::pair<connection, connection> pipe(bool duplex) {

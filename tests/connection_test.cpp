@@ -55,6 +55,20 @@ std::string as_string(std::span<const std::byte> b) {
     }                                                                                      \
   } while (false)
 
+// Two raw descriptors of a new socket pair of `type`, owned.
+std::pair<mp::unique_fd, mp::unique_fd> raw_socket_pair(int type) {
+  int fds[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds), 0);
+  return {mp::unique_fd(fds[0]), mp::unique_fd(fds[1])};
+}
+
+// A descriptor number that cannot be open: at or above this process's limit.
+int never_open_fd() {
+  rlimit limit{};
+  EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  return static_cast<int>(std::min<rlim_t>(limit.rlim_cur, 1 << 30));
+}
+
 // True if `fd` is an open descriptor.
 bool is_open(int fd) {
   return ::fcntl(fd, F_GETFD) != -1;
@@ -237,6 +251,55 @@ TEST(connection, closed_connection_refuses_everything) {
   EXPECT_SYSTEM_ERROR(empty.recv<int>(), std::errc::bad_file_descriptor, "connection is closed");
 }
 
+TEST(connection, refuses_a_descriptor_that_is_not_open) {
+  // Before: such a connection was made, poll() said true, and only a read failed.
+  const int bad = never_open_fd();
+  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd(bad)), std::errc::bad_file_descriptor,
+                      "descriptor " + std::to_string(bad) + " is not open");
+  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd()), std::errc::bad_file_descriptor,
+                      "no descriptor");
+}
+
+TEST(connection, refuses_a_descriptor_that_is_not_a_socket_and_closes_it) {
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  const int kept = ends[1];
+  mp::unique_fd keep(kept);
+  const int refused = ends[0];
+  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd(refused)), std::errc::not_a_socket,
+                      "is not a socket");
+  EXPECT_FALSE(is_open(refused));  // the connection owned it
+  EXPECT_TRUE(is_open(kept));
+}
+
+TEST(connection, refuses_a_socket_that_is_not_a_stream) {
+  for (const int type : {SOCK_DGRAM, SOCK_SEQPACKET}) {
+    auto [a, b] = raw_socket_pair(type);
+    EXPECT_SYSTEM_ERROR(mp::connection(std::move(a)), std::errc::wrong_protocol_type,
+                        "is not a stream socket");
+  }
+}
+
+TEST(connection, must_be_readable_or_writable) {
+  auto [a, b] = raw_socket_pair(SOCK_STREAM);
+  EXPECT_THROW(mp::connection(std::move(a), false, false), mp::usage_error);
+}
+
+TEST(connection, wraps_a_unix_stream_socket_given_as_a_public_unique_fd) {
+  static_assert(std::is_same_v<mp::unique_fd, mp::detail::unique_fd>);
+  auto [x, y] = raw_socket_pair(SOCK_STREAM);
+  mp::connection a(std::move(x));
+  mp::connection b(std::move(y), /*readable=*/true, /*writable=*/false);
+  EXPECT_FALSE(x);  // moved into the connection
+  a.send(std::string{"over a socket of ours"});
+  EXPECT_EQ(b.recv<std::string>(), "over a socket of ours");
+  auto [r, w] = mp::pipe(false);
+  a.send(w);  // descriptors travel over a Unix socket
+  b.recv<mp::connection>().send(3);
+  EXPECT_EQ(r.recv<int>(), 3);
+  EXPECT_SYSTEM_ERROR(b.send(1), std::errc::bad_file_descriptor, "read-only");
+}
+
 TEST(unique_fd, owns_one_descriptor) {
   int ends[2];
   ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
@@ -257,6 +320,35 @@ TEST(unique_fd, owns_one_descriptor) {
     EXPECT_TRUE(is_open(ends[1]));
   }
   EXPECT_FALSE(is_open(ends[1]));
+}
+
+TEST(connection, carries_values_over_tcp_but_no_descriptors) {
+  mp::unique_fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), size), 0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &size), 0);
+  mp::unique_fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&address), size), 0);
+  mp::unique_fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(server);
+  mp::connection a(std::move(client));
+  mp::connection b(std::move(server));
+  a.send(std::vector<int>{1, 2, 3});
+  EXPECT_EQ(b.recv<std::vector<int>>(), (std::vector<int>{1, 2, 3}));
+  auto [r, w] = mp::pipe(false);
+  try {
+    a.send(w);
+    FAIL() << "a descriptor was sent over TCP";
+  } catch (const mp::process_error& e) {
+    EXPECT_NE(std::string(e.what()).find("only over a Unix socket"), std::string::npos);
+  }
+  b.send_bytes(std::string_view{"still in step"});
+  EXPECT_EQ(as_string(a.recv_bytes()), "still in step");
 }
 
 TEST(connection, works_over_a_non_blocking_socket) {
@@ -283,6 +375,50 @@ TEST(connection, works_over_a_non_blocking_socket) {
     b.close();
   }
   sender.join();
+}
+
+// Sends one frame of `payload` with `fd` attached, as a peer of any kind could.
+void send_raw_frame(int socket, std::span<const std::byte> payload, int fd) {
+  const std::uint64_t header = payload.size() | (std::uint64_t{1} << 48);
+  std::vector<std::byte> frame(sizeof header);
+  std::memcpy(frame.data(), &header, sizeof header);
+  frame.insert(frame.end(), payload.begin(), payload.end());
+  iovec iov{frame.data(), frame.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&message);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ASSERT_EQ(::sendmsg(socket, &message, MSG_NOSIGNAL), static_cast<ssize_t>(frame.size()));
+}
+
+TEST(connection, a_received_connection_that_is_not_a_socket_is_a_decode_error) {
+  auto [a, b] = mp::pipe();
+  auto [x, y] = mp::pipe();
+  // A genuine connection's encoding, sent with a pipe's descriptor in place of its socket.
+  mp::detail::byte_buffer payload;
+  mp::detail::handle_sink sink;
+  mp::detail::encode_into(payload, x, &sink);
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  mp::unique_fd pipe_read(ends[0]), pipe_write(ends[1]);
+  send_raw_frame(a.fileno(), payload.span(), pipe_read.get());
+  const auto before = mp::testing::open_fds();
+  try {
+    static_cast<void>(b.recv<mp::connection>());
+    FAIL() << "a pipe was received as a connection";
+  } catch (const mp::decode_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a socket"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(mp::testing::open_fds(), before);  // the received descriptor is closed
+  a.send(1);                                   // the stream is still in step
+  EXPECT_EQ(b.recv<int>(), 1);
 }
 
 // Lowers this process's descriptor limit so that a message's descriptors

@@ -34,11 +34,11 @@
 #include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
-#include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/process.hpp"
 #include "mp/serialization.hpp"
+#include "mp/unique_fd.hpp"
 
 namespace mp {
 
@@ -47,8 +47,15 @@ class MP_EXPORT connection {
  public:
   /// A closed connection.
   connection() noexcept = default;
-  /// Takes ownership of a connected Unix stream socket.
-  explicit connection(detail::unique_fd socket, bool readable = true, bool writable = true);
+  /// Takes ownership of `socket`, a connected stream socket: a Unix one
+  /// (socketpair, or accept/connect on AF_UNIX), over which descriptors can
+  /// travel too, or another family's (TCP), which carries bytes and values
+  /// but no descriptors. Checks it now: throws std::system_error with EBADF if
+  /// it is not an open descriptor (then left unclosed: there is nothing to
+  /// close), ENOTSOCK if it is not a socket, EPROTOTYPE if it is not a stream
+  /// socket (datagrams or records would break the framing); mp::usage_error if
+  /// neither readable nor writable. A refused socket is closed.
+  explicit connection(unique_fd socket, bool readable = true, bool writable = true);
   connection(connection&&) noexcept = default;
   connection& operator=(connection&&) noexcept = default;
   ~connection() = default;
@@ -56,7 +63,7 @@ class MP_EXPORT connection {
   /// Sends one value through the codec. Blocks until the kernel took all of it.
   /// Throws std::system_error: EBADF if closed or read-only, EPIPE (or
   /// ECONNRESET) if the peer is gone. Values holding connections pass their
-  /// descriptors.
+  /// descriptors (over a Unix socket only: mp::process_error otherwise).
   /// A string literal or `const char*` is sent as a std::string.
   template <class T>
   void send(const T& value) {
@@ -170,21 +177,24 @@ class MP_EXPORT connection {
   std::size_t receive(void* into, std::size_t size);
   [[noreturn]] void throw_eof();
 
-  detail::unique_fd socket_;
+  unique_fd socket_;
   bool readable_ = false;
   bool writable_ = false;
+  bool unix_domain_ = false;  // descriptors can travel
   detail::byte_buffer read_buffer_;
   std::size_t read_begin_ = 0;  // unread bytes are [read_begin_, read_end_)
   std::size_t read_end_ = 0;
   std::size_t frame_size_ = 0;  // header + payload of the frame read_frame returned
   bool large_frames_ = false;   // the last frame was large: read headers alone
-  std::deque<detail::unique_fd> received_fds_;
+  std::deque<unique_fd> received_fds_;
   detail::byte_buffer write_buffer_;
 };
 
 /// Codec hooks: a connection travels as its descriptor (SCM_RIGHTS between
 /// processes). Saving throws std::system_error (EBADF) if it is closed, and
 /// mp::usage_error if it has buffered unread data, which would be lost.
+/// Loading throws mp::decode_error if the descriptor received is not a stream
+/// socket.
 MP_EXPORT void save(detail::output_archive& archive, const connection& c);
 MP_EXPORT void load(detail::input_archive& archive, connection& c);
 
