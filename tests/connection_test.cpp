@@ -202,6 +202,51 @@ TEST(connection, hostile_length_is_eof_not_an_allocation) {
   EXPECT_THROW(d.recv<std::string>(), mp::eof_error);
 }
 
+// This process's resident set size in bytes.
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// The scheduler state of thread `tid` of this process ('S': asleep).
+char thread_state(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const auto end_of_name = line.rfind(')');
+  return end_of_name == std::string::npos || end_of_name + 2 >= line.size() ? '?'
+                                                                            : line[end_of_name + 2];
+}
+
+TEST(connection, a_large_announced_message_allocates_only_what_arrives) {
+  auto [a, b] = mp::pipe();
+  const std::uint64_t header = std::uint64_t{1} << 30;  // announces 1 GiB, sends 10 bytes
+  ASSERT_EQ(::write(a.fileno(), &header, sizeof header), 8);
+  ASSERT_EQ(::write(a.fileno(), "0123456789", 10), 10);
+  const std::size_t before = resident_bytes();
+  std::atomic<pid_t> reader_tid{0};
+  std::thread reader([&, reading = &b] {
+    reader_tid = static_cast<pid_t>(::gettid());
+    EXPECT_THROW(reading->recv_bytes(), mp::eof_error);
+  });
+  // The reader has taken the bytes off the socket and sleeps waiting for the rest.
+  const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
+  bool blocked = false;
+  while (!blocked && std::chrono::steady_clock::now() < deadline) {
+    int unread = -1;
+    EXPECT_EQ(::ioctl(b.fileno(), FIONREAD, &unread), 0);
+    blocked = reader_tid != 0 && unread == 0 && thread_state(reader_tid) == 'S';
+    if (!blocked) std::this_thread::yield();
+  }
+  const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
+  a.close();
+  reader.join();
+  ASSERT_TRUE(blocked) << "the reader never blocked";
+  // Before: a 16 MiB zero-filled first chunk; now a few pages.
+  EXPECT_LT(grown, std::size_t{4} << 20);
+}
+
 TEST(connection, announced_descriptors_that_never_came_are_an_error) {
   auto [a, b] = mp::pipe();
   const std::uint64_t header = std::uint64_t{2} << 48;

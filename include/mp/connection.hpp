@@ -113,8 +113,9 @@ class MP_EXPORT connection {
   void send_bytes(std::string_view data) { send_bytes(std::as_bytes(std::span(data))); }
 
   /// Receives one message as bytes. If it is longer than `maxlength`, the
-  /// connection is closed and mp::process_error thrown, as Python does. As
-  /// recv otherwise.
+  /// connection is closed and mp::process_error thrown, as Python does. The
+  /// result grows as the bytes arrive, never ahead of them to the length the
+  /// header claims. As recv otherwise.
   bytes recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
 
   /// Receives one message into `buffer` from `offset`; returns its length.
