@@ -312,16 +312,29 @@ std::pair<connection, connection> pipe(bool duplex) {
   return {connection(std::move(a), true, false), connection(std::move(b), false, true)};
 }
 
+std::vector<waitable> wait(std::initializer_list<waitable> objects,
+                           std::optional<std::chrono::nanoseconds> timeout) {
+  const std::span<const waitable> all(objects.begin(), objects.size());
+  std::vector<waitable> ready;
+  for (const std::size_t index : detail::wait_ready(all, timeout)) ready.push_back(all[index]);
+  return ready;
+}
+
 namespace detail {
 
-std::vector<std::size_t> wait_ready(std::span<const wait_target> targets,
+void throw_null_waitable() {
+  throw usage_error("mp::wait: a null pointer among the objects");
+}
+
+std::vector<std::size_t> wait_ready(std::span<const waitable> objects,
                                     std::optional<std::chrono::nanoseconds> timeout) {
   std::vector<int> fds;
-  fds.reserve(targets.size());
+  fds.reserve(objects.size());
   std::vector<std::size_t> ready_now;
-  for (std::size_t i = 0; i < targets.size(); ++i) {
-    fds.push_back(targets[i].fd);
-    if (targets[i].ready_now) ready_now.push_back(i);
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const wait_target target = objects[i].target();
+    fds.push_back(target.fd);
+    if (target.ready_now) ready_now.push_back(i);
   }
   // Something is ready already (a buffered message): report it with whatever
   // else is ready at this moment, without waiting.
