@@ -299,9 +299,9 @@ TEST(connection, closed_connection_refuses_everything) {
 TEST(connection, refuses_a_descriptor_that_is_not_open) {
   // Before: such a connection was made, poll() said true, and only a read failed.
   const int bad = never_open_fd();
-  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd(bad)), std::errc::bad_file_descriptor,
+  EXPECT_SYSTEM_ERROR(mp::connection{mp::unique_fd{bad}}, std::errc::bad_file_descriptor,
                       "descriptor " + std::to_string(bad) + " is not open");
-  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd()), std::errc::bad_file_descriptor,
+  EXPECT_SYSTEM_ERROR(mp::connection{mp::unique_fd{}}, std::errc::bad_file_descriptor,
                       "no descriptor");
 }
 
@@ -311,7 +311,7 @@ TEST(connection, refuses_a_descriptor_that_is_not_a_socket_and_closes_it) {
   const int kept = ends[1];
   mp::unique_fd keep(kept);
   const int refused = ends[0];
-  EXPECT_SYSTEM_ERROR(mp::connection(mp::unique_fd(refused)), std::errc::not_a_socket,
+  EXPECT_SYSTEM_ERROR(mp::connection{mp::unique_fd{refused}}, std::errc::not_a_socket,
                       "is not a socket");
   EXPECT_FALSE(is_open(refused));  // the connection owned it
   EXPECT_TRUE(is_open(kept));
