@@ -10,11 +10,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <map>
 #include <numeric>
@@ -224,19 +224,25 @@ TEST(connection, a_large_announced_message_allocates_only_what_arrives) {
   const std::uint64_t header = std::uint64_t{1} << 30;  // announces 1 GiB, sends 10 bytes
   ASSERT_EQ(::write(a.fileno(), &header, sizeof header), 8);
   ASSERT_EQ(::write(a.fileno(), "0123456789", 10), 10);
-  const std::size_t before = resident_bytes();
-  std::atomic<pid_t> reader_tid{0};
-  std::thread reader([&, reading = &b] {
-    reader_tid = static_cast<pid_t>(::gettid());
+  // The reader thread starts first, so that what starting a thread costs (a
+  // sanitizer's per-thread state) is not counted.
+  std::promise<pid_t> started;
+  std::promise<void> go;
+  std::thread reader([&, reading = &b, ready = go.get_future()] {
+    started.set_value(static_cast<pid_t>(::gettid()));
+    ready.wait();
     EXPECT_THROW(reading->recv_bytes(), mp::eof_error);
   });
+  const pid_t reader_tid = started.get_future().get();
+  const std::size_t before = resident_bytes();
+  go.set_value();
   // The reader has taken the bytes off the socket and sleeps waiting for the rest.
   const auto deadline = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
   bool blocked = false;
   while (!blocked && std::chrono::steady_clock::now() < deadline) {
     int unread = -1;
     EXPECT_EQ(::ioctl(b.fileno(), FIONREAD, &unread), 0);
-    blocked = reader_tid != 0 && unread == 0 && thread_state(reader_tid) == 'S';
+    blocked = unread == 0 && thread_state(reader_tid) == 'S';
     if (!blocked) std::this_thread::yield();
   }
   const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
