@@ -2,14 +2,13 @@
 // Connections over Unix stream sockets: framing, descriptor passing, buffered reads.
 #include "mp/connection.hpp"
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 #include "os/system.hpp"
 
@@ -18,33 +17,64 @@ namespace {
 
 constexpr std::uint64_t length_mask = (std::uint64_t{1} << 48) - 1;
 constexpr std::size_t min_read = std::size_t{64} << 10;
-constexpr std::size_t direct_chunk = std::size_t{16} << 20;
 
-[[noreturn]] void throw_send_error(int error) {
-  if (error == EPIPE || error == ECONNRESET)
-    throw std::system_error(error, std::system_category(),
-                            "send: the peer closed its end of the connection");
-  throw std::system_error(error, std::system_category(), "sendmsg");
+// Python raises OSError for these ("handle is closed", "connection is
+// read-only"); EBADF is what the kernel says for a descriptor used in a way it
+// cannot be.
+[[noreturn]] void throw_bad_handle(const char* what) {
+  throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), what);
+}
+
+// Checks that `fd` can carry mp's framing; returns whether it is a Unix socket.
+bool check_stream_socket(unique_fd& fd) {
+  if (!fd) throw_bad_handle("mp::connection: no descriptor (-1)");
+  const std::string prefix = "mp::connection: descriptor " + std::to_string(fd.get());
+  os::socket_kind kind;
+  try {
+    kind = os::socket_kind_of(fd.get());
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::bad_file_descriptor) {
+      static_cast<void>(fd.release());  // not ours to close: the number may be reused already
+      throw std::system_error(e.code(), prefix + " is not open");
+    }
+    if (e.code() == std::errc::not_a_socket)
+      throw std::system_error(e.code(), prefix +
+                                            " is not a socket; a connection needs a connected "
+                                            "stream socket (mp::pipe makes one)");
+    throw;
+  }
+  if (!kind.stream)
+    throw std::system_error(std::make_error_code(std::errc::wrong_protocol_type),
+                            prefix +
+                                " is not a stream socket (SOCK_STREAM); message framing "
+                                "needs a byte stream");
+  return kind.unix_domain;
 }
 
 }  // namespace
 
-connection::connection(detail::unique_fd socket, bool readable, bool writable)
-    : socket_(std::move(socket)), readable_(readable), writable_(writable) {}
+connection::connection(unique_fd socket, bool readable, bool writable) {
+  if (!readable && !writable)
+    throw usage_error("mp::connection: at least one of readable and writable must be true");
+  unix_domain_ = check_stream_socket(socket);
+  socket_ = std::move(socket);
+  readable_ = readable;
+  writable_ = writable;
+}
 
 int connection::fileno() const {
-  if (!socket_) throw usage_error("connection is closed");
+  if (!socket_) throw_bad_handle("connection is closed");
   return socket_.get();
 }
 
 void connection::check_writable() const {
-  if (!socket_) throw usage_error("connection is closed");
-  if (!writable_) throw usage_error("connection is read-only");
+  if (!socket_) throw_bad_handle("connection is closed");
+  if (!writable_) throw_bad_handle("connection is read-only");
 }
 
 void connection::check_readable() const {
-  if (!socket_) throw usage_error("connection is closed");
-  if (!readable_) throw usage_error("connection is write-only");
+  if (!socket_) throw_bad_handle("connection is closed");
+  if (!readable_) throw_bad_handle("connection is write-only");
 }
 
 void connection::close() noexcept {
@@ -74,81 +104,38 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
   const std::uint64_t payload = length + extra.size();
   if (payload > length_mask) throw process_error("message too large (2^48 bytes or more)");
   if (fds.size() > detail::max_handles)
-    throw process_error("a message can carry at most 253 descriptors");
+    throw process_error("a message can carry at most " + std::to_string(detail::max_handles) +
+                        " descriptors");
+  if (!fds.empty() && !unix_domain_)
+    throw process_error(
+        "descriptors (a connection or another resource) can travel only over a Unix socket; "
+        "this connection is another kind");
   const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
   std::memcpy(frame, &header, header_size);
-
-  iovec iov[2] = {{frame, header_size + length},
-                  {const_cast<std::byte*>(extra.data()), extra.size()}};
-  msghdr message{};
-  message.msg_iov = iov;
-  message.msg_iovlen = extra.empty() ? 1 : 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
-  if (!fds.empty()) {
-    message.msg_control = control;
-    message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&message);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  std::size_t left = header_size + payload;
-  for (;;) {
-    const ssize_t sent =
-        os::retry([&] { return ::sendmsg(socket_.get(), &message, MSG_NOSIGNAL); });
-    if (sent < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        pollfd p{socket_.get(), POLLOUT, 0};
-        os::retry([&] { return ::poll(&p, 1, -1); });
-        continue;
-      }
-      throw_send_error(errno);
-    }
-    left -= static_cast<std::size_t>(sent);
-    if (left == 0) return;
-    // A partial write: skip what went out; descriptors went with the first byte.
-    message.msg_control = nullptr;
-    message.msg_controllen = 0;
-    auto done = static_cast<std::size_t>(sent);
-    while (done >= message.msg_iov->iov_len) {
-      done -= message.msg_iov->iov_len;
-      ++message.msg_iov;
-      --message.msg_iovlen;
-    }
-    message.msg_iov->iov_base = static_cast<std::byte*>(message.msg_iov->iov_base) + done;
-    message.msg_iov->iov_len -= done;
+  const std::span<const std::byte> pieces[] = {{frame, header_size + length}, extra};
+  try {
+    os::send_with_fds(socket_.get(), pieces, fds);
+  } catch (const std::system_error& e) {
+    if (e.code() == std::errc::broken_pipe || e.code() == std::errc::connection_reset)
+      throw std::system_error(e.code(), "send: the peer closed its end of the connection");
+    throw;
   }
 }
 
 // ---- receiving -----------------------------------------------------------
 
 std::size_t connection::receive(void* into, std::size_t size) {
-  iovec iov{into, size};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * detail::max_handles)];
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  const ssize_t got =
-      os::retry([&] { return ::recvmsg(socket_.get(), &message, MSG_CMSG_CLOEXEC); });
-  if (got < 0) {
-    if (errno == ECONNRESET) return 0;
-    os::throw_errno("recvmsg");
+  os::received got;
+  try {
+    got = os::receive_with_fds(socket_.get(), {static_cast<std::byte*>(into), size},
+                               detail::max_handles);
+  } catch (const os::descriptors_lost& e) {
+    // Frames ahead would find too few descriptors: the stream is out of step.
+    close();
+    throw std::system_error(e.code(), std::string(e.what()) + "; connection closed");
   }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      received_fds_.emplace_back(fd);
-    }
-  }
-  if ((message.msg_flags & MSG_CTRUNC) != 0)
-    throw process_error("descriptors sent with a message were lost (too many at once)");
-  return static_cast<std::size_t>(got);
+  for (unique_fd& fd : got.fds) received_fds_.push_back(std::move(fd));
+  return got.size;
 }
 
 void connection::throw_eof() {
@@ -238,14 +225,24 @@ void connection::read_into(std::byte* out, std::size_t count) {
 }
 
 bytes connection::read_payload(std::size_t length) {
-  bytes out;
-  // Allocate as data arrives (see fill), in chunks that at least double.
-  std::size_t done = 0;
+  // A header may announce far more than its peer will ever send, so the result
+  // grows only as bytes arrive: each step at most doubles it (by min_read at
+  // least), and std::vector zero-fills just that step, which the receives then
+  // fill. The room ahead stays below what has arrived (plus min_read), and is
+  // large enough for one receive to keep pace with a fast sender; sizing it to
+  // the bytes queued (FIONREAD) instead made 1 MiB messages three times slower.
+  std::size_t done = std::min(length, read_end_ - read_begin_);
+  bytes out(read_buffer_.data() + read_begin_, read_buffer_.data() + read_begin_ + done);
+  read_begin_ += done;
+  if (read_begin_ == read_end_) {
+    read_begin_ = read_end_ = 0;
+    read_buffer_.clear();
+  }
   while (done < length) {
-    const std::size_t next = std::min(length, std::max(done * 2, done + direct_chunk));
-    out.resize(next);
-    read_into(out.data() + done, next - done);
-    done = next;
+    if (done == out.size()) out.resize(std::min(length, std::max(done * 2, done + min_read)));
+    const std::size_t got = receive(out.data() + done, out.size() - done);
+    if (got == 0) throw eof_error("the peer closed the connection in the middle of a message");
+    done += got;
   }
   return out;
 }
@@ -285,7 +282,7 @@ bool connection::poll_for(std::optional<std::chrono::nanoseconds> timeout) {
 // ---- codec hooks, pipe, wait ---------------------------------------------
 
 void save(detail::output_archive& archive, const connection& c) {
-  if (c.closed()) throw usage_error("cannot send a closed connection");
+  if (c.closed()) throw_bad_handle("cannot send a closed connection");
   if (c.has_buffered_data())
     throw usage_error("cannot send a connection that holds received, unread data");
   archive(archive.add_handle(c.fileno()), c.readable(), c.writable());
@@ -295,7 +292,14 @@ void load(detail::input_archive& archive, connection& c) {
   std::uint32_t index = 0;
   bool readable = false, writable = false;
   archive(index, readable, writable);
-  c = connection(archive.take_handle(index), readable, writable);
+  if (!readable && !writable)
+    throw decode_error("a received connection can neither read nor write");
+  unique_fd fd = archive.take_handle(index);
+  try {
+    c = connection(std::move(fd), readable, writable);
+  } catch (const std::system_error& e) {
+    throw decode_error(std::string("a received connection is unusable: ") + e.what());
+  }
 }
 
 std::pair<connection, connection> pipe(bool duplex) {
@@ -303,39 +307,42 @@ std::pair<connection, connection> pipe(bool duplex) {
   auto& a = ends.first;
   auto& b = ends.second;
   if (duplex) return {connection(std::move(a)), connection(std::move(b))};
-  os::check("shutdown", [&] { return ::shutdown(a.get(), SHUT_WR); });
-  os::check("shutdown", [&] { return ::shutdown(b.get(), SHUT_RD); });
+  os::shut_down_sending(a.get());
+  os::shut_down_receiving(b.get());
   return {connection(std::move(a), true, false), connection(std::move(b), false, true)};
+}
+
+std::vector<waitable> wait(std::initializer_list<waitable> objects,
+                           std::optional<std::chrono::nanoseconds> timeout) {
+  const std::span<const waitable> all(objects.begin(), objects.size());
+  std::vector<waitable> ready;
+  for (const std::size_t index : detail::wait_ready(all, timeout)) ready.push_back(all[index]);
+  return ready;
 }
 
 namespace detail {
 
-std::vector<std::size_t> wait_ready(std::span<const wait_target> targets,
+void throw_null_waitable() {
+  throw usage_error("mp::wait: a null pointer among the objects");
+}
+
+std::vector<std::size_t> wait_ready(std::span<const waitable> objects,
                                     std::optional<std::chrono::nanoseconds> timeout) {
-  std::vector<pollfd> fds;
-  fds.reserve(targets.size());
-  bool any_now = false;
-  for (const wait_target& t : targets) {
-    fds.push_back({t.fd, POLLIN, 0});
-    any_now = any_now || t.ready_now;
+  std::vector<int> fds;
+  fds.reserve(objects.size());
+  std::vector<std::size_t> ready_now;
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const wait_target target = objects[i].target();
+    fds.push_back(target.fd);
+    if (target.ready_now) ready_now.push_back(i);
   }
-  using clock = std::chrono::steady_clock;
-  if (any_now) timeout = std::chrono::nanoseconds::zero();
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-  for (;;) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = std::max(deadline - clock::now(), clock::duration::zero());
-    const int n = ::poll(fds.data(), fds.size(), os::poll_timeout(left));
-    if (n >= 0) break;
-    if (errno != EINTR) os::throw_errno("poll");
-  }
+  // Something is ready already (a buffered message): report it with whatever
+  // else is ready at this moment, without waiting.
+  if (!ready_now.empty()) timeout = std::chrono::nanoseconds::zero();
+  const std::vector<std::size_t> readable = os::wait_any_readable(fds, timeout);
+  if (ready_now.empty()) return readable;
   std::vector<std::size_t> ready;
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    if ((fds[i].revents & POLLNVAL) != 0)
-      throw usage_error("mp::wait: descriptor " + std::to_string(fds[i].fd) + " is not open");
-    if (targets[i].ready_now || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
-      ready.push_back(i);
-  }
+  std::ranges::set_union(ready_now, readable, std::back_inserter(ready));
   return ready;
 }
 

@@ -16,25 +16,34 @@
 // Thread-safety: a connection is not thread-safe (as in Python); use one per
 // thread or lock around it. Reads are buffered: poll() and mp::wait see
 // buffered data.
+//
+// Errors follow Python's categories: using a closed connection, or the wrong
+// end of a one-way pipe, is an OS error there (OSError) and a std::system_error
+// with EBADF here; mp::usage_error is left for misuse Python has no OS error for.
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
 #include <optional>
 #include <ranges>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
+#include "mp/detail/checks.hpp"
 #include "mp/detail/codec.hpp"
-#include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
-#include "mp/process.hpp"
+#include "mp/unique_fd.hpp"
 
 namespace mp {
 
@@ -43,15 +52,23 @@ class MP_EXPORT connection {
  public:
   /// A closed connection.
   connection() noexcept = default;
-  /// Takes ownership of a connected Unix stream socket.
-  explicit connection(detail::unique_fd socket, bool readable = true, bool writable = true);
+  /// Takes ownership of `socket`, a connected stream socket: a Unix one
+  /// (socketpair, or accept/connect on AF_UNIX), over which descriptors can
+  /// travel too, or another family's (TCP), which carries bytes and values
+  /// but no descriptors. Checks it now: throws std::system_error with EBADF if
+  /// it is not an open descriptor (then left unclosed: there is nothing to
+  /// close), ENOTSOCK if it is not a socket, EPROTOTYPE if it is not a stream
+  /// socket (datagrams or records would break the framing); mp::usage_error if
+  /// neither readable nor writable. A refused socket is closed.
+  explicit connection(unique_fd socket, bool readable = true, bool writable = true);
   connection(connection&&) noexcept = default;
   connection& operator=(connection&&) noexcept = default;
   ~connection() = default;
 
   /// Sends one value through the codec. Blocks until the kernel took all of it.
-  /// Throws mp::usage_error if closed or not writable; std::system_error (EPIPE)
-  /// if the peer is gone. Values holding connections pass their descriptors.
+  /// Throws std::system_error: EBADF if closed or read-only, EPIPE (or
+  /// ECONNRESET) if the peer is gone. Values holding connections pass their
+  /// descriptors (over a Unix socket only: mp::process_error otherwise).
   /// A string literal or `const char*` is sent as a std::string.
   template <class T>
   void send(const T& value) {
@@ -63,22 +80,17 @@ class MP_EXPORT connection {
       send(std::string(value));
       return;
     } else {
-      static_assert(serializable<T>,
-                    "mp::connection::send: the codec cannot encode this type (views such as "
-                    "string_view and span, raw pointers, and types without a cereal serialize "
-                    "function are refused; see mp/serialization.hpp)");
-      send_value(value);
+      if constexpr (detail::check_value<T>()) send_value(value);
     }
   }
 
   /// Receives one value sent with `send<T>`. Blocks until a whole message is
   /// there. Throws mp::eof_error if the peer closed and nothing is left;
-  /// mp::decode_error if the message is not a T (the message is consumed).
+  /// mp::decode_error if the message is not a T (the message is consumed);
+  /// std::system_error with EBADF if closed or write-only.
   template <class T>
   T recv() {
-    static_assert(serializable<T>,
-                  "mp::connection::recv: the codec cannot decode this type (it must be "
-                  "default-constructible and serializable; views cannot own what they receive)");
+    static_assert(detail::reported(detail::check_value<T>()));
     T value{};
     detail::handle_source handles;
     const std::span<const std::byte> payload = read_frame(handles);
@@ -93,13 +105,16 @@ class MP_EXPORT connection {
   }
 
   /// Sends `size` bytes of `data` from `offset` (all the rest if unset) as one
-  /// message. Throws std::out_of_range if the range is outside `data`.
+  /// message. Throws std::out_of_range if the range is outside `data`; as
+  /// send otherwise.
   void send_bytes(std::span<const std::byte> data, std::size_t offset = 0,
                   std::optional<std::size_t> size = std::nullopt);
   void send_bytes(std::string_view data) { send_bytes(std::as_bytes(std::span(data))); }
 
   /// Receives one message as bytes. If it is longer than `maxlength`, the
-  /// connection is closed and mp::process_error thrown, as Python does.
+  /// connection is closed and mp::process_error thrown, as Python does. The
+  /// result grows as the bytes arrive, never ahead of them to the length the
+  /// header claims. As recv otherwise.
   bytes recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
 
   /// Receives one message into `buffer` from `offset`; returns its length.
@@ -108,6 +123,7 @@ class MP_EXPORT connection {
 
   /// True if a read would not block (data, or EOF). Without a timeout it does
   /// not wait; `poll(std::nullopt)` waits forever, as Python's poll(None).
+  /// Throws std::system_error with EBADF if closed or write-only.
   bool poll() { return poll_for(std::chrono::nanoseconds::zero()); }
   bool poll(std::nullopt_t) { return poll_for(std::nullopt); }
   template <class Rep, class Period>
@@ -115,12 +131,12 @@ class MP_EXPORT connection {
     return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
 
-  /// Closes the connection; later calls throw mp::usage_error. Idempotent.
+  /// Closes the connection; later calls throw std::system_error (EBADF). Idempotent.
   void close() noexcept;
   bool closed() const noexcept { return !socket_; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
-  /// The socket descriptor. Throws mp::usage_error if closed.
+  /// The socket descriptor. Throws std::system_error (EBADF) if closed.
   int fileno() const;
   /// True if received bytes are buffered here, so a read may not need the socket.
   bool has_buffered_data() const noexcept { return read_end_ > read_begin_; }
@@ -161,21 +177,24 @@ class MP_EXPORT connection {
   std::size_t receive(void* into, std::size_t size);
   [[noreturn]] void throw_eof();
 
-  detail::unique_fd socket_;
+  unique_fd socket_;
   bool readable_ = false;
   bool writable_ = false;
+  bool unix_domain_ = false;  // descriptors can travel
   detail::byte_buffer read_buffer_;
   std::size_t read_begin_ = 0;  // unread bytes are [read_begin_, read_end_)
   std::size_t read_end_ = 0;
   std::size_t frame_size_ = 0;  // header + payload of the frame read_frame returned
   bool large_frames_ = false;   // the last frame was large: read headers alone
-  std::deque<detail::unique_fd> received_fds_;
+  std::deque<unique_fd> received_fds_;
   detail::byte_buffer write_buffer_;
 };
 
 /// Codec hooks: a connection travels as its descriptor (SCM_RIGHTS between
-/// processes). Throws mp::usage_error if it has buffered unread data, which
-/// would be lost.
+/// processes). Saving throws std::system_error (EBADF) if it is closed, and
+/// mp::usage_error if it has buffered unread data, which would be lost.
+/// Loading throws mp::decode_error if the descriptor received is not a stream
+/// socket.
 MP_EXPORT void save(detail::output_archive& archive, const connection& c);
 MP_EXPORT void load(detail::input_archive& archive, connection& c);
 
@@ -185,59 +204,151 @@ MP_EXPORT std::pair<connection, connection> pipe(bool duplex = true);
 
 namespace detail {
 
+/// What mp::wait polls for one object: it is ready when `fd` is readable, or
+/// at once if `ready_now` (data already buffered in a connection).
 struct wait_target {
-  int fd;
-  bool ready_now;
+  int fd = -1;
+  bool ready_now = false;
 };
-inline wait_target wait_target_of(const connection& c) {
-  return {c.fileno(), c.has_buffered_data()};
-}
-inline wait_target wait_target_of(const process& p) {
-  return {p.sentinel(), false};
-}
-inline wait_target wait_target_of(const process_handle& p) {
-  return {p.sentinel(), false};
-}
-inline wait_target wait_target_of(int fd) {
-  return {fd, false};
-}
-template <class T>
-wait_target wait_target_of(T* p) {
-  return wait_target_of(*p);
-}
-template <class T>
-wait_target wait_target_of(std::reference_wrapper<T> r) {
-  return wait_target_of(r.get());
-}
 
-/// Indices of the ready targets; blocks up to `timeout` (nullopt: forever).
-MP_EXPORT std::vector<std::size_t> wait_ready(std::span<const wait_target> targets,
-                                              std::optional<std::chrono::nanoseconds> timeout);
+/// True if T has a wait_target_of hook.
+template <class T>
+concept has_wait_hook = requires(const T& object) {
+  { wait_target_of(object) } -> std::same_as<wait_target>;
+};
+
+/// True if T has `int sentinel() const`.
+template <class T>
+concept has_sentinel = requires(const T& object) {
+  { object.sentinel() } -> std::same_as<int>;
+};
+/// Waited on through its sentinel: T has one, and no hook.
+template <class T>
+concept sentinel_waitable = has_sentinel<T> && !has_wait_hook<T>;
+
+/// A reference to a const element of range R.
+template <class R>
+using const_element_ref = const std::ranges::range_value_t<R>&;
+
+/// Throws mp::usage_error: mp::wait was given a null pointer.
+[[noreturn]] MP_EXPORT void throw_null_waitable();
 
 }  // namespace detail
 
-/// Python's multiprocessing.connection.wait: waits until at least one object
-/// is ready (a connection has data or EOF, a process has ended, a descriptor is
-/// readable) or the timeout passes, and returns the ready ones, in input order.
-/// Elements may be connections, processes, process handles, descriptors (int),
-/// or pointers or reference_wrappers to these. The result holds copies of the
-/// ready elements, or pointers to them when the elements cannot be copied (a
-/// std::vector<mp::connection> gives std::vector<mp::connection*>).
-template <std::ranges::forward_range R>
-requires requires(const std::ranges::range_value_t<R>& object) {
-  detail::wait_target_of(object);
+/// mp::wait's hook for a connection: its socket, and ready at once if it holds
+/// buffered data. Throws std::system_error (EBADF) if it is closed.
+inline detail::wait_target wait_target_of(const connection& c) {
+  return {c.fileno(), c.has_buffered_data()};
 }
+
+/// The objects mp::wait accepts besides descriptors: a type with a
+/// `wait_target_of(const T&)` hook in its namespace (connection, above; a type
+/// joins by declaring one), or with `int sentinel() const`, a descriptor that
+/// becomes readable when it is done (mp::process, mp::process_handle).
+template <class T>
+concept waitable_object = detail::has_wait_hook<T> || detail::has_sentinel<T>;
+
+/// One element of a mixed mp::wait: a reference to a connection, a process
+/// (anything with `int sentinel() const`) or another waitable_object, or a raw
+/// descriptor. Implicitly constructible from each, from a pointer to one and
+/// from a std::reference_wrapper, so `mp::wait({reader, p, fd})` works.
+///
+/// It refers to its object without owning it: the object must outlive it.
+/// For that reason a temporary connection is refused at compile time; a
+/// temporary process or process_handle is waited on through the sentinel it
+/// has when the waitable is made. Copyable; not thread-safe beyond its object.
+class waitable {
+ public:
+  /// A raw descriptor: ready when readable (or at its end, or in error).
+  template <std::same_as<int> Fd>
+  waitable(Fd fd) noexcept : fd_(fd) {}
+
+  /// `object`, read again at each wait (a connection's buffer, a process's
+  /// sentinel, which throws once the process is closed).
+  template <waitable_object T>
+  waitable(const T& object) noexcept : object_(&object), probe_(&probe<T>) {}
+
+  /// A temporary process or handle: its sentinel now (throws as sentinel() does).
+  template <detail::sentinel_waitable T>
+  waitable(const T&& object) : fd_(object.sentinel()) {}
+  /// A temporary connection (or other hooked object) would be gone before the wait.
+  template <detail::has_wait_hook T>
+  waitable(const T&&) = delete;
+
+  /// The object `object` points to. Throws mp::usage_error for a null pointer.
+  template <waitable_object T>
+  waitable(const T* object) : waitable(checked(object)) {}
+  /// The object `object` refers to.
+  template <waitable_object T>
+  waitable(std::reference_wrapper<T> object) noexcept : waitable(object.get()) {}
+
+  /// What to poll for it now. Throws what its object's hook throws.
+  detail::wait_target target() const { return probe_ != nullptr ? probe_(object_) : fd_target(); }
+
+  /// Equal if both refer to one object, or (objectless) to one descriptor; so
+  /// `ready == reader` asks whether a waitable mp::wait returned is `reader`.
+  friend bool operator==(const waitable& a, const waitable& b) noexcept {
+    return a.object_ == b.object_ && (a.object_ != nullptr || a.fd_ == b.fd_);
+  }
+
+ private:
+  template <class T>
+  static detail::wait_target probe(const void* object) {
+    const T& o = *static_cast<const T*>(object);
+    if constexpr (detail::has_wait_hook<T>)
+      return wait_target_of(o);
+    else
+      return {o.sentinel(), false};
+  }
+  template <class T>
+  static const T& checked(const T* object) {
+    if (object == nullptr) detail::throw_null_waitable();
+    return *object;
+  }
+  detail::wait_target fd_target() const noexcept { return {fd_, false}; }
+
+  const void* object_ = nullptr;
+  int fd_ = -1;
+  detail::wait_target (*probe_)(const void*) = nullptr;
+};
+
+namespace detail {
+/// Indices of the ready objects, in order; blocks up to `timeout` (nullopt:
+/// forever), or not at all if one is ready already.
+MP_EXPORT std::vector<std::size_t> wait_ready(std::span<const waitable> objects,
+                                              std::optional<std::chrono::nanoseconds> timeout);
+}  // namespace detail
+
+/// A range mp::wait takes: forward, with elements that convert to mp::waitable.
+template <class R>
+concept waitable_range =
+    std::ranges::forward_range<R> && std::convertible_to<detail::const_element_ref<R>, waitable>;
+
+/// Python's multiprocessing.connection.wait: waits until at least one object
+/// is ready or the timeout passes (nullopt: no limit), and returns the ready
+/// ones in input order (none on timeout). Ready means: a connection has a
+/// message or EOF, or data already buffered inside it; a process has ended; a
+/// descriptor is readable. The elements are anything a mp::waitable is made
+/// from (connections, processes, process handles, `int` descriptors, pointers
+/// or reference_wrappers to these) or waitables, for a mix. The result holds
+/// copies of the ready elements, or pointers to them when the elements cannot
+/// be copied (a std::vector<mp::connection> gives std::vector<mp::connection*>).
+/// Throws std::system_error (EBADF) for a closed connection or a descriptor
+/// that is not open, mp::usage_error for a closed process or a null pointer.
+/// Blocks; thread-safe as its objects are.
+template <waitable_range R>
 auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
   using element = std::ranges::range_value_t<R>;
   using result = std::conditional_t<std::is_copy_constructible_v<element>, element,
                                     std::remove_reference_t<std::ranges::range_reference_t<R>>*>;
-  std::vector<detail::wait_target> targets;
-  for (const auto& object : objects) targets.push_back(detail::wait_target_of(object));
+  std::vector<waitable> targets;
+  for (const auto& object : objects) targets.emplace_back(object);
+  const std::vector<std::size_t> indices = detail::wait_ready(targets, timeout);
   std::vector<result> ready;
-  const auto indices = detail::wait_ready(targets, timeout);
+  ready.reserve(indices.size());
   auto it = std::ranges::begin(objects);
   std::size_t at = 0;
-  for (std::size_t index : indices) {
+  for (const std::size_t index : indices) {
     std::advance(it, static_cast<std::ptrdiff_t>(index - at));
     at = index;
     if constexpr (std::is_copy_constructible_v<element>)
@@ -247,5 +358,12 @@ auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nu
   }
   return ready;
 }
+
+/// mp::wait over a mix written in place: `mp::wait({reader, p, fd}, 1s)`.
+/// Returns the ready ones as waitables, in input order; compare them with the
+/// objects (`ready[0] == reader`). As the range form otherwise.
+MP_EXPORT std::vector<waitable> wait(
+    std::initializer_list<waitable> objects,
+    std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 
 }  // namespace mp

@@ -13,3 +13,4 @@
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
+#include "mp/unique_fd.hpp"

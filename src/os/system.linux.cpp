@@ -545,26 +545,6 @@ void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> tim
         [&] { return ::setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit); });
 }
 
-std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
-                                           std::optional<std::chrono::nanoseconds> timeout) {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-  std::vector<pollfd> watched(fds.size());
-  for (std::size_t i = 0; i < fds.size(); ++i) watched[i] = {fds[i], POLLIN, 0};
-  for (;;) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = deadline - clock::now();
-    const int n = ::poll(watched.data(), watched.size(), poll_timeout(left));
-    if (n >= 0) {
-      std::vector<std::size_t> ready;
-      for (std::size_t i = 0; i < fds.size(); ++i)
-        if (watched[i].revents != 0) ready.push_back(i);
-      return ready;
-    }
-    if (errno != EINTR) throw_errno("poll");
-  }
-}
-
 void set_parent_death_signal(int signal) noexcept {
   raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, signal, 0, 0, 0);
 }
@@ -603,6 +583,190 @@ void write_now(int fd, const void* data, std::size_t size) noexcept {
 void exit_now(int code) noexcept {
   raw_exit(code);
   __builtin_unreachable();
+}
+
+}  // namespace mp::os
+
+// ---- sockets ----
+// (Its own includes, so that this section only adds to the file.)
+#include <sys/uio.h>
+
+#include <cstring>
+#include <stdexcept>
+
+namespace mp::os {
+
+socket_kind socket_kind_of(int fd) {
+  int type = 0;
+  socklen_t size = sizeof type;
+  // One call tells a closed descriptor (EBADF) and a non-socket (ENOTSOCK) apart.
+  check("getsockopt(SO_TYPE)", [&] { return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &size); });
+  int family = 0;
+  size = sizeof family;
+  check("getsockopt(SO_DOMAIN)",
+        [&] { return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size); });
+  return {type == SOCK_STREAM, family == AF_UNIX};
+}
+
+void shut_down_sending(int fd) {
+  check("shutdown", [&] { return ::shutdown(fd, SHUT_WR); });
+}
+
+void shut_down_receiving(int fd) {
+  check("shutdown", [&] { return ::shutdown(fd, SHUT_RD); });
+}
+
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
+                                           std::optional<std::chrono::nanoseconds> timeout) {
+  std::vector<pollfd> polled;
+  polled.reserve(fds.size());
+  for (const int fd : fds) {
+    // poll() skips a negative descriptor silently: waiting on it would never end.
+    if (fd < 0) throw std::system_error(EBADF, std::system_category(), "poll: descriptor -1");
+    polled.push_back({fd, POLLIN, 0});
+  }
+  using clock = std::chrono::steady_clock;
+  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  for (;;) {
+    std::optional<std::chrono::nanoseconds> left;
+    if (timeout) left = std::max(deadline - clock::now(), clock::duration::zero());
+    if (::poll(polled.data(), polled.size(), poll_timeout(left)) >= 0) break;
+    if (errno != EINTR) throw_errno("poll");
+  }
+  std::vector<std::size_t> ready;
+  for (std::size_t i = 0; i < polled.size(); ++i) {
+    if ((polled[i].revents & POLLNVAL) != 0)
+      throw std::system_error(EBADF, std::system_category(),
+                              "poll: descriptor " + std::to_string(polled[i].fd) + " is not open");
+    if ((polled[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) ready.push_back(i);
+  }
+  return ready;
+}
+
+namespace {
+
+// Room for the most descriptors one message can carry.
+constexpr std::size_t control_room = CMSG_SPACE(sizeof(int) * max_fds_per_message);
+
+void wait_for(int fd, short events) {
+  pollfd p{fd, events, 0};
+  check("poll", [&] { return ::poll(&p, 1, -1); });
+}
+
+}  // namespace
+
+void send_with_fds(int fd, std::span<const std::span<const std::byte>> pieces,
+                   std::span<const int> fds) {
+  constexpr std::size_t max_pieces = 8;
+  if (pieces.size() > max_pieces) throw std::invalid_argument("send_with_fds: more than 8 pieces");
+  if (fds.size() > max_fds_per_message)
+    throw std::invalid_argument("send_with_fds: more than " + std::to_string(max_fds_per_message) +
+                                " descriptors in one message");
+  iovec iov[max_pieces];
+  std::size_t count = 0;
+  std::size_t left = 0;
+  for (const auto& piece : pieces) {
+    if (piece.empty()) continue;
+    iov[count++] = {const_cast<std::byte*>(piece.data()), piece.size()};
+    left += piece.size();
+  }
+  // On a stream socket descriptors ride on a byte; with none they would vanish.
+  if (left == 0 && !fds.empty())
+    throw std::invalid_argument("send_with_fds: descriptors need at least one byte to carry them");
+  msghdr message{};
+  message.msg_iov = iov;
+  message.msg_iovlen = count;
+  alignas(cmsghdr) char control[control_room];
+  if (!fds.empty()) {
+    message.msg_control = control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  while (left != 0) {
+    const ssize_t sent = retry([&] { return ::sendmsg(fd, &message, MSG_NOSIGNAL); });
+    if (sent < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // a non-blocking socket: wait for room
+        wait_for(fd, POLLOUT);
+        continue;
+      }
+      throw_errno("sendmsg");
+    }
+    left -= static_cast<std::size_t>(sent);
+    // The descriptors went with the first byte: never send them again.
+    message.msg_control = nullptr;
+    message.msg_controllen = 0;
+    auto done = static_cast<std::size_t>(sent);
+    while (message.msg_iovlen != 0 && done >= message.msg_iov->iov_len) {
+      done -= message.msg_iov->iov_len;
+      ++message.msg_iov;
+      --message.msg_iovlen;
+    }
+    if (message.msg_iovlen != 0) {
+      message.msg_iov->iov_base = static_cast<std::byte*>(message.msg_iov->iov_base) + done;
+      message.msg_iov->iov_len -= done;
+    }
+  }
+}
+
+received receive_with_fds(int fd, std::span<std::byte> buffer, std::size_t max_fds) {
+  max_fds = std::min(max_fds, max_fds_per_message);
+  iovec iov{buffer.data(), buffer.size()};
+  msghdr message{};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  alignas(cmsghdr) char control[control_room];
+  // The kernel fits as many as the room holds, which rounding can make a few
+  // more than max_fds.
+  std::size_t room = 0;
+  if (max_fds != 0) {
+    message.msg_control = control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * max_fds);
+    room = (message.msg_controllen - CMSG_LEN(0)) / sizeof(int);
+  }
+  ssize_t got = 0;
+  for (;;) {
+    got = retry([&] { return ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC); });
+    if (got >= 0) break;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {  // a non-blocking socket: wait for bytes
+      wait_for(fd, POLLIN);
+      continue;
+    }
+    if (errno == ECONNRESET) return {};  // the peer closed with bytes unread: the end
+    throw_errno("recvmsg");
+  }
+  received out;
+  out.size = static_cast<std::size_t>(got);
+  // Take ownership of every descriptor that arrived before judging anything,
+  // so that none leaks whatever happens next.
+  for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr; c = CMSG_NXTHDR(&message, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int received_fd = -1;
+      std::memcpy(&received_fd, CMSG_DATA(c) + i * sizeof(int), sizeof received_fd);
+      out.fds.emplace_back(received_fd);
+    }
+  }
+  if ((message.msg_flags & MSG_CTRUNC) != 0 || out.fds.size() > max_fds) {
+    // The kernel stops installing descriptors at the first it cannot (this
+    // process's limit); fewer than the room held means that is what happened.
+    const bool at_limit = (message.msg_flags & MSG_CTRUNC) != 0 && out.fds.size() < room;
+    const std::size_t arrived = out.fds.size();
+    out.fds.clear();  // closes them
+    if (at_limit)
+      throw descriptors_lost(EMFILE, std::system_category(),
+                             "recvmsg: descriptors sent with the bytes were lost (" +
+                                 std::to_string(arrived) +
+                                 " arrived before this process reached its descriptor limit)");
+    throw descriptors_lost(EMSGSIZE, std::system_category(),
+                           "recvmsg: more descriptors came with the bytes than the " +
+                               std::to_string(max_fds) + " expected; all were closed");
+  }
+  return out;
 }
 
 }  // namespace mp::os

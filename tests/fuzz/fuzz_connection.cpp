@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Fuzzes connection framing: the input is written raw into one end of a pipe,
 // the other end receives until EOF. The first byte picks how it receives.
-// Anything but messages, mp::process_error (EOF, decode errors, bad lengths)
-// or usage_error after the connection closed itself is a bug.
+// Anything but messages or mp::process_error (EOF, decode errors, bad lengths,
+// after which the connection may have closed itself) is a bug.
 #include <unistd.h>
 
 #include <string>

@@ -182,6 +182,16 @@ consteval bool check_map() {
   }
 }
 
+/// Checks the type of a value sent or received over a connection.
+template <class T>
+consteval bool check_value() {
+  static_assert(codec_can_encode<T>,
+                "mp: the value's type (in the instantiation above) cannot cross a process "
+                "boundary (views such as string_view and span, and raw pointers, never "
+                "can)" MP_DETAIL_HOW_TO_ENCODE);
+  return codec_can_encode<T>;
+}
+
 /// Checks the item type of a queue.
 template <class T>
 consteval bool check_item() {
