@@ -20,8 +20,6 @@
 #include <elf.h>
 #include <link.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -31,6 +29,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -222,79 +221,48 @@ void die_before_start(const char* message) {
 }
 
 bool send_with_fds(int fd, std::span<const std::byte> data, const std::vector<int>& fds) {
-  const std::byte* at = data.data();
-  std::size_t size = data.size();
-  if (!fds.empty()) {
-    iovec iov{const_cast<std::byte*>(at), size};
-    std::vector<char> control(CMSG_SPACE(fds.size() * sizeof(int)));
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control.data();
-    header.msg_controllen = control.size();
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-    std::memcpy(CMSG_DATA(cmsg), fds.data(), fds.size() * sizeof(int));
-    const ssize_t n = os::retry([&] { return ::sendmsg(fd, &header, MSG_NOSIGNAL); });
-    if (n <= 0) return false;
-    at += n;
-    size -= static_cast<std::size_t>(n);
+  try {
+    os::send_with_fds(fd, data, fds);
+    return true;
+  } catch (const std::system_error&) {
+    return false;  // the peer is gone, or the socket failed: the caller gives up on it
   }
-  while (size != 0) {
-    const ssize_t n = os::retry([&] { return ::send(fd, at, size, MSG_NOSIGNAL); });
-    if (n < 0) return false;
-    at += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
 }
 
 namespace {
 
-// One recvmsg of at most `size` bytes into `data`, retried on EINTR; the
-// descriptors that come with them go to `handles`. As recvmsg returns.
-ssize_t receive_some(int fd, std::byte* data, std::size_t size, handle_source& handles) {
-  alignas(cmsghdr) char control[CMSG_SPACE(max_handles * sizeof(int))];
-  iovec iov{data, size};
-  msghdr header{};
-  header.msg_iov = &iov;
-  header.msg_iovlen = 1;
-  header.msg_control = control;
-  header.msg_controllen = sizeof control;
-  const ssize_t n = os::retry([&] { return ::recvmsg(fd, &header, MSG_CMSG_CLOEXEC); });
-  if (n < 0) return n;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int received = -1;
-      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      handles.fds.emplace_back(received);
-    }
+// One receive of at most `size` bytes into `data`; the descriptors that come
+// with them go to `handles`. The bytes received (0 at the end of the stream),
+// or nullopt if receiving failed (descriptors lost among them).
+std::optional<std::size_t> receive_some(int fd, std::byte* data, std::size_t size,
+                                        handle_source& handles) {
+  try {
+    os::received got = os::receive_with_fds(fd, {data, size}, max_handles);
+    for (unique_fd& received : got.fds) handles.fds.push_back(std::move(received));
+    return got.size;
+  } catch (const std::system_error&) {
+    return std::nullopt;
   }
-  return n;
 }
 
 }  // namespace
 
 bool receive_all(int fd, std::vector<std::byte>& bytes, handle_source& handles) {
-  std::byte chunk[65536];
+  std::vector<std::byte> chunk(65536);
   for (;;) {
-    const ssize_t n = receive_some(fd, chunk, sizeof chunk, handles);
-    if (n < 0) return false;
-    if (n == 0) return true;
-    bytes.insert(bytes.end(), chunk, chunk + n);
+    const auto n = receive_some(fd, chunk.data(), chunk.size(), handles);
+    if (!n) return false;
+    if (*n == 0) return true;
+    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(*n));
   }
 }
 
 bool receive_exactly(int fd, std::byte* data, std::size_t size, handle_source& handles) {
   while (size != 0) {
-    const ssize_t n = receive_some(fd, data, size, handles);
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<std::size_t>(n);
+    const auto n = receive_some(fd, data, size, handles);
+    if (!n || *n == 0) return false;
+    data += *n;
+    size -= *n;
   }
   return true;
 }

@@ -757,7 +757,7 @@ void pool_core::join() {
 progress_callback progress_bar() {
   using namespace std::chrono_literals;
   using clock = std::chrono::steady_clock;
-  if (::isatty(STDERR_FILENO) == 0) return [](std::size_t, std::size_t) {};
+  if (!os::is_terminal(STDERR_FILENO)) return [](std::size_t, std::size_t) {};
   struct bar {
     std::mutex mutex;
     clock::time_point start = clock::now();

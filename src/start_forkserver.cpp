@@ -395,6 +395,29 @@ void accept_one(server_state& s) {
 [[maybe_unused]] const bool server_registered =
     register_fresh_run_main(spawn_message::role::forkserver, &forkserver_main);
 
+// How reading the server's reply (the child's pid or an errno, then its
+// pidfd and status pipe) went.
+enum class reply_outcome { received, server_gone, descriptors_lost };
+
+reply_outcome receive_reply(int fd, std::int32_t& reply, handle_source& fds) {
+  auto* at = reinterpret_cast<std::byte*>(&reply);
+  std::size_t left = sizeof reply;
+  while (left != 0) {
+    try {
+      os::received got = os::receive_with_fds(fd, {at, left}, max_handles);
+      if (got.size == 0) return reply_outcome::server_gone;
+      for (unique_fd& received : got.fds) fds.fds.push_back(std::move(received));
+      at += got.size;
+      left -= got.size;
+    } catch (const os::descriptors_lost&) {
+      return reply_outcome::descriptors_lost;  // the server forked: the caller stops the child
+    } catch (const std::system_error&) {
+      return reply_outcome::server_gone;
+    }
+  }
+  return reply_outcome::received;
+}
+
 }  // namespace
 
 void start_forkserver(target& work, const std::shared_ptr<process_state>& child) {
@@ -410,6 +433,7 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
   unique_fd connection;
   std::int32_t reply = 0;
   handle_source reply_fds;
+  reply_outcome outcome = reply_outcome::server_gone;
   for (int attempt = 0; attempt < 2 && !connection; ++attempt) {
     std::string path;
     {
@@ -422,8 +446,8 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
         !send_with_fds(connection.get(), {reinterpret_cast<const std::byte*>(&size), sizeof size},
                        handles.fds) ||
         !send_with_fds(connection.get(), encoded, {}) ||
-        !receive_exactly(connection.get(), reinterpret_cast<std::byte*>(&reply), sizeof reply,
-                         reply_fds)) {
+        (outcome = receive_reply(connection.get(), reply, reply_fds)) ==
+            reply_outcome::server_gone) {
       connection.reset();
       // Its socket closes only when it ends: reap it, so that the next
       // attempt starts another.
@@ -439,10 +463,13 @@ void start_forkserver(target& work, const std::shared_ptr<process_state>& child)
   // A child exists now, waiting for our word. Without it, the child ends
   // without running anything once we hang up, and the server reaps it: a
   // child we cannot watch must not run on.
-  if (reply_fds.fds.size() != 2) {
+  if (outcome == reply_outcome::descriptors_lost || reply_fds.fds.size() != 2) {
     os::shutdown_both(connection.get());
     throw process_error("the fork server's reply for process '" + child->name +
-                        "' lacks its descriptors (the child was stopped)");
+                        "' lacks its descriptors (the child was stopped)" +
+                        std::string(outcome == reply_outcome::descriptors_lost
+                                        ? ": this process could not take them (EMFILE?)"
+                                        : ""));
   }
   try {
     adopt_child(child, reply, std::move(reply_fds.fds[0]), std::move(reply_fds.fds[1]));

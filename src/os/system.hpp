@@ -173,6 +173,15 @@ void set_thread_name(const char* name) noexcept;
 
 }  // namespace mp::os
 
+// ---- terminals ----
+
+namespace mp::os {
+
+/// Whether `fd` is a terminal (isatty).
+bool is_terminal(int fd) noexcept;
+
+}  // namespace mp::os
+
 // ---- processes and signals ----
 //
 // For the process layer (src/runtime.cpp, src/start_*.cpp, src/fresh_run.cpp).

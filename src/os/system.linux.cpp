@@ -332,6 +332,16 @@ void set_thread_name(const char* name) noexcept {
 
 }  // namespace mp::os
 
+// ---- terminals ----
+
+namespace mp::os {
+
+bool is_terminal(int fd) noexcept {
+  return ::isatty(fd) == 1;
+}
+
+}  // namespace mp::os
+
 // ---- processes and signals ----
 
 #include <spawn.h>
