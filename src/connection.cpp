@@ -273,7 +273,7 @@ std::size_t connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t
   return length;
 }
 
-bool connection::poll_for(std::optional<std::chrono::nanoseconds> timeout) {
+bool connection::poll(mp::timeout timeout) const {
   check_readable();
   if (has_buffered_data()) return true;
   return os::wait_readable(socket_.get(), timeout);
@@ -312,8 +312,7 @@ std::pair<connection, connection> pipe(bool duplex) {
   return {connection(std::move(a), true, false), connection(std::move(b), false, true)};
 }
 
-std::vector<waitable> wait(std::initializer_list<waitable> objects,
-                           std::optional<std::chrono::nanoseconds> timeout) {
+std::vector<waitable> wait(std::initializer_list<waitable> objects, mp::timeout timeout) {
   const std::span<const waitable> all(objects.begin(), objects.size());
   std::vector<waitable> ready;
   for (const std::size_t index : detail::wait_ready(all, timeout)) ready.push_back(all[index]);
@@ -326,8 +325,7 @@ void throw_null_waitable() {
   throw usage_error("mp::wait: a null pointer among the objects");
 }
 
-std::vector<std::size_t> wait_ready(std::span<const waitable> objects,
-                                    std::optional<std::chrono::nanoseconds> timeout) {
+std::vector<std::size_t> wait_ready(std::span<const waitable> objects, mp::timeout timeout) {
   std::vector<int> fds;
   fds.reserve(objects.size());
   std::vector<std::size_t> ready_now;

@@ -654,12 +654,13 @@ pool_core::~pool_core() {
   join();
 }
 
-std::uint64_t pool_core::submit(task_payload payload, completion done,
-                                std::chrono::nanoseconds limit, std::function<void()> started) {
+std::uint64_t pool_core::submit(task_payload payload, completion done, mp::timeout limit,
+                                std::function<void()> started) {
   std::lock_guard lock(impl_->mutex);
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
-  impl_->waiting.emplace(id, impl::task_entry{std::move(done), limit, std::move(started)});
+  impl_->waiting.emplace(id,
+                         impl::task_entry{std::move(done), limit.duration(), std::move(started)});
   impl_->pending.push_back(
       pool_task{id, 0, 0, std::move(payload.bytes), std::move(payload.handles)});
   impl_->dispatch();

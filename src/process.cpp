@@ -57,11 +57,7 @@ std::optional<int> process_handle::exitcode() const {
   return state_->exitcode;
 }
 
-void process_handle::join() const {
-  join_for(std::nullopt);
-}
-
-bool process_handle::join_for(std::optional<std::chrono::nanoseconds> timeout) const {
+bool process_handle::join(mp::timeout timeout) const {
   switch (state_->kind_) {
     case process_state::kind::self:
       throw usage_error("a process cannot join itself");
@@ -204,7 +200,7 @@ void process::start() {
   target_.reset();  // the child has its own copy; release ours (see class comment)
 }
 
-bool process::join_for(std::optional<std::chrono::nanoseconds> timeout) {
+bool process::join(mp::timeout timeout) const {
   // Straight to the state: a handle copy would write its reference count on a
   // page the running child shares.
   if (state().closed) throw usage_error("process '" + state_->name + "' is closed");

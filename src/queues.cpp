@@ -119,17 +119,6 @@ std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
   return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
 }
 
-std::chrono::nanoseconds left_until(clock::time_point deadline) {
-  if (deadline == clock::time_point::max()) return queue_core::forever;
-  return std::max<std::chrono::nanoseconds>(deadline - clock::now(), 0ns);
-}
-
-clock::time_point deadline_after(std::chrono::nanoseconds timeout) {
-  // Beyond a century is forever (and would overflow the clock).
-  if (timeout > std::chrono::hours(24 * 365 * 100)) return clock::time_point::max();
-  return clock::now() + timeout;
-}
-
 // Spinning helps only if whoever we wait for can run meanwhile: not when this
 // process may use a single CPU.
 bool spinning_helps() {
@@ -368,10 +357,9 @@ uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
 
 // Takes a side's lock; false on timeout. If its holder died, repairs what it
 // left half done before going on (see repair_put and repair_get).
-bool queue_core::lock_side(lock_state& lock, std::chrono::nanoseconds timeout,
-                           void (queue_core::*repair)()) {
+bool queue_core::lock_side(lock_state& lock, mp::timeout timeout, void (queue_core::*repair)()) {
   try {
-    if (timeout == forever) {
+    if (!timeout.limited()) {
       lock_acquire_blocking(lock, false);
     } else if (!lock_acquire(lock, false, timeout)) {
       return false;
@@ -580,17 +568,15 @@ void queue_core::put_locked(const void* item, encoder encode) {
   c.alloc_intent.store(0, std::memory_order_relaxed);
 }
 
-bool queue_core::put(const void* item, encoder encode, bool block,
-                     std::chrono::nanoseconds timeout) {
+bool queue_core::put(const void* item, encoder encode, bool block, mp::timeout timeout) {
   check_open();
   queue_control& c = control();
-  if (!block) timeout = 0ns;
-  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
+  const detail::deadline deadline(block ? timeout : 0ns);
   const uint64_t max = c.max_items;
   for (;;) {
     // A non-blocking put still waits for the lock: it is held only while one
     // item is written.
-    if (!lock_side(c.put_lock, block ? left_until(deadline) : forever, &queue_core::repair_put))
+    if (!lock_side(c.put_lock, block ? deadline.left() : mp::timeout(), &queue_core::repair_put))
       return false;
     if (max != 0 && [&] {
           const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
@@ -605,7 +591,7 @@ bool queue_core::put(const void* item, encoder encode, bool block,
             const uint64_t now_got = c.get_seq.load(std::memory_order_acquire);
             return now_put < now_got || now_put - now_got < max;
           },
-          c.get_signal, c.put_waiters, deadline);
+          c.get_signal, c.put_waiters, deadline.when());
       if (!room) return false;
       continue;
     }
@@ -673,13 +659,12 @@ bool queue_core::take_locked(void* out, decoder decode) {
   }
 }
 
-bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanoseconds timeout) {
+bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout) {
   check_open();
   queue_control& c = control();
-  if (!block) timeout = 0ns;
-  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
+  const detail::deadline deadline(block ? timeout : 0ns);
   for (;;) {
-    if (!lock_side(c.get_lock, block ? left_until(deadline) : forever, &queue_core::repair_get))
+    if (!lock_side(c.get_lock, block ? deadline.left() : mp::timeout(), &queue_core::repair_get))
       return false;
     bool taken = false;
     try {
@@ -709,7 +694,7 @@ bool queue_core::get(void* out, decoder decode, bool block, std::chrono::nanosec
               word_at(at(cursor_position(cursor))).load(std::memory_order_acquire);
           return stamp == count + 1 || (count != 0 && stamp == count);
         },
-        c.put_signal, c.get_waiters, deadline);
+        c.put_signal, c.get_waiters, deadline.when());
     if (!ready) return false;
   }
 }
@@ -730,15 +715,15 @@ void queue_core::task_done() {
   wake(c.done_signal, c.join_waiters, INT_MAX);
 }
 
-bool queue_core::join(std::chrono::nanoseconds timeout) {
+bool queue_core::join(mp::timeout timeout) {
   queue_control& c = control();
-  const auto deadline = timeout == forever ? clock::time_point::max() : deadline_after(timeout);
+  const detail::deadline deadline(timeout);
   const auto finished = [&] {
     return c.done_count.load(std::memory_order_acquire) >=
            c.put_seq.load(std::memory_order_acquire);
   };
   while (!finished()) {
-    if (!await(finished, c.done_signal, c.join_waiters, deadline)) return false;
+    if (!await(finished, c.done_signal, c.join_waiters, deadline.when())) return false;
   }
   return true;
 }

@@ -273,7 +273,7 @@ bool process_state::signal(int sig) {
   return os::pidfd_signal(pidfd.get(), sig);
 }
 
-bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
+bool process_state::wait(mp::timeout timeout) {
   int fd = -1;
   {
     std::lock_guard lock(mutex);
@@ -281,13 +281,8 @@ bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
     if (!pidfd) throw usage_error("process '" + name + "' was not started");
     fd = sentinel_locked();
   }
-  using clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
-  auto left = [&]() -> std::optional<std::chrono::nanoseconds> {
-    if (!timeout) return std::nullopt;
-    return std::max<std::chrono::nanoseconds>(deadline - clock::now(), {});
-  };
-  if (!os::wait_readable(fd, left())) return false;
+  const detail::deadline deadline(timeout);
+  if (!os::wait_readable(fd, deadline.left())) return false;
   for (;;) {
     if (poll()) return true;
     // A fork server's child that ended before its code came (a signal): the
@@ -297,7 +292,7 @@ bool process_state::wait(std::optional<std::chrono::nanoseconds> timeout) {
       std::lock_guard lock(mutex);
       if (status) code_fd = status.get();
     }
-    if (code_fd < 0 || !os::wait_readable(code_fd, left())) return poll();
+    if (code_fd < 0 || !os::wait_readable(code_fd, deadline.left())) return poll();
   }
 }
 

@@ -20,6 +20,7 @@
 
 #include "mp/detail/unique_fd.hpp"
 #include "mp/errors.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp::detail {
 
@@ -47,7 +48,7 @@ struct process_state {
   /// Sends `sig` unless the process already ended; true if sent.
   bool signal(int sig);
   /// Waits for the end (nullopt: forever); true if ended. Throws if not started.
-  bool wait(std::optional<std::chrono::nanoseconds> timeout);
+  bool wait(mp::timeout timeout);
   /// Reaps if ended, without blocking; true if ended.
   bool poll();
   /// Under the mutex: the exit code if the child ended (reaping it), else nullopt.

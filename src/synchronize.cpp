@@ -15,7 +15,6 @@ namespace detail {
 namespace {
 
 using namespace std::chrono_literals;
-using clock = std::chrono::steady_clock;
 
 // The lock word: the holder's pid (pid_max is at most 2^22), and a bit that
 // says someone may be sleeping on it.
@@ -74,11 +73,10 @@ void lock_acquire_blocking(lock_state& state, bool recursive) {
     acquired(state, false);
     return;
   }
-  lock_acquire(state, recursive, std::nullopt);
+  lock_acquire(state, recursive, {});
 }
 
-bool lock_acquire(lock_state& state, bool recursive,
-                  std::optional<std::chrono::nanoseconds> timeout) {
+bool lock_acquire(lock_state& state, bool recursive, mp::timeout timeout) {
   const std::uint32_t me = self_word();
   if (recursive && (state.word.load(std::memory_order_relaxed) & pid_mask) == me &&
       state.owner_tid.load(std::memory_order_relaxed) == self_tid()) {
@@ -86,7 +84,7 @@ bool lock_acquire(lock_state& state, bool recursive,
     return true;
   }
   if (try_take(state, me)) return acquired(state, recursive);
-  if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return false;
+  if (timeout.zero()) return false;
 
   // Back-to-back hand-offs should not pay for a sleep and a wake-up.
   for (int i = 0; i < spin_iterations; ++i) {
@@ -95,7 +93,7 @@ bool lock_acquire(lock_state& state, bool recursive,
     std::this_thread::yield();
   }
 
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const deadline deadline(timeout);
   for (;;) {
     std::uint32_t current = state.word.load(std::memory_order_relaxed);
     if (current == 0) {
@@ -109,10 +107,10 @@ bool lock_acquire(lock_state& state, bool recursive,
       continue;
     current |= waiters_bit;
     auto slice = liveness_period;
-    if (timeout) {
-      const auto left = deadline - clock::now();
-      if (left <= std::chrono::nanoseconds::zero()) return false;
-      slice = std::min<std::chrono::nanoseconds>(slice, left);
+    if (deadline.limited()) {
+      const mp::timeout left = deadline.left();
+      if (left.zero()) return false;
+      slice = std::min(slice, left.duration());
     }
     if (os::futex_wait(state.word, current, slice)) continue;
     // A quiet period: is the holder still alive?
@@ -161,12 +159,12 @@ detail::lock_state& condition::lock_state() const {
   return std::visit([](const auto& l) -> detail::lock_state& { return l.state(); }, lock_);
 }
 
-bool condition::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
+bool condition::acquire(bool blocking, mp::timeout timeout) const {
   if (!blocking) timeout = std::chrono::nanoseconds::zero();
   return detail::lock_acquire(lock_state(), recursive_, timeout);
 }
 
-void condition::release() {
+void condition::release() const {
   detail::lock_release(lock_state(), recursive_);
 }
 
@@ -178,7 +176,7 @@ bool condition::held_by_caller() const {
          s.owner_tid.load(std::memory_order_relaxed) == detail::self_tid();
 }
 
-bool condition::wait(std::optional<std::chrono::nanoseconds> timeout) {
+bool condition::wait(mp::timeout timeout) const {
   if (!held_by_caller()) throw usage_error("cannot wait on an un-acquired condition");
   detail::lock_state& lock = lock_state();
   // Read the sequence before releasing: a notify between the release and the
@@ -192,22 +190,18 @@ bool condition::wait(std::optional<std::chrono::nanoseconds> timeout) {
   }
   detail::lock_release(lock, recursive_);
   bool notified = true;
-  using clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const detail::deadline deadline(timeout);
   while (state_->sequence.load(std::memory_order_acquire) == sequence) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) {
-      left = deadline - clock::now();
-      if (*left <= std::chrono::nanoseconds::zero()) {
-        notified = false;
-        break;
-      }
+    const mp::timeout left = deadline.left();
+    if (left.zero()) {
+      notified = false;
+      break;
     }
     os::futex_wait(state_->sequence, sequence, left);
   }
   state_->waiters.fetch_sub(1, std::memory_order_relaxed);
   try {
-    detail::lock_acquire(lock, recursive_, std::nullopt);
+    detail::lock_acquire(lock, recursive_, {});
   } catch (const owner_died&) {
     if (recursive_) lock.depth.store(depth, std::memory_order_relaxed);
     throw;
@@ -216,14 +210,14 @@ bool condition::wait(std::optional<std::chrono::nanoseconds> timeout) {
   return notified;
 }
 
-void condition::notify(unsigned n) {
+void condition::notify(unsigned n) const {
   if (!held_by_caller()) throw usage_error("cannot notify on an un-acquired condition");
   if (state_->waiters.load(std::memory_order_relaxed) == 0 || n == 0) return;
   state_->sequence.fetch_add(1, std::memory_order_release);
   os::futex_wake(state_->sequence, static_cast<int>(std::min<unsigned>(n, INT_MAX)));
 }
 
-void condition::notify_all() {
+void condition::notify_all() const {
   notify(UINT_MAX);
 }
 

@@ -27,8 +27,6 @@
 namespace mp {
 namespace {
 
-using clock = std::chrono::steady_clock;
-
 enum class phase : std::uint32_t { filling = 0, releasing = 1, broken = 2 };
 
 constexpr int previous_failed_shift = 2;
@@ -62,14 +60,6 @@ std::uint64_t outcome(std::uint32_t generation, bool failed) {
 
 bool newer(std::uint32_t a, std::uint32_t b) {
   return static_cast<std::int32_t>(a - b) > 0;
-}
-
-// A deadline too far away to represent is no deadline.
-std::optional<clock::time_point> deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!timeout) return std::nullopt;
-  const auto now = clock::now();
-  if (*timeout > clock::time_point::max() - now) return std::nullopt;
-  return now + *timeout;
 }
 
 [[noreturn]] void throw_broken() {
@@ -122,7 +112,7 @@ bool ended_broken(const detail::barrier_state& state, std::uint32_t generation,
 // Sleeps until `generation` ends and returns the word then. On timeout, breaks
 // the generation and throws broken_barrier (unless it ended meanwhile).
 std::uint64_t await_end(detail::barrier_state& state, std::uint32_t generation,
-                        const std::optional<clock::time_point>& deadline) {
+                        const detail::deadline& deadline) {
   for (;;) {
     // Reading `changes` before the word pairs with transition(), which
     // changes the word before `changes`: a change after our read of the word
@@ -130,14 +120,11 @@ std::uint64_t await_end(detail::barrier_state& state, std::uint32_t generation,
     const std::uint32_t seen = state.changes.load();
     const std::uint64_t word = state.word.load();
     if (decode(word).generation != generation) return word;
-    std::optional<std::chrono::nanoseconds> left;
-    if (deadline) {
-      left = *deadline - clock::now();
-      if (*left <= std::chrono::nanoseconds::zero()) {
-        if (break_generation(state, generation))
-          throw broken_barrier("barrier wait timed out; the barrier is now broken");
-        continue;
-      }
+    const timeout left = deadline.left();
+    if (left.zero()) {
+      if (break_generation(state, generation))
+        throw broken_barrier("barrier wait timed out; the barrier is now broken");
+      continue;
     }
     os::futex_wait(state.changes, seen, left);
   }
@@ -154,17 +141,16 @@ barrier_state::barrier_state(std::uint32_t party_count) noexcept : parties(party
 
 }  // namespace detail
 
-barrier::barrier(unsigned parties, bound_call action,
-                 std::optional<std::chrono::nanoseconds> timeout)
+barrier::barrier(unsigned parties, bound_call action, mp::timeout timeout)
     : action_(std::move(action)), timeout_(timeout) {
   if (parties < 1 || parties > max_parties)
     throw usage_error("barrier parties must be between 1 and 2^29 - 1");
   state_ = detail::shared_object<detail::barrier_state>::make(parties);
 }
 
-unsigned barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
+unsigned barrier::wait(mp::timeout timeout) const {
   detail::barrier_state& state = *state_;
-  const auto deadline = deadline_after(timeout ? timeout : timeout_);
+  const detail::deadline deadline(timeout.limited() ? timeout : timeout_);
 
   std::uint64_t word = state.word.load();
   fields arrived;
@@ -204,7 +190,7 @@ unsigned barrier::wait(std::optional<std::chrono::nanoseconds> timeout) {
   }
 }
 
-void barrier::abort() {
+void barrier::abort() const {
   detail::barrier_state& state = *state_;
   std::uint64_t word = state.word.load();
   for (;;) {
@@ -214,7 +200,7 @@ void barrier::abort() {
   }
 }
 
-void barrier::reset() {
+void barrier::reset() const {
   detail::barrier_state& state = *state_;
   std::uint64_t word = state.word.load();
   for (;;) {

@@ -10,19 +10,9 @@
 namespace mp {
 namespace {
 
-using clock = std::chrono::steady_clock;
-
 constexpr std::uint32_t flag_bit = 1;
 // Adding this to a word with the flag clear sets it and counts one more set().
 constexpr std::uint32_t set_step = 3;
-
-// A deadline too far away to represent is no deadline.
-std::optional<clock::time_point> deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!timeout) return std::nullopt;
-  const auto now = clock::now();
-  if (*timeout > clock::time_point::max() - now) return std::nullopt;
-  return now + *timeout;
-}
 
 }  // namespace
 
@@ -32,7 +22,7 @@ bool event::is_set() const {
   return (state_->word.load(std::memory_order_acquire) & flag_bit) != 0;
 }
 
-void event::set() {
+void event::set() const {
   detail::event_state& state = *state_;
   std::uint32_t word = state.word.load(std::memory_order_relaxed);
   std::uint32_t desired = 0;
@@ -47,16 +37,16 @@ void event::set() {
     os::futex_wake(state.word, INT_MAX);
 }
 
-void event::clear() {
+void event::clear() const {
   state_->word.fetch_and(~flag_bit, std::memory_order_release);
 }
 
-bool event::wait(std::optional<std::chrono::nanoseconds> timeout) {
+bool event::wait(mp::timeout timeout) const {
   detail::event_state& state = *state_;
   const std::uint32_t start = state.word.load(std::memory_order_acquire);
   if ((start & flag_bit) != 0) return true;
-  if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return false;
-  const auto deadline = deadline_after(timeout);
+  if (timeout.zero()) return false;
+  const detail::deadline deadline(timeout);
   state.waiters.fetch_add(1, std::memory_order_seq_cst);
   struct leave {
     std::atomic<std::uint32_t>& waiters;
@@ -68,11 +58,8 @@ bool event::wait(std::optional<std::chrono::nanoseconds> timeout) {
     // clear() leaves a clear word alone, so a different clear word means a
     // set() came and went: Python wakes and returns the flag.
     if (word != start) return false;
-    std::optional<std::chrono::nanoseconds> left;
-    if (deadline) {
-      left = *deadline - clock::now();
-      if (*left <= std::chrono::nanoseconds::zero()) return false;
-    }
+    const mp::timeout left = deadline.left();
+    if (left.zero()) return false;
     os::futex_wait(state.word, word, left);
   }
 }

@@ -10,16 +10,6 @@
 namespace mp {
 namespace {
 
-using clock = std::chrono::steady_clock;
-
-// A deadline too far away to represent is no deadline.
-std::optional<clock::time_point> deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!timeout) return std::nullopt;
-  const auto now = clock::now();
-  if (*timeout > clock::time_point::max() - now) return std::nullopt;
-  return now + *timeout;
-}
-
 bool try_take(detail::semaphore_state& state) {
   std::uint32_t value = state.value.load(std::memory_order_relaxed);
   while (value > 0)
@@ -57,11 +47,11 @@ semaphore::semaphore(unsigned value, unsigned max_value) {
   state_ = detail::shared_object<detail::semaphore_state>::make(value, max_value);
 }
 
-bool semaphore::acquire(bool blocking, std::optional<std::chrono::nanoseconds> timeout) {
+bool semaphore::acquire(bool blocking, mp::timeout timeout) const {
   detail::semaphore_state& state = *state_;
   if (try_take(state)) return true;
-  if (!blocking || (timeout && *timeout <= std::chrono::nanoseconds::zero())) return false;
-  const auto deadline = deadline_after(timeout);
+  if (!blocking || timeout.zero()) return false;
+  const detail::deadline deadline(timeout);
   // Registering as a sleeper before re-reading the value pairs with release(),
   // which adds to the value before reading the sleeper count (both seq_cst):
   // either it sees us and wakes us, or we see its value (the kernel re-checks
@@ -69,16 +59,13 @@ bool semaphore::acquire(bool blocking, std::optional<std::chrono::nanoseconds> t
   const sleeper registered(state.waiters);
   for (;;) {
     if (try_take(state)) return true;
-    std::optional<std::chrono::nanoseconds> left;
-    if (deadline) {
-      left = *deadline - clock::now();
-      if (*left <= std::chrono::nanoseconds::zero()) return false;
-    }
+    const mp::timeout left = deadline.left();
+    if (left.zero()) return false;
     os::futex_wait(state.value, 0, left);
   }
 }
 
-void semaphore::release(unsigned n) {
+void semaphore::release(unsigned n) const {
   if (n == 0) throw usage_error("semaphore release count must be at least 1");
   detail::semaphore_state& state = *state_;
   std::uint32_t value = state.value.load(std::memory_order_relaxed);

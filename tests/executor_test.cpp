@@ -148,7 +148,7 @@ TEST(executor, done_callbacks_wait_and_as_completed) {
   ASSERT_GE(first.done.size(), 1U);
   std::vector<int> order;
   for (const auto& done : mp::as_completed(futures))
-    order.push_back(mp::future<int>(done).result());
+    order.push_back(done.result());  // const: a future is a handle
   EXPECT_EQ(order, (std::vector<int>{10, 400}));
   const auto all = mp::wait(futures);
   EXPECT_EQ(all.done.size(), 2U);

@@ -92,7 +92,7 @@ void wait_for_arrivals(const mp::barrier& b, unsigned n) {
 
 // Runs a barrier wait and reports how it ended: "index <n>", "broken" or the
 // message of another exception.
-std::string barrier_outcome(mp::barrier& b, std::optional<std::chrono::nanoseconds> timeout) {
+std::string barrier_outcome(const mp::barrier& b, mp::timeout timeout) {
   try {
     return "index " + std::to_string(b.wait(timeout));
   } catch (const mp::broken_barrier&) {

@@ -43,6 +43,7 @@
 #include "mp/detail/codec.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/timeout.hpp"
 #include "mp/unique_fd.hpp"
 
 namespace mp {
@@ -121,15 +122,12 @@ class MP_EXPORT connection {
   /// Throws mp::buffer_too_short (holding the whole message) if it does not fit.
   std::size_t recv_bytes_into(std::span<std::byte> buffer, std::size_t offset = 0);
 
-  /// True if a read would not block (data, or EOF). Without a timeout it does
-  /// not wait; `poll(std::nullopt)` waits forever, as Python's poll(None).
+  /// True if a read would not block (data, or EOF), waiting at most `timeout`.
+  /// Without one it does not wait, as Python's poll(); `poll(std::nullopt)`
+  /// waits with no limit, as Python's poll(None): the one mp call whose
+  /// default is not "no limit" (docs/conventions.md).
   /// Throws std::system_error with EBADF if closed or write-only.
-  bool poll() { return poll_for(std::chrono::nanoseconds::zero()); }
-  bool poll(std::nullopt_t) { return poll_for(std::nullopt); }
-  template <class Rep, class Period>
-  bool poll(std::chrono::duration<Rep, Period> timeout) {
-    return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
+  bool poll(mp::timeout timeout = std::chrono::nanoseconds::zero()) const;
 
   /// Closes the connection; later calls throw std::system_error (EBADF). Idempotent.
   void close() noexcept;
@@ -157,7 +155,6 @@ class MP_EXPORT connection {
   }
   void check_writable() const;
   void check_readable() const;
-  bool poll_for(std::optional<std::chrono::nanoseconds> timeout);
   // `frame` points at header_size bytes of room followed by `length` payload
   // bytes; `extra` is sent after them without copying (for send_bytes).
   void send_frame(std::byte* frame, std::size_t length, std::span<const std::byte> extra,
@@ -313,10 +310,10 @@ class waitable {
 };
 
 namespace detail {
-/// Indices of the ready objects, in order; blocks up to `timeout` (nullopt:
-/// forever), or not at all if one is ready already.
+/// Indices of the ready objects, in order; blocks up to `timeout`, or not at
+/// all if one is ready already.
 MP_EXPORT std::vector<std::size_t> wait_ready(std::span<const waitable> objects,
-                                              std::optional<std::chrono::nanoseconds> timeout);
+                                              mp::timeout timeout);
 }  // namespace detail
 
 /// A range mp::wait takes: forward, with elements that convert to mp::waitable.
@@ -325,7 +322,7 @@ concept waitable_range =
     std::ranges::forward_range<R> && std::convertible_to<detail::const_element_ref<R>, waitable>;
 
 /// Python's multiprocessing.connection.wait: waits until at least one object
-/// is ready or the timeout passes (nullopt: no limit), and returns the ready
+/// is ready or the timeout passes (no limit if left out), and returns the ready
 /// ones in input order (none on timeout). Ready means: a connection has a
 /// message or EOF, or data already buffered inside it; a process has ended; a
 /// descriptor is readable. The elements are anything a mp::waitable is made
@@ -337,7 +334,7 @@ concept waitable_range =
 /// that is not open, mp::usage_error for a closed process or a null pointer.
 /// Blocks; thread-safe as its objects are.
 template <waitable_range R>
-auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+auto wait(R&& objects, mp::timeout timeout = {}) {
   using element = std::ranges::range_value_t<R>;
   using result = std::conditional_t<std::is_copy_constructible_v<element>, element,
                                     std::remove_reference_t<std::ranges::range_reference_t<R>>*>;
@@ -362,8 +359,7 @@ auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout = std::nu
 /// mp::wait over a mix written in place: `mp::wait({reader, p, fd}, 1s)`.
 /// Returns the ready ones as waitables, in input order; compare them with the
 /// objects (`ready[0] == reader`). As the range form otherwise.
-MP_EXPORT std::vector<waitable> wait(
-    std::initializer_list<waitable> objects,
-    std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+MP_EXPORT std::vector<waitable> wait(std::initializer_list<waitable> objects,
+                                     mp::timeout timeout = {});
 
 }  // namespace mp

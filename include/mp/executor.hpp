@@ -26,6 +26,7 @@
 
 #include "mp/errors.hpp"
 #include "mp/pool.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp {
 
@@ -85,19 +86,23 @@ class future {
  public:
   explicit future(std::shared_ptr<detail::future_state<R>> state) : state_(std::move(state)) {}
 
-  /// The task's return value; rethrows its exception; mp::cancelled_error if
-  /// it was cancelled.
-  R result() { return result_within(std::nullopt); }
-  /// Throws mp::timeout_error if not done within `timeout`.
-  template <class Rep, class Period>
-  R result(std::chrono::duration<Rep, Period> timeout) {
-    return result_within(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  /// The task's return value, waiting at most `timeout` (no limit if left
+  /// out); rethrows its exception; mp::cancelled_error if it was cancelled,
+  /// mp::timeout_error if it was not done in time.
+  R result(mp::timeout timeout = {}) const {
+    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
+    std::lock_guard lock(state_->mutex);
+    if (state_->error) std::rethrow_exception(state_->error);
+    if constexpr (!std::is_void_v<R>) return *state_->value;
   }
-  /// The task's exception, or null if it returned (Python's exception()).
-  std::exception_ptr exception() { return exception_within(std::nullopt); }
-  template <class Rep, class Period>
-  std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) {
-    return exception_within(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  /// The task's exception, or null if it returned (Python's exception()),
+  /// waiting as result() does.
+  std::exception_ptr exception(mp::timeout timeout = {}) const {
+    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
+    std::lock_guard lock(state_->mutex);
+    if (state_->now == detail::future_base::stage::cancelled)
+      throw cancelled_error("the future was cancelled");
+    return state_->error;
   }
   bool done() const {
     std::lock_guard lock(state_->mutex);
@@ -115,7 +120,7 @@ class future {
   /// `kill_running`, a running task is stopped too: its worker is killed and
   /// replaced (no Python executor can do this). True if the future is, or
   /// will shortly be, cancelled.
-  bool cancel(bool kill_running = false) {
+  bool cancel(bool kill_running = false) const {
     std::unique_lock lock(state_->mutex);
     if (state_->now == detail::future_base::stage::cancelled) return true;
     if (state_->done_locked()) return false;
@@ -127,7 +132,7 @@ class future {
   }
   /// Calls `callback(future)` when the future is done, at once if it is
   /// already (Python's add_done_callback). Runs on the pool's thread otherwise.
-  void add_done_callback(std::function<void(future<R>)> callback) {
+  void add_done_callback(std::function<void(future<R>)> callback) const {
     std::unique_lock lock(state_->mutex);
     if (!state_->done_locked()) {
       state_->on_done.push_back(
@@ -138,31 +143,16 @@ class future {
     callback(*this);
   }
 
-  /// Blocks until done or `timeout`; true if done.
-  bool wait_for(std::optional<std::chrono::nanoseconds> timeout) const {
+  /// Blocks until done, at most `timeout` (no limit if left out); true if done.
+  bool wait_for(mp::timeout timeout = {}) const {
+    const detail::deadline deadline(timeout);
     std::unique_lock lock(state_->mutex);
-    if (!timeout) {
-      state_->changed.wait(lock, [&] { return state_->done_locked(); });
-      return true;
-    }
-    return state_->changed.wait_for(lock, *timeout, [&] { return state_->done_locked(); });
+    return detail::wait_until(state_->changed, lock, deadline,
+                              [&] { return state_->done_locked(); });
   }
   const std::shared_ptr<detail::future_state<R>>& state() const noexcept { return state_; }
 
  private:
-  R result_within(std::optional<std::chrono::nanoseconds> timeout) {
-    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
-    std::lock_guard lock(state_->mutex);
-    if (state_->error) std::rethrow_exception(state_->error);
-    if constexpr (!std::is_void_v<R>) return *state_->value;
-  }
-  std::exception_ptr exception_within(std::optional<std::chrono::nanoseconds> timeout) {
-    if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
-    std::lock_guard lock(state_->mutex);
-    if (state_->now == detail::future_base::stage::cancelled)
-      throw cancelled_error("the future was cancelled");
-    return state_->error;
-  }
   std::shared_ptr<detail::future_state<R>> state_;
 };
 
@@ -211,13 +201,12 @@ class process_pool_executor {
   /// The input range must outlive the iteration. If a result is not ready
   /// `timeout` after this call, the iteration throws mp::timeout_error.
   template <class Fn, std::ranges::input_range Range>
-  auto map(Fn fn, Range& input, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-           std::size_t chunksize = 1) {
+  auto map(Fn fn, Range& input, mp::timeout timeout = {}, std::size_t chunksize = 1) {
     if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>()) {
       return detail::not_invocable{};
     } else {
       auto results = pool_view().imap(fn, input, chunksize);
-      if (timeout) results.set_timeout(*timeout);
+      results.set_timeout(timeout);
       return results;
     }
   }
@@ -231,8 +220,7 @@ class process_pool_executor {
     // (Not under the future's lock: dispatch calls `started`, which takes it.)
     state->id = core_->submit(
         detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::pool_result&& r) { complete(*state, std::move(r)); },
-        detail::pool_core::no_limit,
+        [state](detail::pool_result&& r) { complete(*state, std::move(r)); }, {},
         [raw = state.get()] {
           // Under the pool's lock; the future's own lock is taken briefly.
           std::lock_guard started(raw->mutex);
@@ -305,9 +293,9 @@ struct any_waiter {
 
 /// Python's concurrent.futures.wait.
 template <class R>
-wait_result<R> wait(const std::vector<future<R>>& futures,
-                    std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+wait_result<R> wait(const std::vector<future<R>>& futures, mp::timeout timeout = {},
                     return_when when = return_when::all_completed) {
+  const detail::deadline deadline(timeout);
   auto waiter = std::make_shared<detail::any_waiter>();
   for (std::size_t i = 0; i < futures.size(); ++i) {
     future<R> f = futures[i];
@@ -328,10 +316,7 @@ wait_result<R> wait(const std::vector<future<R>>& futures,
   };
   {
     std::unique_lock lock(waiter->mutex);
-    if (timeout)
-      waiter->changed.wait_for(lock, *timeout, enough);
-    else
-      waiter->changed.wait(lock, enough);
+    detail::wait_until(waiter->changed, lock, deadline, enough);
   }
   wait_result<R> out;
   for (const auto& f : futures) (f.done() ? out.done : out.not_done).push_back(f);
@@ -345,12 +330,10 @@ wait_result<R> wait(const std::vector<future<R>>& futures,
 template <class R>
 class as_completed {
  public:
-  explicit as_completed(std::vector<future<R>> futures,
-                        std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
+  explicit as_completed(std::vector<future<R>> futures, mp::timeout timeout = {})
       : futures_(std::move(futures)),
         waiter_(std::make_shared<detail::any_waiter>()),
-        deadline_(timeout ? std::optional(std::chrono::steady_clock::now() + *timeout)
-                          : std::nullopt) {
+        deadline_(timeout) {
     for (std::size_t i = 0; i < futures_.size(); ++i)
       futures_[i].add_done_callback([waiter = waiter_, i](future<R>) {
         std::lock_guard lock(waiter->mutex);
@@ -370,19 +353,15 @@ class as_completed {
     if (yielded_ == futures_.size()) return std::nullopt;
     std::unique_lock lock(waiter_->mutex);
     const auto ready = [&] { return waiter_->order.size() > yielded_; };
-    if (deadline_) {
-      if (!waiter_->changed.wait_until(lock, *deadline_, ready))
-        throw timeout_error(std::to_string(futures_.size() - yielded_) + " of " +
-                            std::to_string(futures_.size()) + " futures unfinished");
-    } else {
-      waiter_->changed.wait(lock, ready);
-    }
+    if (!detail::wait_until(waiter_->changed, lock, deadline_, ready))
+      throw timeout_error(std::to_string(futures_.size() - yielded_) + " of " +
+                          std::to_string(futures_.size()) + " futures unfinished");
     return futures_[waiter_->order[yielded_++]];
   }
 
   std::vector<future<R>> futures_;
   std::shared_ptr<detail::any_waiter> waiter_;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  detail::deadline deadline_;
   std::size_t yielded_ = 0;
 };
 

@@ -13,4 +13,5 @@
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
+#include "mp/timeout.hpp"
 #include "mp/unique_fd.hpp"

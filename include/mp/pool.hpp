@@ -45,6 +45,7 @@
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/process.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp {
 
@@ -176,7 +177,7 @@ class MP_EXPORT pool_core {
   /// Finishes the submitted tasks, then stops the workers.
   ~pool_core();
 
-  /// No time limit for a task.
+  /// No time limit for a task (mp::timeout's duration when it has none).
   static constexpr std::chrono::nanoseconds no_limit = std::chrono::nanoseconds::max();
 
   /// Queues an encoded call and returns its id. A task that runs longer than
@@ -184,8 +185,7 @@ class MP_EXPORT pool_core {
   /// replaced. `started`, if set, is called (under the pool's lock: keep it
   /// short) when a worker takes the task. Throws mp::usage_error once closed or
   /// terminated.
-  std::uint64_t submit(task_payload payload, completion done,
-                       std::chrono::nanoseconds limit = no_limit,
+  std::uint64_t submit(task_payload payload, completion done, mp::timeout limit = {},
                        std::function<void()> started = nullptr);
   /// Cancels a task that has not started, or with `kill_running` one that is
   /// running (its worker is killed and replaced): its completion gets a
@@ -344,27 +344,18 @@ class async_result {
   explicit async_result(std::shared_ptr<detail::result_state<R>> state)
       : state_(std::move(state)) {}
 
-  /// The result; rethrows the task's exception (mp::worker_died if its worker
-  /// died).
-  R get() {
-    wait();
-    return take();
-  }
-  /// Throws mp::timeout_error if the result is not ready within `timeout`.
-  template <class Rep, class Period>
-  R get(std::chrono::duration<Rep, Period> timeout) {
+  /// The result, waiting at most `timeout` (no limit if left out) for it;
+  /// rethrows the task's exception (mp::worker_died if its worker died);
+  /// throws mp::timeout_error if it is not ready in time.
+  R get(mp::timeout timeout = {}) const {
     if (!wait(timeout)) throw timeout_error("the result was not ready in time");
     return take();
   }
-  void wait() const {
-    std::unique_lock lock(state_->mutex);
-    state_->done.wait(lock, [&] { return state_->ready; });
-  }
   /// True if ready within `timeout` (Python's wait returns None).
-  template <class Rep, class Period>
-  bool wait(std::chrono::duration<Rep, Period> timeout) const {
+  bool wait(mp::timeout timeout = {}) const {
+    const detail::deadline deadline(timeout);
     std::unique_lock lock(state_->mutex);
-    return state_->done.wait_for(lock, timeout, [&] { return state_->ready; });
+    return detail::wait_until(state_->done, lock, deadline, [&] { return state_->ready; });
   }
   bool ready() const {
     std::lock_guard lock(state_->mutex);
@@ -379,7 +370,7 @@ class async_result {
   }
 
  private:
-  R take() {
+  R take() const {
     std::lock_guard lock(state_->mutex);
     if (state_->error) std::rethrow_exception(state_->error);
     if constexpr (!std::is_void_v<R>) return *state_->value;
@@ -396,13 +387,13 @@ struct async_callbacks {
   /// A limit on the task's running time (from when a worker starts it): when
   /// it passes, the worker is killed and replaced and the task fails with
   /// mp::timeout_error. No Python pool can stop a running task.
-  std::optional<std::chrono::nanoseconds> timeout;
+  mp::timeout timeout;
 };
 template <>
 struct async_callbacks<void> {
   std::function<void()> callback;
   std::function<void(std::exception_ptr)> error_callback;
-  std::optional<std::chrono::nanoseconds> timeout;
+  mp::timeout timeout;
 };
 
 template <class R>
@@ -424,7 +415,7 @@ struct map_options {
   progress_callback progress;
   std::function<void(const std::vector<R>&)> callback;
   std::function<void(std::exception_ptr)> error_callback;
-  std::optional<std::chrono::nanoseconds> timeout;
+  mp::timeout timeout;
 };
 
 /// A ready-made progress_callback: a bar on stderr with the count, the rate
@@ -574,8 +565,7 @@ class pool {
     state->set_callbacks(callbacks);
     core_->submit(
         detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::pool_result&& r) { state->complete(std::move(r)); },
-        callbacks.timeout.value_or(detail::pool_core::no_limit));
+        [state](detail::pool_result&& r) { state->complete(std::move(r)); }, callbacks.timeout);
     return async_result<R>(std::move(state));
   }
 
@@ -639,7 +629,7 @@ class pool {
     shared->state = std::make_shared<detail::result_state<R>>();
     shared->state->set_callbacks(options);
     if (chunks == 0) shared->state->finish(R{}, nullptr);
-    const auto limit = options.timeout.value_or(detail::pool_core::no_limit);
+    const mp::timeout limit = options.timeout;
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t first = c * chunksize;
       const std::size_t count = std::min(items.size(), first + chunksize) - first;
@@ -810,9 +800,9 @@ class imap_range {
         }
       }
       if (input_done_ && state_->in_flight == 0) return std::nullopt;
-      if (!deadline_) {
+      if (!deadline_.limited()) {
         state_->changed.wait(lock);
-      } else if (state_->changed.wait_until(lock, *deadline_) == std::cv_status::timeout) {
+      } else if (state_->changed.wait_until(lock, deadline_.when()) == std::cv_status::timeout) {
         throw timeout_error("the next result was not ready within the map's timeout");
       }
     }
@@ -845,14 +835,12 @@ class imap_range {
   progress_callback progress_;
   std::size_t total_;
   std::size_t yielded_ = 0;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  detail::deadline deadline_{mp::timeout()};
 
  public:
   /// Results not ready `timeout` after this call make the iteration throw
   /// mp::timeout_error (Executor.map's timeout).
-  void set_timeout(std::chrono::nanoseconds timeout) {
-    deadline_ = std::chrono::steady_clock::now() + timeout;
-  }
+  void set_timeout(mp::timeout timeout) { deadline_ = detail::deadline(timeout); }
 };
 
 template <bool Unordered, class Fn, class Range>

@@ -34,6 +34,7 @@
 #include "mp/detail/code_identity.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp {
 
@@ -67,7 +68,7 @@ struct process_options {
   /// Unset: join for non-daemon, terminate for daemon children.
   std::optional<destroy_action> on_destroy;
   /// How long `terminate` in the destructor waits before escalating to SIGKILL.
-  std::chrono::milliseconds terminate_timeout{2000};
+  mp::timeout terminate_timeout = std::chrono::seconds(2);
   /// Unset: mp::get_start_method(), the default of the program.
   std::optional<start_method> method;
 };
@@ -179,13 +180,9 @@ class MP_EXPORT process_handle {
   /// Python's exitcode: nullopt while running or before start; the exit status,
   /// or minus the signal number that ended it. Always nullopt for the parent.
   std::optional<int> exitcode() const;
-  /// Waits for the process to end. Throws mp::usage_error for the current process.
-  void join() const;
-  /// Waits at most `timeout`; true if the process has ended.
-  template <class Rep, class Period>
-  bool join(std::chrono::duration<Rep, Period> timeout) const {
-    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
+  /// Waits for the process to end, at most `timeout` (no limit if left out);
+  /// true if it has ended. Throws mp::usage_error for the current process.
+  bool join(mp::timeout timeout = {}) const;
   /// SIGTERM; does nothing if the process already ended. Children only.
   void terminate() const;
   /// SIGKILL; does nothing if the process already ended. Children only.
@@ -199,7 +196,6 @@ class MP_EXPORT process_handle {
 
  private:
   friend class process;
-  bool join_for(std::optional<std::chrono::nanoseconds> timeout) const;
   std::shared_ptr<detail::process_state> state_;
 };
 
@@ -252,14 +248,10 @@ class MP_EXPORT process {
   /// under the spawn method, if the target is not portable (saying why);
   /// std::system_error if fork or exec fails.
   void start();
-  /// Waits for the child to end. Throws mp::usage_error if not started.
-  void join() { join_for(std::nullopt); }
-  /// Waits at most `timeout`; true if the child has ended (Python returns None
-  /// and leaves you to check exitcode).
-  template <class Rep, class Period>
-  bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
-  }
+  /// Waits for the child to end, at most `timeout` (no limit if left out);
+  /// true if it has ended (Python returns None and leaves you to check
+  /// exitcode). Throws mp::usage_error if not started or closed.
+  bool join(mp::timeout timeout = {}) const;
   /// True from start() until the child ends; false for an empty process.
   /// Throws mp::usage_error after close(), as join() and terminate() do.
   bool is_alive() const;
@@ -286,7 +278,6 @@ class MP_EXPORT process {
  private:
   friend MP_EXPORT std::ostream& operator<<(std::ostream& out, const process& p);
   void init(process_options options, std::unique_ptr<detail::target> target);
-  bool join_for(std::optional<std::chrono::nanoseconds> timeout);
   void destroy() noexcept;
   const detail::process_state& state() const;
   process_options options_;

@@ -50,6 +50,7 @@
 #include "mp/detail/codec.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp {
 
@@ -93,22 +94,15 @@ class MP_EXPORT queue_core {
   queue_core& operator=(const queue_core&) = delete;
   ~queue_core();
 
-  /// No time limit. (Timeouts are passed as plain durations, not optionals: an
-  /// optional in memory costs GCC a stalled store-to-load forwarding per call.)
-  static constexpr std::chrono::nanoseconds forever = std::chrono::nanoseconds::max();
-  static std::chrono::nanoseconds limit(std::optional<std::chrono::nanoseconds> timeout) {
-    return timeout ? *timeout : forever;
-  }
-
   /// Encodes `*item` with `encode` into the queue. False if there was no room
   /// within `timeout` (or at once if `block` is false). Throws what `encode`
   /// throws, mp::usage_error after close(), mp::process_error if the item does
   /// not fit in the queue's address space.
-  bool put(const void* item, encoder encode, bool block, std::chrono::nanoseconds timeout);
+  bool put(const void* item, encoder encode, bool block, mp::timeout timeout);
   /// Takes the oldest item and decodes it with `decode` into `out`. False if
   /// none came within `timeout`. If decoding throws, the item is consumed and
   /// the exception propagates.
-  bool get(void* out, decoder decode, bool block, std::chrono::nanoseconds timeout);
+  bool get(void* out, decoder decode, bool block, mp::timeout timeout);
 
   std::size_t qsize() const noexcept;
   std::size_t max_items() const noexcept;
@@ -116,7 +110,7 @@ class MP_EXPORT queue_core {
   /// JoinableQueue: marks one item done; mp::usage_error if more than were put.
   void task_done();
   /// Waits until every item put has been marked done; false on timeout.
-  bool join(std::chrono::nanoseconds timeout);
+  bool join(mp::timeout timeout);
 
   void close() noexcept { closed_ = true; }
   bool closed() const noexcept { return closed_; }
@@ -135,7 +129,7 @@ class MP_EXPORT queue_core {
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
   void check_open() const;
-  bool lock_side(lock_state& lock, std::chrono::nanoseconds timeout, void (queue_core::*repair)());
+  bool lock_side(lock_state& lock, mp::timeout timeout, void (queue_core::*repair)());
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
   bool take_locked(void* out, decoder decode);
@@ -264,72 +258,50 @@ class queue {
     core_ = detail::queue_core::received(archive.take_handle(index), type_fingerprint<T>);
   }
 
-  /// Puts `item`, waiting while the queue is full.
-  void put(const T& item) {
-    if (!core().put(&item, &detail::encode_item<T>, true, detail::queue_core::forever))
-      throw_full();
-  }
-  /// Puts `item`, waiting at most `timeout` for room; throws mp::queue_full.
-  template <class Rep, class Period>
-  void put(const T& item, std::chrono::duration<Rep, Period> timeout) {
-    put(item, true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
+  /// Puts `item`, waiting at most `timeout` (no limit if left out) for room;
+  /// throws mp::queue_full when there was none.
+  void put(const T& item, mp::timeout timeout = {}) const { put(item, true, timeout); }
   /// Python's put(obj, block, timeout); throws mp::queue_full when there was
   /// no room (at once if `block` is false).
-  void put(const T& item, bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
-    if (!core().put(&item, &detail::encode_item<T>, block, detail::queue_core::limit(timeout)))
-      throw_full();
+  void put(const T& item, bool block, mp::timeout timeout = {}) const {
+    if (!core().put(&item, &detail::encode_item<T>, block, timeout)) throw_full();
   }
-  void put_nowait(const T& item) { put(item, false); }
+  void put_nowait(const T& item) const { put(item, false); }
 
-  /// Removes and returns the oldest item, waiting until there is one.
-  T get() {
-    std::optional<T> out;
-    core().get(&out, &detail::decode_item<T>, true, detail::queue_core::forever);
-    return std::move(*out);
-  }
-  /// Waits at most `timeout`; throws mp::queue_empty.
-  template <class Rep, class Period>
-  T get(std::chrono::duration<Rep, Period> timeout) {
-    return get(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
+  /// Removes and returns the oldest item, waiting at most `timeout` (no limit
+  /// if left out); throws mp::queue_empty when none came.
+  T get(mp::timeout timeout = {}) const { return get(true, timeout); }
   /// Python's get(block, timeout); throws mp::queue_empty when nothing came
   /// (at once if `block` is false), mp::decode_error if the item cannot be
   /// decoded (it is consumed, as Python consumes an item it cannot unpickle).
-  T get(bool block, std::optional<std::chrono::nanoseconds> timeout = {}) {
+  T get(bool block, mp::timeout timeout = {}) const {
     std::optional<T> out;
-    if (!core().get(&out, &detail::decode_item<T>, block, detail::queue_core::limit(timeout)))
+    if (!core().get(&out, &detail::decode_item<T>, block, timeout))
       throw queue_empty("the queue is empty");
     return std::move(*out);
   }
-  T get_nowait() { return get(false); }
+  T get_nowait() const { return get(false); }
   /// get() into an existing `out`, reusing its memory where the type allows
   /// (a vector or string keeps its capacity, so a large item costs one copy
   /// and no fresh pages). Waits at most `timeout` if given; throws
   /// mp::queue_empty as get(). Python has no such call; recv_bytes_into is
   /// the nearest.
-  void get_into(T& out, std::optional<std::chrono::nanoseconds> timeout = {}) {
-    if (!core().get(&out, &detail::decode_item_reusing<T>, true,
-                    detail::queue_core::limit(timeout)))
+  void get_into(T& out, mp::timeout timeout = {}) const {
+    if (!core().get(&out, &detail::decode_item_reusing<T>, true, timeout))
       throw queue_empty("the queue is empty");
   }
   /// get_into() that returns false rather than throwing queue_empty: at once
   /// if there is no item now, or, given a timeout, if none comes within it.
-  bool try_get_into(T& out) {
-    return core().get(&out, &detail::decode_item_reusing<T>, false, detail::queue_core::forever);
+  bool try_get_into(T& out) const {
+    return core().get(&out, &detail::decode_item_reusing<T>, false, {});
   }
-  template <class Rep, class Period>
-  bool try_get_into(T& out, std::chrono::duration<Rep, Period> timeout) {
-    return core().get(&out, &detail::decode_item_reusing<T>, true,
-                      std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+  bool try_get_into(T& out, mp::timeout timeout) const {
+    return core().get(&out, &detail::decode_item_reusing<T>, true, timeout);
   }
   /// The oldest item if there is one now; never throws queue_empty.
-  std::optional<T> try_get() { return try_get_impl(false, std::nullopt); }
+  std::optional<T> try_get() const { return try_get_impl(false, {}); }
   /// The oldest item if one comes within `timeout`.
-  template <class Rep, class Period>
-  std::optional<T> try_get(std::chrono::duration<Rep, Period> timeout) {
-    return try_get_impl(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
+  std::optional<T> try_get(mp::timeout timeout) const { return try_get_impl(true, timeout); }
 
   /// The number of items in the queue: exact when nobody is putting or
   /// getting, a snapshot otherwise (Python calls it unreliable).
@@ -343,7 +315,7 @@ class queue {
 
   /// This process will put and get no more through this queue (and its copies
   /// here): both then throw mp::usage_error. Other processes are unaffected.
-  void close() { core().close(); }
+  void close() const { core().close(); }
   /// Python waits here for the feeder thread to flush; mp has none (put has
   /// already written the item to shared memory), so this only checks that
   /// close() was called, as Python does (mp::usage_error otherwise).
@@ -363,10 +335,9 @@ class queue {
   [[noreturn]] void throw_full() const {
     throw queue_full("the queue is full (maxsize " + std::to_string(core().max_items()) + ")");
   }
-  std::optional<T> try_get_impl(bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  std::optional<T> try_get_impl(bool block, mp::timeout timeout) const {
     std::optional<T> out;
-    if (!core().get(&out, &detail::decode_item<T>, block, detail::queue_core::limit(timeout)))
-      return std::nullopt;
+    if (!core().get(&out, &detail::decode_item<T>, block, timeout)) return std::nullopt;
     return out;
   }
 
@@ -381,12 +352,12 @@ class simple_queue {
   using value_type = T;
 
   simple_queue() = default;
-  void put(const T& item) { queue_.put(item); }
-  T get() { return queue_.get(); }
+  void put(const T& item) const { queue_.put(item); }
+  T get() const { return queue_.get(); }
   bool empty() const { return queue_.empty(); }
   /// put and get through this object (and its copies here) then throw
   /// mp::usage_error, as Python's raise after close().
-  void close() { queue_.close(); }
+  void close() const { queue_.close(); }
 
   /// The codec's form: as mp::queue's.
   template <class Archive>
@@ -407,14 +378,10 @@ class joinable_queue : public queue<T> {
 
   /// Marks one item as processed. Throws mp::usage_error if called more times
   /// than items were put (Python's ValueError).
-  void task_done() { this->core().task_done(); }
-  /// Blocks until every item ever put has been marked done.
-  void join() { this->core().join(detail::queue_core::forever); }
-  /// Waits at most `timeout`; false if items were still unfinished.
-  template <class Rep, class Period>
-  bool join(std::chrono::duration<Rep, Period> timeout) {
-    return this->core().join(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
+  void task_done() const { this->core().task_done(); }
+  /// Blocks until every item ever put has been marked done, or at most
+  /// `timeout`; false if items were still unfinished.
+  bool join(mp::timeout timeout = {}) const { return this->core().join(timeout); }
 };
 
 }  // namespace mp

@@ -163,21 +163,20 @@ class any_lock : public detail::timed_lockable<any_lock> {
 
   /// See process_lock::acquire and rlock::acquire. Throws mp::owner_died
   /// (holding the lock) if a holder died.
-  bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    return std::visit([&](auto& l) { return l.acquire(blocking, timeout); }, lock_);
+  bool acquire(bool blocking = true, mp::timeout timeout = {}) const {
+    return std::visit([&](const auto& l) { return l.acquire(blocking, timeout); }, lock_);
   }
   /// Throws mp::usage_error if not held (by this thread, for an rlock).
-  void release() {
-    std::visit([](auto& l) { l.release(); }, lock_);
+  void release() const {
+    std::visit([](const auto& l) { l.release(); }, lock_);
   }
   /// The fast blocking path of the lock it holds.
-  void lock() {
-    std::visit([](auto& l) { l.lock(); }, lock_);
+  void lock() const {
+    std::visit([](const auto& l) { l.lock(); }, lock_);
   }
   /// Clears the inconsistent mark left by a holder that died.
-  void mark_consistent() {
-    std::visit([](auto& l) { l.mark_consistent(); }, lock_);
+  void mark_consistent() const {
+    std::visit([](const auto& l) { l.mark_consistent(); }, lock_);
   }
   /// True while the lock is marked inconsistent after a holder died.
   bool inconsistent() const {

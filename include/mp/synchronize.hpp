@@ -37,6 +37,7 @@
 #include "mp/detail/shared_region.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp {
 
@@ -69,11 +70,9 @@ struct lock_state {
 
 /// Acquires `state` (recursively if `recursive`); false on timeout. Throws
 /// mp::owner_died (with the lock held) if the state is inconsistent.
-MP_EXPORT bool lock_acquire(lock_state& state, bool recursive,
-                            std::optional<std::chrono::nanoseconds> timeout);
-/// lock_acquire without a timeout. Separate because passing a std::optional
-/// costs GCC a stalled store-to-load forwarding on every call, which would
-/// double the uncontended lock's cost.
+MP_EXPORT bool lock_acquire(lock_state& state, bool recursive, mp::timeout timeout);
+/// lock_acquire without a timeout: the uncontended lock's fast path, with no
+/// deadline to make.
 MP_EXPORT void lock_acquire_blocking(lock_state& state, bool recursive);
 MP_EXPORT void lock_release(lock_state& state, bool recursive);
 
@@ -85,25 +84,22 @@ namespace detail {
 /// try_lock_until, unlock) in terms of Derived's Python-style
 /// acquire(blocking, timeout) and release(), so std::scoped_lock,
 /// std::unique_lock and std::condition_variable_any work. Derived may hide
-/// lock() with a faster one.
+/// lock() with a faster one. Const, as every operation on a handle is
+/// (docs/conventions.md): copies name the same lock.
 template <class Derived>
 class timed_lockable {
  public:
-  void lock() { self().acquire(); }
-  bool try_lock() { return self().acquire(false); }
-  template <class Rep, class Period>
-  bool try_lock_for(std::chrono::duration<Rep, Period> timeout) {
-    // Rounded up: a timed wait never ends before the time asked for.
-    return self().acquire(true, std::chrono::ceil<std::chrono::nanoseconds>(timeout));
-  }
+  void lock() const { self().acquire(); }
+  bool try_lock() const { return self().acquire(false); }
+  bool try_lock_for(mp::timeout timeout) const { return self().acquire(true, timeout); }
   template <class Clock, class Duration>
-  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) {
+  bool try_lock_until(std::chrono::time_point<Clock, Duration> deadline) const {
     return try_lock_for(deadline - Clock::now());
   }
-  void unlock() { self().release(); }
+  void unlock() const { self().release(); }
 
  private:
-  Derived& self() { return static_cast<Derived&>(*this); }
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
 };
 
 }  // namespace detail
@@ -119,17 +115,16 @@ class basic_lock : public timed_lockable<Derived> {
   /// Python's acquire(block, timeout): blocks at most `timeout` (forever if
   /// unset); with `blocking` false, does not wait at all. True if acquired.
   /// Throws mp::owner_died (holding the lock) if a holder died.
-  bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+  bool acquire(bool blocking = true, mp::timeout timeout = {}) const {
     if (!blocking) timeout = std::chrono::nanoseconds::zero();
     return lock_acquire(*state_, Recursive, timeout);
   }
   /// Blocks until acquired; throws as acquire().
-  void lock() { lock_acquire_blocking(*state_, Recursive); }
+  void lock() const { lock_acquire_blocking(*state_, Recursive); }
   /// Throws mp::usage_error if the lock is not held (for an rlock: by this thread).
-  void release() { lock_release(*state_, Recursive); }
+  void release() const { lock_release(*state_, Recursive); }
   /// Clears the inconsistent mark left by a dead holder.
-  void mark_consistent() { state_->inconsistent.store(0, std::memory_order_release); }
+  void mark_consistent() const { state_->inconsistent.store(0, std::memory_order_release); }
   /// True while the lock is marked inconsistent after a holder died.
   bool inconsistent() const { return state_->inconsistent.load(std::memory_order_acquire) != 0; }
 
@@ -183,38 +178,32 @@ class MP_EXPORT condition : public detail::timed_lockable<condition> {
   explicit condition(mp::lock lock);
   explicit condition(mp::rlock lock);
 
-  bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  void release();
-  void lock() { detail::lock_acquire_blocking(lock_state(), recursive_); }
+  bool acquire(bool blocking = true, mp::timeout timeout = {}) const;
+  void release() const;
+  void lock() const { detail::lock_acquire_blocking(lock_state(), recursive_); }
 
   /// Releases the lock, sleeps until notified or `timeout`, then reacquires.
   /// Requires: the caller holds the lock (for an rlock: this thread), or
   /// mp::usage_error is thrown. Returns false on timeout. Throws
   /// mp::owner_died (holding the lock) if a holder died meanwhile.
-  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  bool wait(mp::timeout timeout = {}) const;
   /// Waits until `predicate()` is true or `timeout` passes; returns the last
   /// value of the predicate (Python's wait_for).
   template <class Predicate>
-  bool wait_for(Predicate predicate,
-                std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    using clock = std::chrono::steady_clock;
-    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  bool wait_for(Predicate predicate, mp::timeout timeout = {}) const {
+    const detail::deadline deadline(timeout);
     bool result = predicate();
     while (!result) {
-      std::optional<std::chrono::nanoseconds> left;
-      if (timeout) {
-        left = deadline - clock::now();
-        if (*left <= std::chrono::nanoseconds::zero()) break;
-      }
+      const mp::timeout left = deadline.left();
+      if (left.zero()) break;
       wait(left);
       result = predicate();
     }
     return result;
   }
   /// Wakes up to `n` waiters. Requires the lock held (else mp::usage_error).
-  void notify(unsigned n = 1);
-  void notify_all();
+  void notify(unsigned n = 1) const;
+  void notify_all() const;
 
   /// The codec's form: the condition and its lock travel as descriptors.
   template <class Archive>
@@ -274,13 +263,12 @@ class MP_EXPORT semaphore : public detail::timed_lockable<semaphore> {
   /// Python's acquire(block, timeout): blocks at most `timeout` (forever if
   /// unset) while the value is zero; with `blocking` false, does not wait at
   /// all. True if acquired. Throws only std::system_error.
-  bool acquire(bool blocking = true,
-               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  bool acquire(bool blocking = true, mp::timeout timeout = {}) const;
   /// Adds `n` and wakes up to `n` waiters (threading.Semaphore's release(n)).
   /// Never blocks. Throws mp::usage_error, changing nothing, if `n` is 0 or
   /// the value would exceed the maximum (sem_value_max, or for a
   /// bounded_semaphore its initial value).
-  void release(unsigned n = 1);
+  void release(unsigned n = 1) const;
   /// The current value (it may change at once). Never blocks or throws.
   unsigned get_value() const;
 
@@ -314,14 +302,14 @@ class MP_EXPORT event {
   /// Never blocks or throws.
   bool is_set() const;
   /// Sets the flag and wakes every waiter. Never blocks.
-  void set();
+  void set() const;
   /// Clears the flag. Never blocks or throws.
-  void clear();
+  void clear() const;
   /// Blocks until the flag is set, or at most `timeout` (forever if unset),
   /// and returns the flag on exit. As in Python, a set() undone by clear()
   /// before a waiter runs still wakes it, and it returns false.
   /// Throws only std::system_error.
-  bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  bool wait(mp::timeout timeout = {}) const;
 
   /// The codec's form: the event's shared memory travels as a descriptor.
   template <class Archive>
@@ -347,8 +335,7 @@ class MP_EXPORT barrier {
  public:
   /// `timeout` is the default for wait(). Throws mp::usage_error unless
   /// 1 <= parties <= 2^29 - 1.
-  explicit barrier(unsigned parties, bound_call action = {},
-                   std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  explicit barrier(unsigned parties, bound_call action = {}, mp::timeout timeout = {});
 
   /// Arrives and blocks until `parties` processes or threads have arrived, or
   /// at most `timeout` (the constructor's if unset; forever if both are).
@@ -357,13 +344,13 @@ class MP_EXPORT barrier {
   /// wait for the next cycle. Throws mp::broken_barrier if the barrier is or
   /// becomes broken, or if the wait times out (which breaks it for everyone);
   /// an exception from the action breaks the barrier and propagates.
-  unsigned wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+  unsigned wait(mp::timeout timeout = {}) const;
   /// Breaks the barrier: current and later waits throw mp::broken_barrier
   /// until reset(). Never blocks.
-  void abort();
+  void abort() const;
   /// Returns the barrier to its initial state; current waiters throw
   /// mp::broken_barrier. Never blocks.
-  void reset();
+  void reset() const;
   /// Never blocks or throws.
   bool broken() const;
   /// The number of arrivals in the current cycle (0 while broken).
@@ -381,15 +368,14 @@ class MP_EXPORT barrier {
         throw usage_error(
             "a barrier's action cannot travel to another process: it captures state or takes "
             "arguments the codec cannot encode; use a function or capture-less lambda");
-    const std::int64_t timeout = timeout_ ? timeout_->count() : -1;
+    const std::int64_t timeout = timeout_.limited() ? timeout_.duration().count() : -1;
     archive(state_, action_, timeout);
   }
   template <class Archive>
   void load(Archive& archive) {
     std::int64_t timeout = -1;
     archive(state_, action_, timeout);
-    timeout_.reset();
-    if (timeout >= 0) timeout_ = std::chrono::nanoseconds(timeout);
+    timeout_ = timeout >= 0 ? mp::timeout(std::chrono::nanoseconds(timeout)) : mp::timeout();
   }
   /// For the codec only: a barrier to load into.
   barrier() = default;
@@ -397,7 +383,7 @@ class MP_EXPORT barrier {
  private:
   detail::shared_object<detail::barrier_state> state_;
   bound_call action_;
-  std::optional<std::chrono::nanoseconds> timeout_;
+  mp::timeout timeout_;
 };
 
 }  // namespace mp

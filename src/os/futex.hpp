@@ -11,13 +11,15 @@
 #include <cstdint>
 #include <optional>
 
+#include "mp/timeout.hpp"
+
 namespace mp::os {
 
-/// Sleeps while `*word == expected`, at most `timeout` (nullopt: no limit).
+/// Sleeps while `*word == expected`, at most `timeout`.
 /// Returns false on timeout; true when woken, interrupted, or the value differs
 /// (callers re-check their condition in a loop).
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                std::optional<std::chrono::nanoseconds> timeout);
+                mp::timeout timeout);
 
 /// Wakes up to `count` waiters on `word` (INT_MAX: all).
 void futex_wake(const std::atomic<std::uint32_t>& word, int count);

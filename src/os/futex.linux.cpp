@@ -20,17 +20,17 @@
 namespace mp::os {
 
 bool futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
-                std::optional<std::chrono::nanoseconds> timeout) {
+                mp::timeout timeout) {
   timespec ts{};
-  if (timeout) {
-    const auto ns = std::max(timeout->count(), std::int64_t{0});
+  if (timeout.limited()) {
+    const std::int64_t ns = timeout.duration().count();
     ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
   }
   // Shared futex (no FUTEX_PRIVATE_FLAG): the word is in memory other
   // processes map. The timeout is relative, on CLOCK_MONOTONIC.
-  const long r =
-      ::syscall(SYS_futex, &word, FUTEX_WAIT, expected, timeout ? &ts : nullptr, nullptr, 0);
+  const long r = ::syscall(SYS_futex, &word, FUTEX_WAIT, expected,
+                           timeout.limited() ? &ts : nullptr, nullptr, 0);
   if (r == 0) return true;
   if (errno == ETIMEDOUT) return false;
   if (errno == EAGAIN || errno == EINTR) return true;

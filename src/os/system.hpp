@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "mp/detail/unique_fd.hpp"
+#include "mp/timeout.hpp"
 
 namespace mp::os {
 
@@ -43,11 +44,11 @@ auto retry(F&& f) {
 }
 
 /// Milliseconds for poll(): -1 for "no timeout", rounded up otherwise.
-int poll_timeout(std::optional<std::chrono::nanoseconds> timeout);
+int poll_timeout(mp::timeout timeout);
 
 /// Waits until `fd` is readable or the timeout passes; true if readable.
 /// Retries EINTR with the remaining time.
-bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout);
+bool wait_readable(int fd, mp::timeout timeout);
 
 /// A pidfd for a child that is not yet reaped (so the pid cannot be reused).
 unique_fd pidfd_open(pid_t pid);
@@ -274,7 +275,7 @@ bool shutdown_both(int socket) noexcept;
 
 /// Bounds each receive on `socket` (SO_RCVTIMEO): one that waits longer fails
 /// with EAGAIN. nullopt: no bound. Throws std::system_error.
-void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout);
+void set_receive_timeout(int socket, mp::timeout timeout);
 
 /// Child path: the signal this process gets when the thread that forked it
 /// ends (PR_SET_PDEATHSIG).
@@ -322,8 +323,7 @@ void shut_down_receiving(int fd);
 /// indices of those ready, in order, none on timeout. Retries EINTR with the
 /// remaining time. Throws std::system_error(EBADF) naming the first descriptor
 /// that is not open (or negative).
-std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
-                                           std::optional<std::chrono::nanoseconds> timeout);
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds, mp::timeout timeout);
 
 /// The most descriptors one message carries (the kernel's SCM_MAX_FD); callers
 /// name their own limit, at most this (mp's is detail::max_handles).

@@ -32,21 +32,17 @@ void throw_errno(const char* call) {
   throw std::system_error(errno, std::system_category(), call);
 }
 
-int poll_timeout(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!timeout) return -1;
-  if (*timeout <= std::chrono::nanoseconds::zero()) return 0;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*timeout).count();
+int poll_timeout(mp::timeout timeout) {
+  if (!timeout.limited()) return -1;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(timeout.duration()).count();
   return static_cast<int>(std::min<long long>(ms, 0x7fffffff));
 }
 
-bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout) {
-  using clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+bool wait_readable(int fd, mp::timeout timeout) {
+  const mp::detail::deadline deadline(timeout);
   for (;;) {
     pollfd p{fd, POLLIN, 0};
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = deadline - clock::now();
-    const int n = ::poll(&p, 1, poll_timeout(left));
+    const int n = ::poll(&p, 1, poll_timeout(deadline.left()));
     if (n > 0) return true;  // POLLIN, POLLHUP or POLLERR: a read will not block
     if (n == 0) return false;
     if (errno != EINTR) throw_errno("poll");
@@ -543,11 +539,11 @@ bool shutdown_both(int socket) noexcept {
   return ::shutdown(socket, SHUT_RDWR) == 0;
 }
 
-void set_receive_timeout(int socket, std::optional<std::chrono::nanoseconds> timeout) {
+void set_receive_timeout(int socket, mp::timeout timeout) {
   timeval limit{};  // zero: no bound
-  if (timeout) {
-    const auto micros =
-        std::max<long long>(std::chrono::ceil<std::chrono::microseconds>(*timeout).count(), 1);
+  if (timeout.limited()) {
+    const auto micros = std::max<long long>(
+        std::chrono::ceil<std::chrono::microseconds>(timeout.duration()).count(), 1);
     limit.tv_sec = static_cast<time_t>(micros / 1000000);
     limit.tv_usec = static_cast<suseconds_t>(micros % 1000000);
   }
@@ -626,8 +622,7 @@ void shut_down_receiving(int fd) {
   check("shutdown", [&] { return ::shutdown(fd, SHUT_RD); });
 }
 
-std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
-                                           std::optional<std::chrono::nanoseconds> timeout) {
+std::vector<std::size_t> wait_any_readable(std::span<const int> fds, mp::timeout timeout) {
   std::vector<pollfd> polled;
   polled.reserve(fds.size());
   for (const int fd : fds) {
@@ -635,12 +630,9 @@ std::vector<std::size_t> wait_any_readable(std::span<const int> fds,
     if (fd < 0) throw std::system_error(EBADF, std::system_category(), "poll: descriptor -1");
     polled.push_back({fd, POLLIN, 0});
   }
-  using clock = std::chrono::steady_clock;
-  const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+  const mp::detail::deadline deadline(timeout);
   for (;;) {
-    std::optional<std::chrono::nanoseconds> left;
-    if (timeout) left = std::max(deadline - clock::now(), clock::duration::zero());
-    if (::poll(polled.data(), polled.size(), poll_timeout(left)) >= 0) break;
+    if (::poll(polled.data(), polled.size(), poll_timeout(deadline.left())) >= 0) break;
     if (errno != EINTR) throw_errno("poll");
   }
   std::vector<std::size_t> ready;

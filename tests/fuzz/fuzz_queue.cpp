@@ -26,7 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (int i = 0; i < 64; ++i) {
     std::optional<item> out;
     try {
-      if (!queue.get(&out, &mp::detail::decode_item<item>, false, queue_core::forever)) break;
+      if (!queue.get(&out, &mp::detail::decode_item<item>, false, {})) break;
     } catch (const mp::decode_error&) {
     }
   }
