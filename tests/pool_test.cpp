@@ -25,8 +25,10 @@
 #include <tuple>
 #include <vector>
 
+#include "mp/connection.hpp"
 #include "mp/context.hpp"
 #include "mp/pool.hpp"
+#include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"

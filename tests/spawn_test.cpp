@@ -35,6 +35,8 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
+#include "mp/executor.hpp"
+#include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"

@@ -16,17 +16,57 @@
 #include <utility>
 #include <vector>
 
-#include "mp/connection.hpp"
-#include "mp/executor.hpp"
 #include "mp/export.hpp"
-#include "mp/pool.hpp"
 #include "mp/process.hpp"
-#include "mp/queues.hpp"
-#include "mp/synchronize.hpp"
 
 namespace mp {
 
+// What a context makes, declared only: a context's factory for a type needs that type's header
+// where it is called (ctx.pool() needs <mp/pool.hpp>), so that <mp/context.hpp> costs a program
+// only <mp/process.hpp>.
+class pool;
+struct pool_options;
+class process_pool_executor;
+struct executor_options;
+template <class T>
+class queue;
+template <class T>
+class simple_queue;
+template <class T>
+class joinable_queue;
+class process_lock;
+using lock = process_lock;
+class rlock;
+class condition;
+class semaphore;
+class bounded_semaphore;
+class event;
+class barrier;
+class connection;
+MP_EXPORT std::pair<connection, connection> pipe(bool duplex);
+
+namespace detail {
+
+/// T, named so that it depends on `Dummy`: a member template of mp::context whose types are
+/// spelled through it is checked only when called, when the caller has included their header.
+template <class T, class Dummy>
+struct deferred {
+  using type = T;
+};
+template <class T, class Dummy>
+using deferred_t = typename deferred<T, Dummy>::type;
+
+template <class T>
+concept complete_type = requires {
+  sizeof(T);
+};
+
+}  // namespace detail
+
 /// Python's context object: the library's factories bound to one start method.
+/// Each factory needs the header of what it makes: <mp/pool.hpp> for pool(),
+/// <mp/executor.hpp>, <mp/queues.hpp>, <mp/synchronize.hpp>, <mp/connection.hpp>
+/// for the others (<mp/mp.hpp> has them all).
 class context {
  public:
   explicit context(start_method method) noexcept : method_(method) {}
@@ -45,14 +85,30 @@ class context {
   }
 
   /// ctx.Pool(...): a pool whose workers start with this method.
-  mp::pool pool(pool_options options = {}) const {
+  template <class Dummy = void>
+  auto pool() const {
+    static_assert(detail::complete_type<detail::deferred_t<mp::pool, Dummy>>,
+                  "mp::context::pool() makes an mp::pool: #include <mp/pool.hpp>");
+    return pool<Dummy>(detail::deferred_t<pool_options, Dummy>{});
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::pool, Dummy> pool(detail::deferred_t<pool_options, Dummy> options) const {
     options.method = method_;
-    return mp::pool(std::move(options));
+    return detail::deferred_t<mp::pool, Dummy>(std::move(options));
   }
   /// ProcessPoolExecutor(mp_context=ctx).
-  mp::process_pool_executor process_pool_executor(executor_options options = {}) const {
+  template <class Dummy = void>
+  auto process_pool_executor() const {
+    static_assert(
+        detail::complete_type<detail::deferred_t<mp::process_pool_executor, Dummy>>,
+        "mp::context::process_pool_executor() makes an executor: #include <mp/executor.hpp>");
+    return process_pool_executor<Dummy>(detail::deferred_t<executor_options, Dummy>{});
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::process_pool_executor, Dummy> process_pool_executor(
+      detail::deferred_t<executor_options, Dummy> options) const {
     options.method = method_;
-    return mp::process_pool_executor(std::move(options));
+    return detail::deferred_t<mp::process_pool_executor, Dummy>(std::move(options));
   }
 
   // Python's ctx.Queue(), ctx.Lock() and the rest: the same objects under any
@@ -70,19 +126,40 @@ class context {
   mp::joinable_queue<T> joinable_queue(A&&... a) const {
     return mp::joinable_queue<T>(std::forward<A>(a)...);
   }
-  mp::lock lock() const { return mp::lock(); }
-  mp::rlock rlock() const { return mp::rlock(); }
-  mp::condition condition() const { return mp::condition(); }
-  mp::semaphore semaphore(unsigned value = 1) const { return mp::semaphore(value); }
-  mp::bounded_semaphore bounded_semaphore(unsigned value = 1) const {
-    return mp::bounded_semaphore(value);
+  template <class Dummy = void>
+  detail::deferred_t<mp::lock, Dummy> lock() const {
+    return detail::deferred_t<mp::lock, Dummy>();
   }
-  mp::event event() const { return mp::event(); }
+  template <class Dummy = void>
+  detail::deferred_t<mp::rlock, Dummy> rlock() const {
+    return detail::deferred_t<mp::rlock, Dummy>();
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::condition, Dummy> condition() const {
+    return detail::deferred_t<mp::condition, Dummy>();
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::semaphore, Dummy> semaphore(unsigned value = 1) const {
+    return detail::deferred_t<mp::semaphore, Dummy>(value);
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::bounded_semaphore, Dummy> bounded_semaphore(unsigned value = 1) const {
+    return detail::deferred_t<mp::bounded_semaphore, Dummy>(value);
+  }
+  template <class Dummy = void>
+  detail::deferred_t<mp::event, Dummy> event() const {
+    return detail::deferred_t<mp::event, Dummy>();
+  }
   template <class... A>
-  mp::barrier barrier(A&&... a) const {
-    return mp::barrier(std::forward<A>(a)...);
+  detail::deferred_t<mp::barrier, void(A...)> barrier(A&&... a) const {
+    return detail::deferred_t<mp::barrier, void(A...)>(std::forward<A>(a)...);
   }
-  std::pair<connection, connection> pipe(bool duplex = true) const { return mp::pipe(duplex); }
+  /// ctx.Pipe(duplex).
+  template <class Duplex = bool>
+  std::pair<detail::deferred_t<connection, Duplex>, detail::deferred_t<connection, Duplex>> pipe(
+      Duplex duplex = true) const {
+    return mp::pipe(duplex);
+  }
 
  private:
   start_method method_;
