@@ -37,8 +37,8 @@
 #include "fresh_run.hpp"
 
 #include "mp/detail/code_identity.hpp"
+#include "mp/detail/target.hpp"
 #include "mp/errors.hpp"
-#include "mp/process.hpp"
 #include "os/system.hpp"
 
 extern char** environ;

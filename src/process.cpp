@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: MIT
-// mp::process, mp::process_handle and the process-level functions: the top of
-// the process layer (see src/start_method.hpp), which starts a child through
-// the start method it names and otherwise asks the runtime.
+// mp::process, mp::process_handle and the process-level functions, the
+// program's default start method among them: the top of the process layer (see
+// src/start_method.hpp), which starts a child through the start method it
+// names and otherwise asks the runtime.
 #include "mp/process.hpp"
 
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <ostream>
+#include <string>
 
 #include "os/system.hpp"
 #include "runtime.hpp"
@@ -309,6 +312,64 @@ std::ostream& operator<<(std::ostream& out, const process& p) {
   if (!p.state_) return out << "<process empty>";
   if (p.state_->closed) return out << "<process name='" << p.state_->name << "' closed>";
   return out << process_handle(p.state_);
+}
+
+// ---- the program's default start method -----------------------------------
+
+std::string_view to_string(start_method method) noexcept {
+  switch (method) {
+    case start_method::fork:
+      return "fork";
+    case start_method::spawn:
+      return "spawn";
+    case start_method::forkserver:
+      return "forkserver";
+  }
+  return "unknown";
+}
+
+namespace {
+
+/// The default the program has until it chooses one: what MP_START_METHOD
+/// names (read once, at the first use of the default), or fork if it is unset
+/// or empty. A value that names no method throws mp::usage_error at every use
+/// of the default, as Python's get_context('sporn') raises ValueError: running
+/// on under fork would hide the typo from a user checking the program under
+/// spawn.
+start_method environment_default() {
+  static const std::string value = [] {
+    const char* set = std::getenv("MP_START_METHOD");
+    return std::string(set != nullptr ? set : "");
+  }();
+  if (value.empty()) return start_method::fork;
+  for (const start_method method : get_all_start_methods())
+    if (to_string(method) == value) return method;
+  throw usage_error("MP_START_METHOD=" + value +
+                    " names no start method (fork, spawn or forkserver)");
+}
+
+}  // namespace
+
+start_method get_start_method() {
+  if (const int fixed = detail::fixed_start_method(); fixed >= 0)
+    return static_cast<start_method>(fixed);
+  detail::fix_start_method(static_cast<int>(environment_default()));
+  return static_cast<start_method>(detail::fixed_start_method());
+}
+
+void set_start_method(start_method method, bool force) {
+  if (detail::fix_start_method(static_cast<int>(method))) return;
+  // Python raises even when the method asked is the one in force.
+  if (!force)
+    throw context_error(
+        "the start method is already fixed (to " +
+        std::string(to_string(static_cast<start_method>(detail::fixed_start_method()))) +
+        "); pass force = true to change it");
+  detail::force_start_method(static_cast<int>(method));
+}
+
+std::vector<start_method> get_all_start_methods() {
+  return {start_method::fork, start_method::spawn, start_method::forkserver};
 }
 
 }  // namespace mp

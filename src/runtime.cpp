@@ -18,7 +18,7 @@
 #include <ostream>
 #include <thread>
 
-#include "mp/process.hpp"
+#include "mp/detail/target.hpp"
 #include "os/system.hpp"
 
 namespace mp::detail {

@@ -5,10 +5,12 @@
 // The process layer, top to bottom. An arrow is "includes and calls"; every
 // one points down, and no file calls one above it:
 //
+//   context.cpp          get_context, the fork server's public calls
+//     |
+//     v
 //   process.cpp          mp::process, process_handle, current_process,
-//                        active_children; the default method from context.cpp
-//   context.cpp          get/set_start_method, MP_START_METHOD, get_context,
-//     |                  the fork server's public calls
+//     |                  active_children, get/set_start_method and
+//     |                  MP_START_METHOD
 //     v
 //   start_method.hpp     this contract, met by one file per method:
 //     |-- start_fork.cpp         fork(); the copy becomes itself in child_main
@@ -28,8 +30,10 @@
 //     v                  itself
 //   os/system.hpp        the system calls
 //
-// Besides: process.cpp calls context.cpp (get_start_method), never the
-// reverse; process.cpp, context.cpp and start_fork.cpp call runtime directly.
+// Below process.cpp nothing includes <mp/process.hpp>: what a child runs and
+// how it starts (mp::detail::target, mp::start_method, mp::system_exit) are in
+// <mp/detail/target.hpp>. process.cpp and start_fork.cpp also call runtime
+// directly.
 
 #pragma once
 
@@ -37,7 +41,7 @@
 #include <vector>
 
 #include "mp/detail/code_identity.hpp"
-#include "mp/process.hpp"
+#include "mp/detail/target.hpp"
 #include "runtime.hpp"
 
 namespace mp::detail {

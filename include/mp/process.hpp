@@ -32,6 +32,7 @@
 
 #include "mp/detail/checks.hpp"
 #include "mp/detail/code_identity.hpp"
+#include "mp/detail/target.hpp"
 #include "mp/errors.hpp"
 #include "mp/export.hpp"
 #include "mp/timeout.hpp"
@@ -43,20 +44,6 @@ enum class destroy_action {
   join,       ///< wait for it to end (default for non-daemon children)
   terminate,  ///< SIGTERM, then SIGKILL after `terminate_timeout` (default for daemons)
   kill,       ///< SIGKILL at once
-};
-
-/// How a child process starts (Python's start methods; see mp/context.hpp).
-enum class start_method {
-  /// A copy of this process (fork()): fast, and any callable works, capturing
-  /// lambdas too; but the copy holds whatever locks other threads held.
-  fork,
-  /// A fresh run of this program that runs only the target: no copied threads
-  /// or locks, but the callable and its arguments must be encodable.
-  spawn,
-  /// A copy of the fork server, a clean single-threaded run of this program
-  /// started on first use: as safe as spawn and nearly as fast as fork; the
-  /// callable and its arguments must be encodable.
-  forkserver,
 };
 
 /// Python's Process keyword arguments (`name`, `daemon`) and mp's destroy policy.
@@ -73,29 +60,9 @@ struct process_options {
   std::optional<start_method> method;
 };
 
-/// Throw from a process target to end the process with `code`: Python's
-/// `sys.exit(code)`. Deliberately not a std::exception, as SystemExit is not an
-/// Exception, so `catch (const std::exception&)` lets it through.
-struct system_exit {
-  int code = 0;
-};
-
 namespace detail {
 
 struct process_state;
-
-/// A callable with its arguments, type-erased for the process to run.
-class target {
- public:
-  virtual ~target() = default;
-  /// Runs the call in this process (a forked child).
-  virtual void run() = 0;
-  /// True if encode() can describe the call to a process that does not share
-  /// our memory; otherwise `why_not_portable()` says why.
-  virtual bool portable() const noexcept = 0;
-  virtual const char* why_not_portable() const noexcept = 0;
-  virtual void encode(output_archive& out) const = 0;
-};
 
 /// Why a call of Fn with Args cannot travel to a process that does not share
 /// our memory, naming the culprit: the callable, or an argument by position
