@@ -210,10 +210,14 @@ class MP_EXPORT process {
   /// Applies the destroy policy (see the file comment). Never throws.
   ~process();
 
-  /// Starts the child. Throws mp::usage_error if already started, closed, empty,
-  /// or if the current process is a daemon (daemons may not have children), or,
-  /// under the spawn method, if the target is not portable (saying why);
-  /// std::system_error if fork or exec fails.
+  /// Starts the child with its start method (options.method, else the
+  /// program's default). Throws mp::usage_error if already started, closed,
+  /// empty, or if the current process is a daemon (daemons may not have
+  /// children), or, under spawn and forkserver, if the target is not portable
+  /// (naming the callable or the argument and its type); std::system_error if
+  /// fork, exec or another system call fails; mp::process_error if the fork
+  /// server cannot be reached or its reply is unusable. A start that throws
+  /// leaves no child behind: one already created is killed and reaped.
   void start();
   /// Waits for the child to end, at most `timeout` (no limit if left out);
   /// true if it has ended (Python returns None and leaves you to check
