@@ -34,8 +34,7 @@ template <class T>
 class simple_queue;
 template <class T>
 class joinable_queue;
-class process_lock;
-using lock = process_lock;
+class process_lock;  // mp::lock, which <mp/synchronize.hpp> declares
 class rlock;
 class condition;
 class semaphore;
@@ -127,8 +126,8 @@ class context {
     return mp::joinable_queue<T>(std::forward<A>(a)...);
   }
   template <class Dummy = void>
-  detail::deferred_t<mp::lock, Dummy> lock() const {
-    return detail::deferred_t<mp::lock, Dummy>();
+  detail::deferred_t<mp::process_lock, Dummy> lock() const {
+    return detail::deferred_t<mp::process_lock, Dummy>();
   }
   template <class Dummy = void>
   detail::deferred_t<mp::rlock, Dummy> rlock() const {
