@@ -178,7 +178,7 @@ namespace {
 // (a process that died mid-operation leaves work the hints do not show).
 template <class Ready>
 bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
-           clock::time_point deadline) {
+           const detail::deadline& deadline) {
   if (spinning_helps()) {
     const auto spin_end = clock::now() + spin_time;
     for (unsigned i = 1;; ++i) {
@@ -202,11 +202,10 @@ bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& wa
     waiters.fetch_sub(1, std::memory_order_relaxed);
     return true;
   }
-  if (deadline != clock::time_point::max())
-    slice = std::min<std::chrono::nanoseconds>(slice, deadline - clock::now());
+  if (deadline.limited()) slice = std::min(slice, deadline.left().duration());
   if (slice > 0ns) os::futex_wait(signal, seen, slice);
   waiters.fetch_sub(1, std::memory_order_relaxed);
-  return ready() || clock::now() < deadline;
+  return ready() || !deadline.passed();
 }
 
 // Wakes up to `count` sleepers on `signal`, if any sleep; called after the
@@ -591,7 +590,7 @@ bool queue_core::put(const void* item, encoder encode, bool block, mp::timeout t
             const uint64_t now_got = c.get_seq.load(std::memory_order_acquire);
             return now_put < now_got || now_put - now_got < max;
           },
-          c.get_signal, c.put_waiters, deadline.when());
+          c.get_signal, c.put_waiters, deadline);
       if (!room) return false;
       continue;
     }
@@ -694,7 +693,7 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
               word_at(at(cursor_position(cursor))).load(std::memory_order_acquire);
           return stamp == count + 1 || (count != 0 && stamp == count);
         },
-        c.put_signal, c.get_waiters, deadline.when());
+        c.put_signal, c.get_waiters, deadline);
     if (!ready) return false;
   }
 }
@@ -723,7 +722,7 @@ bool queue_core::join(mp::timeout timeout) {
            c.put_seq.load(std::memory_order_acquire);
   };
   while (!finished()) {
-    if (!await(finished, c.done_signal, c.join_waiters, deadline.when())) return false;
+    if (!await(finished, c.done_signal, c.join_waiters, deadline)) return false;
   }
   return true;
 }
