@@ -1,35 +1,28 @@
 // SPDX-License-Identifier: MIT
-// The pool's engine: worker processes, dispatch, and the thread that collects
-// results and notices dead workers.
+// The pool's engine: tasks, dispatch, deadlines, cancellation, and the thread
+// that collects results and notices dead workers, over workers of any kind
+// (src/pool_engine.hpp).
 //
-// Each worker has a queue of its own, holding up to task_ring::depth tasks so
-// that it never waits for the pool between two of them, and a ring in shared
-// memory that says which of them it has started. When a worker dies, the task
-// it started fails with mp::worker_died and the rest go to other workers:
-// nothing else is lost. An idle worker takes queued tasks from a busy one the
-// same way. Results come back over one shared queue. The pool's thread waits
-// on it, and at least every 20 ms looks at the workers' liveness.
-#include <cxxabi.h>
-#include <malloc.h>
-#include <signal.h>
-#include <string.h>
+// Each worker holds up to task_ring::depth tasks, so that it never waits for
+// the pool between two of them, and a ring of task states says which of them
+// it has started. When a worker dies, the task it started fails with
+// mp::broken_process_pool and the rest go to other workers: nothing else is
+// lost. An idle worker takes queued tasks from a busy one the same way. The
+// pool's thread waits for results, and at least every 20 ms looks at the
+// workers' liveness.
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <thread>
-#include <typeinfo>
 #include <unordered_map>
 
-#include "mp/connection.hpp"
-#include "mp/detail/shared_region.hpp"
 #include "mp/pool.hpp"
-#include "mp/process.hpp"
-#include "mp/queues.hpp"
 #include "os/system.hpp"
+#include "pool_engine.hpp"
 
 namespace mp {
 
@@ -41,150 +34,17 @@ using clock = std::chrono::steady_clock;
 
 constexpr auto liveness_period = 20ms;
 
-std::string demangled(const std::type_info& type) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(
-      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
-  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
-}
+// Workers in a row that may die before they are ready (their initializer
+// has not returned) before the pool counts itself broken.
+constexpr unsigned failed_starts_allowed = 3;
 
-// The states of the tasks a worker holds, in memory it shares with the pool:
-// the pool marks a slot queued when it hands the worker a task, and the worker
-// marks it running before it starts the task, unless the pool took the task
-// back first (cancelled). One compare-exchange decides, so the pool always
-// knows whether a task it handed out has started.
-//
-// A task's time limit counts from when its worker marks it running, which
-// the worker records beside the state (steady_clock is CLOCK_MONOTONIC, the
-// same in every process): a worker still starting (a spawned one under a
-// sanitizer, or one whose initializer is slow) must not use up the time of
-// the task it has not begun.
-struct task_ring {
-  static constexpr std::uint32_t depth = 4;  // tasks a worker holds at most
-  enum : std::uint64_t { queued = 1, running = 2, cancelled = 3 };
-  static constexpr std::uint64_t encode(std::uint64_t id, std::uint64_t state) {
-    return id << 2 | state;
-  }
-  std::atomic<std::uint64_t> slot[depth];
-  std::atomic<std::int64_t> started[depth];  // steady_clock nanoseconds, stored before `running`
-};
-
-// What a worker's handle channel carries: the descriptors of the resources
-// among one task's arguments, sent just before the task is queued for it, so
-// they wait on the channel when the worker takes the task.
-struct handle_message {
-  std::uint64_t id = 0;
-  const std::vector<unique_fd>* outgoing = nullptr;  // when sending
-  std::vector<unique_fd> fds;                        // when received
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(id, static_cast<std::uint32_t>(outgoing->size()));
-    for (const unique_fd& fd : *outgoing) archive(archive.add_handle(fd.get()));
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    std::uint32_t count = 0;
-    archive(id, count);
-    if (count > archive.remaining()) throw_bad_length(count, 1, archive.remaining());
-    fds.clear();
-    for (std::uint32_t i = 0; i < count; ++i) {
-      std::uint32_t index = 0;
-      archive(index);
-      fds.push_back(archive.take_handle(index));
-    }
-  }
-};
-
-// A worker: runs the tasks of its queue until the stop task, or until it has
-// taken `max_tasks` (0: no limit). Before it runs a task it marks the task's
-// slot running; a task the pool took back first (cancelled, or moved to an
-// idle worker) it skips, and says so. The descriptors a task's arguments
-// need come over `channel`.
-void worker_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                 const shared_object<task_ring>& ring, const bound_call& initializer,
-                 unsigned max_tasks, mp::connection& channel) {
-  if (initializer) initializer();
-  // Reused from task to task, with their buffers.
-  pool_task task;
-  pool_result result;
-  byte_buffer out;
-  handle_source handles;
-  for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    tasks.get_into(task);
-    if (task.id == 0) return;
-    result.id = task.id;
-    result.failed = false;
-    result.skipped = false;
-    result.value.clear();
-    result.type.clear();
-    result.message.clear();
-    if (task.fds != 0) {
-      // Taken even for a task skipped below, so the next task's come next.
-      // The pool sent them before it queued the task: they are here.
-      auto message = channel.recv<handle_message>();
-      if (message.id != task.id || message.fds.size() != task.fds)
-        throw decode_error("a pool worker's handle channel is out of step with its tasks");
-      handles.fds = std::move(message.fds);
-      handles.taken.clear();
-    }
-    auto expected = task_ring::encode(task.id, task_ring::queued);
-    if (task.slot < task_ring::depth)
-      ring->started[task.slot].store(clock::now().time_since_epoch().count(),
-                                     std::memory_order_relaxed);
-    if (task.slot >= task_ring::depth ||
-        !ring->slot[task.slot].compare_exchange_strong(
-            expected, task_ring::encode(task.id, task_ring::running), std::memory_order_acq_rel)) {
-      result.skipped = true;
-      handles.fds.clear();  // closed now: a connection among them sees its peer go
-      results.put(result);
-      continue;
-    }
-    try {
-      out.clear();
-      invoke_call(task.payload.span(), task.fds != 0 ? &handles : nullptr, &out);
-      std::swap(result.value, out);
-    } catch (const std::exception& e) {
-      result.failed = true;
-      result.type = demangled(typeid(e));
-      result.message = e.what();
-    } catch (...) {
-      result.failed = true;
-      result.type = "unknown";
-      result.message = "a task threw something that is not a std::exception";
-    }
-    handles.fds.clear();  // any the call did not take
-    results.put(result);
-  }
-}
-
-// A worker process: worker_main in a process of its own, which takes and
-// returns buffers of the same sizes over and over. It keeps freed memory for
-// reuse rather than unmapping it and faulting fresh pages in for the next
-// task (glibc unmaps every freed block over 128 KiB at first, and trims the
-// heap's top beyond 128 KiB).
-void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                         const shared_object<task_ring>& ring, const bound_call& initializer,
-                         unsigned max_tasks, mp::connection& channel) {
-  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  worker_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
-}
-
-// A worker process started by spawn or forkserver: its initializer arrives encoded.
-void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
-                       const shared_object<task_ring>& ring, bound_call initializer,
-                       unsigned max_tasks, mp::connection& channel) {
-  worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
-}
-
-std::string describe_end(std::optional<int> exitcode) {
-  if (!exitcode) return "ended";
-  if (*exitcode < 0) {
-    const char* name = ::sigabbrev_np(-*exitcode);
-    return "was killed by signal " + std::to_string(-*exitcode) +
-           (name != nullptr ? std::string(" (SIG") + name + ")" : std::string());
-  }
-  return "exited with code " + std::to_string(*exitcode);
+pool_result failure_result(std::uint64_t id, task_failure failure, std::string message) {
+  pool_result r;
+  r.id = id;
+  r.failure = failure;
+  r.fault.message = std::move(message);
+  r.fault.pid = static_cast<std::int32_t>(::getpid());
+  return r;
 }
 
 }  // namespace
@@ -199,46 +59,47 @@ task_handles copy_handles(const handle_sink& sink) {
   return copies;
 }
 
-std::exception_ptr remote_exception(const std::string& type, const std::string& message) {
-  // The standard exceptions and mp's own come back as themselves.
-  if (type == "std::runtime_error") return std::make_exception_ptr(std::runtime_error(message));
-  if (type == "std::logic_error") return std::make_exception_ptr(std::logic_error(message));
-  if (type == "std::invalid_argument")
-    return std::make_exception_ptr(std::invalid_argument(message));
-  if (type == "std::domain_error") return std::make_exception_ptr(std::domain_error(message));
-  if (type == "std::length_error") return std::make_exception_ptr(std::length_error(message));
-  if (type == "std::out_of_range") return std::make_exception_ptr(std::out_of_range(message));
-  if (type == "std::range_error") return std::make_exception_ptr(std::range_error(message));
-  if (type == "std::overflow_error") return std::make_exception_ptr(std::overflow_error(message));
-  if (type == "std::underflow_error") return std::make_exception_ptr(std::underflow_error(message));
-  if (type == "mp::process_error") return std::make_exception_ptr(process_error(message));
-  if (type == "mp::decode_error") return std::make_exception_ptr(decode_error(message));
-  if (type == "mp::timeout_error") return std::make_exception_ptr(timeout_error(message));
-  if (type == "mp::worker_died") return std::make_exception_ptr(worker_died(message));
-  if (type == "mp::usage_error") return std::make_exception_ptr(usage_error(message));
-  return std::make_exception_ptr(remote_error(type, message));
+bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
+              std::span<const std::byte> payload, handle_source* handles, pool_result& result,
+              byte_buffer& scratch) {
+  result.id = id;
+  result.failure = task_failure::none;
+  result.skipped = false;
+  result.value.clear();
+  result.fault = {};
+  auto expected = task_ring::encode(id, task_ring::queued);
+  if (slot < task_ring::depth)
+    ring.started[slot].store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  if (slot >= task_ring::depth ||
+      !ring.slot[slot].compare_exchange_strong(expected, task_ring::encode(id, task_ring::running),
+                                               std::memory_order_acq_rel)) {
+    result.skipped = true;
+    return false;
+  }
+  try {
+    scratch.clear();
+    invoke_call(payload, handles, &scratch);
+    std::swap(result.value, scratch);
+  } catch (...) {
+    result.failure = task_failure::raised;
+    capture_fault(result.fault);
+  }
+  return true;
 }
 
 struct pool_core::impl {
   // One task a worker holds: running, or queued behind the running one.
   struct held_task {
-    std::uint64_t id;
-    std::uint32_t slot;
+    job task;
+    std::uint32_t slot = 0;
     // Cancelled or moved to another worker before it started: the worker
     // skips it, and its result (an acknowledgement) is dropped.
     bool skipped = false;
-    // Failed already (a thread pool's task past its timeout): its result is dropped.
+    // Failed already (a thread's task past its timeout): its result is dropped.
     bool abandoned = false;
-    byte_buffer payload;  // to hand it to another worker
-    task_handles handles;
   };
   struct worker {
-    mp::queue<pool_task> tasks;
-    detail::shared_object<task_ring> ring = detail::shared_object<task_ring>::make();
-    mp::connection channel;  // the descriptors of tasks' arguments go this way
-    mp::process process;     // or, in a thread pool:
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> exited;
+    std::unique_ptr<worker_site> site;
     std::deque<held_task> held;  // in the order the worker runs them
     std::uint32_t next_slot = 0;
     std::uint64_t current = 0;  // the first held task not skipped: running or about to
@@ -247,6 +108,7 @@ struct pool_core::impl {
     bool cancelled = false;                     // `current` was cancelled while it ran: stop it now
     std::uint64_t doomed = 0;                   // a running task cancelled with kill_running
     unsigned given = 0;                         // tasks handed to it
+    bool ran = false;                           // it has run a task (a result came back)
   };
   struct task_entry {
     completion done;
@@ -254,70 +116,27 @@ struct pool_core::impl {
     std::function<void()> started;
   };
 
-  impl(pool_options options_in, bool threads_in)
-      : options(std::move(options_in)),
-        threads(threads_in),
-        method(options.method.value_or(get_start_method())) {
-    if (!threads && method != start_method::fork && options.initializer &&
-        !options.initializer.portable())
-      throw usage_error("a pool's initializer cannot travel to workers started by " +
-                        std::string(to_string(method)) +
-                        ": it captures state or takes arguments the codec cannot encode; pass a "
-                        "function or capture-less lambda and its arguments, {init, args...}");
-  }
-  ~impl() {
-    for (auto& w : workers)
-      if (w && w->thread.joinable()) w->thread.join();
-  }
+  impl(pool_options options_in, std::unique_ptr<worker_backend> backend_in)
+      : options(std::move(options_in)), backend(std::move(backend_in)) {}
 
   pool_options options;
-  bool threads;
-  start_method method;  // of the worker processes
+  std::unique_ptr<worker_backend> backend;
   std::mutex mutex;
-  mp::queue<pool_result> results;
   std::vector<std::unique_ptr<worker>> workers;
-  std::deque<pool_task> pending;
+  std::deque<job> pending;
   std::unordered_map<std::uint64_t, task_entry> waiting;  // by task id
   std::uint64_t next_id = 1;
   bool closed = false;
   bool terminated = false;
+  std::optional<std::string> broken;  // why, once the pool can run no task
+  unsigned failed_starts = 0;         // workers in a row that died before they were ready
   std::thread thread;
   std::vector<std::pair<completion, pool_result>> ready;  // to call outside the mutex
   std::vector<pool_result> spare;  // results done with, for their buffers (pool's thread)
 
   void start_worker(std::size_t index) {
-    if (workers[index] && workers[index]->thread.joinable()) workers[index]->thread.join();
     auto w = std::make_unique<worker>();
-    auto ends = mp::pipe();
-    w->channel = std::move(ends.first);
-    if (threads) {
-      w->exited = std::make_shared<std::atomic<bool>>(false);
-      w->thread = std::thread([tasks = w->tasks, out = results, ring = w->ring,
-                               init = options.initializer, max = options.maxtasksperchild,
-                               exited = w->exited, channel = std::move(ends.second)]() mutable {
-        try {
-          worker_main(tasks, out, ring, init, max, channel);
-        } catch (...) {
-          // An initializer that threw: the thread ends and is replaced.
-        }
-        exited->store(true, std::memory_order_release);
-      });
-      workers[index] = std::move(w);
-      return;
-    }
-    const process_options how{.name = "PoolWorker-" + std::to_string(index + 1),
-                              .daemon = true,
-                              .on_destroy = destroy_action::kill,
-                              .method = method};
-    if (method != start_method::fork)
-      w->process =
-          mp::process(how, &worker_spawn_main, w->tasks, results, w->ring, options.initializer,
-                      options.maxtasksperchild, std::move(ends.second));
-    else
-      w->process =
-          mp::process(how, &worker_process_main, w->tasks, results, w->ring, options.initializer,
-                      options.maxtasksperchild, std::move(ends.second));
-    w->process.start();
+    w->site = backend->start(index);
     workers[index] = std::move(w);
   }
 
@@ -338,7 +157,7 @@ struct pool_core::impl {
     std::uint64_t first = 0;
     for (const auto& h : w.held)
       if (!h.skipped) {
-        first = h.id;
+        first = h.task.id;
         w.current_slot = h.slot;
         break;
       }
@@ -361,62 +180,51 @@ struct pool_core::impl {
   // When `w` must be stopped: at once for a task cancelled while it runs;
   // for a task with a limit, that long after the worker started it (never,
   // while it has not started: it has not used any of its time).
-  static clock::time_point deadline(const worker& w) {
+  static clock::time_point deadline(worker& w) {
     if (w.current == 0) return clock::time_point::max();
     if (w.cancelled) return clock::time_point::min();
     if (w.limit == no_limit) return clock::time_point::max();
-    const auto state = w.ring->slot[w.current_slot].load(std::memory_order_acquire);
+    task_ring& ring = w.site->ring();
+    const auto state = ring.slot[w.current_slot].load(std::memory_order_acquire);
     if (state != task_ring::encode(w.current, task_ring::running)) return clock::time_point::max();
     const clock::time_point started{
-        clock::duration(w.ring->started[w.current_slot].load(std::memory_order_relaxed))};
+        clock::duration(ring.started[w.current_slot].load(std::memory_order_relaxed))};
     return started + w.limit;
   }
 
-  // Under the mutex: hands `task` to `w`, queued behind what it holds: first
-  // the descriptors its arguments need, over w's channel, then the task.
-  void give(worker& w, pool_task&& task) {
-    bool reached = true;
-    task.fds = task.handles ? static_cast<std::uint32_t>(task.handles->size()) : 0;
-    if (task.fds != 0) {
-      try {
-        w.channel.send(handle_message{task.id, task.handles.get(), {}});
-      } catch (const std::system_error& e) {
-        if (e.code().value() != EPIPE && e.code().value() != ECONNRESET) {
-          fail(task.id, "std::system_error",
-               std::string("sending the descriptors of the task's arguments to a worker: ") +
-                   e.what());
-          return;
-        }
-        // The worker has died: it is noticed and replaced, and the task, not
-        // started, goes to another worker.
-        reached = false;
-      } catch (const std::exception& e) {
-        fail(task.id, "mp::process_error",
-             std::string("sending the descriptors of the task's arguments to a worker: ") +
-                 e.what());
-        return;
-      }
+  // Under the mutex: hands `task` to `w`, queued behind what it holds.
+  void give(worker& w, job&& task) {
+    const std::uint32_t slot = w.next_slot++ % task_ring::depth;
+    w.site->ring().slot[slot].store(task_ring::encode(task.id, task_ring::queued),
+                                    std::memory_order_release);
+    try {
+      // Not delivered: the worker has died. It is noticed and replaced, and
+      // the task, held but not started, goes to another worker.
+      (void)w.site->deliver(task, slot);
+    } catch (...) {
+      pool_result failed = failure_result(task.id, task_failure::raised, {});
+      capture_fault(failed.fault);
+      fail(std::move(failed));
+      return;
     }
-    task.slot = w.next_slot++ % task_ring::depth;
-    w.ring->slot[task.slot].store(task_ring::encode(task.id, task_ring::queued),
-                                  std::memory_order_release);
     ++w.given;
-    if (reached) w.tasks.put(task);
-    w.held.push_back(held_task{task.id, task.slot, false, false, std::move(task.payload),
-                               std::move(task.handles)});
+    w.held.push_back(held_task{std::move(task), slot});
     track_current(w);
   }
 
   // Under the mutex: takes back a task `w` holds but has not started, so it
   // never runs there. False if it has started.
   static bool take_back(worker& w, held_task& h) {
-    auto expected = task_ring::encode(h.id, task_ring::queued);
-    if (!w.ring->slot[h.slot].compare_exchange_strong(
-            expected, task_ring::encode(h.id, task_ring::cancelled), std::memory_order_acq_rel))
+    auto expected = task_ring::encode(h.task.id, task_ring::queued);
+    if (!w.site->ring().slot[h.slot].compare_exchange_strong(
+            expected, task_ring::encode(h.task.id, task_ring::cancelled),
+            std::memory_order_acq_rel))
       return false;
     h.skipped = true;
     return true;
   }
+
+  bool usable(const worker& w) const { return w.site != nullptr && !spent(w); }
 
   // Hands pending tasks to the workers holding the fewest, up to
   // task_ring::depth each, so that a worker finds its next task in its queue
@@ -426,16 +234,17 @@ struct pool_core::impl {
     while (!pending.empty()) {
       worker* best = nullptr;
       for (auto& w : workers)
-        if (w->held.size() < task_ring::depth && !spent(*w) &&
+        if (w->held.size() < task_ring::depth && usable(*w) &&
             (best == nullptr || live_count(*w) < live_count(*best)))
           best = w.get();
       if (best == nullptr) return;
-      pool_task task = std::move(pending.front());
+      job task = std::move(pending.front());
       pending.pop_front();
       give(*best, std::move(task));
     }
     for (auto& idle : workers) {
-      if (live_count(*idle) != 0 || idle->held.size() >= task_ring::depth || spent(*idle)) continue;
+      if (live_count(*idle) != 0 || idle->held.size() >= task_ring::depth || !usable(*idle))
+        continue;
       // The busiest worker's last queued task, if it has not started.
       worker* busiest = nullptr;
       for (auto& w : workers)
@@ -443,43 +252,59 @@ struct pool_core::impl {
           busiest = w.get();
       if (busiest == nullptr) return;
       for (auto h = busiest->held.rbegin(); h != busiest->held.rend(); ++h) {
-        if (h->skipped || h->id == busiest->current) continue;
+        if (h->skipped || h->task.id == busiest->current) continue;
         if (!take_back(*busiest, *h)) break;  // it runs already, and so did all before it
-        give(*idle, pool_task{h->id, 0, 0, std::move(h->payload), std::move(h->handles)});
+        give(*idle, std::move(h->task));
         break;
       }
     }
   }
 
-  void fail(std::uint64_t id, const char* type, std::string message) {
-    auto found = waiting.find(id);
+  // Under the mutex: the task's completion is to get `failure`.
+  void fail(pool_result&& failure) {
+    auto found = waiting.find(failure.id);
     if (found == waiting.end()) return;
-    pool_result failure;
-    failure.id = id;
-    failure.failed = true;
-    failure.type = type;
-    failure.message = std::move(message);
     ready.emplace_back(std::move(found->second.done), std::move(failure));
     waiting.erase(found);
+  }
+  void fail(std::uint64_t id, task_failure failure, std::string message) {
+    fail(failure_result(id, failure, std::move(message)));
+  }
+
+  // Under the mutex: no task can run any more (a worker's initializer
+  // failed): every task waiting fails, later submissions are refused.
+  void break_pool(std::string why) {
+    if (broken) return;
+    broken = std::move(why);
+    closed = true;
+    std::vector<std::uint64_t> ids;
+    for (const auto& entry : waiting) ids.push_back(entry.first);
+    for (const auto id : ids) fail(id, task_failure::broken, *broken);
+    pending.clear();
+    for (auto& w : workers)
+      for (auto& h : w->held) (void)take_back(*w, h);
   }
 
   // Under the mutex: a worker's result (or acknowledgement of a skipped task)
   // arrived; it is the first task that worker holds.
   void finish(pool_result&& result) {
+    if (result.id == 0) {  // a worker's initializer failed
+      break_pool("a worker's initializer failed with " + result.fault.type + ": " +
+                 result.fault.message + "; the pool can run no task");
+      return;
+    }
     for (auto& w : workers) {
-      if (w->held.empty() || w->held.front().id != result.id ||
+      if (w->held.empty() || w->held.front().task.id != result.id ||
           w->held.front().skipped != result.skipped)
         continue;
       const bool abandoned = w->held.front().abandoned;
       w->held.pop_front();
+      w->ran = w->ran || !result.skipped;
       track_current(*w);
       if (result.skipped || abandoned) return;
       break;
     }
-    auto found = waiting.find(result.id);
-    if (found == waiting.end()) return;
-    ready.emplace_back(std::move(found->second.done), std::move(result));
-    waiting.erase(found);
+    fail(std::move(result));
   }
 
   // A result object to decode into, with the buffers of an earlier one.
@@ -491,7 +316,7 @@ struct pool_core::impl {
   }
 
   void take_arrived() {
-    for (pool_result r = spare_result(); results.try_get_into(r); r = spare_result())
+    for (pool_result r = spare_result(); backend->next_result(r, {}); r = spare_result())
       finish(std::move(r));
   }
 
@@ -499,25 +324,39 @@ struct pool_core::impl {
   // `requeue` says so back at the front of the pending tasks, in their order.
   template <class Requeue>
   void hand_back(worker& w, Requeue&& requeue) {
-    std::deque<pool_task> again;
+    std::deque<job> again;
     for (auto& h : w.held)
-      if (!h.skipped && requeue(h))
-        again.push_back(pool_task{h.id, 0, 0, std::move(h.payload), std::move(h.handles)});
+      if (!h.skipped && requeue(h)) again.push_back(std::move(h.task));
     pending.insert(pending.begin(), std::make_move_iterator(again.begin()),
                    std::make_move_iterator(again.end()));
   }
 
   // Under the mutex, once worker `w` is gone and its results are in: fails
-  // the task it was running (the one its ring says started), with `type` and
-  // `message`, and queues the tasks it had not started for other workers.
-  void settle_lost_worker(worker& w, const char* type, const std::string& message) {
+  // the task it was running (the one its ring says started), with `failure`
+  // and `message`, and queues the tasks it had not started for other workers.
+  // True if it was running one.
+  bool settle_lost_worker(worker& w, task_failure failure, const std::string& message) {
+    bool was_running = false;
     hand_back(w, [&](held_task& h) {
-      const auto state = w.ring->slot[h.slot].load(std::memory_order_acquire);
-      if (state != task_ring::encode(h.id, task_ring::running)) return true;
-      fail(h.id, type, message);
+      const auto state = w.site->ring().slot[h.slot].load(std::memory_order_acquire);
+      if (state != task_ring::encode(h.task.id, task_ring::running)) return true;
+      fail(h.task.id, failure, message);
+      was_running = true;
       return false;
     });
     w.held.clear();
+    return was_running;
+  }
+
+  // Under the mutex: replaces worker `i`, unless the pool is broken or
+  // finished (a worker is not started for nothing).
+  void replace_worker(std::size_t i) {
+    if (broken || terminated) {
+      workers[i]->site->join();
+      workers[i] = std::make_unique<worker>();  // no site: never given a task
+      return;
+    }
+    start_worker(i);
   }
 
   // Under the mutex: kills workers past their task's deadline, replaces dead
@@ -525,21 +364,33 @@ struct pool_core::impl {
   void look_after_workers() {
     for (std::size_t i = 0; i < workers.size(); ++i) {
       worker& w = *workers[i];
+      if (!w.site) continue;
       bool overdue = clock::now() >= deadline(w);
       if (overdue) {
         take_arrived();  // it may have finished just in time
         overdue = clock::now() >= deadline(w);
       }
-      if (overdue && threads) {
+      if (overdue) {
+        const bool cancelled = w.cancelled;
+        if (w.site->stop_now()) {
+          // Out of time: the work itself is stopped, not only the wait for it.
+          take_arrived();
+          settle_lost_worker(
+              w, cancelled ? task_failure::cancelled : task_failure::timed_out,
+              cancelled ? "the task was cancelled while it ran; its worker was killed"
+                        : "the task ran past its timeout; its worker was killed and replaced");
+          replace_worker(i);
+          continue;
+        }
         // A thread cannot be stopped: fail the task, let the thread run it to
         // the end (its result is dropped), and give what waits behind it to
         // other workers.
         const std::uint64_t id = w.current;
-        fail(id, w.cancelled ? "mp::cancelled" : "mp::timeout_error",
-             w.cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
-                         : "the task ran past its timeout (its thread runs it to the end)");
+        fail(id, cancelled ? task_failure::cancelled : task_failure::timed_out,
+             cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
+                       : "the task ran past its timeout (its thread runs it to the end)");
         hand_back(w, [&](held_task& h) {
-          if (h.id != id) return take_back(w, h);
+          if (h.task.id != id) return take_back(w, h);
           h.abandoned = true;
           return false;
         });
@@ -547,26 +398,33 @@ struct pool_core::impl {
         w.cancelled = false;
         continue;
       }
-      if (overdue) {
-        // Out of time: stop the work itself, not only the wait for it.
-        const bool cancelled = w.cancelled;
-        w.process.kill();
-        w.process.join();
-        take_arrived();
-        settle_lost_worker(
-            w, cancelled ? "mp::cancelled" : "mp::timeout_error",
-            cancelled ? "the task was cancelled while it ran; its worker was killed"
-                      : "the task ran past its timeout; its worker was killed and replaced");
-        start_worker(i);
+      if (w.site->alive()) continue;
+      take_arrived();  // its last results may have made it
+      if (broken) {
+        settle_lost_worker(w, task_failure::broken, *broken);
+        replace_worker(i);
         continue;
       }
-      if (threads ? !w.exited->load(std::memory_order_acquire) : w.process.is_alive()) continue;
-      take_arrived();  // its last results may have made it
-      settle_lost_worker(w, "mp::worker_died",
-                         "the pool worker running this task (" + w.process.name() + ", pid " +
-                             std::to_string(w.process.pid().value_or(0)) + ") " +
-                             describe_end(w.process.exitcode()) + "; the pool replaced it");
-      start_worker(i);
+      const std::string ended = w.site->how_it_ended();
+      const bool was_running =
+          settle_lost_worker(w, task_failure::worker_died,
+                             "the pool worker running this task (" + w.site->who() + ") " + ended +
+                                 "; the pool replaced it");
+      // A worker that dies before it is ready, by its own hand, is a start
+      // that fails; a few in a row and the pool is broken rather than
+      // replacing workers forever.
+      const bool failed_start = !w.ran && !was_running &&
+                                w.site->ring().ready.load(std::memory_order_acquire) == 0 &&
+                                !w.site->killed_from_outside();
+      failed_starts = failed_start ? failed_starts + 1 : 0;
+      if (failed_starts >= failed_starts_allowed) {
+        break_pool(std::to_string(failed_starts) +
+                   " pool workers in a row died before they could run a task (the last, " +
+                   w.site->who() + ", " + ended + "); the pool can run no task");
+        replace_worker(i);
+        continue;
+      }
+      replace_worker(i);
     }
   }
 
@@ -575,7 +433,12 @@ struct pool_core::impl {
     ready.clear();
     lock.unlock();
     for (auto& [call, r] : calls) {
-      call(std::move(r));
+      task_outcome outcome{r.value.span(), nullptr, r.failure == task_failure::cancelled};
+      if (r.failure != task_failure::none) {
+        outcome.value = {};
+        outcome.error = failure_exception(r.failure, r.fault, backend->processes());
+      }
+      call(std::move(outcome));
       // Kept for the next results (the completions only read them), unless
       // its buffer is large enough to be worth giving back.
       if (spare.size() < 64 && r.value.capacity() <= (std::size_t{16} << 20))
@@ -594,9 +457,9 @@ struct pool_core::impl {
     auto next_check = clock::now() + liveness_period;
     for (;;) {
       pool_result result = spare_result();
-      const bool arrived = results.try_get_into(result, liveness_period);
+      const bool arrived = backend->next_result(result, liveness_period);
       std::unique_lock lock(mutex);
-      if (terminated) break;
+      if (terminated || broken) break;
       if (arrived) {
         finish(std::move(result));
         take_arrived();
@@ -605,42 +468,69 @@ struct pool_core::impl {
         next_check = clock::now() + liveness_period;
         look_after_workers();
       }
+      if (broken) break;
       dispatch();
       const bool done = closed && pending.empty() && waiting.empty() && idle();
       call_ready(lock);
       if (done) break;
     }
     std::unique_lock lock(mutex);
-    if (terminated) {
-      for (auto& w : workers)
-        if (threads)
-          w->tasks.put(pool_task{});  // a thread stops after the tasks it holds
-        else
-          w->process.kill();
+    if (terminated || broken) {
+      // Nothing queued starts; what runs is stopped where it can be (a
+      // thread runs its task to the end).
+      for (auto& w : workers) {
+        if (!w->site) continue;
+        for (auto& h : w->held) (void)take_back(*w, h);
+        if (!w->site->stop_now()) w->site->finish();
+      }
       // Unfinished tasks fail rather than wait forever.
       std::vector<std::uint64_t> ids;
       for (const auto& entry : waiting) ids.push_back(entry.first);
       for (const auto id : ids)
-        fail(id, "mp::process_error", "the pool was terminated before this task finished");
+        fail(id, task_failure::terminated, "the pool was terminated before this task finished");
       pending.clear();
     } else {
       for (auto& w : workers)
-        if (threads ? !w->exited->load() : w->process.is_alive())
-          w->tasks.put(pool_task{});  // stop
+        if (w->site && w->site->alive()) w->site->finish();
     }
     call_ready(lock);
     lock.unlock();
     for (auto& w : workers)
-      if (threads)
-        w->thread.join();
-      else
-        w->process.join();
+      if (w->site) w->site->join();
   }
 };
 
-pool_core::pool_core(pool_options options, bool threads)
-    : processes_(options.processes == 0 ? mp::cpu_count() : options.processes),
-      impl_(std::make_unique<impl>(std::move(options), threads)) {
+namespace {
+
+// The pool's size, after checking its options as Python's Pool does.
+unsigned checked_size(const pool_options& options) {
+  constexpr unsigned most = std::numeric_limits<int>::max();
+  if (options.processes > most)
+    throw std::invalid_argument("a pool of " + std::to_string(options.processes) +
+                                " workers: a negative count? Pass at least 1, or 0 for "
+                                "mp::cpu_count()");
+  if (options.maxtasksperchild > most)
+    throw std::invalid_argument("maxtasksperchild " + std::to_string(options.maxtasksperchild) +
+                                ": a negative count? Pass at least 1, or 0 for no limit");
+  return options.processes == 0 ? mp::cpu_count() : options.processes;
+}
+
+}  // namespace
+
+pool_core::pool_core(pool_options options, worker_kind kind) : processes_(checked_size(options)) {
+  auto workers =
+      kind == worker_kind::threads ? make_thread_workers(options) : make_process_workers(options);
+  impl_ = std::make_unique<impl>(std::move(options), std::move(workers));
+  start();
+}
+
+pool_core::pool_core(pool_options options, std::unique_ptr<worker_backend> workers)
+    : processes_(checked_size(options)),
+      impl_(std::make_unique<impl>(std::move(options), std::move(workers))) {
+  start();
+}
+
+void pool_core::start() {
   impl_->workers.resize(processes_);
   for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
   impl_->thread = std::thread([this] {
@@ -650,32 +540,37 @@ pool_core::pool_core(pool_options options, bool threads)
 }
 
 pool_core::~pool_core() {
-  close();
+  if (impl_->options.on_destroy == destroy_action::join)
+    close();
+  else
+    terminate();
   join();
 }
 
 std::uint64_t pool_core::submit(task_payload payload, completion done, mp::timeout limit,
                                 std::function<void()> started) {
   std::lock_guard lock(impl_->mutex);
+  if (impl_->broken)
+    std::rethrow_exception(failure_exception(task_failure::broken,
+                                             remote_fault{.message = *impl_->broken},
+                                             impl_->backend->processes()));
   if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
   const std::uint64_t id = impl_->next_id++;
   impl_->waiting.emplace(id,
                          impl::task_entry{std::move(done), limit.duration(), std::move(started)});
-  impl_->pending.push_back(
-      pool_task{id, 0, 0, std::move(payload.bytes), std::move(payload.handles)});
+  impl_->pending.push_back(job{id, std::make_shared<const byte_buffer>(std::move(payload.bytes)),
+                               std::move(payload.handles)});
   impl_->dispatch();
   return id;
 }
 
 namespace {
 
-pool_result cancellation(std::uint64_t id) {
-  pool_result r;
-  r.id = id;
-  r.failed = true;
-  r.type = "mp::cancelled";
-  r.message = "the task was cancelled before it started";
-  return r;
+task_outcome cancellation() {
+  return task_outcome{
+      {},
+      std::make_exception_ptr(cancelled_error("the task was cancelled before it started")),
+      true};
 }
 
 }  // namespace
@@ -688,7 +583,7 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
     completion done = std::move(entry->second.done);
     impl_->waiting.erase(entry);
     lock.unlock();
-    done(cancellation(id));
+    done(cancellation());
     return true;
   };
   auto& pending = impl_->pending;
@@ -699,7 +594,7 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
   }
   for (auto& w : impl_->workers) {
     for (auto& h : w->held) {
-      if (h.id != id || h.skipped || h.abandoned) continue;
+      if (h.task.id != id || h.skipped || h.abandoned) continue;
       // The current task counts as running from when its future says so,
       // but one to be killed is taken back if its worker has not started it.
       if ((w->current != id || kill_running) && impl::take_back(*w, h)) {  // not started
@@ -719,18 +614,18 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
 }
 
 std::size_t pool_core::cancel_pending() {
-  std::vector<std::pair<completion, std::uint64_t>> cancelled;
+  std::vector<completion> cancelled;
   {
     std::lock_guard lock(impl_->mutex);
     for (const auto& task : impl_->pending) {
       const auto entry = impl_->waiting.find(task.id);
       if (entry == impl_->waiting.end()) continue;
-      cancelled.emplace_back(std::move(entry->second.done), task.id);
+      cancelled.push_back(std::move(entry->second.done));
       impl_->waiting.erase(entry);
     }
     impl_->pending.clear();
   }
-  for (auto& [done, id] : cancelled) done(cancellation(id));
+  for (auto& done : cancelled) done(cancellation());
   return cancelled.size();
 }
 
@@ -792,6 +687,8 @@ progress_callback progress_bar() {
   };
 }
 
-pool::pool(pool_options options) : core_(std::make_shared<detail::pool_core>(std::move(options))) {}
+pool::pool(pool_options options)
+    : core_(std::make_shared<detail::pool_core>(std::move(options),
+                                                detail::worker_kind::processes)) {}
 
 }  // namespace mp

@@ -35,22 +35,12 @@ unique_fd input_archive::take_handle(std::uint32_t index) {
   if (handles_ == nullptr || index >= handles_->fds.size())
     throw decode_error("message refers to descriptor #" + std::to_string(index) +
                        ", which did not arrive with it");
-  auto& taken = handles_->taken;
-  if (taken.size() != handles_->fds.size()) taken.assign(handles_->fds.size(), -1);
-  if (handles_->fds[index]) {
-    taken[index] = handles_->fds[index].get();
-    return std::move(handles_->fds[index]);
-  }
-  // Named again (the sender sends each descriptor once): the first taker,
-  // part of the value being decoded, still holds it.
-  const int first = taken[index];
-  try {
-    if (first >= 0) return os::duplicate(first);
-  } catch (const std::system_error& e) {
-    if (e.code() != std::errc::bad_file_descriptor) throw;  // EMFILE, say: not the message's fault
-  }
-  throw decode_error("descriptor #" + std::to_string(index) +
-                     " is referred to again after it was closed");
+  // A copy for each taker: the source keeps the one that came, for a value
+  // that names it again (the sender sends each descriptor once). A taker
+  // may close its copy at once (a queue this process has mapped already).
+  if (!handles_->fds[index])
+    throw decode_error("descriptor #" + std::to_string(index) + " did not arrive intact");
+  return os::duplicate(handles_->fds[index].get());
 }
 
 void check_fingerprint(std::span<const std::byte> in, std::uint64_t expected,

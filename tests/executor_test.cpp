@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <numeric>
+#include <ranges>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -184,7 +185,64 @@ TEST(executor, map_is_lazy_and_ordered_and_shutdown_cancels_pending) {
     cancelled += f.cancelled() ? 1 : 0;
   }
   EXPECT_GE(cancelled, 1);  // twenty 50 ms tasks on two workers: most had not started
-  EXPECT_THROW(ex.submit(power_of_two, 1), mp::usage_error);
+  try {
+    ex.submit(power_of_two, 1);
+    FAIL() << "a submission after shutdown was accepted";
+  } catch (const mp::process_error& e) {
+    EXPECT_STREQ(e.what(), "cannot schedule new futures after shutdown");
+  }
+}
+
+void failing_initializer() {
+  throw std::runtime_error("no model file");
+}
+
+// Python's executor breaks when an initializer fails; before, the worker
+// was replaced for ever, the future never finished and shutdown() hung.
+TEST(executor, a_failing_initializer_breaks_it_and_shutdown_returns) {
+  mp::process_pool_executor ex({.max_workers = 1, .initializer = failing_initializer});
+  try {
+    auto f = ex.submit(power_of_two, 2);
+    ASSERT_TRUE(f.wait_for(mp::testing::scaled(30s))) << "the future of a broken executor hung";
+    f.result();
+    FAIL() << "a task ran though the initializer failed";
+  } catch (const mp::broken_process_pool& e) {
+    EXPECT_NE(std::string(e.what()).find("no model file"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ex.submit(power_of_two, 3), mp::broken_executor);
+  ex.shutdown(true);
+}
+
+// A dead worker is the same error whichever way the task came.
+TEST(executor, map_reports_a_dead_worker_as_submit_does) {
+  mp::process_pool_executor ex(1);
+  const std::vector<int> input{1};
+  EXPECT_THROW(
+      {
+        for (int v : ex.map(dies, input)) static_cast<void>(v);
+      },
+      mp::broken_process_pool);
+  EXPECT_EQ(ex.submit(power_of_two, 4).result(), 16);
+}
+
+// Python's Executor.map submits everything at once: its results survive a
+// shutdown, or the executor itself, before the iteration.
+TEST(executor, map_results_survive_shutdown_and_the_executor) {
+  std::vector<long> got;
+  {
+    mp::process_pool_executor ex(2);
+    auto results = ex.map(power_of_two, std::vector<int>{1, 2, 3});
+    ex.shutdown(false);
+    for (long v : results) got.push_back(v);
+  }
+  EXPECT_EQ(got, (std::vector<long>{2, 4, 8}));
+  const auto make = [] {
+    mp::process_pool_executor ex(1);
+    return ex.map(power_of_two, std::views::iota(4, 7));
+  };
+  got.clear();
+  for (long v : make()) got.push_back(v);
+  EXPECT_EQ(got, (std::vector<long>{16, 32, 64}));
 }
 
 }  // namespace

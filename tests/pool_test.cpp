@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of mp::pool (mp/pool.hpp): Python's Pool semantics, and workers that
 // die in the middle of a task.
+#include <cxxabi.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -101,8 +103,21 @@ void expect_task_timed_out(mp::async_result<R>& r) {
   }
 }
 
-TEST(pool, apply_and_apply_async_return_results) {
-  mp::pool p(2);
+// The tests that hold for every kind of worker run over each: worker
+// processes (under the suite's start method) and worker threads.
+template <class Pool>
+class any_pool : public ::testing::Test {};
+struct pool_kind_names {
+  template <class Pool>
+  static std::string GetName(int) {
+    return std::is_same_v<Pool, mp::thread_pool> ? "threads" : "processes";
+  }
+};
+using pool_kinds = ::testing::Types<mp::pool, mp::thread_pool>;
+TYPED_TEST_SUITE(any_pool, pool_kinds, pool_kind_names);
+
+TYPED_TEST(any_pool, apply_and_apply_async_return_results) {
+  TypeParam p(2);
   EXPECT_EQ(p.processes(), 2U);
   EXPECT_EQ(p.apply(square, 7), 49);
   EXPECT_EQ(p.apply(greet, std::string("pool")), "hello pool");
@@ -115,8 +130,8 @@ TEST(pool, apply_and_apply_async_return_results) {
   p.apply(nothing, 1);
 }
 
-TEST(pool, apply_async_runs_its_callbacks) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, apply_async_runs_its_callbacks) {
+  TypeParam p(2);
   std::atomic<int> seen{0};
   std::atomic<int> errors{0};
   auto ok = p.apply_async_with({.callback = [&](const int& v) { seen = v; }}, square, 5);
@@ -129,8 +144,8 @@ TEST(pool, apply_async_runs_its_callbacks) {
   EXPECT_FALSE(bad.successful());
 }
 
-TEST(pool, map_and_starmap_keep_input_order) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, map_and_starmap_keep_input_order) {
+  TypeParam p(2);
   std::vector<int> input(1000);
   std::iota(input.begin(), input.end(), 0);
   const auto squares = p.map(square, input);
@@ -142,8 +157,8 @@ TEST(pool, map_and_starmap_keep_input_order) {
   EXPECT_EQ(p.starmap(power, pairs), (std::vector<long>{8, 9, 10000}));
 }
 
-TEST(pool, map_takes_any_input_range_and_any_result_type) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, map_takes_any_input_range_and_any_result_type) {
+  TypeParam p(2);
   const std::list<int> listed{3, 1, 2};  // not contiguous: goes through a vector
   EXPECT_EQ(p.map(square, listed), (std::vector<int>{9, 1, 4}));
   const std::vector<std::string> names{"ann", "bob"};  // results that are not memcpy-able
@@ -179,8 +194,8 @@ TEST(pool, a_chunk_sent_from_its_span_encodes_as_its_vector) {
                mp::decode_error);
 }
 
-TEST(pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
+  TypeParam p(2);
   EXPECT_THROW(p.apply(fails_on_three, 3), std::invalid_argument);
   try {
     p.apply(throws_custom, 1);
@@ -192,7 +207,7 @@ TEST(pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
   std::vector<int> input{1, 2, 3, 4, 5};
   EXPECT_THROW(p.map(fails_on_three, input, 1), std::invalid_argument);
   EXPECT_EQ(p.apply(square, 3), 9);
-  auto r = p.apply_async(slow_identity, 5000);
+  auto r = p.apply_async(slow_identity, 2000);  // a thread runs it to the end
   EXPECT_THROW(r.get(10ms), mp::timeout_error);
   p.terminate();
   p.join();
@@ -216,8 +231,8 @@ picky negate(picky p) {
   return {-p.value};
 }
 
-TEST(pool, what_the_codec_refuses_fails_that_task_only) {
-  mp::pool p(1);
+TYPED_TEST(any_pool, what_the_codec_refuses_fails_that_task_only) {
+  TypeParam p(1);
   // The argument does not decode in the worker; the result does not decode here.
   EXPECT_THROW(p.apply(negate, picky{-1}), mp::decode_error);
   EXPECT_THROW(p.apply(negate, picky{1}), mp::decode_error);
@@ -256,8 +271,8 @@ mp::queue<int> return_a_queue(int) {
   return mp::queue<int>();
 }
 
-TEST(pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, tasks_take_queues_locks_connections_and_shared_memory_as_arguments) {
+  TypeParam p(2);
   mp::queue<int> squares;
   EXPECT_EQ(p.apply(put_square, 7, squares), 7);
   EXPECT_EQ(squares.get(), 49);
@@ -333,8 +348,8 @@ TEST(pool, tasks_with_resources_behind_a_killed_worker_take_them_elsewhere) {
   EXPECT_EQ(out.get() + out.get() + out.get(), 6);
 }
 
-TEST(pool, imap_is_lazy_and_ordered_imap_unordered_is_not) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, imap_is_lazy_and_ordered_imap_unordered_is_not) {
+  TypeParam p(2);
   std::vector<int> input(100);
   std::iota(input.begin(), input.end(), 0);
   std::vector<int> got;
@@ -554,17 +569,17 @@ TEST(pool, map_async_with_calls_back_and_limits_each_chunk) {
             (std::vector<long>{1024, 27}));
 }
 
-TEST(pool, the_destructor_finishes_submitted_work) {
+TYPED_TEST(any_pool, the_destructor_finishes_submitted_work) {
   std::vector<mp::async_result<int>> results;
   {
-    mp::pool p(2);
+    TypeParam p(2);
     for (int x = 0; x < 10; ++x) results.push_back(p.apply_async(slow_identity, 5));
   }
   for (auto& r : results) EXPECT_EQ(r.get(), 5);
 }
 
-TEST(pool, map_and_imap_report_progress) {
-  mp::pool p(2);
+TYPED_TEST(any_pool, map_and_imap_report_progress) {
+  TypeParam p(2);
   std::vector<int> input(40);
   std::iota(input.begin(), input.end(), 0);
   std::mutex mutex;
@@ -645,12 +660,294 @@ TEST(pool, an_empty_chunk_decodes_into_an_empty_span) {
   EXPECT_TRUE(p.map(square, std::vector<int>{}).empty());
 }
 
-TEST(pool, close_refuses_new_work_and_join_needs_it) {
-  mp::pool p(1);
+TYPED_TEST(any_pool, close_refuses_new_work_and_join_needs_it) {
+  TypeParam p(1);
   EXPECT_THROW(p.join(), mp::usage_error);
   p.close();
   EXPECT_THROW(p.apply(square, 2), mp::usage_error);
   p.join();
+}
+
+// maxtasksperchild on threads: a thread that has run its share ends and is
+// replaced (the replacement path once asked a thread worker for a process's
+// name and terminated the program).
+TYPED_TEST(any_pool, maxtasksperchild_replaces_workers_and_the_pool_goes_on) {
+  TypeParam p({.processes = 1, .maxtasksperchild = 1});
+  std::set<int> pids;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(p.apply(square, i), i * i);
+    pids.insert(p.apply(own_pid, i));
+  }
+  if constexpr (std::is_same_v<TypeParam, mp::pool>) {
+    EXPECT_EQ(pids.size(), 4U);
+  }
+  std::vector<int> input(20);
+  std::iota(input.begin(), input.end(), 0);
+  EXPECT_EQ(p.map(square, input, 1)[19], 361);
+}
+
+void failing_initializer() {
+  throw std::runtime_error("no database here");
+}
+
+// Python's executor breaks when an initializer fails (BrokenProcessPool,
+// BrokenThreadPool); a pool that replaced the worker for ever would never
+// run the task, and never end.
+TYPED_TEST(any_pool, a_failing_initializer_breaks_the_pool_saying_why) {
+  TypeParam p({.processes = 2, .initializer = failing_initializer});
+  using broken = std::conditional_t<std::is_same_v<TypeParam, mp::pool>, mp::broken_process_pool,
+                                    mp::broken_thread_pool>;
+  try {
+    // The pool may have broken before the task is submitted, or after.
+    auto r = p.apply_async(square, 3);
+    ASSERT_TRUE(r.wait(mp::testing::scaled(30s))) << "a task of a broken pool never failed";
+    r.get();
+    FAIL() << "a task ran though every initializer failed";
+  } catch (const broken& e) {
+    EXPECT_NE(std::string(e.what()).find("no database here"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(p.apply(square, 4), mp::broken_executor);
+  p.terminate();
+  p.join();
+}
+
+void exiting_initializer() {
+  std::_Exit(3);
+}
+
+// A worker that dies before it is ready, again and again, breaks the pool
+// too, rather than being replaced for ever.
+TEST(pool, workers_that_die_before_they_are_ready_break_it) {
+  mp::pool p({.processes = 1, .initializer = exiting_initializer});
+  try {
+    auto r = p.apply_async(square, 3);
+    ASSERT_TRUE(r.wait(mp::testing::scaled(60s))) << "a task of a broken pool never failed";
+    r.get();
+    FAIL() << "a task ran though every worker died at start";
+  } catch (const mp::broken_process_pool& e) {
+    EXPECT_NE(std::string(e.what()).find("exited with code 3"), std::string::npos) << e.what();
+  }
+}
+
+std::string demangle(const std::type_info& type) {
+  int status = 0;
+  char* name = abi::__cxa_demangle(type.name(), nullptr, nullptr, &status);
+  std::string out = status == 0 && name != nullptr ? name : type.name();
+  std::free(name);
+  return out;
+}
+
+// Every exception type mp defines.
+using mp_errors = std::tuple<mp::process_error, mp::timeout_error, mp::eof_error, mp::decode_error,
+                             mp::buffer_too_short, mp::authentication_error, mp::context_error,
+                             mp::usage_error, mp::queue_empty, mp::queue_full, mp::owner_died,
+                             mp::broken_barrier, mp::shared_memory_not_found,
+                             mp::shared_memory_exists, mp::broken_executor, mp::worker_died,
+                             mp::broken_process_pool, mp::broken_thread_pool, mp::cancelled_error>;
+
+template <class E>
+E make_error() {
+  if constexpr (std::is_same_v<E, mp::buffer_too_short>)
+    return E(std::vector<std::byte>(5));
+  else
+    return E("thrown in a task");
+}
+
+int throw_mp_error(std::size_t index) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((I == index ? throw make_error<std::tuple_element_t<I, mp_errors>>() : void()), ...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<mp_errors>>());
+  return 0;
+}
+
+// Checks that `e` is the exception the task threw: its very type (not a base
+// or a derived one), its message, and where it came from.
+template <class Pool, class E>
+void expect_rebuilt(const E& e, const std::string& message) {
+  EXPECT_EQ(typeid(e), typeid(mp::detail::remote_exception<E>)) << demangle(typeid(e));
+  EXPECT_EQ(std::string(e.what()), message);
+  const mp::remote_info* from = mp::remote_info_of(e);
+  ASSERT_NE(from, nullptr);
+  EXPECT_EQ(from->type_name(), demangle(typeid(E)));
+  EXPECT_EQ(from->message(), message);
+  if constexpr (std::is_same_v<Pool, mp::thread_pool>) {
+    EXPECT_EQ(from->pid(), static_cast<int>(::getpid()));
+  } else {
+    EXPECT_NE(from->pid(), static_cast<int>(::getpid()));
+  }
+}
+
+TYPED_TEST(any_pool, every_mp_exception_type_crosses_as_itself) {
+  TypeParam p(1);
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (
+        [&] {
+          using E = std::tuple_element_t<I, mp_errors>;
+          try {
+            p.apply(throw_mp_error, I);
+            ADD_FAILURE() << demangle(typeid(E)) << " was not thrown";
+          } catch (const E& e) {
+            expect_rebuilt<TypeParam>(e, make_error<E>().what());
+          } catch (const std::exception& e) {
+            ADD_FAILURE() << demangle(typeid(E)) << " arrived as " << demangle(typeid(e)) << ": "
+                          << e.what();
+          }
+        }(),
+        ...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<mp_errors>>());
+}
+
+int throw_standard(int kind) {
+  switch (kind) {
+    case 0:
+      throw std::system_error(EACCES, std::generic_category(), "opening /secret");
+    case 1:
+      throw std::system_error(std::make_error_code(std::errc::timed_out));
+    case 2:
+      throw std::bad_alloc();
+    case 3:
+      throw std::out_of_range("index 7");
+    case 4:
+      throw std::ios_base::failure("reading the file");
+    default:
+      throw std::overflow_error("too big");
+  }
+}
+
+TYPED_TEST(any_pool, standard_exceptions_cross_as_themselves_with_their_error_codes) {
+  TypeParam p(1);
+  try {
+    p.apply(throw_standard, 0);
+    FAIL();
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::make_error_code(std::errc::permission_denied));
+    EXPECT_EQ(std::string(e.what()),
+              "opening /secret: " + std::make_error_code(std::errc::permission_denied).message());
+    ASSERT_NE(mp::remote_info_of(e), nullptr);
+  }
+  try {
+    p.apply(throw_standard, 1);
+    FAIL();
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::make_error_code(std::errc::timed_out));
+    EXPECT_EQ(std::string(e.what()), std::make_error_code(std::errc::timed_out).message());
+  }
+  EXPECT_THROW(p.apply(throw_standard, 2), std::bad_alloc);
+  try {
+    p.apply(throw_standard, 3);
+    FAIL();
+  } catch (const std::out_of_range& e) {
+    expect_rebuilt<TypeParam>(e, "index 7");
+  }
+  try {
+    p.apply(throw_standard, 4);
+    FAIL();
+  } catch (const std::ios_base::failure& e) {
+    EXPECT_EQ(e.code(), std::io_errc::stream);
+    EXPECT_NE(std::string(e.what()).find("reading the file"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(p.apply(throw_standard, 5), std::overflow_error);
+}
+
+struct registered_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int throws_registered(int) {
+  throw registered_error("registered");
+}
+
+TYPED_TEST(any_pool, unknown_types_arrive_as_remote_error_and_registered_ones_as_themselves) {
+  TypeParam p(1);
+  try {
+    p.apply(throws_custom, 1);
+    FAIL() << "no exception";
+  } catch (const mp::remote_error& e) {
+    EXPECT_EQ(e.type_name(), demangle(typeid(custom_error)));
+    EXPECT_EQ(e.message(), "custom");
+    if constexpr (std::is_same_v<TypeParam, mp::pool>) {
+      EXPECT_NE(e.pid(), static_cast<int>(::getpid()));
+    }
+  }
+  mp::register_exception<registered_error>();
+  try {
+    p.apply(throws_registered, 1);
+    FAIL() << "no exception";
+  } catch (const registered_error& e) {
+    expect_rebuilt<TypeParam>(e, "registered");
+  }
+}
+
+int throwing_input(int x) {
+  if (x == 3) throw std::runtime_error("the input broke at 3");
+  return x;
+}
+
+// Python's imap over an iterator that raises yields what came before it,
+// then the error; before, the first next() threw and the results were lost.
+TYPED_TEST(any_pool, imap_yields_what_came_before_an_input_that_throws) {
+  TypeParam p(2);
+  const std::vector<std::pair<std::size_t, std::vector<int>>> cases{{1, {0, 1, 4}}, {2, {0, 1}}};
+  for (const auto& [chunksize, before] : cases) {
+    std::vector<int> got;
+    std::string error;
+    try {
+      for (int v : p.imap(square, std::views::iota(0, 10) | std::views::transform(throwing_input),
+                          chunksize))
+        got.push_back(v);
+    } catch (const std::runtime_error& e) {
+      error = e.what();
+    }
+    EXPECT_EQ(error, "the input broke at 3") << "chunksize " << chunksize;
+    EXPECT_EQ(got, before) << "chunksize " << chunksize;
+  }
+  std::multiset<int> unordered;
+  EXPECT_THROW(
+      {
+        for (int v : p.imap_unordered(
+                 square, std::views::iota(0, 10) | std::views::transform(throwing_input)))
+          unordered.insert(v);
+      },
+      std::runtime_error);
+  EXPECT_EQ(unordered, (std::multiset<int>{0, 1, 4}));
+  EXPECT_EQ(p.apply(square, 5), 25);  // the pool goes on
+}
+
+// imap(f, range(10)) ported literally: a temporary range is kept by the result.
+TYPED_TEST(any_pool, imap_takes_temporary_ranges) {
+  TypeParam p(2);
+  std::vector<int> got;
+  for (int v : p.imap(square, std::views::iota(0, 5))) got.push_back(v);
+  EXPECT_EQ(got, (std::vector<int>{0, 1, 4, 9, 16}));
+  auto later = p.imap(square, std::vector<int>{7, 8});  // the vector lives in `later`
+  got.clear();
+  for (int v : later) got.push_back(v);
+  EXPECT_EQ(got, (std::vector<int>{49, 64}));
+}
+
+// mp::pool(-1) converts to four billion workers: refused, saying why.
+TYPED_TEST(any_pool, nonsense_counts_are_refused) {
+  const int negative = -1;
+  EXPECT_THROW(TypeParam(static_cast<unsigned>(negative)), std::invalid_argument);
+  EXPECT_THROW(TypeParam({.processes = 1, .maxtasksperchild = static_cast<unsigned>(negative)}),
+               std::invalid_argument);
+}
+
+// Python's `with Pool() as p:` terminates on exit: on_destroy = terminate.
+TYPED_TEST(any_pool, on_destroy_terminate_drops_the_work) {
+  std::vector<mp::async_result<int>> results;
+  {
+    TypeParam p({.processes = 1, .on_destroy = mp::destroy_action::terminate});
+    for (int i = 0; i < 5; ++i) results.push_back(p.apply_async(slow_identity, 200));
+  }
+  int dropped = 0;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ready());
+    dropped += r.successful() ? 0 : 1;
+  }
+  EXPECT_GE(dropped, 4);  // at most the one running on a thread was finished
 }
 
 }  // namespace

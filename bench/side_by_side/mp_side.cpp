@@ -42,6 +42,10 @@
 //   executor-rt      submit(f, x).result() round trips; median µs
 //   pool-cpu         primes below `rounds` counted in 40 ranges, serially and with
 //                    pool.map on one worker per CPU; the speedup (serial / pool time)
+//   thread-map1      pool-map1 on an mp::thread_pool of 2
+//   thread-apply     pool-apply on an mp::thread_pool of 2
+//   thread-submit    apply_async of `rounds` tiny tasks on an mp::thread_pool of 2, then
+//                    their results; millions of tasks per second
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds.
 #include <sched.h>
 
@@ -449,8 +453,9 @@ std::vector<std::int64_t> iota_input(std::size_t count) {
 // Maps of x*x over `rounds` items on one pool: a warm-up map, then the median
 // rate of five timed ones (a pool's steady state: its workers and the
 // allocator's memory warm); items per µs.
+template <class Pool = mp::pool>
 double pool_map(std::size_t rounds, std::size_t chunksize) {
-  mp::pool pool(2);
+  Pool pool(2);
   const std::vector<std::int64_t> input = iota_input(rounds);
   std::vector<double> rates;
   for (int i = 0; i < 6; ++i) {
@@ -464,8 +469,9 @@ double pool_map(std::size_t rounds, std::size_t chunksize) {
   return median(std::move(rates));
 }
 
+template <class Pool = mp::pool>
 double pool_apply(std::size_t rounds, std::size_t warmup) {
-  mp::pool pool(2);
+  Pool pool(2);
   std::vector<double> times;
   times.reserve(rounds);
   for (std::size_t i = 0; i < warmup + rounds; ++i) {
@@ -488,6 +494,24 @@ double executor_submit(std::size_t rounds, std::size_t warmup) {
     for (std::size_t i = 0; i < count; ++i)
       if (futures[i].result() != static_cast<std::int64_t>(i * i))
         fail("executor-submit: wrong result");
+  };
+  run(warmup);
+  const auto start = clock_type::now();
+  run(rounds);
+  return static_cast<double>(rounds) / microseconds(clock_type::now() - start);
+}
+
+// thread-submit: `rounds` tiny tasks through a thread pool's apply_async,
+// then their results (Python's ThreadPoolExecutor.submit beside it).
+double thread_submit(std::size_t rounds, std::size_t warmup) {
+  mp::thread_pool pool(2);
+  const auto run = [&](std::size_t count) {
+    std::vector<mp::async_result<std::int64_t>> results;
+    results.reserve(count);
+    for (std::size_t i = 0; i < count; ++i)
+      results.push_back(pool.apply_async(square, static_cast<std::int64_t>(i)));
+    for (std::size_t i = 0; i < count; ++i)
+      if (results[i].get() != static_cast<std::int64_t>(i * i)) fail("thread-submit: wrong result");
   };
   run(warmup);
   const auto start = clock_type::now();
@@ -553,7 +577,7 @@ int main(int argc, char** argv) {
         "spawn|spawn-method|forkserver-method|noop|pingpong|throughput|throughput-into|lock|"
         "increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
-        "executor-rt|pool-cpu [rounds]\n",
+        "executor-rt|pool-cpu|thread-map1|thread-apply|thread-submit [rounds]\n",
         stderr);
     return 2;
   }
@@ -604,6 +628,12 @@ int main(int argc, char** argv) {
       result = executor_roundtrip(rounds, warmup);
     else if (mode == "pool-cpu")
       result = pool_cpu(rounds);
+    else if (mode == "thread-map1")
+      result = pool_map<mp::thread_pool>(rounds, 1);
+    else if (mode == "thread-apply")
+      result = pool_apply<mp::thread_pool>(rounds, warmup);
+    else if (mode == "thread-submit")
+      result = thread_submit(rounds, warmup);
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);

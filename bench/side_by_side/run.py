@@ -219,6 +219,16 @@ SCENARIOS = (
     Scenario(f"pool-cpu: primes, speedup over serial on {CPUS} workers", "pool-cpu",
              "pool_cpu.py", False, "speedup", 2_000_000, (Target("mp", ">=", 0.9 * CPUS),),
              floor_mode=None, python_rounds=200_000),
+    # The same on threads: mp::thread_pool beside Python's ThreadPool and ThreadPoolExecutor.
+    Scenario("thread-map1: x*x over 100k ints on 2 threads, chunksize 1", "thread-map1",
+             "thread_pool_map1.py", False, "rate", 100_000, floor_mode=None,
+             python_rounds=20_000),
+    Scenario("thread-apply: apply() round trip on 2 threads", "thread-apply",
+             "thread_pool_apply.py", False, "latency", 20000, floor_mode=None,
+             python_rounds=5000),
+    Scenario("thread-submit: 100k tiny tasks on 2 threads (Python: ThreadPoolExecutor)",
+             "thread-submit", "thread_executor_submit.py", False, "rate", 100_000,
+             floor_mode=None, python_rounds=20_000),
 )
 
 

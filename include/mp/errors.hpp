@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mp/export.hpp"
@@ -43,6 +44,9 @@ class MP_EXPORT decode_error : public process_error {
 class MP_EXPORT buffer_too_short : public process_error {
  public:
   explicit buffer_too_short(std::vector<std::byte> message);
+  /// With the what() it had where it was thrown (rebuilt from another
+  /// process, which sends the message's size, not its bytes).
+  buffer_too_short(std::vector<std::byte> message, const std::string& what);
   /// The complete message that did not fit.
   const std::vector<std::byte>& message() const noexcept { return message_; }
 
@@ -56,17 +60,53 @@ class MP_EXPORT authentication_error : public process_error {
   using process_error::process_error;
 };
 
-/// An exception raised in another process whose type is not known here: keeps
-/// the original type name and message.
-class MP_EXPORT remote_error : public process_error {
+/// What an exception thrown in another process (a pool worker, an executor's
+/// task) carried from there: its type's name as that process demangled it,
+/// its message, and the process id. Every such exception that reaches the
+/// caller is also a remote_info; mp::remote_info_of(e) finds it.
+class MP_EXPORT remote_info {
  public:
-  remote_error(std::string type_name, const std::string& message);
-  /// The demangled type name of the original exception.
+  remote_info(std::string type_name, std::string message, int pid);
+  remote_info(const remote_info&) = default;
+  remote_info& operator=(const remote_info&) = default;
+  virtual ~remote_info();
+  /// The demangled type name of the original exception ("std::out_of_range").
   const std::string& type_name() const noexcept { return type_name_; }
+  /// Its what() where it was thrown.
+  const std::string& message() const noexcept { return message_; }
+  /// The process it was thrown in.
+  int pid() const noexcept { return pid_; }
 
  private:
   std::string type_name_;
+  std::string message_;
+  int pid_;
 };
+
+/// The remote detail of `e` if it came from another process, else null.
+MP_EXPORT const remote_info* remote_info_of(const std::exception& e) noexcept;
+
+/// An exception raised in another process whose type is not known here (not
+/// one of mp's, not a standard one, not registered with
+/// mp::register_exception): keeps the original type name, message and pid.
+class MP_EXPORT remote_error : public process_error, public remote_info {
+ public:
+  remote_error(std::string type_name, const std::string& message, int pid = 0);
+};
+
+namespace detail {
+
+/// An exception of type E rebuilt from another process: catches as E, and
+/// carries the remote detail.
+template <class E>
+class remote_exception final : public E, public remote_info {
+ public:
+  template <class... Args>
+  explicit remote_exception(remote_info info, Args&&... args)
+      : E(std::forward<Args>(args)...), remote_info(std::move(info)) {}
+};
+
+}  // namespace detail
 
 /// The program's default start method is fixed already, and changing it was
 /// asked without `force` (Python's `RuntimeError('context has already been set')`).

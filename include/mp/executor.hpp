@@ -30,19 +30,6 @@
 
 namespace mp {
 
-/// The worker running a future's task died (Python's BrokenProcessPool, raised
-/// here for that task only). A worker_died, so one handler catches both.
-class MP_EXPORT broken_process_pool : public worker_died {
- public:
-  using worker_died::worker_died;
-};
-
-/// The result of a cancelled future (Python's CancelledError).
-class MP_EXPORT cancelled_error : public process_error {
- public:
-  using process_error::process_error;
-};
-
 namespace detail {
 
 /// What a future, its executor and the pool's thread share.
@@ -158,7 +145,8 @@ class future {
 
 /// Python's ProcessPoolExecutor keyword arguments.
 struct executor_options {
-  /// 0: mp::cpu_count(), as Python's None.
+  /// 0: mp::cpu_count(), as Python's None; past INT_MAX (a negative number
+  /// converted): std::invalid_argument.
   unsigned max_workers = 0;
   /// Python's initializer and initargs: `{init, args...}` (see mp::bound_call).
   bound_call initializer;
@@ -177,7 +165,8 @@ class process_pool_executor {
             pool_options{.processes = options.max_workers,
                          .initializer = std::move(options.initializer),
                          .maxtasksperchild = options.max_tasks_per_child,
-                         .method = options.method})) {}
+                         .method = options.method},
+            detail::worker_kind::processes)) {}
   explicit process_pool_executor(unsigned max_workers)
       : process_pool_executor(executor_options{.max_workers = max_workers}) {}
   process_pool_executor(const process_pool_executor&) = delete;
@@ -186,8 +175,9 @@ class process_pool_executor {
 
   unsigned max_workers() const noexcept { return core_->processes(); }
 
-  /// Schedules f(args...); throws mp::usage_error after shutdown (Python's
-  /// RuntimeError).
+  /// Schedules f(args...); throws mp::process_error ("cannot schedule new
+  /// futures after shutdown", Python's RuntimeError) after shutdown, and the
+  /// pool's mp::broken_process_pool once a worker's initializer has failed.
   template <class Fn, class... Args>
   auto submit(Fn fn, Args&&... args) {
     using R = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
@@ -197,16 +187,21 @@ class process_pool_executor {
       return submit_checked(fn, std::forward<Args>(args)...);
   }
 
-  /// Python's Executor.map: a lazy range of f over `input`, in input order.
-  /// The input range must outlive the iteration. If a result is not ready
-  /// `timeout` after this call, the iteration throws mp::timeout_error.
+  /// Python's Executor.map: a range of f over `input`, in input order. As in
+  /// Python, the whole input is read and submitted at the call, so the results
+  /// are kept whatever comes first, the iteration or shutdown(); an exception
+  /// from reading the input comes after the results before it. If a result is
+  /// not ready `timeout` after this call, the iteration throws
+  /// mp::timeout_error.
   template <class Fn, std::ranges::input_range Range>
-  auto map(Fn fn, Range& input, mp::timeout timeout = {}, std::size_t chunksize = 1) {
+  requires std::ranges::viewable_range<Range>
+  auto map(Fn fn, Range&& input, mp::timeout timeout = {}, std::size_t chunksize = 1) {
     if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>()) {
       return detail::not_invocable{};
     } else {
-      auto results = pool_view().imap(fn, input, chunksize);
+      auto results = pool_view().imap(fn, std::forward<Range>(input), chunksize);
       results.set_timeout(timeout);
+      results.submit_all();
       return results;
     }
   }
@@ -218,9 +213,9 @@ class process_pool_executor {
     auto state = std::make_shared<detail::future_state<R>>();
     state->core = core_;
     // (Not under the future's lock: dispatch calls `started`, which takes it.)
-    state->id = core_->submit(
+    state->id = submit_to_core(
         detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::pool_result&& r) { complete(*state, std::move(r)); }, {},
+        [state](detail::task_outcome&& r) { complete(*state, std::move(r)); }, {},
         [raw = state.get()] {
           // Under the pool's lock; the future's own lock is taken briefly.
           std::lock_guard started(raw->mutex);
@@ -228,6 +223,15 @@ class process_pool_executor {
             raw->now = detail::future_base::stage::running;
         });
     return future<R>(state);
+  }
+
+  std::uint64_t submit_to_core(detail::task_payload payload, detail::pool_core::completion done,
+                               mp::timeout limit, std::function<void()> started) {
+    try {
+      return core_->submit(std::move(payload), std::move(done), limit, std::move(started));
+    } catch (const usage_error&) {
+      throw process_error("cannot schedule new futures after shutdown");
+    }
   }
 
  public:
@@ -242,21 +246,14 @@ class process_pool_executor {
 
  private:
   template <class R>
-  static void complete(detail::future_state<R>& state, detail::pool_result&& r) {
-    // The executor names two failures as Python's executor does.
+  static void complete(detail::future_state<R>& state, detail::task_outcome&& r) {
     decltype(state.value) decoded{};
-    std::exception_ptr failure;
-    if (r.failed && r.type == "mp::worker_died")
-      failure = std::make_exception_ptr(broken_process_pool(r.message));
-    else if (r.failed && r.type == "mp::cancelled")
-      failure = std::make_exception_ptr(cancelled_error(r.message));
-    else
-      failure = detail::outcome<R>(r, decoded);
+    const std::exception_ptr failure = detail::outcome<R>(r, decoded);
     std::unique_lock lock(state.mutex);
     state.error = failure;
     state.value = std::move(decoded);
-    state.settle(lock, r.type == "mp::cancelled" ? detail::future_base::stage::cancelled
-                                                 : detail::future_base::stage::finished);
+    state.settle(lock, r.cancelled ? detail::future_base::stage::cancelled
+                                   : detail::future_base::stage::finished);
   }
   // A pool that shares this executor's workers, for map.
   pool& pool_view() {

@@ -35,6 +35,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -49,46 +50,104 @@
 
 namespace mp {
 
-/// The worker running a task died before it finished (a signal, exit(), an
-/// abort, the OOM killer). The pool replaced the worker; other tasks go on.
-class MP_EXPORT worker_died : public process_error {
+/// A pool or executor cannot run a task as asked: its worker died, or the
+/// pool broke (Python's concurrent.futures.BrokenExecutor).
+class MP_EXPORT broken_executor : public process_error {
  public:
   using process_error::process_error;
 };
 
-/// Python's Pool keyword arguments.
-struct pool_options {
-  /// Worker processes; 0: mp::cpu_count(), as Python's None.
-  unsigned processes = 0;
-  /// Runs in each worker before its first task (Python's initializer and
-  /// initargs: `{init, args...}`). If it throws, the worker exits and is
-  /// replaced. Under spawn or forkserver it must be portable (see bound_call).
-  bound_call initializer;
-  /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
-  unsigned maxtasksperchild = 0;
-  /// How the workers start (Python's context= argument); unset:
-  /// mp::get_start_method().
-  std::optional<start_method> method;
+/// The worker running a task died before it finished (a signal, exit(), an
+/// abort, the OOM killer). The pool replaced the worker; other tasks go on.
+class MP_EXPORT worker_died : public broken_executor {
+ public:
+  using broken_executor::broken_executor;
+};
+
+/// A task of a process pool or executor failed because its worker process
+/// died (Python's BrokenProcessPool, raised here for that task only), or the
+/// pool broke: a worker's initializer failed, so no task can run. A
+/// worker_died, so one handler catches both.
+class MP_EXPORT broken_process_pool : public worker_died {
+ public:
+  using worker_died::worker_died;
+};
+
+/// A thread pool broke: a worker's initializer failed (Python's BrokenThreadPool).
+class MP_EXPORT broken_thread_pool : public broken_executor {
+ public:
+  using broken_executor::broken_executor;
+};
+
+/// A task was cancelled: before it started, or stopped while it ran (Python's
+/// CancelledError).
+class MP_EXPORT cancelled_error : public process_error {
+ public:
+  using process_error::process_error;
 };
 
 namespace detail {
 
-/// Bytes in a byte_buffer (no zero-filling, capacity kept when reused), on the
-/// wire as a std::vector<std::byte>: the count, then the bytes.
-template <class Archive>
-void save_bytes(Archive& archive, const byte_buffer& bytes) {
-  const auto count = static_cast<std::uint64_t>(bytes.size());
-  archive.save_binary(&count, sizeof count);
-  archive.save_binary(bytes.data(), bytes.size());
+/// An exception as it left another process: the demangled name of its type,
+/// its what(), the process, and for a std::system_error the error's value
+/// and category name.
+struct remote_fault {
+  std::string type;
+  std::string message;
+  std::int32_t pid = 0;
+  std::int32_t code = 0;
+  std::string category;
+};
+
+/// Rebuilds an exception of type E from a remote fault.
+using exception_factory = std::exception_ptr (*)(const remote_fault&);
+template <class E>
+std::exception_ptr rebuild_as(const remote_fault& fault) {
+  return std::make_exception_ptr(
+      remote_exception<E>(remote_info(fault.type, fault.message, fault.pid), fault.message));
 }
-template <class Archive>
-void load_bytes(Archive& archive, byte_buffer& bytes) {
-  std::uint64_t count = 0;
-  archive.load_binary(&count, sizeof count);
-  if (count > archive.remaining()) throw_bad_length(count, 1, archive.remaining());
-  bytes.resize(static_cast<std::size_t>(count));
-  archive.load_binary(bytes.data(), bytes.size());
+MP_EXPORT void add_exception_type(const std::type_info& type, exception_factory factory);
+
+}  // namespace detail
+
+/// Lets exceptions of type E thrown in tasks arrive as E (carrying the remote
+/// detail, mp::remote_info_of) rather than as mp::remote_error. E must be
+/// constructible from its message (a std::string). mp's own exception types
+/// and the standard ones are known already. Register before the exceptions
+/// come back, in the process that receives them (at start-up, say).
+template <class E>
+void register_exception() {
+  static_assert(std::is_base_of_v<std::exception, E>,
+                "mp::register_exception<E>: E must derive from std::exception");
+  static_assert(std::is_constructible_v<E, std::string>,
+                "mp::register_exception<E>: E must be constructible from its message "
+                "(a std::string); give it a constructor E(const std::string&)");
+  detail::add_exception_type(typeid(E), &detail::rebuild_as<E>);
 }
+
+/// Python's Pool keyword arguments.
+struct pool_options {
+  /// Worker processes; 0: mp::cpu_count(), as Python's None. A count past
+  /// INT_MAX (a negative number converted) is refused with std::invalid_argument.
+  unsigned processes = 0;
+  /// Runs in each worker before its first task (Python's initializer and
+  /// initargs: `{init, args...}`). If it throws, the pool is broken: every
+  /// task fails with mp::broken_process_pool, saying why. Under spawn or
+  /// forkserver it must be portable (see bound_call).
+  bound_call initializer;
+  /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
+  /// Past INT_MAX: std::invalid_argument, as for `processes`.
+  unsigned maxtasksperchild = 0;
+  /// How the workers start (Python's context= argument); unset:
+  /// mp::get_start_method().
+  std::optional<start_method> method;
+  /// What the pool's destructor does: `join` finishes the submitted work
+  /// (close() and join()); `terminate` or `kill` drops it (terminate() and
+  /// join()), as Python's `with Pool() as p:` does.
+  destroy_action on_destroy = destroy_action::join;
+};
+
+namespace detail {
 
 /// The descriptors of the resources (queues, locks, connections, ...) among a
 /// task's arguments: the pool's own copies, which travel to the worker that
@@ -106,57 +165,22 @@ struct task_payload {
   task_handles handles;
 };
 
-struct pool_task {
-  std::uint64_t id = 0;    // 0: stop
-  std::uint32_t slot = 0;  // in the worker's ring of task states
-  std::uint32_t fds = 0;   // descriptors that come beside it, over the handle channel
-  byte_buffer payload;     // the encoded call
-  task_handles handles;    // (the pool's side only) the descriptors to send
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(id, slot, fds);
-    save_bytes(archive, payload);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    archive(id, slot, fds);
-    load_bytes(archive, payload);
-  }
+/// A task's outcome, as the engine hands it to the task's completion: the
+/// encoded return value, or the exception the task failed with.
+struct task_outcome {
+  std::span<const std::byte> value;
+  std::exception_ptr error;
+  bool cancelled = false;  // error is an mp::cancelled_error
 };
-
-struct pool_result {
-  std::uint64_t id = 0;
-  bool failed = false;
-  bool skipped = false;  // cancelled (or moved to another worker) before it started
-  byte_buffer value;     // the encoded return value
-  std::string type;      // of the exception, when failed
-  std::string message;
-  template <class Archive>
-  void save(Archive& archive) const {
-    archive(id, failed, skipped);
-    save_bytes(archive, value);
-    archive(type, message);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
-    archive(id, failed, skipped);
-    load_bytes(archive, value);
-    archive(type, message);
-  }
-};
-
-/// The exception a failed task's result rethrows: the original type for the
-/// standard exceptions and mp's own, mp::remote_error otherwise.
-MP_EXPORT std::exception_ptr remote_exception(const std::string& type, const std::string& message);
 
 /// A task's outcome: its failure, or null with the decoded return value in
 /// `value` (left empty for R = void).
 template <class R, class Value>
-std::exception_ptr outcome(const pool_result& result, Value& value) {
-  if (result.failed) return remote_exception(result.type, result.message);
+std::exception_ptr outcome(const task_outcome& result, Value& value) {
+  if (result.error) return result.error;
   if constexpr (!std::is_void_v<R>) {
     try {
-      value = mp::decode<R>(result.value.span());
+      value = mp::decode<R>(result.value);
     } catch (...) {
       return std::current_exception();
     }
@@ -164,17 +188,26 @@ std::exception_ptr outcome(const pool_result& result, Value& value) {
   return nullptr;
 }
 
-/// The type-erased pool: workers, dispatch and the result thread.
+class worker_backend;
+
+/// The kinds of worker mp builds in.
+enum class worker_kind { processes, threads };
+
+/// The type-erased pool: tasks, dispatch and the pool's thread, over workers
+/// of one kind (src/pool_engine.hpp).
 class MP_EXPORT pool_core {
  public:
   /// Called on the pool's thread with the task's result or its failure.
-  using completion = std::function<void(pool_result&&)>;
+  using completion = std::function<void(task_outcome&&)>;
 
-  /// Worker processes, or with `threads` worker threads of this process.
-  explicit pool_core(pool_options options, bool threads = false);
+  /// Worker processes, or worker threads of this process.
+  pool_core(pool_options options, worker_kind kind);
+  /// Workers of another kind (the MPI backend).
+  pool_core(pool_options options, std::unique_ptr<worker_backend> workers);
   pool_core(const pool_core&) = delete;
   pool_core& operator=(const pool_core&) = delete;
-  /// Finishes the submitted tasks, then stops the workers.
+  /// Finishes the submitted tasks, then stops the workers (or with
+  /// pool_options::on_destroy, drops them).
   ~pool_core();
 
   /// No time limit for a task (mp::timeout's duration when it has none).
@@ -184,12 +217,12 @@ class MP_EXPORT pool_core {
   /// `limit` fails with mp::timeout_error and its worker is killed and
   /// replaced. `started`, if set, is called (under the pool's lock: keep it
   /// short) when a worker takes the task. Throws mp::usage_error once closed or
-  /// terminated.
+  /// terminated, the pool's broken_executor once broken.
   std::uint64_t submit(task_payload payload, completion done, mp::timeout limit = {},
                        std::function<void()> started = nullptr);
   /// Cancels a task that has not started, or with `kill_running` one that is
-  /// running (its worker is killed and replaced): its completion gets a
-  /// failure of type "mp::cancelled", at once for a task not started. False if
+  /// running (its worker is killed and replaced): its completion gets an
+  /// mp::cancelled_error, at once for a task not started. False if
   /// the task has finished (or runs, without kill_running).
   bool cancel(std::uint64_t id, bool kill_running);
   /// Cancels every task that has not started, as cancel(); returns how many.
@@ -201,6 +234,7 @@ class MP_EXPORT pool_core {
 
  private:
   struct impl;
+  void start();
   unsigned processes_;
   std::unique_ptr<impl> impl_;
 };
@@ -290,7 +324,7 @@ struct result_state {
   std::function<void(std::exception_ptr)> error_callback;
 
   // On the pool's thread.
-  void complete(pool_result&& result) {
+  void complete(task_outcome&& result) {
     decltype(value) decoded{};
     const std::exception_ptr failure = outcome<R>(result, decoded);
     finish(std::move(decoded), failure);
@@ -524,24 +558,29 @@ class pool {
 
   /// Python's imap: a lazy range of f over `input`, in input order. Unlike
   /// Python's, it reads the input only as workers free up (at most two chunks
-  /// per worker in flight), so an endless input works in bounded memory. The
-  /// input range must outlive the iteration.
+  /// per worker in flight), so an endless input works in bounded memory. A
+  /// range passed as an lvalue must outlive the iteration; a temporary
+  /// (`pool.imap(f, std::views::iota(0, 10))`, a returned vector) is kept by
+  /// the returned range. If reading the input throws, the results of what was
+  /// read before come first, then the exception.
   template <class Fn, std::ranges::input_range Range>
-  auto imap(Fn fn, Range& input, std::size_t chunksize = 1, progress_callback progress = {}) {
+  requires std::ranges::viewable_range<Range>
+  auto imap(Fn fn, Range&& input, std::size_t chunksize = 1, progress_callback progress = {}) {
     if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>())
       return detail::not_invocable{};
     else
-      return make_imap<false>(fn, input, chunksize, std::move(progress));
+      return make_imap<false>(fn, std::forward<Range>(input), chunksize, std::move(progress));
   }
 
   /// Python's imap_unordered: as imap, results in the order they complete.
   template <class Fn, std::ranges::input_range Range>
-  auto imap_unordered(Fn fn, Range& input, std::size_t chunksize = 1,
+  requires std::ranges::viewable_range<Range>
+  auto imap_unordered(Fn fn, Range&& input, std::size_t chunksize = 1,
                       progress_callback progress = {}) {
     if constexpr (!detail::check_map<false, Fn, std::ranges::range_value_t<Range>>())
       return detail::not_invocable{};
     else
-      return make_imap<true>(fn, input, chunksize, std::move(progress));
+      return make_imap<true>(fn, std::forward<Range>(input), chunksize, std::move(progress));
   }
 
   /// No more tasks may be submitted; the workers exit once the work is done.
@@ -565,7 +604,7 @@ class pool {
     state->set_callbacks(callbacks);
     core_->submit(
         detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::pool_result&& r) { state->complete(std::move(r)); }, callbacks.timeout);
+        [state](detail::task_outcome&& r) { state->complete(std::move(r)); }, callbacks.timeout);
     return async_result<R>(std::move(state));
   }
 
@@ -647,15 +686,15 @@ class pool {
       }
       core_->submit(
           std::move(payload),
-          [shared, first, count, c](detail::pool_result&& r) {
+          [shared, first, count, c](detail::task_outcome&& r) {
             std::exception_ptr failure;
             if constexpr (into_place) {
-              if (r.failed) {
-                failure = detail::remote_exception(r.type, r.message);
+              if (r.error) {
+                failure = r.error;
               } else {
                 try {
                   detail::decode_elements_into<Element>(
-                      r.value.span(), std::span<Element>(shared->joined).subspan(first, count));
+                      r.value, std::span<Element>(shared->joined).subspan(first, count));
                 } catch (...) {
                   failure = std::current_exception();
                 }
@@ -697,7 +736,7 @@ class pool {
   }
 
   template <bool Unordered, class Fn, class Range>
-  auto make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callback progress);
+  auto make_imap(Fn fn, Range&& input, std::size_t chunksize, progress_callback progress);
 
   std::shared_ptr<detail::pool_core> core_;
 };
@@ -763,7 +802,8 @@ class imap_range {
  private:
   friend iterator;
   // The next result, or nullopt at the end; rethrows a failed task's exception
-  // at its place.
+  // at its place, and an exception from reading the input after every result
+  // of what was read before it.
   std::optional<R> next() {
     for (;;) {
       if (!buffer_.empty()) {
@@ -799,7 +839,10 @@ class imap_range {
           continue;
         }
       }
-      if (input_done_ && state_->in_flight == 0) return std::nullopt;
+      if (input_done_ && state_->in_flight == 0) {
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+        return std::nullopt;
+      }
       if (!deadline_.limited()) {
         state_->changed.wait(lock);
       } else if (state_->changed.wait_until(lock, deadline_.when()) == std::cv_status::timeout) {
@@ -807,6 +850,9 @@ class imap_range {
       }
     }
   }
+  // Reads and submits input while fewer than max_in_flight_ chunks are out.
+  // The input's exception (or the pool's refusal) ends the input; it is
+  // thrown once the results before it are out.
   void top_up() {
     while (!input_done_) {
       {
@@ -814,7 +860,13 @@ class imap_range {
         if (state_->in_flight >= max_in_flight_) return;
         ++state_->in_flight;
       }
-      if (!submit_next_(submitted_)) {
+      bool more = false;
+      try {
+        more = submit_next_(submitted_);
+      } catch (...) {
+        input_error_ = std::current_exception();
+      }
+      if (!more) {
         std::lock_guard lock(state_->mutex);
         --state_->in_flight;
         input_done_ = true;
@@ -836,34 +888,55 @@ class imap_range {
   std::size_t total_;
   std::size_t yielded_ = 0;
   detail::deadline deadline_{mp::timeout()};
+  std::exception_ptr input_error_;
 
  public:
   /// Results not ready `timeout` after this call make the iteration throw
   /// mp::timeout_error (Executor.map's timeout).
   void set_timeout(mp::timeout timeout) { deadline_ = detail::deadline(timeout); }
+  /// Reads the whole input and submits every chunk now, as Python's
+  /// Executor.map does: the results are kept whatever comes first, the
+  /// iteration or the pool's shutdown, and the input need not outlive this.
+  void submit_all() {
+    max_in_flight_ = static_cast<std::size_t>(-1);
+    top_up();
+  }
 };
 
 template <bool Unordered, class Fn, class Range>
-auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callback progress) {
+auto pool::make_imap(Fn fn, Range&& input, std::size_t chunksize, progress_callback progress) {
   using arg = std::ranges::range_value_t<Range>;
+  // The input as a view: a reference to an lvalue range, the range itself
+  // if it was a temporary (kept here, for as long as the iteration).
+  using view = std::views::all_t<Range>;
+  struct source {
+    explicit source(view v) : items(std::move(v)) {}
+    view items;
+    std::optional<std::ranges::iterator_t<view>> it;
+    std::optional<std::ranges::sentinel_t<view>> end;
+  };
   using call = detail::chunk_call<Fn, arg, false>;
   using chunk_result =
       decltype(std::declval<const call&>()(std::declval<const std::vector<arg>&>()));
   using R = typename chunk_result::value_type;
   if (chunksize == 0) chunksize = 1;
   auto state = std::make_shared<detail::imap_state<R>>();
-  auto it = std::make_shared<std::ranges::iterator_t<Range>>(std::ranges::begin(input));
-  auto end = std::ranges::end(input);
+  std::size_t total = 0;
+  if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(input);
+  auto from = std::make_shared<source>(std::views::all(std::forward<Range>(input)));
+  from->it.emplace(std::ranges::begin(from->items));
+  from->end.emplace(std::ranges::end(from->items));
   auto core = core_;
-  auto submit = [state, it, end, core, fn, chunksize](std::size_t index) -> bool {
+  auto submit = [state, from, core, fn, chunksize](std::size_t index) -> bool {
     std::vector<arg> part;
-    while (part.size() < chunksize && *it != end) {
-      part.push_back(static_cast<arg>(**it));
-      ++*it;
+    auto& it = *from->it;
+    while (part.size() < chunksize && it != *from->end) {
+      part.push_back(static_cast<arg>(*it));
+      ++it;
     }
     if (part.empty()) return false;
     core->submit(detail::encode_task(call{fn}, std::move(part)),
-                 [state, index](detail::pool_result&& r) {
+                 [state, index](detail::task_outcome&& r) {
                    chunk_result values;
                    const std::exception_ptr failure = detail::outcome<chunk_result>(r, values);
                    {
@@ -884,8 +957,6 @@ auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callba
                  });
     return true;
   };
-  std::size_t total = 0;
-  if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(input);
   return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered,
                        std::move(progress), total);
 }
@@ -899,7 +970,8 @@ auto pool::make_imap(Fn fn, Range& input, std::size_t chunksize, progress_callba
 class thread_pool : public pool {
  public:
   explicit thread_pool(pool_options options = {})
-      : pool(std::make_shared<detail::pool_core>(std::move(options), true)) {}
+      : pool(std::make_shared<detail::pool_core>(std::move(options),
+                                                 detail::worker_kind::threads)) {}
   explicit thread_pool(unsigned threads) : thread_pool(pool_options{.processes = threads}) {}
 };
 

@@ -20,6 +20,7 @@
 #include "mp/shared_memory.hpp"
 #include "mp/sharedctypes.hpp"
 #include "mp/synchronize.hpp"
+#include "pool_engine.hpp"    // src/, not installed
 #include "spawn_message.hpp"  // src/, not installed
 
 namespace {

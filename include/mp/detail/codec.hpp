@@ -72,8 +72,8 @@ constexpr std::uint64_t fnv1a(std::string_view text) {
 
 /// Descriptors that travel beside the bytes (SCM_RIGHTS). Encoding borrows them,
 /// each once however often the value names it (one queue in every item of a
-/// chunk); decoding receives owned ones, and any not taken are closed with the
-/// source.
+/// chunk); decoding receives owned ones, and hands each taker a copy (the
+/// source's own are closed with it).
 struct handle_sink {
   std::vector<int> fds;
 };
@@ -81,7 +81,6 @@ struct handle_sink {
 inline constexpr std::size_t max_handles = 253;
 struct handle_source {
   std::vector<unique_fd> fds;
-  std::vector<int> taken;  // by index: the number a taken descriptor had, for a second taker
 };
 
 class output_archive

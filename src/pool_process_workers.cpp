@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: MIT
+// Worker processes for the pool engine (src/pool_engine.hpp), under any
+// start method.
+//
+// Each worker has a queue of its own for the tasks it holds, a ring of task
+// states in shared memory, and a socket over which the descriptors of the
+// resources among a task's arguments go, just before the task. Results come
+// back over one queue that all the workers share.
+#include <malloc.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "mp/connection.hpp"
+#include "mp/detail/shared_region.hpp"
+#include "mp/process.hpp"
+#include "mp/queues.hpp"
+#include "pool_engine.hpp"
+
+namespace mp::detail {
+namespace {
+
+// What a worker's handle channel carries: the descriptors of the resources
+// among one task's arguments, sent just before the task is queued for it, so
+// they wait on the channel when the worker takes the task.
+struct handle_message {
+  std::uint64_t id = 0;
+  const std::vector<unique_fd>* outgoing = nullptr;  // when sending
+  std::vector<unique_fd> fds;                        // when received
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(id, static_cast<std::uint32_t>(outgoing->size()));
+    for (const unique_fd& fd : *outgoing) archive(archive.add_handle(fd.get()));
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t count = 0;
+    archive(id, count);
+    if (count > archive.remaining()) throw_bad_length(count, 1, archive.remaining());
+    fds.clear();
+    for (std::uint32_t i = 0; i < count; ++i) {
+      std::uint32_t index = 0;
+      archive(index);
+      fds.push_back(archive.take_handle(index));
+    }
+  }
+};
+
+// A worker process: runs the tasks of its queue until the stop task, or until
+// it has taken `max_tasks` (0: no limit). It takes and returns buffers of the
+// same sizes over and over, so it keeps freed memory for reuse rather than
+// unmapping it and faulting fresh pages in for the next task (glibc unmaps
+// every freed block over 128 KiB at first, and trims the heap's top beyond
+// 128 KiB).
+void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+                         const shared_object<task_ring>& ring, const bound_call& initializer,
+                         unsigned max_tasks, mp::connection& channel) {
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  // A failed initializer has said so over `results`; the exit is quiet.
+  if (!initialize_worker(initializer, *ring, [&](pool_result& r) { results.put(r); }))
+    throw system_exit{1};
+  // Reused from task to task, with their buffers.
+  pool_task task;
+  pool_result result;
+  byte_buffer scratch;
+  handle_source handles;
+  for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
+    tasks.get_into(task);
+    if (task.id == 0) return;
+    handle_source* given = nullptr;
+    if (task.fds != 0) {
+      // Taken even for a task skipped below, so the next task's come next.
+      // The pool sent them before it queued the task: they are here.
+      auto message = channel.recv<handle_message>();
+      if (message.id != task.id || message.fds.size() != task.fds)
+        throw decode_error("a pool worker's handle channel is out of step with its tasks");
+      handles.fds = std::move(message.fds);
+      given = &handles;
+    }
+    run_task(*ring, task.id, task.slot, task.payload.span(), given, result, scratch);
+    handles.fds.clear();  // any the call did not take: a connection among them sees its peer go
+    results.put(result);
+  }
+}
+
+// A worker process started by spawn or forkserver: its initializer arrives encoded.
+void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+                       const shared_object<task_ring>& ring, bound_call initializer,
+                       unsigned max_tasks, mp::connection& channel) {
+  worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
+}
+
+std::string describe_end(std::optional<int> exitcode) {
+  if (!exitcode) return "ended";
+  if (*exitcode < 0) {
+    const char* name = ::sigabbrev_np(-*exitcode);
+    return "was killed by signal " + std::to_string(-*exitcode) +
+           (name != nullptr ? std::string(" (SIG") + name + ")" : std::string());
+  }
+  return "exited with code " + std::to_string(*exitcode);
+}
+
+class process_site final : public worker_site {
+ public:
+  process_site(const pool_options& options, start_method method, std::size_t index,
+               const mp::queue<pool_result>& results) {
+    auto ends = mp::pipe();
+    channel_ = std::move(ends.first);
+    const process_options how{.name = "PoolWorker-" + std::to_string(index + 1),
+                              .daemon = true,
+                              .on_destroy = destroy_action::kill,
+                              .method = method};
+    if (method != start_method::fork)
+      process_ = mp::process(how, &worker_spawn_main, tasks_, results, ring_, options.initializer,
+                             options.maxtasksperchild, std::move(ends.second));
+    else
+      process_ = mp::process(how, &worker_process_main, tasks_, results, ring_, options.initializer,
+                             options.maxtasksperchild, std::move(ends.second));
+    process_.start();
+  }
+
+  task_ring& ring() override { return *ring_; }
+
+  bool deliver(const job& task, std::uint32_t slot) override {
+    const auto fds = task.handles ? static_cast<std::uint32_t>(task.handles->size()) : 0;
+    if (fds != 0) {
+      try {
+        channel_.send(handle_message{task.id, task.handles.get(), {}});
+      } catch (const std::system_error& e) {
+        if (e.code().value() == EPIPE || e.code().value() == ECONNRESET) return false;
+        throw;
+      }
+    }
+    tasks_.put(pool_task{task.id, slot, fds, task.payload->span(), {}});
+    return true;
+  }
+
+  bool alive() override { return process_.is_alive(); }
+
+  bool stop_now() override {
+    process_.kill();
+    process_.join();
+    return true;
+  }
+
+  void finish() override { tasks_.put(pool_task{}); }
+
+  void join() override { process_.join(); }
+
+  std::string who() override {
+    return process_.name() + ", pid " + std::to_string(process_.pid().value_or(0));
+  }
+
+  std::string how_it_ended() override { return describe_end(process_.exitcode()); }
+
+  bool killed_from_outside() override {
+    const auto code = process_.exitcode();
+    return code && (*code == -SIGKILL || *code == -SIGTERM || *code == -SIGINT || *code == -SIGHUP);
+  }
+
+ private:
+  mp::queue<pool_task> tasks_;
+  shared_object<task_ring> ring_ = shared_object<task_ring>::make();
+  mp::connection channel_;  // the descriptors of tasks' arguments go this way
+  mp::process process_;
+};
+
+class process_workers final : public worker_backend {
+ public:
+  explicit process_workers(const pool_options& options)
+      : options_(options), method_(options.method.value_or(get_start_method())) {
+    if (method_ != start_method::fork && options.initializer && !options.initializer.portable())
+      throw usage_error("a pool's initializer cannot travel to workers started by " +
+                        std::string(to_string(method_)) +
+                        ": it captures state or takes arguments the codec cannot encode; pass a "
+                        "function or capture-less lambda and its arguments, {init, args...}");
+  }
+
+  std::unique_ptr<worker_site> start(std::size_t index) override {
+    return std::make_unique<process_site>(options_, method_, index, results_);
+  }
+
+  bool next_result(pool_result& out, std::chrono::nanoseconds wait) override {
+    if (wait.count() <= 0) return results_.try_get_into(out);
+    return results_.try_get_into(out, wait);
+  }
+
+  bool processes() const override { return true; }
+
+ private:
+  pool_options options_;
+  start_method method_;
+  mp::queue<pool_result> results_;
+};
+
+}  // namespace
+
+std::unique_ptr<worker_backend> make_process_workers(const pool_options& options) {
+  return std::make_unique<process_workers>(options);
+}
+
+}  // namespace mp::detail

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: MIT
+// Worker threads for the pool engine (src/pool_engine.hpp): mp::thread_pool.
+//
+// Plain memory: a task goes to its thread as the engine's own job (the
+// encoded call is shared, not copied), results come back as objects in a
+// list, and the descriptors of a task's arguments are duplicated in place.
+// No shared-memory queue, no socket, no descriptor of the pool's own.
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "os/system.hpp"
+#include "pool_engine.hpp"
+
+namespace mp::detail {
+namespace {
+
+// The results of every worker thread of a pool, in the order they came.
+class result_list {
+ public:
+  void push(pool_result&& result) {
+    {
+      std::lock_guard lock(mutex_);
+      results_.push_back(std::move(result));
+    }
+    arrived_.notify_one();
+  }
+  // Takes the first result into `out` (whose buffers go to the list for
+  // reuse), waiting at most `wait` for one.
+  bool pop(pool_result& out, std::chrono::nanoseconds wait) {
+    std::unique_lock lock(mutex_);
+    if (results_.empty() &&
+        (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
+      return false;
+    std::swap(out, results_.front());
+    results_.pop_front();
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::deque<pool_result> results_;
+};
+
+// A task on its way to a thread (id 0: stop).
+struct thread_task {
+  std::uint64_t id = 0;
+  std::uint32_t slot = 0;
+  std::shared_ptr<const byte_buffer> payload;
+  task_handles handles;
+};
+
+// What a worker thread shares with its site.
+struct thread_state {
+  task_ring ring{};
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<thread_task> tasks;
+  std::atomic<bool> exited{false};
+
+  void push(thread_task&& task) {
+    {
+      std::lock_guard lock(mutex);
+      tasks.push_back(std::move(task));
+    }
+    changed.notify_one();
+  }
+  thread_task pop() {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return !tasks.empty(); });
+    thread_task task = std::move(tasks.front());
+    tasks.pop_front();
+    return task;
+  }
+};
+
+void worker_thread_main(thread_state& state, result_list& results, const bound_call& initializer,
+                        unsigned max_tasks) {
+  if (!initialize_worker(initializer, state.ring,
+                         [&](pool_result& r) { results.push(std::move(r)); }))
+    return;
+  pool_result result;
+  byte_buffer scratch;
+  handle_source handles;
+  for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
+    thread_task task = state.pop();
+    if (task.id == 0) return;
+    handle_source* given = nullptr;
+    if (task.handles && !task.handles->empty()) {
+      // The call takes the descriptors it decodes: it gets copies, as a
+      // worker process does, and the engine keeps its own.
+      try {
+        handles.fds.clear();
+        for (const unique_fd& fd : *task.handles) handles.fds.push_back(os::duplicate(fd.get()));
+        given = &handles;
+      } catch (...) {
+        result = pool_result{};
+        result.id = task.id;
+        result.failure = task_failure::raised;
+        capture_fault(result.fault);
+        results.push(std::move(result));
+        result = pool_result{};
+        continue;
+      }
+    }
+    run_task(state.ring, task.id, task.slot, task.payload->span(), given, result, scratch);
+    handles.fds.clear();
+    results.push(std::move(result));
+    result = pool_result{};
+  }
+}
+
+class thread_site final : public worker_site {
+ public:
+  thread_site(const pool_options& options, std::size_t index,
+              const std::shared_ptr<result_list>& results)
+      : state_(std::make_shared<thread_state>()), name_("PoolThread-" + std::to_string(index + 1)) {
+    thread_ = std::thread([state = state_, results, init = options.initializer,
+                           max = options.maxtasksperchild, name = name_] {
+      os::set_thread_name(name.c_str());
+      try {
+        worker_thread_main(*state, *results, init, max);
+      } catch (...) {
+        // Nothing in the loop throws but a failure to allocate: the thread
+        // ends, and the pool notices and replaces it.
+      }
+      state->exited.store(true, std::memory_order_release);
+    });
+  }
+  ~thread_site() override {
+    finish();
+    join();
+  }
+
+  task_ring& ring() override { return state_->ring; }
+
+  bool deliver(const job& task, std::uint32_t slot) override {
+    state_->push(thread_task{task.id, slot, task.payload, task.handles});
+    return true;
+  }
+
+  bool alive() override { return !state_->exited.load(std::memory_order_acquire); }
+
+  bool stop_now() override { return false; }
+
+  void finish() override { state_->push(thread_task{}); }
+
+  void join() override {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::string who() override { return name_; }
+
+  std::string how_it_ended() override { return "ended"; }
+
+  bool killed_from_outside() override { return false; }
+
+ private:
+  std::shared_ptr<thread_state> state_;
+  std::string name_;
+  std::thread thread_;
+};
+
+class thread_workers final : public worker_backend {
+ public:
+  explicit thread_workers(const pool_options& options) : options_(options) {}
+
+  std::unique_ptr<worker_site> start(std::size_t index) override {
+    return std::make_unique<thread_site>(options_, index, results_);
+  }
+
+  bool next_result(pool_result& out, std::chrono::nanoseconds wait) override {
+    return results_->pop(out, wait);
+  }
+
+  bool processes() const override { return false; }
+
+ private:
+  pool_options options_;
+  std::shared_ptr<result_list> results_ = std::make_shared<result_list>();
+};
+
+}  // namespace
+
+std::unique_ptr<worker_backend> make_thread_workers(const pool_options& options) {
+  return std::make_unique<thread_workers>(options);
+}
+
+}  // namespace mp::detail
