@@ -5,6 +5,8 @@
 // encoded call is shared, not copied), results come back as objects in a
 // list, and the descriptors of a task's arguments are duplicated in place.
 // No shared-memory queue, no socket, no descriptor of the pool's own.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -19,6 +21,36 @@
 namespace mp::detail {
 namespace {
 
+using namespace std::chrono_literals;
+
+// Before a worker thread or the pool's thread sleeps on its condition
+// variable, it waits a little while awake, as a queue's side does
+// (src/queues.cpp): back-to-back tasks then never pay for a wake-up. It spins
+// only where the other side can run meanwhile (more than one CPU), and then
+// gives the CPU away a few times before it sleeps, so that on a busy machine
+// it does not take the time of the thread it waits for.
+template <class Ready>
+bool wait_awake(Ready ready) {
+  static const bool spin = os::affinity_cpu_count() > 1;
+  if (spin) {
+    const auto until = std::chrono::steady_clock::now() + 5us;
+    for (unsigned i = 1;; ++i) {
+      if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+      if (i % 16 == 0 && std::chrono::steady_clock::now() >= until) break;
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    if (ready()) return true;
+    os::yield_processor();
+  }
+  return ready();
+}
+
 // The results of every worker thread of a pool, in the order they came.
 class result_list {
  public:
@@ -26,18 +58,21 @@ class result_list {
     {
       std::lock_guard lock(mutex_);
       results_.push_back(std::move(result));
+      count_.store(results_.size(), std::memory_order_release);
     }
     arrived_.notify_one();
   }
   // Takes the first result into `out` (whose buffers go to the list for
   // reuse), waiting at most `wait` for one.
   bool pop(pool_result& out, std::chrono::nanoseconds wait) {
+    if (wait.count() > 0) wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; });
     std::unique_lock lock(mutex_);
     if (results_.empty() &&
         (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
       return false;
     std::swap(out, results_.front());
     results_.pop_front();
+    count_.store(results_.size(), std::memory_order_release);
     return true;
   }
 
@@ -45,6 +80,7 @@ class result_list {
   std::mutex mutex_;
   std::condition_variable arrived_;
   std::deque<pool_result> results_;
+  std::atomic<std::size_t> count_{0};  // results_.size(), to look at without the lock
 };
 
 // A task on its way to a thread (id 0: stop).
@@ -61,20 +97,24 @@ struct thread_state {
   std::mutex mutex;
   std::condition_variable changed;
   std::deque<thread_task> tasks;
+  std::atomic<std::size_t> count{0};  // tasks.size(), to look at without the lock
   std::atomic<bool> exited{false};
 
   void push(thread_task&& task) {
     {
       std::lock_guard lock(mutex);
       tasks.push_back(std::move(task));
+      count.store(tasks.size(), std::memory_order_release);
     }
     changed.notify_one();
   }
   thread_task pop() {
+    wait_awake([&] { return count.load(std::memory_order_acquire) != 0; });
     std::unique_lock lock(mutex);
     changed.wait(lock, [&] { return !tasks.empty(); });
     thread_task task = std::move(tasks.front());
     tasks.pop_front();
+    count.store(tasks.size(), std::memory_order_release);
     return task;
   }
 };
