@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <any>
+#include <cstdio>
 #include <functional>
 #include <future>
 #include <ios>
@@ -147,6 +148,7 @@ class exception_table {
     add<broken_process_pool>();
     add<broken_thread_pool>();
     add<cancelled_error>();
+    add<invalid_state_error>();
   }
 
   void put(const std::type_info& type, exception_factory factory) {
@@ -186,6 +188,18 @@ std::exception_ptr rebuild(const remote_fault& fault) {
 }
 
 }  // namespace
+
+void report_callback_error(const char* what) noexcept {
+  try {
+    remote_fault fault;
+    capture_fault(fault);
+    const std::string line = "mp: exception in " + std::string(what) + " (ignored): " + fault.type +
+                             ": " + fault.message + "\n";
+    std::fputs(line.c_str(), stderr);
+  } catch (...) {
+    std::fputs("mp: exception in a callback (ignored)\n", stderr);
+  }
+}
 
 void add_exception_type(const std::type_info& type, exception_factory factory) {
   table().put(type, factory);

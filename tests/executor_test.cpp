@@ -245,4 +245,64 @@ TEST(executor, map_results_survive_shutdown_and_the_executor) {
   EXPECT_EQ(got, (std::vector<long>{16, 32, 64}));
 }
 
+// Python's Future(): completed by the program, waited on with the same tools.
+TEST(executor, a_future_the_program_completes) {
+  mp::future<int> f;
+  EXPECT_FALSE(f.done());
+  EXPECT_TRUE(f.set_running_or_notify_cancel());
+  EXPECT_TRUE(f.running());
+  EXPECT_FALSE(f.cancel());  // running: too late, as in Python
+  EXPECT_THROW(f.set_running_or_notify_cancel(), mp::invalid_state_error);
+  std::thread completer([f] { f.set_result(42); });
+  const std::vector<mp::future<int>> both{f, f};
+  const auto waited = mp::wait(both);  // the same future twice counts once
+  completer.join();
+  ASSERT_EQ(waited.done.size(), 1U);
+  EXPECT_EQ(waited.done[0].result(), 42);
+  EXPECT_THROW(f.set_result(1), mp::invalid_state_error);
+  EXPECT_THROW(f.set_exception(nullptr), mp::invalid_state_error);
+
+  mp::future<void> failed;
+  failed.set_exception(std::make_exception_ptr(std::out_of_range("no")));
+  EXPECT_THROW(failed.result(), std::out_of_range);
+
+  mp::future<int> dropped;
+  EXPECT_TRUE(dropped.cancel());
+  EXPECT_FALSE(dropped.set_running_or_notify_cancel());
+  EXPECT_THROW(dropped.result(), mp::cancelled_error);
+  EXPECT_THROW(dropped.set_result(1), mp::invalid_state_error);
+}
+
+TEST(executor, as_completed_yields_each_future_once_and_lets_it_go) {
+  mp::process_pool_executor ex(2);
+  auto a = ex.submit(power_of_two, 1);
+  auto b = ex.submit(power_of_two, 2);
+  std::vector<mp::future<long>> given{a, b, a, a};
+  std::weak_ptr<mp::detail::future_state<long>> watch = a.state();
+  a = mp::future<long>(nullptr);
+  long sum = 0;
+  int yielded = 0;
+  {
+    mp::as_completed<long> done(given);
+    for (const auto& f : done) {
+      sum += f.result();
+      ++yielded;
+    }
+    given.clear();
+    EXPECT_TRUE(watch.expired()) << "as_completed kept a yielded future";
+  }
+  EXPECT_EQ(yielded, 2);
+  EXPECT_EQ(sum, 6);
+}
+
+// A done callback that throws is reported, never thrown at its caller.
+TEST(executor, a_throwing_done_callback_is_reported_not_thrown) {
+  mp::future<int> f;
+  f.set_result(1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_NO_THROW(f.add_done_callback([](mp::future<int>) { throw std::runtime_error("oops"); }));
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(said.find("oops"), std::string::npos) << said;
+}
+
 }  // namespace

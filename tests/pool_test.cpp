@@ -738,12 +738,13 @@ std::string demangle(const std::type_info& type) {
 }
 
 // Every exception type mp defines.
-using mp_errors = std::tuple<mp::process_error, mp::timeout_error, mp::eof_error, mp::decode_error,
-                             mp::buffer_too_short, mp::authentication_error, mp::context_error,
-                             mp::usage_error, mp::queue_empty, mp::queue_full, mp::owner_died,
-                             mp::broken_barrier, mp::shared_memory_not_found,
-                             mp::shared_memory_exists, mp::broken_executor, mp::worker_died,
-                             mp::broken_process_pool, mp::broken_thread_pool, mp::cancelled_error>;
+using mp_errors =
+    std::tuple<mp::process_error, mp::timeout_error, mp::eof_error, mp::decode_error,
+               mp::buffer_too_short, mp::authentication_error, mp::context_error, mp::usage_error,
+               mp::queue_empty, mp::queue_full, mp::owner_died, mp::broken_barrier,
+               mp::shared_memory_not_found, mp::shared_memory_exists, mp::broken_executor,
+               mp::worker_died, mp::broken_process_pool, mp::broken_thread_pool,
+               mp::cancelled_error, mp::invalid_state_error>;
 
 template <class E>
 E make_error() {

@@ -20,7 +20,9 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <string>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -50,12 +52,14 @@ struct future_base {
     on_done.clear();
     lock.unlock();
     changed.notify_all();
-    for (auto& callback : callbacks) {
-      try {
-        callback();
-      } catch (...) {
-        // Python logs and ignores an exception from a done callback.
-      }
+    for (auto& callback : callbacks) run_callback(callback);
+  }
+  // Python logs and ignores an exception from a done callback: so here, on stderr.
+  static void run_callback(const std::function<void()>& callback) noexcept {
+    try {
+      callback();
+    } catch (...) {
+      report_callback_error("a future's done callback");
     }
   }
 };
@@ -71,6 +75,10 @@ struct future_state : future_base {
 template <class R>
 class future {
  public:
+  /// A pending future of no executor, which the program completes itself
+  /// (Python's Future(), for those who build on the waiting tools):
+  /// set_running_or_notify_cancel(), set_result(), set_exception().
+  future() : state_(std::make_shared<detail::future_state<R>>()) {}
   explicit future(std::shared_ptr<detail::future_state<R>> state) : state_(std::move(state)) {}
 
   /// The task's return value, waiting at most `timeout` (no limit if left
@@ -80,6 +88,8 @@ class future {
     if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
     std::lock_guard lock(state_->mutex);
     if (state_->error) std::rethrow_exception(state_->error);
+    if (state_->now == detail::future_base::stage::cancelled)
+      throw cancelled_error("the future was cancelled");
     if constexpr (!std::is_void_v<R>) return *state_->value;
   }
   /// The task's exception, or null if it returned (Python's exception()),
@@ -111,6 +121,11 @@ class future {
     std::unique_lock lock(state_->mutex);
     if (state_->now == detail::future_base::stage::cancelled) return true;
     if (state_->done_locked()) return false;
+    if (state_->id == 0) {  // a future the program completes: Python's rule
+      if (state_->now == detail::future_base::stage::running) return false;
+      state_->settle(lock, detail::future_base::stage::cancelled);
+      return true;
+    }
     auto core = state_->core.lock();
     lock.unlock();
     // A task not started is settled as cancelled before this returns; a
@@ -127,7 +142,38 @@ class future {
       return;
     }
     lock.unlock();
-    callback(*this);
+    detail::future_base::run_callback([&] { callback(*this); });
+  }
+
+  /// Python's set_running_or_notify_cancel(), for a future the program
+  /// completes: false if it was cancelled (its waiters are told), true if it
+  /// is now running; mp::invalid_state_error if it was running or done.
+  bool set_running_or_notify_cancel() const {
+    std::lock_guard lock(state_->mutex);
+    using stage = detail::future_base::stage;
+    if (state_->now == stage::cancelled) return false;
+    if (state_->now != stage::pending)
+      throw invalid_state_error("set_running_or_notify_cancel() on a future that is " +
+                                std::string(state_->now == stage::running ? "running" : "done"));
+    state_->now = stage::running;
+    return true;
+  }
+  /// Python's set_result(): completes the future with `value`;
+  /// mp::invalid_state_error if it is done already.
+  template <class... V>
+  requires(sizeof...(V) == (std::is_void_v<R> ? 0 : 1)) void set_result(V&&... value) const {
+    std::unique_lock lock(state_->mutex);
+    check_not_done();
+    if constexpr (!std::is_void_v<R>) state_->value.emplace(std::forward<V>(value)...);
+    state_->settle(lock, detail::future_base::stage::finished);
+  }
+  /// Python's set_exception(): completes the future with `error`;
+  /// mp::invalid_state_error if it is done already.
+  void set_exception(std::exception_ptr error) const {
+    std::unique_lock lock(state_->mutex);
+    check_not_done();
+    state_->error = std::move(error);
+    state_->settle(lock, detail::future_base::stage::finished);
   }
 
   /// Blocks until done, at most `timeout` (no limit if left out); true if done.
@@ -140,6 +186,12 @@ class future {
   const std::shared_ptr<detail::future_state<R>>& state() const noexcept { return state_; }
 
  private:
+  void check_not_done() const {
+    if (state_->done_locked())
+      throw invalid_state_error(state_->now == detail::future_base::stage::cancelled
+                                    ? "the future was cancelled"
+                                    : "the future is done already");
+  }
   std::shared_ptr<detail::future_state<R>> state_;
 };
 
@@ -288,10 +340,26 @@ struct any_waiter {
 };
 }  // namespace detail
 
-/// Python's concurrent.futures.wait.
+namespace detail {
+// The futures, each once (copies of one future count once, as in Python's sets).
 template <class R>
-wait_result<R> wait(const std::vector<future<R>>& futures, mp::timeout timeout = {},
+std::vector<future<R>> distinct(const std::vector<future<R>>& futures) {
+  std::vector<future<R>> out;
+  out.reserve(futures.size());
+  std::unordered_set<const void*> seen;
+  seen.reserve(futures.size());
+  for (const auto& f : futures)
+    if (seen.insert(f.state().get()).second) out.push_back(f);
+  return out;
+}
+}  // namespace detail
+
+/// Python's concurrent.futures.wait. A future given more than once is
+/// reported once.
+template <class R>
+wait_result<R> wait(const std::vector<future<R>>& given, mp::timeout timeout = {},
                     return_when when = return_when::all_completed) {
+  const std::vector<future<R>> futures = detail::distinct(given);
   const detail::deadline deadline(timeout);
   auto waiter = std::make_shared<detail::any_waiter>();
   for (std::size_t i = 0; i < futures.size(); ++i) {
@@ -322,17 +390,17 @@ wait_result<R> wait(const std::vector<future<R>>& futures, mp::timeout timeout =
 
 /// Python's concurrent.futures.as_completed: a range of the futures in the
 /// order they complete (those already done first), each yielded as soon as it
-/// is done. The iteration throws mp::timeout_error if they are not all done
-/// within `timeout` of the call.
+/// is done, and once however often it was given; a yielded future is let go.
+/// The iteration throws mp::timeout_error if they are not all done within
+/// `timeout` of the call.
 template <class R>
 class as_completed {
  public:
-  explicit as_completed(std::vector<future<R>> futures, mp::timeout timeout = {})
-      : futures_(std::move(futures)),
-        waiter_(std::make_shared<detail::any_waiter>()),
-        deadline_(timeout) {
+  explicit as_completed(const std::vector<future<R>>& futures, mp::timeout timeout = {})
+      : waiter_(std::make_shared<detail::any_waiter>()), deadline_(timeout) {
+    for (auto& f : detail::distinct(futures)) futures_.emplace_back(std::move(f));
     for (std::size_t i = 0; i < futures_.size(); ++i)
-      futures_[i].add_done_callback([waiter = waiter_, i](future<R>) {
+      futures_[i]->add_done_callback([waiter = waiter_, i](future<R>) {
         std::lock_guard lock(waiter->mutex);
         ++waiter->finished;
         waiter->order.push_back(i);
@@ -353,10 +421,14 @@ class as_completed {
     if (!detail::wait_until(waiter_->changed, lock, deadline_, ready))
       throw timeout_error(std::to_string(futures_.size() - yielded_) + " of " +
                           std::to_string(futures_.size()) + " futures unfinished");
-    return futures_[waiter_->order[yielded_++]];
+    // Yielded, and let go: the caller holds it as long as it needs.
+    auto& slot = futures_[waiter_->order[yielded_++]];
+    future<R> out = std::move(*slot);
+    slot.reset();
+    return out;
   }
 
-  std::vector<future<R>> futures_;
+  std::vector<std::optional<future<R>>> futures_;
   std::shared_ptr<detail::any_waiter> waiter_;
   detail::deadline deadline_;
   std::size_t yielded_ = 0;

@@ -86,7 +86,18 @@ class MP_EXPORT cancelled_error : public process_error {
   using process_error::process_error;
 };
 
+/// An operation on a future that its state does not allow: setting the
+/// result of one that is done (Python's concurrent.futures.InvalidStateError).
+class MP_EXPORT invalid_state_error : public process_error {
+ public:
+  using process_error::process_error;
+};
+
 namespace detail {
+
+/// Reports on stderr the exception being handled, thrown by a callback
+/// (`what` says which kind): Python logs such an exception and goes on.
+MP_EXPORT void report_callback_error(const char* what) noexcept;
 
 /// An exception as it left another process: the demangled name of its type,
 /// its what(), the process, and for a std::system_error the error's value
@@ -349,6 +360,7 @@ struct result_state {
       }
     } catch (...) {
       // A callback that throws must not take the pool's thread down.
+      report_callback_error("a pool result's callback");
     }
     {
       std::lock_guard lock(mutex);
