@@ -951,4 +951,35 @@ TYPED_TEST(any_pool, on_destroy_terminate_drops_the_work) {
   EXPECT_GE(dropped, 4);  // at most the one running on a thread was finished
 }
 
+void refuses_three(int x) {
+  if (x == 3) throw std::invalid_argument("three is not allowed");
+}
+
+bool is_odd(int x) {
+  return x % 2 != 0;
+}
+
+// map over a function returning void (Python's list of None) and one
+// returning bool (std::vector<bool> holds no bools to refer to).
+TYPED_TEST(any_pool, map_takes_functions_returning_void_and_bool) {
+  TypeParam p(2);
+  const std::vector<int> input{1, 2, 3, 4, 5};
+  static_assert(std::is_void_v<decltype(p.map(nothing, input))>);
+  p.map(nothing, input);
+  p.map_async(nothing, input, 2).get();
+  EXPECT_THROW(p.map(refuses_three, input, 1), std::invalid_argument);
+  bool called = false;
+  p.map_async_with({.callback = [&] { called = true; }}, nothing, input).get();
+  EXPECT_TRUE(called);
+  std::size_t count = 0;
+  for (mp::none n : p.imap(nothing, input)) count += n == mp::none{} ? 1 : 0;
+  EXPECT_EQ(count, input.size());
+  EXPECT_EQ(p.map(is_odd, input), (std::vector<bool>{true, false, true, false, true}));
+  std::vector<bool> odd;
+  for (bool b : p.imap(is_odd, input, 2)) odd.push_back(b);
+  EXPECT_EQ(odd, (std::vector<bool>{true, false, true, false, true}));
+  const std::vector<std::tuple<int>> packed{{1}, {2}};
+  p.starmap(nothing, packed);
+}
+
 }  // namespace

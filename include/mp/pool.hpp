@@ -158,7 +158,33 @@ struct pool_options {
   destroy_action on_destroy = destroy_action::join;
 };
 
+/// What imap yields for each item of a callable that returns void (Python's
+/// None); map over such a callable returns void.
+struct none {
+  // One byte on the wire: a count of elements is checked against the bytes
+  // that follow it.
+  template <class Archive>
+  void serialize(Archive& archive) {
+    std::uint8_t mark = 0;
+    archive(mark);
+  }
+  friend bool operator==(none, none) = default;
+};
+
 namespace detail {
+
+/// What map returns for a callable returning Element.
+template <class Element>
+using map_result_t = std::conditional_t<std::is_void_v<Element>, void, std::vector<Element>>;
+
+/// The result of a map over no items.
+template <class Out>
+auto empty_map_result() {
+  if constexpr (std::is_void_v<Out>)
+    return true;
+  else
+    return Out{};
+}
 
 /// The descriptors of the resources (queues, locks, connections, ...) among a
 /// task's arguments: the pool's own copies, which travel to the worker that
@@ -257,10 +283,18 @@ struct chunk_call {
   Fn fn{};
 
   auto operator()(const std::vector<Arg>& args) const {
-    using result = std::decay_t<decltype(call(std::declval<const Arg&>()))>;
+    using called = decltype(call(std::declval<const Arg&>()));
+    using result = std::conditional_t<std::is_void_v<called>, none, std::decay_t<called>>;
     std::vector<result> out;
     out.reserve(args.size());
-    for (const Arg& a : args) out.push_back(call(a));
+    for (const Arg& a : args) {
+      if constexpr (std::is_void_v<called>) {
+        call(a);
+        out.emplace_back();
+      } else {
+        out.push_back(call(a));
+      }
+    }
     return out;
   }
   decltype(auto) call(const Arg& a) const {
@@ -463,6 +497,15 @@ struct map_options {
   std::function<void(std::exception_ptr)> error_callback;
   mp::timeout timeout;
 };
+/// For a function returning void (the map returns void): the callback takes nothing.
+template <>
+struct map_options<void> {
+  std::size_t chunksize = 0;
+  progress_callback progress;
+  std::function<void()> callback;
+  std::function<void(std::exception_ptr)> error_callback;
+  mp::timeout timeout;
+};
 
 /// A ready-made progress_callback: a bar on stderr with the count, the rate
 /// and the time left, redrawn at most ten times a second, and only when
@@ -625,7 +668,7 @@ class pool {
   template <bool Star, class Fn, class Range, class Element>
   auto run_map(map_options<Element> options, Fn fn, Range&& input) {
     if constexpr (!detail::check_map<Star, Fn, std::ranges::range_value_t<Range>>())
-      return async_result<std::vector<Element>>(nullptr);
+      return async_result<detail::map_result_t<Element>>(nullptr);
     else
       return run_checked_map<Star>(std::move(options), fn, std::forward<Range>(input));
   }
@@ -634,15 +677,20 @@ class pool {
   auto run_checked_map(map_options<Element> options, Fn fn, Range&& input) {
     using arg = std::ranges::range_value_t<Range>;
     using call = detail::chunk_call<Fn, arg, Star>;
-    using R = std::vector<Element>;
+    // What the chunks carry (mp::none for a function returning void), and
+    // what the map returns (void then).
+    using wire = std::conditional_t<std::is_void_v<Element>, none, Element>;
+    using R = std::vector<wire>;
+    using Out = detail::map_result_t<Element>;
     // A contiguous input of memcpy-able elements is encoded chunk by chunk
     // straight from the caller's memory; memcpy-able results are decoded
     // straight into the joined vector. Anything else goes through vectors.
     constexpr bool from_span =
         std::ranges::contiguous_range<Range> && detail::memcpy_element<arg> &&
         std::is_same_v<std::remove_cvref_t<std::ranges::range_reference_t<Range>>, arg>;
-    constexpr bool into_place =
-        detail::memcpy_element<Element> && std::is_default_constructible_v<Element>;
+    constexpr bool into_place = detail::memcpy_element<wire> &&
+                                std::is_default_constructible_v<wire> &&
+                                !std::is_same_v<wire, none> && !std::is_same_v<wire, bool>;
     std::vector<arg> copied;
     std::span<const arg> items;
     if constexpr (from_span) {
@@ -667,7 +715,7 @@ class pool {
       std::size_t items_done = 0;
       std::size_t items = 0;
       progress_callback progress;
-      std::shared_ptr<detail::result_state<R>> state;
+      std::shared_ptr<detail::result_state<Out>> state;
     };
     auto shared = std::make_shared<gather>();
     if constexpr (into_place)
@@ -677,9 +725,9 @@ class pool {
     shared->left = chunks;
     shared->items = items.size();
     shared->progress = std::move(options.progress);
-    shared->state = std::make_shared<detail::result_state<R>>();
+    shared->state = std::make_shared<detail::result_state<Out>>();
     shared->state->set_callbacks(options);
-    if (chunks == 0) shared->state->finish(R{}, nullptr);
+    if (chunks == 0) shared->state->finish(detail::empty_map_result<Out>(), nullptr);
     const mp::timeout limit = options.timeout;
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t first = c * chunksize;
@@ -705,8 +753,8 @@ class pool {
                 failure = r.error;
               } else {
                 try {
-                  detail::decode_elements_into<Element>(
-                      r.value, std::span<Element>(shared->joined).subspan(first, count));
+                  detail::decode_elements_into<wire>(
+                      r.value, std::span<wire>(shared->joined).subspan(first, count));
                 } catch (...) {
                   failure = std::current_exception();
                 }
@@ -729,22 +777,24 @@ class pool {
             if (shared->progress) shared->progress(items_done, shared->items);
             if (!last) return;
             if (shared->error) {
-              shared->state->finish(std::nullopt, shared->error);
+              shared->state->finish({}, shared->error);
               return;
             }
-            if constexpr (into_place) {
+            if constexpr (std::is_void_v<Out>) {
+              shared->state->finish(true, nullptr);
+            } else if constexpr (into_place) {
               shared->state->finish(std::move(shared->joined), nullptr);
             } else {
               R joined;
               joined.reserve(shared->items);
               for (auto& p : shared->parts)
-                for (auto& v : *p) joined.push_back(std::move(v));
+                for (auto&& v : *p) joined.push_back(std::move(v));
               shared->state->finish(std::move(joined), nullptr);
             }
           },
           limit);
     }
-    return async_result<R>(shared->state);
+    return async_result<Out>(shared->state);
   }
 
   template <bool Unordered, class Fn, class Range>
@@ -833,7 +883,7 @@ class imap_range {
           std::rethrow_exception(error);
         }
         if (!state_->arrived.empty()) {
-          for (auto& v : state_->arrived.front()) buffer_.push_back(std::move(v));
+          for (auto&& v : state_->arrived.front()) buffer_.push_back(std::move(v));
           state_->arrived.pop_front();
           continue;
         }
@@ -845,7 +895,7 @@ class imap_range {
           std::rethrow_exception(error);
         }
         if (auto o = state_->ordered.find(next_index_); o != state_->ordered.end()) {
-          for (auto& v : o->second) buffer_.push_back(std::move(v));
+          for (auto&& v : o->second) buffer_.push_back(std::move(v));
           state_->ordered.erase(o);
           ++next_index_;
           continue;
