@@ -625,6 +625,12 @@ bool queue_core::take_locked(void* out, decoder decode) {
     if (capacity < unit || ((capacity / unit) & (capacity / unit - 1)) != 0 ||
         capacity % unit != 0 || capacity > size_ - segment)
       corrupt("a segment has an impossible size");
+    // Producers hand out segments below `bump` only: a segment past it was
+    // never written, and whatever its header claims must not be read (nor
+    // its pages populated: a claim of gigabytes would allocate them).
+    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
+    if (segment >= handed_out || capacity > handed_out - segment)
+      corrupt("a segment lies beyond the memory the queue has handed out");
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;
       if (jumped || target % unit != segment_header || target < unit + segment_header ||

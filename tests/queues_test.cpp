@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -639,6 +640,32 @@ TEST(joinable_queue, task_done_may_come_before_get_as_in_python) {
   q.task_done();
   EXPECT_TRUE(q.join(1s));
   EXPECT_EQ(q.get(), 1);
+}
+
+// A damaged record that jumps into a segment no producer handed out, whose
+// header claims a gigabyte: refused before anything of it is read or its
+// pages are populated (a fuzzer once took 2 GiB that way).
+TEST(queue, a_record_that_jumps_past_what_was_handed_out_is_damage) {
+  using mp::detail::queue_core;
+  using strings = std::vector<std::string>;
+  queue_core queue(mp::type_fingerprint<strings>, 0);
+  std::byte* memory = queue.memory_for_testing();
+  constexpr std::uint64_t unit = queue_core::first_segment;
+  const auto put = [&](std::uint64_t at, std::uint64_t value) {
+    std::memcpy(memory + at, &value, sizeof value);
+  };
+  put(queue_core::first_record, 1);  // the first record's stamp
+  put(queue_core::first_record + 8, (std::uint64_t{1} << 63) | (2 * unit + 64));  // a jump
+  put(2 * unit, std::uint64_t{1} << 30);  // that segment's capacity: 1 GiB
+  put(2 * unit + 64, 1);
+  put(2 * unit + 72, std::uint64_t{1} << 29);  // a record of 512 MiB
+  std::optional<strings> out;
+  try {
+    queue.get(&out, &mp::detail::decode_item<strings>, false, {});
+    FAIL() << "a damaged queue gave an item";
+  } catch (const mp::decode_error& e) {
+    EXPECT_NE(std::string(e.what()).find("handed out"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
