@@ -349,14 +349,21 @@ struct pool_core::impl {
   }
 
   // Under the mutex: replaces worker `i`, unless the pool is broken or
-  // finished (a worker is not started for nothing).
+  // finished (a worker is not started for nothing). A replacement that
+  // cannot start (the program is exiting, fork fails) breaks the pool, saying
+  // why: the pool's thread must not die of it, nor try again for ever.
   void replace_worker(std::size_t i) {
-    if (broken || terminated) {
-      workers[i]->site->join();
-      workers[i] = std::make_unique<worker>();  // no site: never given a task
-      return;
+    if (!broken && !terminated) {
+      try {
+        start_worker(i);
+        return;
+      } catch (const std::exception& e) {
+        break_pool(std::string("the pool could not start a worker in place of one that ended: ") +
+                   e.what());
+      }
     }
-    start_worker(i);
+    workers[i]->site->join();
+    workers[i] = std::make_unique<worker>();  // no site: never given a task
   }
 
   // Under the mutex: kills workers past their task's deadline, replaces dead

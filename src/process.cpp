@@ -180,6 +180,12 @@ void process::start() {
   }
   if (current_process().daemon())
     throw usage_error("daemonic processes are not allowed to have children");
+  // Its children are being stopped, and what a new one needs from this
+  // process (its statics, the fork server) may be gone already.
+  if (detail::exiting())
+    throw process_error("process '" + state_->name +
+                        "' cannot start: this program is exiting (its exit handler, which stops "
+                        "the children, has run)");
   // Output buffered here would otherwise be written twice, by us and by the
   // child's copy of the buffer (Python flushes too).
   std::cout.flush();

@@ -124,8 +124,11 @@ std::string describe_current_exception() {
   }
 }
 
+std::atomic<bool> exit_begun{false};
+
 /// Python's _exit_function: terminate daemonic children, then join them all.
 void exit_function() noexcept {
+  exit_begun.store(true, std::memory_order_release);
   std::vector<std::shared_ptr<process_state>> children;
   {
     runtime& r = rt();
@@ -153,6 +156,10 @@ std::atomic<int> default_method{-1};
 }  // namespace
 
 // ---- this process ----------------------------------------------------------
+
+bool exiting() noexcept {
+  return exit_begun.load(std::memory_order_acquire);
+}
 
 std::shared_ptr<process_state> self_state() {
   runtime& r = rt();
