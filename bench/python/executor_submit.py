@@ -22,11 +22,14 @@ def run(executor, count):
             sys.exit("wrong result")
 
 
-def main():
+def process_executor():
+    return concurrent.futures.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork"))
+
+
+def main(make_executor=process_executor):
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     warmup = max(rounds // 10, 1)
-    context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as executor:
+    with make_executor() as executor:
         run(executor, warmup)
         start = time.perf_counter_ns()
         run(executor, rounds)

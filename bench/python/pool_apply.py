@@ -15,11 +15,15 @@ def square(x):
     return x * x
 
 
-def main():
+def process_pool():
+    return multiprocessing.get_context("fork").Pool(2)
+
+
+def main(make_pool=process_pool):
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     warmup = max(rounds // 10, 1)
     times = []
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with make_pool() as pool:
         for i in range(warmup + rounds):
             start = time.perf_counter_ns()
             r = pool.apply(square, (i,))

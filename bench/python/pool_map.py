@@ -15,12 +15,16 @@ def square(x):
     return x * x
 
 
-def main():
+def process_pool():
+    return multiprocessing.get_context("fork").Pool(2)
+
+
+def main(make_pool=process_pool):
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     chunksize = int(sys.argv[2]) if len(sys.argv) > 2 else None
     data = list(range(rounds))
     rates = []
-    with multiprocessing.get_context("fork").Pool(2) as pool:
+    with make_pool() as pool:
         for i in range(6):
             start = time.perf_counter_ns()
             out = pool.map(square, data, chunksize)
