@@ -25,6 +25,11 @@ void throw_decode(const std::string& what) {
   throw decode_error(what);
 }
 
+void throw_result_not_sent(std::string_view type, const char* why) {
+  throw process_error("the task returned a " + std::string(type) +
+                      " that cannot be sent back to the caller: " + why);
+}
+
 void throw_no_handle_channel() {
   throw process_error(
       "this value holds an OS handle (a connection or another resource): it can be "

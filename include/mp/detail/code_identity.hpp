@@ -119,7 +119,13 @@ struct portable_entry {
       apply_stored(fn, args);
     } else {
       auto value = apply_stored(fn, args);
-      if (result != nullptr) encode_into(*result, value);
+      if (result != nullptr) {
+        try {
+          encode_into(*result, value);
+        } catch (const std::exception& e) {
+          throw_result_not_sent(type_name<std::remove_cvref_t<decltype(value)>>(), e.what());
+        }
+      }
     }
   }
   // Decoding failures become mp::decode_error; the call's own exceptions pass.

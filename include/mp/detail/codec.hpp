@@ -50,6 +50,9 @@ namespace detail {
                                              std::size_t available);
 [[noreturn]] MP_EXPORT void throw_decode(const std::string& what);
 [[noreturn]] MP_EXPORT void throw_no_handle_channel();
+/// Throws mp::process_error: a call's return value of type `type` could not
+/// be encoded to go back (Python's MaybeEncodingError), because of `why`.
+[[noreturn]] MP_EXPORT void throw_result_not_sent(std::string_view type, const char* why);
 
 /// The compiler's spelling of T, used for fingerprints and messages.
 template <class T>
