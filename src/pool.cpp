@@ -424,14 +424,11 @@ struct pool_core::impl {
                                 w.site->ring().ready.load(std::memory_order_acquire) == 0 &&
                                 !w.site->killed_from_outside();
       failed_starts = failed_start ? failed_starts + 1 : 0;
-      if (failed_starts >= failed_starts_allowed) {
+      if (failed_starts >= failed_starts_allowed)
         break_pool(std::to_string(failed_starts) +
                    " pool workers in a row died before they could run a task (the last, " +
                    w.site->who() + ", " + ended + "); the pool can run no task");
-        replace_worker(i);
-        continue;
-      }
-      replace_worker(i);
+      replace_worker(i);  // (not, once broken)
     }
   }
 

@@ -15,6 +15,7 @@
 #include <thread>
 #include <utility>
 
+#include "os/spin.hpp"
 #include "os/system.hpp"
 #include "pool_engine.hpp"
 
@@ -25,31 +26,11 @@ using namespace std::chrono_literals;
 
 // Before a worker thread or the pool's thread sleeps on its condition
 // variable, it waits a little while awake, as a queue's side does
-// (src/queues.cpp): back-to-back tasks then never pay for a wake-up. It spins
-// only where the other side can run meanwhile (more than one CPU), and then
-// gives the CPU away a few times before it sleeps, so that on a busy machine
-// it does not take the time of the thread it waits for.
-template <class Ready>
-bool wait_awake(Ready ready) {
-  static const bool spin = os::affinity_cpu_count() > 1;
-  if (spin) {
-    const auto until = std::chrono::steady_clock::now() + 5us;
-    for (unsigned i = 1;; ++i) {
-      if (ready()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#elif defined(__aarch64__)
-      asm volatile("yield");
-#endif
-      if (i % 16 == 0 && std::chrono::steady_clock::now() >= until) break;
-    }
-  }
-  for (int i = 0; i < 4; ++i) {
-    if (ready()) return true;
-    os::yield_processor();
-  }
-  return ready();
-}
+// (src/queues.cpp, with the same spin and yields): back-to-back tasks then
+// never pay for a wake-up, and on a busy machine it does not take the time of
+// the thread it waits for.
+constexpr std::chrono::nanoseconds spin_time = 5us;
+constexpr int yield_rounds = 4;
 
 // The results of every worker thread of a pool, in the order they came.
 class result_list {
@@ -65,7 +46,9 @@ class result_list {
   // Takes the first result into `out` (whose buffers go to the list for
   // reuse), waiting at most `wait` for one.
   bool pop(pool_result& out, std::chrono::nanoseconds wait) {
-    if (wait.count() > 0) wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; });
+    if (wait.count() > 0)
+      os::wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; }, spin_time,
+                     yield_rounds);
     std::unique_lock lock(mutex_);
     if (results_.empty() &&
         (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
@@ -109,7 +92,8 @@ struct thread_state {
     changed.notify_one();
   }
   thread_task pop() {
-    wait_awake([&] { return count.load(std::memory_order_acquire) != 0; });
+    os::wait_awake([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
+                   yield_rounds);
     std::unique_lock lock(mutex);
     changed.wait(lock, [&] { return !tasks.empty(); });
     thread_task task = std::move(tasks.front());

@@ -40,6 +40,7 @@
 #include "mp/queues.hpp"
 #include "mp/synchronize.hpp"
 #include "os/futex.hpp"
+#include "os/spin.hpp"
 #include "os/system.hpp"
 
 namespace mp::detail {
@@ -100,14 +101,6 @@ constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
 constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 struct segment_head {
   uint64_t capacity;   // bytes, header included
   uint64_t next;       // the segment after this one in the chain
@@ -117,18 +110,6 @@ struct segment_head {
 
 std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
   return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
-}
-
-// Spinning helps only if whoever we wait for can run meanwhile: not when this
-// process may use a single CPU.
-bool spinning_helps() {
-  static std::atomic<int> cached{-1};
-  int value = cached.load(std::memory_order_relaxed);
-  if (value < 0) {
-    value = os::affinity_cpu_count() > 1 ? 1 : 0;
-    cached.store(value, std::memory_order_relaxed);
-  }
-  return value != 0;
 }
 
 }  // namespace
@@ -179,20 +160,7 @@ namespace {
 template <class Ready>
 bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
            const detail::deadline& deadline) {
-  if (spinning_helps()) {
-    const auto spin_end = clock::now() + spin_time;
-    for (unsigned i = 1;; ++i) {
-      if (ready()) return true;
-      cpu_relax();
-      if (i % 16 == 0 && clock::now() >= spin_end) break;
-    }
-  }
-  // Then give the CPU to whoever else may run here (with more processes than
-  // CPUs, the one we wait for may be waiting for ours), a few times.
-  for (int i = 0; i < yield_rounds; ++i) {
-    if (ready()) return true;
-    os::yield_processor();
-  }
+  if (os::wait_awake(ready, spin_time, yield_rounds)) return true;
   const uint32_t seen = signal.load(std::memory_order_acquire);
   waiters.fetch_add(1, std::memory_order_acq_rel);
   // Pairs with light_fence() in wake(): either we see the change, or the

@@ -484,16 +484,17 @@ double pool_apply(std::size_t rounds, std::size_t warmup) {
   return median(std::move(times));
 }
 
-double executor_submit(std::size_t rounds, std::size_t warmup) {
-  mp::process_pool_executor executor({.max_workers = 2});
+// `rounds` tiny tasks given by `submit(i)` (a future or an async result), then
+// their results, after `warmup` of them; millions of tasks per second.
+template <class Submit, class Outcome>
+double submit_rate(std::size_t rounds, std::size_t warmup, const char* wrong, Submit submit,
+                   Outcome outcome) {
   const auto run = [&](std::size_t count) {
-    std::vector<mp::future<std::int64_t>> futures;
-    futures.reserve(count);
+    std::vector<decltype(submit(std::int64_t{}))> pending;
+    pending.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) pending.push_back(submit(static_cast<std::int64_t>(i)));
     for (std::size_t i = 0; i < count; ++i)
-      futures.push_back(executor.submit(square, static_cast<std::int64_t>(i)));
-    for (std::size_t i = 0; i < count; ++i)
-      if (futures[i].result() != static_cast<std::int64_t>(i * i))
-        fail("executor-submit: wrong result");
+      if (outcome(pending[i]) != static_cast<std::int64_t>(i * i)) fail(wrong);
   };
   run(warmup);
   const auto start = clock_type::now();
@@ -501,22 +502,22 @@ double executor_submit(std::size_t rounds, std::size_t warmup) {
   return static_cast<double>(rounds) / microseconds(clock_type::now() - start);
 }
 
-// thread-submit: `rounds` tiny tasks through a thread pool's apply_async,
-// then their results (Python's ThreadPoolExecutor.submit beside it).
+double executor_submit(std::size_t rounds, std::size_t warmup) {
+  mp::process_pool_executor executor({.max_workers = 2});
+  return submit_rate(
+      rounds, warmup, "executor-submit: wrong result",
+      [&](std::int64_t x) { return executor.submit(square, x); },
+      [](const mp::future<std::int64_t>& f) { return f.result(); });
+}
+
+// thread-submit: through a thread pool's apply_async (Python's
+// ThreadPoolExecutor.submit beside it).
 double thread_submit(std::size_t rounds, std::size_t warmup) {
   mp::thread_pool pool(2);
-  const auto run = [&](std::size_t count) {
-    std::vector<mp::async_result<std::int64_t>> results;
-    results.reserve(count);
-    for (std::size_t i = 0; i < count; ++i)
-      results.push_back(pool.apply_async(square, static_cast<std::int64_t>(i)));
-    for (std::size_t i = 0; i < count; ++i)
-      if (results[i].get() != static_cast<std::int64_t>(i * i)) fail("thread-submit: wrong result");
-  };
-  run(warmup);
-  const auto start = clock_type::now();
-  run(rounds);
-  return static_cast<double>(rounds) / microseconds(clock_type::now() - start);
+  return submit_rate(
+      rounds, warmup, "thread-submit: wrong result",
+      [&](std::int64_t x) { return pool.apply_async(square, x); },
+      [](const mp::async_result<std::int64_t>& r) { return r.get(); });
 }
 
 double executor_roundtrip(std::size_t rounds, std::size_t warmup) {

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+// Waiting awake for a moment before sleeping: the queues' sides and the
+// thread pool's workers do it, so that back-to-back traffic never pays for a
+// kernel wake-up.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+
+#include "os/system.hpp"
+
+namespace mp::os {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+/// Spinning helps only if whoever we wait for can run meanwhile: not when
+/// this process may use a single CPU.
+inline bool spinning_helps() noexcept {
+  static std::atomic<int> cached{-1};
+  int value = cached.load(std::memory_order_relaxed);
+  if (value < 0) {
+    value = affinity_cpu_count() > 1 ? 1 : 0;
+    cached.store(value, std::memory_order_relaxed);
+  }
+  return value != 0;
+}
+
+/// Waits for `ready()` awake: spins for `spin` where spinning helps, then
+/// gives the CPU away `yields` times (with more threads than CPUs, the one
+/// we wait for may be waiting for ours). True once ready; false means the
+/// caller should sleep.
+template <class Ready>
+bool wait_awake(Ready&& ready, std::chrono::nanoseconds spin, int yields) {
+  using clock = std::chrono::steady_clock;
+  if (spinning_helps()) {
+    const auto spin_end = clock::now() + spin;
+    for (unsigned i = 1;; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+      if (i % 16 == 0 && clock::now() >= spin_end) break;
+    }
+  }
+  for (int i = 0; i < yields; ++i) {
+    if (ready()) return true;
+    yield_processor();
+  }
+  return ready();
+}
+
+}  // namespace mp::os
