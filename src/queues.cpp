@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 // The queue machine behind mp::queue, simple_queue and joinable_queue.
 //
-// Memory: one memfd, sized to a large address range and mapped without
-// reserving memory. Offset 0 holds the control block; the rest is carved into
-// segments whose sizes are 256 KiB times a power of two. Records (a 16-byte
-// header, then the encoded item, padded to 8 bytes) are appended to the tail
-// segment; when one does not fit, the producer takes a new segment that fits
-// it and leaves a jump record behind. Consumers read records in order and
-// follow jumps; a producer returns segments the consumers have left to per-size
-// free lists (punching the pages of large ones out of memory).
+// Memory: one memfd, sized to a large address range, of which each process
+// maps the part in use (see queue_core::view), without reserving memory.
+// Offset 0 holds the control block; the rest is carved into segments whose
+// sizes are 256 KiB times a power of two. Records (a 16-byte header, then the
+// encoded item, padded to 8 bytes) are appended to the tail segment; when one
+// does not fit, the producer takes a new segment that fits it and leaves a
+// jump record behind. Consumers read records in order and follow jumps; a
+// producer returns segments the consumers have left to per-size free lists
+// (punching the pages of large ones out of memory).
 //
 // Publication: a record is committed by storing its stamp, the record's
 // sequence number (1, 2, ...), with release order. A consumer expecting record
@@ -52,8 +53,11 @@ using std::uint32_t;
 using std::uint64_t;
 
 constexpr uint64_t magic = 0x6d702d7175657565;  // "mp-queue"
-// The address range reserved per queue; memory is used only as items need it.
+// The size of a queue's memory file; memory is used only as items need it,
+// and address space as segments are handed out.
 constexpr uint64_t address_range = uint64_t{64} << 30;
+// What a process maps of it at first.
+constexpr uint64_t first_view = uint64_t{4} << 20;
 // The smallest segment, and the unit segments are aligned to.
 constexpr uint64_t unit = uint64_t{256} << 10;
 constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
@@ -202,9 +206,44 @@ std::optional<os::file_status> status_of(int fd) noexcept {
 }  // namespace
 
 void queue_core::map(unique_fd fd) {
-  base_ = os::map_shared(fd.get(), address_range, false);
   size_ = address_range;
+  auto* first = new view{nullptr, first_view, nullptr};
+  try {
+    first->base = os::map_shared(fd.get(), first_view, false);
+  } catch (...) {
+    delete first;
+    throw;
+  }
+  view_.store(first, std::memory_order_release);
   fd_ = fd.release();
+}
+
+void queue_core::grow(uint64_t end) {
+  end = std::min(end, size_);
+  view* current = view_.load(std::memory_order_acquire);
+  while (current->length < end) {
+    const uint64_t length = std::min(size_, std::max(std::bit_ceil(end), 2 * current->length));
+    auto* larger = new view{nullptr, length, current};
+    try {
+      larger->base = os::map_shared(fd_, length, false);
+    } catch (...) {
+      delete larger;
+      throw;
+    }
+    // Another thread may have grown it meanwhile: then this one is dropped.
+    if (view_.compare_exchange_strong(current, larger, std::memory_order_acq_rel)) return;
+    os::unmap(larger->base, length);
+    delete larger;
+  }
+}
+
+void queue_core::unmap_all() noexcept {
+  for (view* v = view_.exchange(nullptr); v != nullptr;) {
+    view* older = v->older;
+    os::unmap(v->base, v->length);
+    delete v;
+    v = older;
+  }
 }
 
 queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
@@ -214,7 +253,7 @@ queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
   os::resize_file(fd.get(), address_range);
   map(std::move(fd));
 
-  auto* c = ::new (static_cast<void*>(base_)) queue_control{};
+  auto* c = ::new (static_cast<void*>(at(0))) queue_control{};
   c->magic = magic;
   c->fingerprint = fingerprint;
   c->size = address_range;
@@ -235,7 +274,7 @@ queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
   const queue_control& c = control();
   const bool is_queue = c.magic == magic && c.size == address_range;
   if (!is_queue || c.fingerprint != fingerprint) {
-    os::unmap(base_, size_);
+    unmap_all();
     close_fd(fd_);
     throw decode_error(is_queue ? "a received queue holds items of another type"
                                 : "a received queue's memory is not a queue");
@@ -284,12 +323,12 @@ std::shared_ptr<queue_core> queue_core::received(unique_fd fd, uint64_t fingerpr
 }
 
 queue_core::~queue_core() {
-  os::unmap(base_, size_);
+  unmap_all();
   close_fd(fd_);
 }
 
 queue_control& queue_core::control() const noexcept {
-  return *std::launder(reinterpret_cast<queue_control*>(base_));
+  return *std::launder(reinterpret_cast<queue_control*>(at(0)));
 }
 
 void queue_core::check_open() const {
@@ -348,6 +387,7 @@ bool queue_core::lock_side(lock_state& lock, mp::timeout timeout, void (queue_co
 // put_seq, then write_cursor. Finish what was committed, undo the rest.
 void queue_core::repair_put() {
   queue_control& c = control();
+  map_through(c.bump.load(std::memory_order_acquire));
   if (const uint64_t s = c.reclaim_intent.load(std::memory_order_relaxed); s != 0) {
     // Done if it is still the oldest (not yet unlinked) or already pushed.
     const auto cls = std::countr_zero(segment_capacity(s) / unit);
@@ -391,6 +431,7 @@ void queue_core::repair_put() {
 // last gap needs mending: a record counted as taken but not yet passed.
 void queue_core::repair_get() {
   queue_control& c = control();
+  map_through(c.bump.load(std::memory_order_acquire));
   const uint64_t cursor = c.read_cursor.load(std::memory_order_relaxed);
   const uint64_t taken = c.get_seq.load(std::memory_order_relaxed);
   const uint64_t position = cursor_position(cursor);
@@ -423,6 +464,7 @@ uint64_t queue_core::allocate(uint64_t bytes) {
     if (capacity > size_ - s)
       throw process_error("the queue's address range (" + std::to_string(size_ >> 30) +
                           " GiB) is used up by the items it holds");
+    map_through(s + capacity);
     ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0, 0};
     c.alloc_intent.store(s, std::memory_order_relaxed);
     c.bump.store(s + capacity, std::memory_order_relaxed);
@@ -477,6 +519,8 @@ void queue_core::reclaim() {
 
 void queue_core::put_locked(const void* item, encoder encode) {
   queue_control& c = control();
+  // Another process may have handed out segments this one has not mapped yet.
+  map_through(c.bump.load(std::memory_order_relaxed));
   const uint64_t n = c.put_seq.load(std::memory_order_relaxed) + 1;
   const uint64_t cursor = c.write_cursor.load(std::memory_order_relaxed);
   const uint64_t segment = cursor_segment(cursor);
@@ -584,20 +628,24 @@ bool queue_core::take_locked(void* out, decoder decode) {
   // whose first record is data; anything else is damage, not a queue.
   for (bool jumped = false;; jumped = true) {
     const uint64_t position = cursor_position(cursor);
+    const uint64_t segment = cursor_segment(cursor);
+    // Producers hand out segments below `bump` only: a segment past it was
+    // never written, and whatever its header claims must not be read (nor
+    // its pages populated: a claim of gigabytes would allocate them). Those
+    // below it may be new to this process, which then maps them.
+    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
+    if (segment >= handed_out || handed_out > size_)
+      corrupt("a segment lies beyond the memory the queue has handed out");
+    map_through(handed_out);
     if (word_at(at(position)).load(std::memory_order_acquire) != expected) return false;
     const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
-    const uint64_t segment = cursor_segment(cursor);
     const uint64_t capacity = segment_capacity(segment);
     // (A power of two tested by hand: std::has_single_bit is a libgcc call
     // without -mpopcnt.)
     if (capacity < unit || ((capacity / unit) & (capacity / unit - 1)) != 0 ||
         capacity % unit != 0 || capacity > size_ - segment)
       corrupt("a segment has an impossible size");
-    // Producers hand out segments below `bump` only: a segment past it was
-    // never written, and whatever its header claims must not be read (nor
-    // its pages populated: a claim of gigabytes would allocate them).
-    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
-    if (segment >= handed_out || capacity > handed_out - segment)
+    if (capacity > handed_out - segment)
       corrupt("a segment lies beyond the memory the queue has handed out");
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;
@@ -663,8 +711,12 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
           const uint64_t count = c.get_seq.load(std::memory_order_acquire);
           const uint64_t cursor = c.read_cursor.load(std::memory_order_acquire);
           if (c.get_seq.load(std::memory_order_acquire) != count) return true;
-          const uint64_t stamp =
-              word_at(at(cursor_position(cursor))).load(std::memory_order_acquire);
+          // (A cursor past the queue's memory is damage, which the next take
+          // reports.)
+          const uint64_t position = cursor_position(cursor);
+          if (position + record_header > size_) return true;
+          map_through(position + record_header);
+          const uint64_t stamp = word_at(at(position)).load(std::memory_order_acquire);
           return stamp == count + 1 || (count != 0 && stamp == count);
         },
         c.put_signal, c.get_waiters, deadline);

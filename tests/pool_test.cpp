@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +30,7 @@
 
 #include "mp/connection.hpp"
 #include "mp/context.hpp"
+#include "mp/executor.hpp"
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
@@ -633,6 +635,24 @@ TEST(pool, runs_on_spawned_workers_too) {
                         .initializer = [] { initialized_value = 42; },
                         .method = mp::start_method::spawn});
   EXPECT_EQ(initialized.apply(read_initialized, 0), 42);
+}
+
+// `ulimit -v 8G`, a common limit for batch jobs and containers: the queues
+// under a pool and an executor map what they use, not 64 GiB each.
+TEST(pool, a_pool_and_an_executor_work_under_a_virtual_memory_limit) {
+  if (mp::testing::shadow_memory) GTEST_SKIP() << "a sanitizer's shadow memory exceeds the limit";
+  mp::process child([] {
+    const rlimit limit{std::uint64_t{8} << 30, std::uint64_t{8} << 30};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{2};
+    mp::pool p(1);
+    if (p.map(square, std::vector<int>{1, 2, 3}) != std::vector<int>{1, 4, 9})
+      throw mp::system_exit{3};
+    mp::process_pool_executor executor({.max_workers = 1});
+    if (executor.submit(square, 7).result() != 49) throw mp::system_exit{4};
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
 }
 
 TEST(thread_pool, has_the_pool_interface_on_threads) {

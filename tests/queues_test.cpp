@@ -265,6 +265,37 @@ TEST(queue, grows_without_a_consumer_and_gives_everything_back) {
   EXPECT_TRUE(q.empty());
 }
 
+TEST(queue, maps_only_the_memory_it_uses_and_grows_for_large_items) {
+  mp::detail::queue_core core(mp::type_fingerprint<std::string>, 0);
+  EXPECT_LE(core.mapped_for_testing(), std::uint64_t{4} << 20);
+  mp::queue<std::string> q;
+  const std::string big(std::size_t{40} << 20, 'x');
+  q.put(big);
+  q.put("after");
+  EXPECT_EQ(q.get(), big);
+  EXPECT_EQ(q.get(), "after");
+}
+
+// Under `ulimit -v 8G`, a common limit for batch jobs and containers: queues
+// map what they use, not a fixed 64 GiB each, so hundreds of them fit.
+TEST(queue, hundreds_of_queues_work_under_a_virtual_memory_limit) {
+  if (mp::testing::shadow_memory) GTEST_SKIP() << "a sanitizer's shadow memory exceeds the limit";
+  mp::process child([] {
+    const rlimit limit{std::uint64_t{8} << 30, std::uint64_t{8} << 30};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{2};
+    std::vector<mp::queue<std::string>> queues(300);
+    for (std::size_t i = 0; i < queues.size(); ++i) queues[i].put(std::to_string(i));
+    for (std::size_t i = 0; i < queues.size(); ++i)
+      if (queues[i].get() != std::to_string(i)) throw mp::system_exit{3};
+    // Growing past the first mapping within the limit.
+    queues[0].put(std::string(std::size_t{64} << 20, 'y'));
+    if (queues[0].get().size() != std::size_t{64} << 20) throw mp::system_exit{4};
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
 TEST(queue, threads_of_one_process_share_it) {
   mp::queue<std::uint64_t> q(64);
   std::atomic<std::uint64_t> total{0};

@@ -14,9 +14,9 @@
 //
 // The queue grows as needed: records sit in chained segments of 256 KiB, and a
 // larger item gets a segment of its own (a power of two that fits it). Freed
-// large segments give their pages back to the system. The address space is
-// reserved up front (64 GiB, mapped without reserving memory), and that is the
-// limit on the bytes one queue can hold at once.
+// large segments give their pages back to the system. Each process maps the
+// queue's memory as far as it is used (4 MiB at first, doubling as segments are
+// handed out), up to 64 GiB: the limit on the bytes one queue can hold at once.
 //
 // Processes share a queue by fork: copy the object (copies refer to the same
 // queue) or pass it as an argument of mp::process.
@@ -87,7 +87,7 @@ class MP_EXPORT queue_core {
   queue_core(unique_fd fd, std::uint64_t fingerprint);
   /// The queue behind a received descriptor: the core this process already
   /// has for that memory if it received it before and still holds it (one
-  /// 64 GiB reservation per queue, however often it arrives), else a new one.
+  /// mapping per queue, however often it arrives), else a new one.
   /// Throws as the constructor. Thread-safe.
   static std::shared_ptr<queue_core> received(unique_fd fd, std::uint64_t fingerprint);
   queue_core(const queue_core&) = delete;
@@ -119,15 +119,36 @@ class MP_EXPORT queue_core {
 
   /// For the fuzz target: the shared memory, where the first segment starts
   /// (the second follows it), and where its first record goes.
-  std::byte* memory_for_testing() const noexcept { return base_; }
+  std::byte* memory_for_testing() const noexcept { return view_.load()->base; }
+  /// For tests: the bytes of the queue's memory this process has mapped.
+  std::uint64_t mapped_for_testing() const noexcept { return view_.load()->length; }
   static constexpr std::uint64_t first_segment = std::uint64_t{256} << 10;
   static constexpr std::uint64_t first_record = first_segment + 64;
 
  private:
+  // One mapping of the queue's memory, from its start. A larger one replaces
+  // it as the queue grows; the older ones stay mapped (they total less than
+  // the newest), so a thread still using one is never left pointing at
+  // nothing, and every offset below a view's length is valid in all later ones.
+  struct view {
+    std::byte* base;
+    std::uint64_t length;
+    view* older;
+  };
+
   // Maps the queue's memory, `fd`, which this object then owns.
   void map(unique_fd fd);
+  // Makes [0, end) addressable in this process (end is clamped to the
+  // queue's size). Throws std::system_error if it cannot be mapped.
+  void map_through(std::uint64_t end) {
+    if (end > view_.load(std::memory_order_acquire)->length) grow(end);
+  }
+  void grow(std::uint64_t end);
+  void unmap_all() noexcept;
   queue_control& control() const noexcept;
-  std::byte* at(std::uint64_t offset) const noexcept { return base_ + offset; }
+  std::byte* at(std::uint64_t offset) const noexcept {
+    return view_.load(std::memory_order_acquire)->base + offset;
+  }
   void check_open() const;
   bool lock_side(lock_state& lock, mp::timeout timeout, void (queue_core::*repair)());
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
@@ -141,7 +162,7 @@ class MP_EXPORT queue_core {
   std::uint64_t segment_capacity(std::uint64_t segment) const noexcept;
   [[noreturn]] void corrupt(const char* what) const;
 
-  std::byte* base_ = nullptr;
+  std::atomic<view*> view_{nullptr};
   std::uint64_t size_ = 0;
   int fd_ = -1;
   bool closed_ = false;

@@ -63,6 +63,20 @@ std::string unique_name(std::string_view prefix);
 /// number; 1 when unset or invalid). Sanitizer presets set it.
 std::chrono::milliseconds scaled(std::chrono::milliseconds duration);
 
+/// True in a build with AddressSanitizer or ThreadSanitizer: their shadow memory takes
+/// terabytes of address space, so a test cannot set a virtual-memory limit (ulimit -v) there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool shadow_memory = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+inline constexpr bool shadow_memory = true;
+#else
+inline constexpr bool shadow_memory = false;
+#endif
+#else
+inline constexpr bool shadow_memory = false;
+#endif
+
 /// The fds open in this process, from /proc/self/fd (without the one used to read it).
 std::set<int> open_fds();
 
