@@ -525,20 +525,22 @@ void queue_core::put_locked(const void* item, encoder encode) {
   const uint64_t cursor = c.write_cursor.load(std::memory_order_relaxed);
   const uint64_t segment = cursor_segment(cursor);
   const uint64_t position = cursor_position(cursor);
-  const uint64_t end = segment + segment_capacity(segment);
+  // (The mapping is fixed until allocate() below: one look at it.)
+  std::byte* const base = at(0);
+  const uint64_t end = segment + reinterpret_cast<const segment_head*>(base + segment)->capacity;
 
   // Encode in place; if it does not fit, the pass still measures it. A record
   // always leaves room behind it for a jump (so position + 16 <= end), but
   // not always for another record.
   const uint64_t room =
       end - position >= 2 * record_header ? end - position - 2 * record_header : 0;
-  byte_buffer window = byte_buffer::window(at(position + record_header), room);
+  byte_buffer window = byte_buffer::window(base + position + record_header, room);
   encode(item, window);
   if (!window.overflowed()) {
     const uint64_t next = position + record_header + align8(window.size());
-    word_at(at(next)).store(0, std::memory_order_relaxed);
-    word_at(at(position + 8)).store(window.size(), std::memory_order_relaxed);
-    word_at(at(position)).store(n, std::memory_order_release);  // commit
+    word_at(base + next).store(0, std::memory_order_relaxed);
+    word_at(base + position + 8).store(window.size(), std::memory_order_relaxed);
+    word_at(base + position).store(n, std::memory_order_release);  // commit
     c.put_seq.store(n, std::memory_order_release);
     c.write_cursor.store(pack(segment, next), std::memory_order_release);
     return;
@@ -629,14 +631,13 @@ bool queue_core::take_locked(void* out, decoder decode) {
   for (bool jumped = false;; jumped = true) {
     const uint64_t position = cursor_position(cursor);
     const uint64_t segment = cursor_segment(cursor);
-    // Producers hand out segments below `bump` only: a segment past it was
-    // never written, and whatever its header claims must not be read (nor
-    // its pages populated: a claim of gigabytes would allocate them). Those
-    // below it may be new to this process, which then maps them.
-    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
-    if (segment >= handed_out || handed_out > size_)
-      corrupt("a segment lies beyond the memory the queue has handed out");
-    map_through(handed_out);
+    if (position + record_header > mapped()) {
+      // A segment another process handed out after this one last looked.
+      const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
+      if (position + record_header > handed_out || handed_out > size_)
+        corrupt("a segment lies beyond the memory the queue has handed out");
+      map_through(handed_out);
+    }
     if (word_at(at(position)).load(std::memory_order_acquire) != expected) return false;
     const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
     const uint64_t capacity = segment_capacity(segment);
@@ -645,8 +646,14 @@ bool queue_core::take_locked(void* out, decoder decode) {
     if (capacity < unit || ((capacity / unit) & (capacity / unit - 1)) != 0 ||
         capacity % unit != 0 || capacity > size_ - segment)
       corrupt("a segment has an impossible size");
-    if (capacity > handed_out - segment)
+    // Producers hand out segments below `bump` only: a segment past it was
+    // never written, and whatever its header claims must not be read (nor
+    // its pages populated: a claim of gigabytes would allocate them). (Read
+    // only once a record is there: the line is the producers'.)
+    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
+    if (segment >= handed_out || capacity > handed_out - segment)
       corrupt("a segment lies beyond the memory the queue has handed out");
+    map_through(segment + capacity);
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;
       if (jumped || target % unit != segment_header || target < unit + segment_header ||

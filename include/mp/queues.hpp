@@ -144,6 +144,7 @@ class MP_EXPORT queue_core {
     if (end > view_.load(std::memory_order_acquire)->length) grow(end);
   }
   void grow(std::uint64_t end);
+  std::uint64_t mapped() const noexcept { return view_.load(std::memory_order_acquire)->length; }
   void unmap_all() noexcept;
   queue_control& control() const noexcept;
   std::byte* at(std::uint64_t offset) const noexcept {
