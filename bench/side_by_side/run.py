@@ -6,7 +6,9 @@ multiprocessing (bench/python/*.py, fork start method), the bare system calls
 (boost_side, if it was built), --repeat times, interleaved so that drift on a
 shared machine hits all alike; prints a markdown table of the medians with each
 target marked PASS or FAIL, and writes it with the machine's details to
-bench/results/<date>-<hostname>.md. A cell without an implementation shows n/a.
+bench/results/<date>-<hostname>.md, beside a bar chart of the same (.svg: how many
+times Python's speed mp and the floor reach). A cell without an implementation
+shows n/a. --background-load runs it all beside a busy loop per CPU at nice 19.
 
 The round-trip scenarios (spawn, pingpong, event, queue-rt) run twice: unpinned,
 and with every process pinned to one CPU (sched_setaffinity before exec;
@@ -14,12 +16,14 @@ children inherit it). The lock scenario has a second row whose floor is a robust
 pthread mutex.
 
 Usage: run.py [--rounds N] [--repeat R] [--scenario NAME] [--build-dir DIR] [--output FILE|-]
-              [--env NAME=VALUE] [--check]
+              [--env NAME=VALUE] [--background-load] [--check]
 """
 import argparse
 import datetime
+import math
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -328,6 +332,89 @@ def raw_values(scenarios):
     return "\n".join(lines)
 
 
+def times_python(scenario, implementation):
+    """How many times better than Python's multiprocessing `implementation` did (above 1:
+    faster), or None where either did not run."""
+    mine, python = scenario.median(implementation), scenario.median("python")
+    if not mine or not python:
+        return None
+    _, lower_is_better = KINDS[scenario.kind]
+    return python / mine if lower_is_better else mine / python
+
+
+def chart(scenarios, title):
+    """The table as an SVG bar chart: per scenario, how many times better than Python mp and
+    the bare system calls are, on a logarithmic axis (1 = Python's speed)."""
+    rows = [(s.name, times_python(s, "mp"), times_python(s, "floor")) for s in scenarios]
+    rows = [r for r in rows if r[1] is not None]
+    values = [v for _, mp, floor in rows for v in (mp, floor) if v]
+    low = 10 ** math.floor(math.log10(min(values + [1.0])))
+    high = 10 ** math.ceil(math.log10(max(values + [10.0])))
+    label_width, plot_width, row_height, top = 360, 520, 34, 60
+    width, height = label_width + plot_width + 90, top + row_height * len(rows) + 50
+
+    def x(value):
+        return label_width + plot_width * (math.log10(value) - math.log10(low)) / (
+            math.log10(high) - math.log10(low))
+
+    def text(tx, ty, content, anchor="start", size=12, extra=""):
+        content = content.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return (f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="{size}" text-anchor="{anchor}"'
+                f'{extra}>{content}</text>')
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif">', f'<rect width="{width}" height="{height}" fill="white"/>',
+           text(10, 22, title, size=15, extra=' font-weight="bold"'),
+           text(10, 42, "times Python's multiprocessing (log scale, higher is better): "
+                "mp in blue, the bare system calls in grey"),
+           ]
+    decade = low
+    while decade <= high:
+        out.append(f'<line x1="{x(decade):.1f}" y1="{top - 6}" x2="{x(decade):.1f}" '
+                   f'y2="{height - 40}" stroke="{"#444" if decade == 1 else "#ddd"}"/>')
+        out.append(text(x(decade), height - 24, f"{decade:g}x", anchor="middle", size=11))
+        decade *= 10
+    for index, (name, mp, floor) in enumerate(rows):
+        y = top + index * row_height
+        out.append(text(label_width - 8, y + 17, name[:52], anchor="end", size=11))
+        for value, colour, offset, thickness in ((floor, "#bbb", 3, 8), (mp, "#2a6fdb", 13, 12)):
+            if not value:
+                continue
+            start, end = sorted((x(1.0), x(value)))
+            out.append(f'<rect x="{start:.1f}" y="{y + offset}" width="{max(end - start, 1):.1f}" '
+                       f'height="{thickness}" fill="{colour}"/>')
+        out.append(text(max(x(mp), x(1.0)) + 4, y + 24, f"{mp:.3g}x", size=11))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+class background_load:
+    """One busy loop per usable CPU at the lowest priority (nice 19), as other work on a
+    shared machine would be; stopped when the block ends, whatever ends it."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.children = []
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        for cpu in sorted(os.sched_getaffinity(0)):
+            self.children.append(subprocess.Popen(
+                [sys.executable, "-c", "while True: pass"],
+                preexec_fn=lambda cpu=cpu: (os.nice(19), os.sched_setaffinity(0, {cpu}))))
+        # SIGTERM ends the run through the `finally` below as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        return self
+
+    def __exit__(self, *_):
+        for child in self.children:
+            child.kill()
+        for child in self.children:
+            child.wait()
+        return False
+
+
 def cpu_model():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -411,6 +498,8 @@ def machine_info(args, scenarios):
         f"runs per cell: {args.repeat}, interleaved; each cell is the median of its runs",
         f"- pinned rows: every process on CPU {args.pin_cpu}",
         f"- extra environment: {' '.join(args.env) if args.env else 'none'}",
+        "- background load: " + ("one busy loop per usable CPU at nice 19 (--background-load)"
+                                 if args.background_load else "none"),
     ]
 
 
@@ -444,6 +533,10 @@ def main():
                         help="set this in the environment of every run, all sides alike "
                              "(repeatable), e.g. LD_BIND_NOW=1")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    parser.add_argument("--background-load", action="store_true",
+                        help="run everything beside one busy loop per usable CPU at the lowest "
+                             "priority (nice 19), started and stopped by this script: a shared "
+                             "machine's other work")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 if a target is missed")
     args = parser.parse_args()
@@ -465,13 +558,14 @@ def main():
 
     scenarios = [s for s in SCENARIOS if not args.scenario or s.mode in args.scenario]
     info = machine_info(args, scenarios)
-    for repetition in range(args.repeat):
-        for s in scenarios:
-            for implementation in s.implementations(args):
-                value = run_once(s, implementation, args)
-                s.values[implementation].append(value)
-                print(f"[{repetition + 1}/{args.repeat}] {s.name:<50} {implementation:<6} "
-                      f"{fmt(s, value)}", file=sys.stderr, flush=True)
+    with background_load(args.background_load):
+        for repetition in range(args.repeat):
+            for s in scenarios:
+                for implementation in s.implementations(args):
+                    value = run_once(s, implementation, args)
+                    s.values[implementation].append(value)
+                    print(f"[{repetition + 1}/{args.repeat}] {s.name:<50} {implementation:<6} "
+                          f"{fmt(s, value)}", file=sys.stderr, flush=True)
 
     results, all_passed = table(scenarios)
     print(results)
@@ -485,7 +579,10 @@ def main():
             f"Command: `{' '.join(['bench/side_by_side/run.py'] + sys.argv[1:])}`\n\n"
             + "\n".join(info) + "\n\n" + results + "\n\n" + LEGEND + "\n\n"
             "## Every run\n\n" + raw_values(scenarios) + "\n")
-        print(f"\nwritten to {output}", file=sys.stderr)
+        picture = output.with_suffix(".svg")
+        picture.write_text(chart(scenarios, f"mp beside Python's multiprocessing, {now:%Y-%m-%d}"
+                                 + (" (background load)" if args.background_load else "")))
+        print(f"\nwritten to {output} and {picture}", file=sys.stderr)
     return 1 if args.check and not all_passed else 0
 
 
