@@ -3,7 +3,6 @@
 // exception its task threw (capture_fault), and the exception the caller
 // gets back (failure_exception), by a table of the types known here: mp's
 // own, the standard ones, and those the program registered.
-#include <cxxabi.h>
 #include <unistd.h>
 
 #include <any>
@@ -26,16 +25,10 @@
 #include "mp/shared_memory.hpp"
 #include "mp/synchronize.hpp"
 #include "pool_engine.hpp"
+#include "runtime.hpp"
 
 namespace mp::detail {
 namespace {
-
-std::string demangled(const std::type_info& type) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(
-      abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
-  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
-}
 
 remote_info info_of(const remote_fault& fault) {
   return remote_info(fault.type, fault.message, fault.pid);
@@ -153,7 +146,7 @@ class exception_table {
 
   void put(const std::type_info& type, exception_factory factory) {
     std::lock_guard lock(mutex_);
-    by_name_[demangled(type)] = factory;
+    by_name_[demangle(type.name())] = factory;
   }
 
   exception_factory find(const std::string& name) {
@@ -211,12 +204,12 @@ void capture_fault(remote_fault& fault) {
   try {
     throw;
   } catch (const std::system_error& e) {
-    fault.type = demangled(typeid(e));
+    fault.type = demangle(typeid(e).name());
     fault.message = e.what();
     fault.code = e.code().value();
     fault.category = e.code().category().name();
   } catch (const std::exception& e) {
-    fault.type = demangled(typeid(e));
+    fault.type = demangle(typeid(e).name());
     fault.message = e.what();
   } catch (...) {
     fault.type = "unknown";

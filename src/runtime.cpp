@@ -104,13 +104,6 @@ runtime& rt() {
   return *instance;
 }
 
-std::string demangle(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
-                                             std::free);
-  return status == 0 && out ? out.get() : name;
-}
-
 /// "type: message" for the exception being handled, for the child's report.
 std::string describe_current_exception() {
   const std::type_info* type = abi::__cxa_current_exception_type();
@@ -154,6 +147,13 @@ std::streambuf* const stdio_synced_cout = std::cout.rdbuf();
 std::atomic<int> default_method{-1};
 
 }  // namespace
+
+std::string demangle(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                             std::free);
+  return status == 0 && out ? out.get() : name;
+}
 
 // ---- this process ----------------------------------------------------------
 

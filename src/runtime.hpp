@@ -93,6 +93,9 @@ std::shared_ptr<process_state> self_state();
 /// True once the exit handler (Python's _exit_function: it stops the daemonic
 /// children and joins them all) has begun: no child may start after that.
 bool exiting() noexcept;
+/// A type's name as written in C++ (`name` demangled), or `name` itself if it
+/// cannot be demangled.
+std::string demangle(const char* name);
 /// The parent's state, or null in the main process.
 std::shared_ptr<process_state> parent_state();
 /// The children listed now: started and not yet reaped.
