@@ -588,6 +588,23 @@ TYPED_TEST(any_pool, the_destructor_finishes_submitted_work) {
   for (auto& r : results) EXPECT_EQ(r.get(), 5);
 }
 
+TYPED_TEST(any_pool, copies_are_one_pool_and_the_last_one_finishes_the_work) {
+  std::vector<mp::async_result<int>> results;
+  std::optional<TypeParam> first(std::in_place, 2U);
+  {
+    TypeParam copy = *first;  // passed by value, as to a function
+    for (int x = 0; x < 4; ++x) results.push_back(copy.apply_async(slow_identity, 5));
+  }  // not the last copy: the pool goes on
+  EXPECT_EQ(first->apply(square, 3), 9);
+  TypeParam last = *first;
+  first.reset();
+  results.push_back(last.apply_async(slow_identity, 6));
+  last.close();  // through a copy, for every copy
+  EXPECT_THROW(last.apply(square, 1), mp::usage_error);
+  last.join();
+  for (std::size_t i = 0; i < results.size(); ++i) EXPECT_EQ(results[i].get(), i < 4 ? 5 : 6);
+}
+
 TYPED_TEST(any_pool, map_and_imap_report_progress) {
   TypeParam p(2);
   std::vector<int> input(40);

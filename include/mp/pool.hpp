@@ -515,7 +515,9 @@ MP_EXPORT progress_callback progress_bar();
 class process_pool_executor;
 
 /// Python's multiprocessing.Pool. Thread-safe. The destructor finishes the
-/// submitted tasks (close() and join()); terminate() drops them.
+/// submitted tasks (close() and join()); terminate() drops them. Copies refer
+/// to the same pool, as Python names do: the destructor's policy
+/// (pool_options::on_destroy) applies when the last copy goes.
 class pool {
  public:
   explicit pool(pool_options options = {});
