@@ -205,16 +205,20 @@ std::optional<os::file_status> status_of(int fd) noexcept {
 
 }  // namespace
 
-void queue_core::map(unique_fd fd) {
-  size_ = address_range;
-  auto* first = new view{nullptr, first_view, nullptr};
+// Maps the first `length` bytes of `fd` as a view in front of `older`.
+queue_core::view* queue_core::map_view(int fd, uint64_t length, view* older) {
+  std::byte* const base = os::map_shared(fd, length, false);
   try {
-    first->base = os::map_shared(fd.get(), first_view, false);
+    return new view{base, length, older};
   } catch (...) {
-    delete first;
+    os::unmap(base, length);
     throw;
   }
-  view_.store(first, std::memory_order_release);
+}
+
+void queue_core::map(unique_fd fd) {
+  size_ = address_range;
+  view_.store(map_view(fd.get(), first_view, nullptr), std::memory_order_release);
   fd_ = fd.release();
 }
 
@@ -223,13 +227,7 @@ void queue_core::grow(uint64_t end) {
   view* current = view_.load(std::memory_order_acquire);
   while (current->length < end) {
     const uint64_t length = std::min(size_, std::max(std::bit_ceil(end), 2 * current->length));
-    auto* larger = new view{nullptr, length, current};
-    try {
-      larger->base = os::map_shared(fd_, length, false);
-    } catch (...) {
-      delete larger;
-      throw;
-    }
+    view* const larger = map_view(fd_, length, current);
     // Another thread may have grown it meanwhile: then this one is dropped.
     if (view_.compare_exchange_strong(current, larger, std::memory_order_acq_rel)) return;
     os::unmap(larger->base, length);

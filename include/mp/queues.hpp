@@ -141,8 +141,9 @@ class MP_EXPORT queue_core {
   // Makes [0, end) addressable in this process (end is clamped to the
   // queue's size). Throws std::system_error if it cannot be mapped.
   void map_through(std::uint64_t end) {
-    if (end > view_.load(std::memory_order_acquire)->length) grow(end);
+    if (end > mapped()) grow(end);
   }
+  static view* map_view(int fd, std::uint64_t length, view* older);
   void grow(std::uint64_t end);
   std::uint64_t mapped() const noexcept { return view_.load(std::memory_order_acquire)->length; }
   void unmap_all() noexcept;
