@@ -30,7 +30,7 @@ for step in "${steps[@]}"; do
   fi
 done
 
-ensure_packages cmake ninja-build g++ clang clang-format libclang-rt-14-dev libcereal-dev \
+ensure_packages cmake ninja-build g++ clang clang-format libclang-rt-14-dev libcereal-dev libssl-dev \
   pkg-config libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 ca-certificates git
 default_build_parallelism
 

@@ -26,7 +26,7 @@ if [[ -n ${MP_JOBS+set} ]]; then
   export CMAKE_BUILD_PARALLEL_LEVEL=$MP_JOBS
 fi
 
-ensure_packages cmake ninja-build g++ libcereal-dev libgtest-dev libgmock-dev libbenchmark-dev
+ensure_packages cmake ninja-build g++ libcereal-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
 default_build_parallelism
 
 echo "showcase: building in $build_dir with $CMAKE_BUILD_PARALLEL_LEVEL jobs"

@@ -53,13 +53,17 @@ bool check_stream_socket(unique_fd& fd) {
 
 }  // namespace
 
-connection::connection(unique_fd socket, bool readable, bool writable) {
+connection::connection(unique_fd socket, bool readable, bool writable, wire_format format) {
   if (!readable && !writable)
     throw usage_error("mp::connection: at least one of readable and writable must be true");
+  if (format != wire_format::mp && format != wire_format::python)
+    throw usage_error("mp::connection: unknown wire format " +
+                      std::to_string(static_cast<int>(format)));
   unix_domain_ = check_stream_socket(socket);
   socket_ = std::move(socket);
   readable_ = readable;
   writable_ = writable;
+  format_ = format;
 }
 
 int connection::fileno() const {
@@ -95,7 +99,7 @@ void connection::send_bytes(std::span<const std::byte> data, std::size_t offset,
   const std::size_t count = size.value_or(data.size() - offset);
   if (count > data.size() - offset)
     throw std::out_of_range("send_bytes: offset + size is past the end of data");
-  std::byte header[header_size];
+  std::byte header[header_room];
   send_frame(header, 0, data.subspan(offset, count), {});
 }
 
@@ -109,10 +113,28 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
   if (!fds.empty() && !unix_domain_)
     throw process_error(
         "descriptors (a connection or another resource) can travel only over a Unix socket; "
-        "this connection is another kind");
-  const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
-  std::memcpy(frame, &header, header_size);
-  const std::span<const std::byte> pieces[] = {{frame, header_size + length}, extra};
+        "this connection is another kind (TCP)");
+  if (!fds.empty() && format_ == wire_format::python)
+    throw process_error(
+        "descriptors (a connection or another resource) cannot travel over a connection that "
+        "speaks Python's framing (from mp::listener or mp::client); send them over mp::pipe");
+  // The header goes right before the payload, at the end of the room.
+  std::size_t size = 8;
+  if (format_ == wire_format::mp) {
+    const std::uint64_t header = payload | (static_cast<std::uint64_t>(fds.size()) << 48);
+    std::memcpy(frame + header_room - size, &header, size);
+  } else if (payload <= 0x7fffffff) {
+    size = 4;
+    const auto header = static_cast<std::uint32_t>(payload);
+    for (std::size_t i = 0; i < 4; ++i)
+      frame[header_room - 1 - i] = static_cast<std::byte>(header >> (8 * i));
+  } else {  // -1, then the length as 8 bytes, big-endian
+    size = 12;
+    for (std::size_t i = 0; i < 4; ++i) frame[i] = std::byte{0xff};
+    for (std::size_t i = 0; i < 8; ++i)
+      frame[header_room - 1 - i] = static_cast<std::byte>(payload >> (8 * i));
+  }
+  const std::span<const std::byte> pieces[] = {{frame + header_room - size, size + length}, extra};
   try {
     os::send_with_fds(socket_.get(), pieces, fds);
   } catch (const std::system_error& e) {
@@ -171,9 +193,11 @@ void connection::fill(std::size_t count) {
 
 std::size_t connection::read_header(detail::handle_source& handles) {
   check_readable();
-  fill(header_size);
+  if (format_ == wire_format::python) return read_python_header();
+  header_size_ = 8;
+  fill(header_size_);
   std::uint64_t header = 0;
-  std::memcpy(&header, read_buffer_.data() + read_begin_, header_size);
+  std::memcpy(&header, read_buffer_.data() + read_begin_, header_size_);
   const std::size_t fd_count = static_cast<std::size_t>(header >> 48);
   if (fd_count > received_fds_.size()) {
     close();
@@ -185,18 +209,47 @@ std::size_t connection::read_header(detail::handle_source& handles) {
   }
   const std::uint64_t length = header & length_mask;
   large_frames_ = length >= min_read;
-  if (length > SIZE_MAX - header_size) {
+  if (length > SIZE_MAX - header_size_) {
     close();
     throw decode_error("message length out of range; connection closed");
   }
   return static_cast<std::size_t>(length);
 }
 
+std::size_t connection::read_python_header() {
+  const auto big_endian = [&](std::size_t at, std::size_t count) {
+    std::uint64_t value = 0;
+    for (std::size_t i = 0; i < count; ++i)
+      value = value << 8 | static_cast<std::uint8_t>(read_buffer_.data()[read_begin_ + at + i]);
+    return value;
+  };
+  header_size_ = 4;
+  fill(header_size_);
+  std::uint64_t length = big_endian(0, 4);
+  if (length == 0xffffffff) {  // -1: the length follows as 8 bytes
+    header_size_ = 12;
+    fill(header_size_);
+    length = big_endian(4, 8);
+  } else if (length > 0x7fffffff) {
+    close();
+    throw decode_error("a message header gives the negative length " +
+                       std::to_string(static_cast<std::int32_t>(length)) +
+                       ", which Python's framing never sends; connection closed");
+  }
+  large_frames_ = length >= min_read;
+  if (length > length_mask) {
+    close();
+    throw decode_error("message length " + std::to_string(length) +
+                       " out of range (2^48 bytes or more); connection closed");
+  }
+  return static_cast<std::size_t>(length);
+}
+
 std::span<const std::byte> connection::read_frame(detail::handle_source& handles) {
   const std::size_t length = read_header(handles);
-  fill(header_size + length);
-  frame_size_ = header_size + length;
-  return {read_buffer_.data() + read_begin_ + header_size, length};
+  fill(header_size_ + length);
+  frame_size_ = header_size_ + length;
+  return {read_buffer_.data() + read_begin_ + header_size_, length};
 }
 
 void connection::consume_frame() noexcept {
@@ -256,7 +309,7 @@ bytes connection::recv_bytes(std::optional<std::size_t> maxlength) {
                         " bytes exceeds maxlength " + std::to_string(*maxlength) +
                         "; connection closed");
   }
-  read_begin_ += header_size;
+  read_begin_ += header_size_;
   return read_payload(length);
 }
 
@@ -265,10 +318,10 @@ std::size_t connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t
   detail::handle_source handles;
   const std::size_t length = read_header(handles);
   if (length > buffer.size() - offset) {
-    read_begin_ += header_size;
+    read_begin_ += header_size_;
     throw buffer_too_short(read_payload(length));  // whole, as Python keeps it
   }
-  read_begin_ += header_size;
+  read_begin_ += header_size_;
   read_into(buffer.data() + offset, length);
   return length;
 }
@@ -285,18 +338,23 @@ void save(detail::output_archive& archive, const connection& c) {
   if (c.closed()) throw_bad_handle("cannot send a closed connection");
   if (c.has_buffered_data())
     throw usage_error("cannot send a connection that holds received, unread data");
-  archive(archive.add_handle(c.fileno()), c.readable(), c.writable());
+  archive(archive.add_handle(c.fileno()), c.readable(), c.writable(),
+          static_cast<std::uint8_t>(c.format()));
 }
 
 void load(detail::input_archive& archive, connection& c) {
   std::uint32_t index = 0;
   bool readable = false, writable = false;
-  archive(index, readable, writable);
+  std::uint8_t format = 0;
+  archive(index, readable, writable, format);
   if (!readable && !writable)
     throw decode_error("a received connection can neither read nor write");
+  if (format > static_cast<std::uint8_t>(wire_format::python))
+    throw decode_error("a received connection names wire format " + std::to_string(format) +
+                       ", which does not exist");
   unique_fd fd = archive.take_handle(index);
   try {
-    c = connection(std::move(fd), readable, writable);
+    c = connection(std::move(fd), readable, writable, static_cast<wire_format>(format));
   } catch (const std::system_error& e) {
     throw decode_error(std::string("a received connection is unusable: ") + e.what());
   }

@@ -316,6 +316,7 @@ spawn_message start_message_for(const process_state& child, int method) {
   prepare_child(child, method, boot);
   message.name = boot.self->name;
   message.daemon = boot.self->daemon;
+  message.authkey = boot.self->authkey;
   message.identity = boot.identity;
   message.parent_name = boot.parent->name;
   message.parent_pid = boot.parent_pid;
@@ -341,6 +342,7 @@ void run_start_message(spawn_message& message, handle_source& handles, pid_t rea
   boot.self = std::make_shared<process_state>(process_state::kind::self);
   boot.self->name = message.name;
   boot.self->daemon = message.daemon;
+  boot.self->authkey = std::move(message.authkey);
   boot.parent = std::make_shared<process_state>(process_state::kind::parent);
   boot.parent->name = message.parent_name;
   boot.parent->pid = message.parent_pid;

@@ -37,6 +37,17 @@ const std::string& process_handle::name() const {
 bool process_handle::daemon() const {
   return state_->daemon;
 }
+std::vector<std::byte> process_handle::authkey() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->authkey;
+}
+void process_handle::set_authkey(std::span<const std::byte> key) const {
+  if (state_->kind_ == process_state::kind::parent)
+    throw usage_error("cannot set the authkey of the parent process");
+  if (state_->kind_ == process_state::kind::child) state_->check_not_started("set the authkey of");
+  std::lock_guard lock(state_->mutex);
+  state_->authkey.assign(key.begin(), key.end());
+}
 
 bool process_handle::is_alive() const {
   if (state_->kind_ == process_state::kind::self) return true;
@@ -248,6 +259,16 @@ void process::set_daemon(bool daemon) {
   state();
   state_->check_not_started("set the daemon flag of");
   state_->daemon = daemon;
+}
+
+std::vector<std::byte> process::authkey() const {
+  state();
+  return process_handle(state_).authkey();
+}
+
+void process::set_authkey(std::span<const std::byte> key) {
+  state();
+  process_handle(state_).set_authkey(key);
 }
 
 void process::close() {

@@ -99,6 +99,8 @@ runtime& rt() {
     r->self = std::make_shared<process_state>(process_state::kind::self);
     r->self->name = "MainProcess";
     r->self->pid = os::process_id();
+    r->self->authkey.resize(32);  // as Python's os.urandom(32)
+    os::fill_random(r->self->authkey);
     return r;
   }();
   return *instance;
@@ -186,6 +188,11 @@ void remove_child(const process_state* state) {
 }
 
 void init_child(process_state& child, const std::string& name, std::optional<bool> daemon) {
+  {
+    const std::shared_ptr<process_state> self = self_state();
+    std::lock_guard lock(self->mutex);
+    child.authkey = self->authkey;
+  }
   runtime& r = rt();
   std::lock_guard lock(r.mutex);
   child.identity_index = ++r.counter;
@@ -356,6 +363,7 @@ void prepare_child_locked(const process_state& child, pid_t parent_pid, int meth
   boot.self = std::make_shared<process_state>(process_state::kind::self);
   boot.self->name = child.name;
   boot.self->daemon = child.daemon;
+  boot.self->authkey = child.authkey;
   boot.parent = std::make_shared<process_state>(process_state::kind::parent);
   boot.parent->name = r.self->name;
   boot.parent->pid = parent_pid;

@@ -44,6 +44,9 @@ struct process_state {
   std::optional<int> exitcode;
   bool closed = false;
   std::shared_ptr<void> keep_until_reaped;  // what start() must not free while sharing pages
+  // Python's authkey: ours (32 random bytes in the main process), or a
+  // child's, which it inherits from whoever made it unless set before start.
+  std::vector<std::byte> authkey;
 
   /// Sends `sig` unless the process already ended; true if sent.
   bool signal(int sig);

@@ -25,15 +25,16 @@ struct spawn_message {
   std::vector<unsigned> identity;
   std::string parent_name;
   std::int32_t parent_pid = 0;
-  std::int8_t start_method = -1;  // the child's default: the method it starts with
-  std::uint64_t signal_mask = 0;  // signals 1 to 64 blocked in the caller
-  std::vector<std::byte> call;    // encoded by encode_call, descriptors beside it
-  std::vector<code_ref> preload;  // forkserver: functions to run before serving
-  std::string socket_path;        // forkserver: its listening socket, removed when it ends
+  std::int8_t start_method = -1;   // the child's default: the method it starts with
+  std::uint64_t signal_mask = 0;   // signals 1 to 64 blocked in the caller
+  std::vector<std::byte> call;     // encoded by encode_call, descriptors beside it
+  std::vector<code_ref> preload;   // forkserver: functions to run before serving
+  std::string socket_path;         // forkserver: its listening socket, removed when it ends
+  std::vector<std::byte> authkey;  // the child's (Python's authkey)
   template <class Archive>
   void serialize(Archive& archive) {
     archive(hook, what, name, daemon, identity, parent_name, parent_pid, start_method, signal_mask,
-            call, preload, socket_path);
+            call, preload, socket_path, authkey);
   }
 };
 

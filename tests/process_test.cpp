@@ -164,6 +164,45 @@ TEST(process, child_knows_itself_and_its_parent) {
   EXPECT_TRUE(parent_alive);
 }
 
+TEST(process, children_inherit_the_authkey_unless_it_is_set_before_start) {
+  // Python's authkey: 32 random bytes in the main process, inherited by children
+  // under every start method, settable on the current process and on a child not yet
+  // started.
+  const std::vector<std::byte> ours = mp::current_process().authkey();
+  ASSERT_EQ(ours.size(), 32U);
+  EXPECT_NE(ours, std::vector<std::byte>(32));
+  const auto key_of_child = [](mp::process& p, mp::connection& reader) {
+    p.start();
+    const auto key = reader.recv<std::vector<std::byte>>();
+    p.join();
+    return key;
+  };
+  const auto send_key = [](mp::connection out) { out.send(mp::current_process().authkey()); };
+  {
+    auto [reader, writer] = mp::pipe(false);
+    mp::process p{send_key, std::move(writer)};
+    EXPECT_EQ(p.authkey(), ours);
+    EXPECT_EQ(key_of_child(p, reader), ours);
+    EXPECT_THROW(p.set_authkey("too late"), mp::usage_error);
+  }
+  {
+    auto [reader, writer] = mp::pipe(false);
+    mp::process p{send_key, std::move(writer)};
+    p.set_authkey("the child's own");
+    const auto expected = std::as_bytes(std::span(std::string_view("the child's own")));
+    EXPECT_EQ(key_of_child(p, reader), std::vector<std::byte>(expected.begin(), expected.end()));
+  }
+  mp::current_process().set_authkey("changed");
+  {
+    auto [reader, writer] = mp::pipe(false);
+    mp::process p{send_key, std::move(writer)};
+    const auto expected = std::as_bytes(std::span(std::string_view("changed")));
+    EXPECT_EQ(key_of_child(p, reader), std::vector<std::byte>(expected.begin(), expected.end()));
+  }
+  mp::current_process().set_authkey(ours);
+  EXPECT_EQ(mp::current_process().authkey(), ours);
+}
+
 TEST(process, grandchildren_are_named_with_the_parent_identity) {
   auto [reader, writer] = mp::pipe(false);
   mp::process p{[](mp::connection out) {

@@ -7,6 +7,9 @@
 //
 // Wire format: each message is one frame, an 8-byte header (low 48 bits: length
 // in bytes; high 16 bits: number of descriptors sent with it) and the payload.
+// A connection from mp::listener or mp::client speaks Python's framing instead
+// (wire_format::python: a 4-byte big-endian length, or -1 and an 8-byte one),
+// so that Python programs can talk to it; no descriptors travel there.
 // `send<T>` payloads carry the codec's type fingerprint, so `recv<U>` with the
 // wrong U throws mp::decode_error instead of misreading. Both ends are Unix
 // stream sockets, also for `pipe(false)`, so descriptors can travel with
@@ -25,6 +28,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <initializer_list>
@@ -48,6 +52,13 @@
 
 namespace mp {
 
+/// How a connection frames its messages: mp's own header, which also counts
+/// the descriptors sent with a message (mp::pipe), or Python's
+/// multiprocessing.connection framing, which a Python program reads and
+/// writes with send_bytes/recv_bytes (connections from mp::listener and
+/// mp::client). Typed values keep mp's codec either way.
+enum class wire_format : std::uint8_t { mp, python };
+
 /// One end of a pipe, as Python's Connection.
 class MP_EXPORT connection {
  public:
@@ -61,7 +72,10 @@ class MP_EXPORT connection {
   /// close), ENOTSOCK if it is not a socket, EPROTOTYPE if it is not a stream
   /// socket (datagrams or records would break the framing); mp::usage_error if
   /// neither readable nor writable. A refused socket is closed.
-  explicit connection(unique_fd socket, bool readable = true, bool writable = true);
+  /// `format` chooses the framing: wire_format::python to talk to a Python
+  /// Connection over a socket of any family.
+  explicit connection(unique_fd socket, bool readable = true, bool writable = true,
+                      wire_format format = wire_format::mp);
   connection(connection&&) noexcept = default;
   connection& operator=(connection&&) noexcept = default;
   ~connection() = default;
@@ -134,34 +148,39 @@ class MP_EXPORT connection {
   bool closed() const noexcept { return !socket_; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
+  /// How its messages are framed.
+  wire_format format() const noexcept { return format_; }
   /// The socket descriptor. Throws std::system_error (EBADF) if closed.
   int fileno() const;
   /// True if received bytes are buffered here, so a read may not need the socket.
   bool has_buffered_data() const noexcept { return read_end_ > read_begin_; }
 
  private:
-  static constexpr std::size_t header_size = 8;
+  // Room kept before a payload for its header: mp's is 8 bytes, Python's 4,
+  // or 12 for a message of 2 GiB or more.
+  static constexpr std::size_t header_room = 12;
   static constexpr std::size_t large_buffer = std::size_t{4} << 20;
 
   template <class T>
   void send_value(const T& value) {
     check_writable();
     write_buffer_.clear();
-    write_buffer_.grow(header_size);
+    write_buffer_.grow(header_room);
     detail::handle_sink handles;
     detail::encode_into(write_buffer_, value, &handles);
-    send_frame(write_buffer_.data(), write_buffer_.size() - header_size, {}, handles.fds);
+    send_frame(write_buffer_.data(), write_buffer_.size() - header_room, {}, handles.fds);
     write_buffer_.shrink_if_above(large_buffer);
   }
   void check_writable() const;
   void check_readable() const;
-  // `frame` points at header_size bytes of room followed by `length` payload
+  // `frame` points at header_room bytes of room followed by `length` payload
   // bytes; `extra` is sent after them without copying (for send_bytes).
   void send_frame(std::byte* frame, std::size_t length, std::span<const std::byte> extra,
                   const std::vector<int>& fds);
-  // Reads the next frame's header; returns its payload length and moves its
-  // descriptors into `handles`.
+  // Reads the next frame's header (its size goes to header_size_); returns
+  // its payload length and moves its descriptors into `handles`.
   std::size_t read_header(detail::handle_source& handles);
+  std::size_t read_python_header();
   // Reads a whole frame into the read buffer and returns its payload.
   std::span<const std::byte> read_frame(detail::handle_source& handles);
   void consume_frame() noexcept;
@@ -178,6 +197,8 @@ class MP_EXPORT connection {
   bool readable_ = false;
   bool writable_ = false;
   bool unix_domain_ = false;  // descriptors can travel
+  wire_format format_ = wire_format::mp;
+  std::size_t header_size_ = 8;  // of the frame being read
   detail::byte_buffer read_buffer_;
   std::size_t read_begin_ = 0;  // unread bytes are [read_begin_, read_end_)
   std::size_t read_end_ = 0;

@@ -23,6 +23,7 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -142,6 +143,16 @@ class MP_EXPORT process_handle {
   std::optional<pid_t> pid() const;
   const std::string& name() const;
   bool daemon() const;
+  /// Python's authkey: the key mp::listener and mp::client use when asked to
+  /// authenticate with no key of their own. The main process makes 32 random
+  /// bytes at start-up; a child inherits its creator's, under every start
+  /// method, unless set before it starts.
+  std::vector<std::byte> authkey() const;
+  /// Sets the authkey: of the current process (its children made after this
+  /// inherit it), or of a child not started yet. Throws mp::usage_error for a
+  /// started child or the parent.
+  void set_authkey(std::span<const std::byte> key) const;
+  void set_authkey(std::string_view key) const { set_authkey(std::as_bytes(std::span(key))); }
   /// Reaps the child if it ended. True for the current process.
   bool is_alive() const;
   /// Python's exitcode: nullopt while running or before start; the exit status,
@@ -237,6 +248,11 @@ class MP_EXPORT process {
   bool daemon() const;
   /// Sets the daemon flag; only before start(). Throws mp::usage_error after.
   void set_daemon(bool daemon);
+  /// See process_handle::authkey: the creator's unless set.
+  std::vector<std::byte> authkey() const;
+  /// Sets the key the child starts with; only before start().
+  void set_authkey(std::span<const std::byte> key);
+  void set_authkey(std::string_view key) { set_authkey(std::as_bytes(std::span(key))); }
   int sentinel() const { return handle().sentinel(); }
   /// Releases the sentinel. Throws mp::usage_error if the child is still
   /// running. After close() only name(), daemon() and exitcode() may be used.

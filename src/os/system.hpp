@@ -372,3 +372,42 @@ class descriptors_lost : public std::system_error {
 received receive_with_fds(int fd, std::span<std::byte> buffer, std::size_t max_fds);
 
 }  // namespace mp::os
+
+// ---- network sockets ----
+// (Its own includes, so that this section only adds to the file.)
+#include <cstdint>
+#include <string>
+
+namespace mp::os {
+
+/// Where a socket listens or connects, as the kernel names it: a Unix socket
+/// path (a leading '\0' names Linux's abstract namespace; empty is an unbound
+/// peer), or an IP host and port.
+struct endpoint {
+  enum class kind : std::uint8_t { unix_path, inet, inet6 };
+  kind family = kind::unix_path;
+  std::string host;  // the path for unix_path; a name or a literal for inet and inet6
+  std::uint16_t port = 0;
+};
+
+/// A CLOEXEC, non-blocking stream socket bound at `at` and listening with
+/// `backlog`; an IP host is resolved (getaddrinfo) within its family, and its
+/// address reused at once after a previous listener (SO_REUSEADDR, as Python).
+/// Throws std::system_error: "bind" with EADDRINUSE if the path exists or the
+/// port is taken; "getaddrinfo" with EHOSTUNREACH if the host does not resolve.
+unique_fd listen_at(const endpoint& at, int backlog);
+/// A CLOEXEC, blocking stream socket connected to `to` (TCP_NODELAY for IP).
+/// Throws std::system_error ("connect": ECONNREFUSED if nothing listens, ENOENT
+/// for a missing path).
+unique_fd connect_to(const endpoint& to);
+/// The next pending connection on non-blocking listener `listener` (CLOEXEC,
+/// blocking, TCP_NODELAY for IP), with its peer's address; empty if none is
+/// pending now (or the peer gave up already). Throws std::system_error
+/// ("accept4") on other failures: EMFILE, EINVAL once shut down.
+unique_fd accept_from(int listener, endpoint& peer);
+/// The address socket `fd` is bound to (the port the kernel picked for port 0).
+endpoint local_endpoint(int fd);
+/// Fills `out` from the kernel's random source (getrandom). Throws std::system_error.
+void fill_random(std::span<std::byte> out);
+
+}  // namespace mp::os
