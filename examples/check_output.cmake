@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # Runs one example for CTest: passes if the program exits with 0 and its standard output
 # matches the given regular expressions in order, each after the previous match.
-#   cmake -DPROGRAM=<path> -P check_output.cmake -- <regex>...
+#   cmake -DPROGRAM=<path> [-DSERVER=<path>;<arg>...] -P check_output.cmake -- <regex>...
 
 set(expected)
 set(after_separator FALSE)
@@ -14,13 +14,26 @@ foreach(i RANGE ${last})
   endif()
 endforeach()
 
-execute_process(COMMAND "${PROGRAM}"
-  INPUT_FILE /dev/null
-  OUTPUT_VARIABLE output ECHO_OUTPUT_VARIABLE
-  ERROR_VARIABLE errors ECHO_ERROR_VARIABLE
-  RESULT_VARIABLE status)
-if(NOT status STREQUAL "0")
-  message(FATAL_ERROR "${PROGRAM} ended with status '${status}'")
+if(DEFINED SERVER)
+  # A pair: SERVER (a ;-list: the program and its arguments) writes into PROGRAM's standard
+  # input, and both must exit with 0.
+  execute_process(COMMAND ${SERVER} COMMAND "${PROGRAM}"
+    INPUT_FILE /dev/null
+    OUTPUT_VARIABLE output ECHO_OUTPUT_VARIABLE
+    ERROR_VARIABLE errors ECHO_ERROR_VARIABLE
+    RESULTS_VARIABLE statuses)
+  if(NOT statuses STREQUAL "0;0")
+    message(FATAL_ERROR "${SERVER} | ${PROGRAM} ended with statuses '${statuses}'")
+  endif()
+else()
+  execute_process(COMMAND "${PROGRAM}"
+    INPUT_FILE /dev/null
+    OUTPUT_VARIABLE output ECHO_OUTPUT_VARIABLE
+    ERROR_VARIABLE errors ECHO_ERROR_VARIABLE
+    RESULT_VARIABLE status)
+  if(NOT status STREQUAL "0")
+    message(FATAL_ERROR "${PROGRAM} ended with status '${status}'")
+  endif()
 endif()
 
 set(rest "${output}")

@@ -49,6 +49,27 @@ while IFS= read -r -u 3 line || [[ -n $line ]]; do
   name=${name//[[:space:]]/}
   echo
   echo "== $name: $description"
+  if [[ $name == *'|'* ]]; then
+    # A pair, "server|client": the server, on a free port and for one client, tells the
+    # client its address through a pipe.
+    server=$build_dir/examples/${name%%|*}
+    program=$build_dir/examples/${name#*|}
+    if [[ ! -x $server || ! -x $program ]]; then
+      echo "showcase: $server or $program was not built" >&2
+      failures+=("$name (not built)")
+      continue
+    fi
+    ran=$((ran + 1))
+    set +e
+    "$server" 0 1 </dev/null | "$program"
+    statuses=("${PIPESTATUS[@]}")
+    set -e
+    if [[ ${statuses[*]} != "0 0" ]]; then
+      echo "showcase: $name failed with exit statuses ${statuses[*]}" >&2
+      failures+=("$name (exit statuses ${statuses[*]})")
+    fi
+    continue
+  fi
   program=$build_dir/examples/$name
   if [[ $name == */* || ! -x $program ]]; then
     echo "showcase: $program was not built" >&2
