@@ -27,6 +27,12 @@
 //   queue-big    memcpy of 64 MiB within one process; prints GB/s
 //   queue-rt     an 8-byte record there and back through two bare rings with
 //                a forked child; prints the median round trip in microseconds
+//   tcp-connect  connect to a forked child's TCP listener on loopback (TCP_NODELAY),
+//                an 8-byte message there and back, close; prints the median
+//                microseconds of the whole (the floor of connect + authenticate +
+//                one round trip: no authentication)
+//   tcp-rt       an 8-byte message there and back over one TCP connection on
+//                loopback (TCP_NODELAY) with a forked child; median round trip µs
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds, exactly
 // as mp_side and the Python baselines do.
 #define _GNU_SOURCE
@@ -41,6 +47,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -754,12 +763,98 @@ static void queue_mpmc(size_t rounds, size_t warmup) {
   printf("%.3f\n", (double)total / (double)(end - start) * 1e3);
 }
 
+/* A TCP listener on 127.0.0.1 with a port picked by the kernel. */
+static int tcp_listener(struct sockaddr_in* at) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  memset(at, 0, sizeof *at);
+  at->sin_family = AF_INET;
+  at->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof *at;
+  if (bind(fd, (struct sockaddr*)at, size) < 0) die("bind");
+  if (listen(fd, 128) < 0) die("listen");
+  if (getsockname(fd, (struct sockaddr*)at, &size) < 0) die("getsockname");
+  return fd;
+}
+
+static void no_delay(int fd) {
+  const int on = 1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) < 0) die("setsockopt");
+}
+
+/* The child's side: echo 8-byte messages on each connection until it closes. */
+static void tcp_echo_server(int listener, size_t connections) {
+  for (size_t c = 0; c < connections; ++c) {
+    const int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) die("accept4");
+    no_delay(fd);
+    uint64_t value;
+    while (read_exactly(fd, &value, sizeof value)) write_exactly(fd, &value, sizeof value);
+    close(fd);
+  }
+  _exit(0);
+}
+
+static int tcp_connect(const struct sockaddr_in* at) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  if (connect(fd, (const struct sockaddr*)at, sizeof *at) < 0) die("connect");
+  no_delay(fd);
+  return fd;
+}
+
+static void tcp_connect_rounds(size_t rounds, size_t warmup) {
+  struct sockaddr_in at;
+  const int listener = tcp_listener(&at);
+  const pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) tcp_echo_server(listener, warmup + rounds);
+  close(listener);
+  double* times = malloc(rounds * sizeof *times);
+  if (times == NULL) die("malloc");
+  for (size_t i = 0; i < warmup + rounds; ++i) {
+    uint64_t value = i;
+    const double start = now_us();
+    const int fd = tcp_connect(&at);
+    write_exactly(fd, &value, sizeof value);
+    if (!read_exactly(fd, &value, sizeof value) || value != i) die("tcp-connect: bad reply");
+    close(fd);
+    if (i >= warmup) times[i - warmup] = now_us() - start;
+  }
+  wait_child(pid);
+  printf("%.3f\n", median(times, rounds));
+  free(times);
+}
+
+static void tcp_roundtrip(size_t rounds, size_t warmup) {
+  struct sockaddr_in at;
+  const int listener = tcp_listener(&at);
+  const pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) tcp_echo_server(listener, 1);
+  close(listener);
+  const int fd = tcp_connect(&at);
+  double* times = malloc(rounds * sizeof *times);
+  if (times == NULL) die("malloc");
+  for (size_t i = 0; i < warmup + rounds; ++i) {
+    uint64_t value = i;
+    const double start = now_us();
+    write_exactly(fd, &value, sizeof value);
+    if (!read_exactly(fd, &value, sizeof value) || value != i) die("tcp-rt: bad reply");
+    if (i >= warmup) times[i - warmup] = now_us() - start;
+  }
+  close(fd);
+  wait_child(pid);
+  printf("%.3f\n", median(times, rounds));
+  free(times);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || argc > 3) {
     fputs(
         "usage: mp_floor "
         "spawn|exec-side|pingpong|throughput|lock|lock-robust|increments|event|queue8|"
-        "queue4k|queue-mpmc|queue-big|queue-rt [rounds]\n",
+        "queue4k|queue-mpmc|queue-big|queue-rt|tcp-connect|tcp-rt [rounds]\n",
         stderr);
     return 2;
   }
@@ -794,6 +889,10 @@ int main(int argc, char** argv) {
     queue_mpmc(rounds, warmup);
   else if (strcmp(argv[1], "queue-big") == 0)
     queue_big(rounds, warmup);
+  else if (strcmp(argv[1], "tcp-connect") == 0)
+    tcp_connect_rounds(rounds, warmup);
+  else if (strcmp(argv[1], "tcp-rt") == 0)
+    tcp_roundtrip(rounds, warmup);
   else if (strcmp(argv[1], "queue-rt") == 0)
     queue_roundtrip(rounds, warmup);
   else {

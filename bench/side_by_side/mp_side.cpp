@@ -46,6 +46,11 @@
 //   thread-apply     pool-apply on an mp::thread_pool of 2
 //   thread-submit    apply_async of `rounds` tiny tasks on an mp::thread_pool of 2, then
 //                    their results; millions of tasks per second
+//   listener-connect mp::client to a listener in a child over TCP on loopback, with an
+//                    authkey (the handshake), one 8-byte send_bytes/recv_bytes round trip,
+//                    close; median µs of the whole
+//   listener-rt      8-byte send_bytes/recv_bytes round trips on one such connection;
+//                    median µs
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds.
 #include <sched.h>
 
@@ -70,6 +75,7 @@
 #include "mp/connection.hpp"
 #include "mp/detail/shared_region.hpp"
 #include "mp/executor.hpp"
+#include "mp/listener.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
@@ -568,6 +574,83 @@ double pool_cpu(std::size_t limit) {
   return serial_us / parallel_us;
 }
 
+// ---- listener and client --------------------------------------------------
+
+const std::vector<std::byte> bench_key = mp::key("benchmark key");
+
+// The server: a listener in a child, echoing 8-byte messages on each of
+// `connections` clients in turn; it tells the parent its port through `out`.
+void echo_listener(mp::connection out, std::size_t connections) {
+  mp::listener server(mp::address("127.0.0.1", 0), {.authkey = bench_key});
+  out.send(static_cast<int>(server.address().port()));
+  for (std::size_t c = 0; c < connections; ++c) {
+    mp::connection conn = server.accept();
+    try {
+      for (;;) {
+        std::array<std::byte, 8> message{};
+        conn.recv_bytes_into(message);
+        conn.send_bytes(message);
+      }
+    } catch (const mp::eof_error&) {
+    }
+  }
+}
+
+// mp::client (connect + authenticate) + one 8-byte round trip + close; median µs.
+double listener_connect(std::size_t rounds, std::size_t warmup) {
+  auto [port_in, port_out] = mp::pipe(false);
+  mp::process server(echo_listener, std::move(port_out), warmup + rounds);
+  server.start();
+  const int port = port_in.recv<int>();
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    std::array<std::byte, 8> message{};
+    std::memcpy(message.data(), &i, sizeof i);
+    const auto start = clock_type::now();
+    mp::connection c = mp::client(mp::address("127.0.0.1", port), {.authkey = bench_key});
+    c.send_bytes(message);
+    c.recv_bytes_into(message);
+    c.close();
+    const auto end = clock_type::now();
+    std::size_t reply = 0;
+    std::memcpy(&reply, message.data(), sizeof reply);
+    if (reply != i) fail("listener-connect: bad reply");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  server.join();
+  check_exit(server);
+  return median(std::move(times));
+}
+
+// send_bytes / recv_bytes_into of 8 bytes there and back on one authenticated
+// TCP connection; median µs.
+double listener_roundtrip(std::size_t rounds, std::size_t warmup) {
+  auto [port_in, port_out] = mp::pipe(false);
+  mp::process server(echo_listener, std::move(port_out), std::size_t{1});
+  server.start();
+  const int port = port_in.recv<int>();
+  mp::connection c = mp::client(mp::address("127.0.0.1", port), {.authkey = bench_key});
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    std::array<std::byte, 8> message{};
+    std::memcpy(message.data(), &i, sizeof i);
+    const auto start = clock_type::now();
+    c.send_bytes(message);
+    c.recv_bytes_into(message);
+    const auto end = clock_type::now();
+    std::size_t reply = 0;
+    std::memcpy(&reply, message.data(), sizeof reply);
+    if (reply != i) fail("listener-rt: bad reply");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  c.close();
+  server.join();
+  check_exit(server);
+  return median(std::move(times));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -578,7 +661,8 @@ int main(int argc, char** argv) {
         "spawn|spawn-method|forkserver-method|noop|pingpong|throughput|throughput-into|lock|"
         "increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
-        "executor-rt|pool-cpu|thread-map1|thread-apply|thread-submit [rounds]\n",
+        "executor-rt|pool-cpu|thread-map1|thread-apply|thread-submit|listener-connect|"
+        "listener-rt [rounds]\n",
         stderr);
     return 2;
   }
@@ -635,6 +719,10 @@ int main(int argc, char** argv) {
       result = pool_apply<mp::thread_pool>(rounds, warmup);
     else if (mode == "thread-submit")
       result = thread_submit(rounds, warmup);
+    else if (mode == "listener-connect")
+      result = listener_connect(rounds, warmup);
+    else if (mode == "listener-rt")
+      result = listener_roundtrip(rounds, warmup);
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);

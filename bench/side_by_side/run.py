@@ -233,6 +233,14 @@ SCENARIOS = (
     Scenario("thread-submit: 100k tiny tasks on 2 threads (Python: ThreadPoolExecutor)",
              "thread-submit", "thread_executor_submit.py", False, "rate", 100_000,
              floor_mode=None, python_rounds=20_000),
+    # Listener and client over TCP on loopback, with an authkey. Floor: a bare TCP
+    # connection (TCP_NODELAY) to a forked child, without authentication.
+    Scenario("listener-connect: connect + authenticate + 8-byte round trip (TCP)",
+             "listener-connect", "listener_connect.py", False, "latency", 1000,
+             (Target("python/mp", ">=", 10),), floor_mode="tcp-connect", python_rounds=100),
+    Scenario("listener-rt: 8-byte round trip on an open TCP connection", "listener-rt",
+             "listener_roundtrip.py", False, "latency", 20000,
+             (Target("mp/floor", "<=", 1.3),), floor_mode="tcp-rt"),
 )
 
 
