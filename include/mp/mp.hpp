@@ -6,6 +6,7 @@
 #include "mp/context.hpp"
 #include "mp/errors.hpp"
 #include "mp/executor.hpp"
+#include "mp/listener.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
