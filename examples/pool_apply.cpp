@@ -28,7 +28,7 @@ int main() {
   std::cout << "apply_async: " << pending.get() << '\n';
 
   // The callback runs on the pool's own thread when the result arrives.
-  auto with_callback = pool.apply_async_with(
+  auto with_callback = pool.apply_async(
       {.callback = [](const long& v) { std::cout << "callback got " << v << '\n'; }}, cube, 5L);
   with_callback.wait();
   std::cout << "ready: " << std::boolalpha << with_callback.ready()

@@ -34,7 +34,7 @@ int main() {
 
   // A timeout on the task itself: after 200 ms its worker is killed.
   const auto start = std::chrono::steady_clock::now();
-  auto stopped = pool.apply_async_with({.timeout = 200ms}, sleep_then_return, 60);
+  auto stopped = pool.apply_async({.timeout = 200ms}, sleep_then_return, 60);
   try {
     stopped.get();
   } catch (const mp::timeout_error& e) {

@@ -136,9 +136,9 @@ TYPED_TEST(any_pool, apply_async_runs_its_callbacks) {
   TypeParam p(2);
   std::atomic<int> seen{0};
   std::atomic<int> errors{0};
-  auto ok = p.apply_async_with({.callback = [&](const int& v) { seen = v; }}, square, 5);
-  auto bad = p.apply_async_with({.error_callback = [&](std::exception_ptr) { ++errors; }},
-                                fails_on_three, 3);
+  auto ok = p.apply_async({.callback = [&](const int& v) { seen = v; }}, square, 5);
+  auto bad =
+      p.apply_async({.error_callback = [&](std::exception_ptr) { ++errors; }}, fails_on_three, 3);
   ok.wait();
   bad.wait();
   EXPECT_EQ(seen.load(), 25);
@@ -520,10 +520,10 @@ TEST(pool, an_initializer_that_cannot_travel_is_refused_saying_why) {
 
 TEST(pool, a_task_past_its_timeout_is_stopped_and_its_worker_replaced) {
   mp::pool p(1);
-  auto r = p.apply_async_with({.timeout = 100ms}, slow_identity, 60000);
+  auto r = p.apply_async({.timeout = 100ms}, slow_identity, 60000);
   expect_task_timed_out(r);
   EXPECT_EQ(p.apply(square, 4), 16);  // a fresh worker
-  auto quick = p.apply_async_with({.timeout = mp::testing::scaled(30s)}, square, 5);
+  auto quick = p.apply_async({.timeout = mp::testing::scaled(30s)}, square, 5);
   EXPECT_EQ(quick.get(), 25);
 }
 
@@ -536,47 +536,47 @@ TEST(pool, a_task_timeout_counts_from_when_its_worker_starts_it) {
   const int start_up = static_cast<int>(3 * limit.count());
   {
     mp::pool p({.processes = 1, .initializer = {sleep_ms, start_up}});
-    auto quick = p.apply_async_with({.timeout = limit}, square, 6);
+    auto quick = p.apply_async({.timeout = limit}, square, 6);
     ASSERT_TRUE(quick.wait(mp::testing::scaled(30s))) << "a quick task never ran";
     EXPECT_EQ(quick.get(), 36);
   }
   mp::pool p({.processes = 1, .initializer = {sleep_ms, start_up}});
-  auto stopped = p.apply_async_with({.timeout = limit}, slow_identity, 60000);
+  auto stopped = p.apply_async({.timeout = limit}, slow_identity, 60000);
   expect_task_timed_out(stopped);
   EXPECT_EQ(p.apply(square, 9), 81);  // on a replacement, itself slow to start
 }
 
-TEST(pool, map_async_with_calls_back_and_limits_each_chunk) {
+TEST(pool, map_with_options_calls_back_and_limits_each_chunk) {
   mp::pool p(2);
   std::vector<int> input{1, 2, 3, 4, 5, 6};
   std::promise<std::vector<int>> got;
-  auto r = p.map_async_with(
-      {.chunksize = 2, .callback = [&](const std::vector<int>& v) { got.set_value(v); }}, square,
-      input);
+  auto r = p.map_async(square, input, {.chunksize = 2, .callback = [&](const std::vector<int>& v) {
+                                         got.set_value(v);
+                                       }});
   EXPECT_EQ(got.get_future().get(), (std::vector<int>{1, 4, 9, 16, 25, 36}));
   EXPECT_EQ(r.get(), (std::vector<int>{1, 4, 9, 16, 25, 36}));
 
   std::promise<std::string> failure;
-  auto failed = p.map_async_with({.error_callback =
-                                      [&](std::exception_ptr e) {
-                                        try {
-                                          std::rethrow_exception(e);
-                                        } catch (const std::exception& x) {
-                                          failure.set_value(x.what());
-                                        }
-                                      }},
-                                 fails_on_three, input);
+  auto failed = p.map_async(fails_on_three, input, {.error_callback = [&](std::exception_ptr e) {
+                              try {
+                                std::rethrow_exception(e);
+                              } catch (const std::exception& x) {
+                                failure.set_value(x.what());
+                              }
+                            }});
   EXPECT_EQ(failure.get_future().get(), "three is not allowed");
   EXPECT_THROW(failed.get(), std::invalid_argument);
 
   // A chunk that outlives its limit is stopped: the map fails with
   // timeout_error, and the pool goes on with a fresh worker.
   std::vector<int> sleeps{1, 60000, 1};
-  EXPECT_THROW(p.map_with({.chunksize = 1, .timeout = 200ms}, slow_identity, sleeps),
-               mp::timeout_error);
+  EXPECT_THROW(p.map(slow_identity, sleeps, {.chunksize = 1, .timeout = 200ms}), mp::timeout_error);
   std::vector<std::tuple<long, int>> pairs{{2, 10}, {3, 3}};
-  EXPECT_EQ(p.starmap_with({.timeout = mp::testing::scaled(30s)}, power, pairs),
+  EXPECT_EQ(p.starmap(power, pairs, {.timeout = mp::testing::scaled(30s)}),
             (std::vector<long>{1024, 27}));
+  EXPECT_EQ(p.starmap_async(power, pairs, {.chunksize = 1}).get(), (std::vector<long>{1024, 27}));
+  // The plain forms keep Python's positional chunksize.
+  EXPECT_EQ(p.map(square, input, 4), (std::vector<int>{1, 4, 9, 16, 25, 36}));
 }
 
 TYPED_TEST(any_pool, the_destructor_finishes_submitted_work) {
@@ -644,7 +644,7 @@ TEST(pool, runs_on_spawned_workers_too) {
   // A spawned worker that dies fails only its task, and is replaced by another spawned one.
   auto dies = p.apply_async(dies_on_seven, 7, 0);
   EXPECT_THROW(dies.get(mp::testing::scaled(30s)), mp::worker_died);
-  auto stopped = p.apply_async_with({.timeout = 100ms}, slow_identity, 60000);
+  auto stopped = p.apply_async({.timeout = 100ms}, slow_identity, 60000);
   expect_task_timed_out(stopped);
   EXPECT_EQ(p.apply(square, 9), 81);
   // A capture-less initializer travels to spawned workers too.
@@ -687,7 +687,7 @@ TEST(thread_pool, has_the_pool_interface_on_threads) {
   EXPECT_EQ(p.apply(put_square, 5, out), 5);
   EXPECT_EQ(out.get(), 25);
   // A task past its timeout fails at once; its thread finishes it meanwhile.
-  auto r = p.apply_async_with({.timeout = 20ms}, slow_identity, 300);
+  auto r = p.apply_async({.timeout = 20ms}, slow_identity, 300);
   expect_task_timed_out(r);
   EXPECT_EQ(p.apply(square, 9), 81);
 }
@@ -1014,7 +1014,7 @@ TYPED_TEST(any_pool, map_takes_functions_returning_void_and_bool) {
   p.map_async(nothing, input, 2).get();
   EXPECT_THROW(p.map(refuses_three, input, 1), std::invalid_argument);
   bool called = false;
-  p.map_async_with({.callback = [&] { called = true; }}, nothing, input).get();
+  p.map_async(nothing, input, {.callback = [&] { called = true; }}).get();
   EXPECT_TRUE(called);
   std::size_t count = 0;
   for (mp::none n : p.imap(nothing, input)) count += n == mp::none{} ? 1 : 0;

@@ -458,10 +458,11 @@ class async_result {
   std::shared_ptr<detail::result_state<R>> state_;
 };
 
-/// The callbacks of apply_async and map_async (Python's callback and
-/// error_callback keywords). They run on the pool's own thread: keep them short.
+/// The options of apply_async, for a function returning R: Python's callback
+/// and error_callback keywords, and a time limit. The callbacks run on the
+/// pool's own thread: keep them short.
 template <class R>
-struct async_callbacks {
+struct apply_options {
   std::function<void(const R&)> callback;
   std::function<void(std::exception_ptr)> error_callback;
   /// A limit on the task's running time (from when a worker starts it): when
@@ -470,11 +471,17 @@ struct async_callbacks {
   mp::timeout timeout;
 };
 template <>
-struct async_callbacks<void> {
+struct apply_options<void> {
   std::function<void()> callback;
   std::function<void(std::exception_ptr)> error_callback;
   mp::timeout timeout;
 };
+namespace detail {
+template <class T>
+inline constexpr bool is_apply_options_v = false;
+template <class R>
+inline constexpr bool is_apply_options_v<apply_options<R>> = true;
+}  // namespace detail
 
 template <class R>
 class imap_range;
@@ -484,8 +491,9 @@ class imap_range;
 /// on the pool's thread for map, on the iterating thread for imap.
 using progress_callback = std::function<void(std::size_t done, std::size_t total)>;
 
-/// The options of map_with, map_async_with, starmap_with and
-/// starmap_async_with, for a function returning R: Python's chunksize,
+/// The options of map, map_async, starmap and starmap_async, for a function
+/// returning R, given as their last argument
+/// (`pool.map(f, items, {.chunksize = 8, .callback = ...})`): Python's chunksize,
 /// callback and error_callback, our progress report, and a time limit on each
 /// chunk (from when a worker starts it) that kills and replaces the worker
 /// when it passes; the map then fails with mp::timeout_error.
@@ -536,22 +544,23 @@ class pool {
     return apply_async(fn, std::forward<Args>(args)...).get();
   }
 
-  /// Python's apply_async. Callbacks: pass apply_async_with instead.
+  /// Python's apply_async.
   template <class Fn, class... Args>
-  async_result<result_of<Fn, Args...>> apply_async(Fn fn, Args&&... args) {
-    return apply_async_with(async_callbacks<result_of<Fn, Args...>>{}, fn,
-                            std::forward<Args>(args)...);
+  requires(!detail::is_apply_options_v<Fn>)
+      async_result<result_of<Fn, Args...>> apply_async(Fn fn, Args&&... args) {
+    return apply_async(apply_options<result_of<Fn, Args...>>{}, fn, std::forward<Args>(args)...);
   }
 
-  /// apply_async with Python's callback and error_callback.
+  /// apply_async with options first, as Python's keywords:
+  /// `pool.apply_async({.callback = c, .error_callback = e, .timeout = 5s}, f, x)`.
   template <class Fn, class... Args>
-  async_result<result_of<Fn, Args...>> apply_async_with(
-      async_callbacks<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
+  async_result<result_of<Fn, Args...>> apply_async(apply_options<result_of<Fn, Args...>> options,
+                                                   Fn fn, Args&&... args) {
     using R = result_of<Fn, Args...>;
     if constexpr (!detail::check_task<Fn, detail::stored_t<Args>...>())
       return async_result<R>(nullptr);
     else
-      return submit_task(std::move(callbacks), fn, std::forward<Args>(args)...);
+      return submit_task(std::move(options), fn, std::forward<Args>(args)...);
   }
 
   /// The result type of Fn over an element of Range (spread, for Star).
@@ -565,7 +574,14 @@ class pool {
   auto map(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
     return map_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
   }
+  /// map with options last: `pool.map(f, items, {.chunksize = 8, .timeout = 1s})`.
+  template <class Fn, std::ranges::input_range Range>
+  auto map(Fn fn, Range&& input, map_options<element_result_of<Fn, Range>> options) {
+    return run_map<false>(std::move(options), fn, std::forward<Range>(input)).get();
+  }
 
+  /// Python's map_async(f, it, chunksize, callback, error_callback): callbacks
+  /// and a time limit per chunk through the options form.
   template <class Fn, std::ranges::input_range Range>
   auto map_async(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
     return run_map<false>(
@@ -573,17 +589,8 @@ class pool {
                                                   .progress = std::move(progress)},
         fn, std::forward<Range>(input));
   }
-
-  /// map with options (callbacks, a time limit per chunk).
   template <class Fn, std::ranges::input_range Range>
-  auto map_with(map_options<element_result_of<Fn, Range>> options, Fn fn, Range&& input) {
-    return run_map<false>(std::move(options), fn, std::forward<Range>(input)).get();
-  }
-
-  /// map_async with options: Python's map_async(f, it, chunksize, callback,
-  /// error_callback), and a time limit per chunk.
-  template <class Fn, std::ranges::input_range Range>
-  auto map_async_with(map_options<element_result_of<Fn, Range>> options, Fn fn, Range&& input) {
+  auto map_async(Fn fn, Range&& input, map_options<element_result_of<Fn, Range>> options) {
     return run_map<false>(std::move(options), fn, std::forward<Range>(input));
   }
 
@@ -591,6 +598,10 @@ class pool {
   template <class Fn, std::ranges::input_range Range>
   auto starmap(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
     return starmap_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
+  }
+  template <class Fn, std::ranges::input_range Range>
+  auto starmap(Fn fn, Range&& input, map_options<element_result_of<Fn, Range, true>> options) {
+    return run_map<true>(std::move(options), fn, std::forward<Range>(input)).get();
   }
 
   template <class Fn, std::ranges::input_range Range>
@@ -601,15 +612,9 @@ class pool {
                                                         .progress = std::move(progress)},
         fn, std::forward<Range>(input));
   }
-
   template <class Fn, std::ranges::input_range Range>
-  auto starmap_with(map_options<element_result_of<Fn, Range, true>> options, Fn fn, Range&& input) {
-    return run_map<true>(std::move(options), fn, std::forward<Range>(input)).get();
-  }
-
-  template <class Fn, std::ranges::input_range Range>
-  auto starmap_async_with(map_options<element_result_of<Fn, Range, true>> options, Fn fn,
-                          Range&& input) {
+  auto starmap_async(Fn fn, Range&& input,
+                     map_options<element_result_of<Fn, Range, true>> options) {
     return run_map<true>(std::move(options), fn, std::forward<Range>(input));
   }
 
@@ -655,7 +660,7 @@ class pool {
   friend class process_pool_executor;
 
   template <class Fn, class... Args>
-  auto submit_task(async_callbacks<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
+  auto submit_task(apply_options<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
     using R = result_of<Fn, Args...>;
     auto state = std::make_shared<detail::result_state<R>>();
     state->set_callbacks(callbacks);
