@@ -417,6 +417,8 @@ struct result_state {
 
 }  // namespace detail
 
+class pool;
+
 /// Python's AsyncResult.
 template <class R>
 class async_result {
@@ -450,10 +452,21 @@ class async_result {
   }
 
  private:
+  friend class pool;
+
   R take() const {
     std::lock_guard lock(state_->mutex);
     if (state_->error) std::rethrow_exception(state_->error);
     if constexpr (!std::is_void_v<R>) return *state_->value;
+  }
+  // get() for the pool's own waiting calls (map, apply), whose result no one
+  // else can see: the value is moved out rather than copied (the callbacks,
+  // the only others to see it, ran before it was ready).
+  R get_once() && {
+    wait();
+    std::lock_guard lock(state_->mutex);
+    if (state_->error) std::rethrow_exception(state_->error);
+    if constexpr (!std::is_void_v<R>) return std::move(*state_->value);
   }
   std::shared_ptr<detail::result_state<R>> state_;
 };
@@ -541,7 +554,7 @@ class pool {
   /// Runs f(args...) in a worker and returns its result (Python's apply).
   template <class Fn, class... Args>
   auto apply(Fn fn, Args&&... args) {
-    return apply_async(fn, std::forward<Args>(args)...).get();
+    return apply_async(fn, std::forward<Args>(args)...).get_once();
   }
 
   /// Python's apply_async.
@@ -572,12 +585,12 @@ class pool {
   /// stays usable. chunksize 0: Python's rule (len / (4 * processes), rounded up).
   template <class Fn, std::ranges::input_range Range>
   auto map(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
-    return map_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
+    return map_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get_once();
   }
   /// map with options last: `pool.map(f, items, {.chunksize = 8, .timeout = 1s})`.
   template <class Fn, std::ranges::input_range Range>
   auto map(Fn fn, Range&& input, map_options<element_result_of<Fn, Range>> options) {
-    return run_map<false>(std::move(options), fn, std::forward<Range>(input)).get();
+    return run_map<false>(std::move(options), fn, std::forward<Range>(input)).get_once();
   }
 
   /// Python's map_async(f, it, chunksize, callback, error_callback): callbacks
@@ -597,11 +610,11 @@ class pool {
   /// Python's starmap: each element a tuple spread over f's parameters.
   template <class Fn, std::ranges::input_range Range>
   auto starmap(Fn fn, Range&& input, std::size_t chunksize = 0, progress_callback progress = {}) {
-    return starmap_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get();
+    return starmap_async(fn, std::forward<Range>(input), chunksize, std::move(progress)).get_once();
   }
   template <class Fn, std::ranges::input_range Range>
   auto starmap(Fn fn, Range&& input, map_options<element_result_of<Fn, Range, true>> options) {
-    return run_map<true>(std::move(options), fn, std::forward<Range>(input)).get();
+    return run_map<true>(std::move(options), fn, std::forward<Range>(input)).get_once();
   }
 
   template <class Fn, std::ranges::input_range Range>
