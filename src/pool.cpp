@@ -116,11 +116,12 @@ struct pool_core::impl {
     std::function<void()> started;
   };
 
-  impl(pool_options options_in, std::unique_ptr<worker_backend> backend_in)
-      : options(std::move(options_in)), backend(std::move(backend_in)) {}
+  impl(pool_options options_in, std::unique_ptr<worker_backend> backend_in, worker_start when)
+      : options(std::move(options_in)), backend(std::move(backend_in)), start_when(when) {}
 
   pool_options options;
   std::unique_ptr<worker_backend> backend;
+  worker_start start_when;
   std::mutex mutex;
   std::vector<std::unique_ptr<worker>> workers;
   std::deque<job> pending;
@@ -226,11 +227,32 @@ struct pool_core::impl {
 
   bool usable(const worker& w) const { return w.site != nullptr && !spent(w); }
 
+  // Under the mutex, for a pool whose workers start on demand: starts one
+  // worker for each pending task that no idle worker is there for, while
+  // there is room. A start that fails breaks the pool, as a replacement's.
+  void start_on_demand() {
+    if (start_when != worker_start::on_demand || broken || terminated) return;
+    std::size_t idle_workers = 0;
+    for (const auto& w : workers) idle_workers += usable(*w) && live_count(*w) == 0;
+    for (auto& w : workers) {
+      if (pending.size() <= idle_workers) return;
+      if (w->site) continue;
+      try {
+        w->site = backend->start(static_cast<std::size_t>(&w - workers.data()));
+        ++idle_workers;
+      } catch (const std::exception& e) {
+        break_pool(std::string("the pool could not start a worker: ") + e.what());
+        return;
+      }
+    }
+  }
+
   // Hands pending tasks to the workers holding the fewest, up to
   // task_ring::depth each, so that a worker finds its next task in its queue
   // the moment it finishes one. A worker with nothing left to run takes a
   // queued task from the busiest one. Under the mutex.
   void dispatch() {
+    start_on_demand();
     while (!pending.empty()) {
       worker* best = nullptr;
       for (auto& w : workers)
@@ -521,22 +543,29 @@ unsigned checked_size(const pool_options& options) {
 
 }  // namespace
 
-pool_core::pool_core(pool_options options, worker_kind kind) : processes_(checked_size(options)) {
+pool_core::pool_core(pool_options options, worker_kind kind, worker_start when)
+    : processes_(checked_size(options)) {
   auto workers =
       kind == worker_kind::threads ? make_thread_workers(options) : make_process_workers(options);
-  impl_ = std::make_unique<impl>(std::move(options), std::move(workers));
+  impl_ = std::make_unique<impl>(std::move(options), std::move(workers), when);
   start();
 }
 
 pool_core::pool_core(pool_options options, std::unique_ptr<worker_backend> workers)
     : processes_(checked_size(options)),
-      impl_(std::make_unique<impl>(std::move(options), std::move(workers))) {
+      impl_(std::make_unique<impl>(std::move(options), std::move(workers),
+                                   worker_start::all_at_once)) {
   start();
 }
 
 void pool_core::start() {
   impl_->workers.resize(processes_);
-  for (std::size_t i = 0; i < processes_; ++i) impl_->start_worker(i);
+  for (std::size_t i = 0; i < processes_; ++i) {
+    if (impl_->start_when == worker_start::all_at_once)
+      impl_->start_worker(i);
+    else
+      impl_->workers[i] = std::make_unique<impl::worker>();  // no site: started when needed
+  }
   impl_->thread = std::thread([this] {
     os::set_thread_name("mp-pool");  // as ps and perf show it
     impl_->run();

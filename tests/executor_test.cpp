@@ -9,6 +9,7 @@
 #include <chrono>
 #include <numeric>
 #include <ranges>
+#include <set>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -49,6 +50,37 @@ TEST(executor, submit_returns_futures_with_results) {
   EXPECT_TRUE(futures[0].done());
   EXPECT_FALSE(futures[0].cancelled());
   EXPECT_EQ(futures[0].exception(), nullptr);
+}
+
+int worker_pid(int) {
+  return static_cast<int>(::getpid());
+}
+
+TEST(executor, starts_workers_on_demand_and_reuses_idle_ones) {
+  // As Python 3.9's: no worker before the first task, and one task at a time
+  // is served by one worker, which is kept.
+  // Counted among all descendants: a fork server's workers are its children.
+  const std::size_t before = mp::testing::descendant_pids().size();
+  mp::process_pool_executor ex(4);
+  EXPECT_EQ(mp::testing::descendant_pids().size(), before);
+  std::set<int> pids;
+  for (int i = 0; i < 5; ++i) pids.insert(ex.submit(worker_pid, i).result());
+  EXPECT_EQ(pids.size(), 1U);
+  EXPECT_EQ(mp::testing::descendant_pids().size(), before + 1);
+  // Tasks that wait for each other need workers side by side: more start, up to four.
+  auto first = ex.submit(slow_identity, 300);
+  auto second = ex.submit(slow_identity, 300);
+  EXPECT_EQ(first.result() + second.result(), 600);
+  const std::size_t now = mp::testing::descendant_pids().size() - before;
+  EXPECT_GE(now, 2U);
+  EXPECT_LE(now, 4U);
+  ex.shutdown(true);
+  // A fork server reaps its children in its own time: give it that.
+  const auto until = std::chrono::steady_clock::now() + mp::testing::scaled(10s);
+  while (mp::testing::descendant_pids().size() != before &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(mp::testing::descendant_pids().size(), before);
 }
 
 TEST(executor, exceptions_and_timeouts) {

@@ -218,7 +218,7 @@ class process_pool_executor {
                          .initializer = std::move(options.initializer),
                          .maxtasksperchild = options.max_tasks_per_child,
                          .method = options.method},
-            detail::worker_kind::processes)) {}
+            detail::worker_kind::processes, detail::worker_start::on_demand)) {}
   explicit process_pool_executor(unsigned max_workers)
       : process_pool_executor(executor_options{.max_workers = max_workers}) {}
   process_pool_executor(const process_pool_executor&) = delete;

@@ -230,6 +230,11 @@ class worker_backend;
 /// The kinds of worker mp builds in.
 enum class worker_kind { processes, threads };
 
+/// When workers start: all with the pool (Python's Pool), or one at a time
+/// as tasks arrive and no worker is idle, up to the count (Python 3.9's
+/// ProcessPoolExecutor), each then kept for the tasks after.
+enum class worker_start { all_at_once, on_demand };
+
 /// The type-erased pool: tasks, dispatch and the pool's thread, over workers
 /// of one kind (src/pool_engine.hpp).
 class MP_EXPORT pool_core {
@@ -238,7 +243,7 @@ class MP_EXPORT pool_core {
   using completion = std::function<void(task_outcome&&)>;
 
   /// Worker processes, or worker threads of this process.
-  pool_core(pool_options options, worker_kind kind);
+  pool_core(pool_options options, worker_kind kind, worker_start when = worker_start::all_at_once);
   /// Workers of another kind (the MPI backend).
   pool_core(pool_options options, std::unique_ptr<worker_backend> workers);
   pool_core(const pool_core&) = delete;
