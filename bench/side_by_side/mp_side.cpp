@@ -596,53 +596,31 @@ void echo_listener(mp::connection out, std::size_t connections) {
   }
 }
 
-// mp::client (connect + authenticate) + one 8-byte round trip + close; median µs.
-double listener_connect(std::size_t rounds, std::size_t warmup) {
+// Times `rounds` (after `warmup`) round trips of the 8 bytes of their index
+// through a listener in a child, over a new authenticated connection each
+// round (`connect_each`: the round includes mp::client and the close) or one
+// for them all. Median µs.
+double listener_rounds(std::size_t rounds, std::size_t warmup, bool connect_each,
+                       const char* name) {
   auto [port_in, port_out] = mp::pipe(false);
-  mp::process server(echo_listener, std::move(port_out), warmup + rounds);
+  mp::process server(echo_listener, std::move(port_out), connect_each ? warmup + rounds : 1);
   server.start();
-  const int port = port_in.recv<int>();
+  const mp::address at("127.0.0.1", port_in.recv<int>());
+  mp::connection c;
   std::vector<double> times;
   times.reserve(rounds);
   for (std::size_t i = 0; i < warmup + rounds; ++i) {
     std::array<std::byte, 8> message{};
     std::memcpy(message.data(), &i, sizeof i);
     const auto start = clock_type::now();
-    mp::connection c = mp::client(mp::address("127.0.0.1", port), {.authkey = bench_key});
+    if (c.closed()) c = mp::client(at, {.authkey = bench_key});
     c.send_bytes(message);
     c.recv_bytes_into(message);
-    c.close();
+    if (connect_each) c.close();
     const auto end = clock_type::now();
     std::size_t reply = 0;
     std::memcpy(&reply, message.data(), sizeof reply);
-    if (reply != i) fail("listener-connect: bad reply");
-    if (i >= warmup) times.push_back(microseconds(end - start));
-  }
-  server.join();
-  check_exit(server);
-  return median(std::move(times));
-}
-
-// send_bytes / recv_bytes_into of 8 bytes there and back on one authenticated
-// TCP connection; median µs.
-double listener_roundtrip(std::size_t rounds, std::size_t warmup) {
-  auto [port_in, port_out] = mp::pipe(false);
-  mp::process server(echo_listener, std::move(port_out), std::size_t{1});
-  server.start();
-  const int port = port_in.recv<int>();
-  mp::connection c = mp::client(mp::address("127.0.0.1", port), {.authkey = bench_key});
-  std::vector<double> times;
-  times.reserve(rounds);
-  for (std::size_t i = 0; i < warmup + rounds; ++i) {
-    std::array<std::byte, 8> message{};
-    std::memcpy(message.data(), &i, sizeof i);
-    const auto start = clock_type::now();
-    c.send_bytes(message);
-    c.recv_bytes_into(message);
-    const auto end = clock_type::now();
-    std::size_t reply = 0;
-    std::memcpy(&reply, message.data(), sizeof reply);
-    if (reply != i) fail("listener-rt: bad reply");
+    if (reply != i) fail(name);
     if (i >= warmup) times.push_back(microseconds(end - start));
   }
   c.close();
@@ -720,9 +698,9 @@ int main(int argc, char** argv) {
     else if (mode == "thread-submit")
       result = thread_submit(rounds, warmup);
     else if (mode == "listener-connect")
-      result = listener_connect(rounds, warmup);
+      result = listener_rounds(rounds, warmup, true, "listener-connect: bad reply");
     else if (mode == "listener-rt")
-      result = listener_roundtrip(rounds, warmup);
+      result = listener_rounds(rounds, warmup, false, "listener-rt: bad reply");
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);
