@@ -657,6 +657,16 @@ std::size_t pool_core::cancel_pending() {
       impl_->waiting.erase(entry);
     }
     impl_->pending.clear();
+    // And those handed to a worker that has not started them (not its
+    // current task, which its future already reports as running).
+    for (auto& w : impl_->workers)
+      for (auto& h : w->held) {
+        if (h.skipped || h.abandoned || h.task.id == w->current) continue;
+        const auto entry = impl_->waiting.find(h.task.id);
+        if (entry == impl_->waiting.end() || !impl::take_back(*w, h)) continue;
+        cancelled.push_back(std::move(entry->second.done));
+        impl_->waiting.erase(entry);
+      }
   }
   for (auto& done : cancelled) done(cancellation());
   return cancelled.size();

@@ -83,6 +83,25 @@ TEST(executor, starts_workers_on_demand_and_reuses_idle_ones) {
   EXPECT_EQ(mp::testing::descendant_pids().size(), before);
 }
 
+void wait_for_go(mp::event go) {
+  go.wait();
+}
+
+TEST(executor, shutdown_cancels_the_tasks_a_worker_holds_but_has_not_started) {
+  // Python's cancel_futures: every future not started is cancelled, also those
+  // already handed to a worker, which waits behind its running task.
+  mp::event go;
+  mp::process_pool_executor ex(1);
+  auto first = ex.submit(wait_for_go, go);
+  std::vector<mp::future<long>> queued;
+  for (int i = 0; i < 3; ++i) queued.push_back(ex.submit(power_of_two, i));
+  while (!first.running()) std::this_thread::sleep_for(1ms);
+  ex.shutdown(false, true);
+  for (const auto& f : queued) EXPECT_TRUE(f.cancelled());
+  go.set();
+  first.result();
+}
+
 TEST(executor, exceptions_and_timeouts) {
   mp::process_pool_executor ex(2);
   auto bad = ex.submit(fails, 1);
