@@ -139,6 +139,8 @@ struct task_ring {
 
 /// What the task being run threw, for its result (call inside a catch block).
 void capture_fault(remote_fault& fault);
+/// The exception a fault stands for here: its own type if known, else mp::remote_error.
+std::exception_ptr rebuild_fault(const remote_fault& fault);
 
 /// Runs the initializer of a worker; if it throws, puts the result that says
 /// so through `put` and returns false.

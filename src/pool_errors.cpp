@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "mp/managers.hpp"
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
@@ -142,6 +143,7 @@ class exception_table {
     add<broken_thread_pool>();
     add<cancelled_error>();
     add<invalid_state_error>();
+    add<manager_error>();
   }
 
   void put(const std::type_info& type, exception_factory factory) {
@@ -181,6 +183,8 @@ std::exception_ptr rebuild(const remote_fault& fault) {
 }
 
 }  // namespace
+
+std::exception_ptr rebuild_fault(const remote_fault& fault) { return rebuild(fault); }
 
 void report_callback_error(const char* what) noexcept {
   try {

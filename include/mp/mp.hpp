@@ -7,6 +7,7 @@
 #include "mp/errors.hpp"
 #include "mp/executor.hpp"
 #include "mp/listener.hpp"
+#include "mp/managers.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
