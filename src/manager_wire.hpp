@@ -3,7 +3,7 @@
 // Python's framing over an authenticated mp::connection:
 //
 //   request: op (1 byte) | object or ticket id (8, little-endian) |
-//            name length (1) | name | payload (the rest)
+//            name length (2, little-endian) | name | payload (the rest)
 //   reply:   status (1 byte) | payload
 //
 // A call's payload is its encoded argument tuple (with the codec's type
@@ -39,8 +39,8 @@ enum class op : std::uint8_t {
 
 enum class status : std::uint8_t { ok = 0, raised = 1, refused = 2 };
 
-inline constexpr std::size_t header_size = 1 + 8 + 1;
-inline constexpr std::size_t max_name = 255;
+inline constexpr std::size_t header_size = 1 + 8 + 2;
+inline constexpr std::size_t max_name = 65535;
 
 struct request_header {
   op what{};
@@ -63,8 +63,8 @@ inline void begin_request(byte_buffer& out, op what, std::uint64_t id, std::stri
   const auto code = static_cast<std::uint8_t>(what);
   out.append(&code, 1);
   put_u64(out, id);
-  const auto length = static_cast<std::uint8_t>(name.size());
-  out.append(&length, 1);
+  const auto length = static_cast<std::uint16_t>(name.size());
+  out.append(&length, 2);
   out.append(name.data(), name.size());
 }
 
@@ -77,7 +77,9 @@ inline bool parse_request(std::span<const std::byte> in, request_header& header)
     return false;
   header.what = static_cast<op>(code);
   header.id = get_u64(in, 1);
-  const auto length = static_cast<std::size_t>(in[9]);
+  std::uint16_t length16 = 0;
+  std::memcpy(&length16, in.data() + 9, 2);
+  const std::size_t length = length16;
   if (in.size() - header_size < length) return false;
   header.name = std::string_view(reinterpret_cast<const char*>(in.data() + header_size), length);
   header.payload = in.subspan(header_size + length);

@@ -584,7 +584,7 @@ detail::core_ptr manager::create(std::string_view type, std::span<const std::byt
 
 void manager::register_named(std::string name, std::string type) {
   if (name.size() > detail::manager_wire::max_name)
-    throw std::invalid_argument("mp::manager::register_object: a name of at most 255 bytes");
+    throw std::invalid_argument("mp::manager::register_object: a name of at most 65535 bytes");
   state_->named.emplace_back(std::move(name), std::move(type));
 }
 

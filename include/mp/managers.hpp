@@ -19,6 +19,8 @@
 // not, here or in Python); and `d[k] += 1` does not compile.
 #pragma once
 
+#include <algorithm>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -256,6 +258,11 @@ class proxy_base {
   explicit proxy_base(detail::core_ptr core) : core_(std::move(core)) {}
 
   explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// Two proxies are equal if they refer to the same object of the same server.
+  friend bool operator==(const proxy_base& a, const proxy_base& b) noexcept {
+    if (!a.core_ || !b.core_) return a.core_ == b.core_;
+    return a.core_->id() == b.core_->id() && a.core_->server().key == b.core_->server().key;
+  }
   /// The object's id in its server (Python's token.id).
   std::uint64_t id() const { return core().id(); }
   /// The server's address.
@@ -429,27 +436,47 @@ class list_proxy : public proxy_base<std::vector<T>> {
       return x;
     }
     static void remove(vec& v, T x) {
-      for (auto it = v.begin(); it != v.end(); ++it)
-        if (*it == x) {
-          v.erase(it);
-          return;
-        }
+      require_equality();
+      if constexpr (std::equality_comparable<T>) {
+        for (auto it = v.begin(); it != v.end(); ++it)
+          if (*it == x) {
+            v.erase(it);
+            return;
+          }
+      }
       detail::throw_value_error("list.remove(x): " + detail::repr_of(x) + " not in list");
     }
     static std::uint64_t index(vec& v, T x) {
-      for (std::size_t i = 0; i < v.size(); ++i)
-        if (v[i] == x) return i;
+      require_equality();
+      if constexpr (std::equality_comparable<T>) {
+        for (std::size_t i = 0; i < v.size(); ++i)
+          if (v[i] == x) return i;
+      }
       detail::throw_value_error(detail::repr_of(x) + " is not in list");
     }
     static std::uint64_t count(vec& v, T x) {
+      require_equality();
       std::uint64_t n = 0;
-      for (const auto& y : v) n += (y == x) ? 1 : 0;
+      if constexpr (std::equality_comparable<T>)
+        for (const auto& y : v) n += (y == x) ? 1U : 0U;
       return n;
     }
     static std::uint64_t size(vec& v) { return v.size(); }
     static void clear(vec& v) { v.clear(); }
     static void reverse(vec& v) { std::reverse(v.begin(), v.end()); }
-    static void sort(vec& v) { std::sort(v.begin(), v.end()); }
+    static void sort(vec& v) {
+      if constexpr (std::totally_ordered<T>) {
+        std::sort(v.begin(), v.end());
+      } else {
+        detail::throw_value_error("sort: the items have no order (" +
+                                  std::string(detail::type_name<T>()) + " has no operator<)");
+      }
+    }
+    static void require_equality() {
+      if constexpr (!std::equality_comparable<T>)
+        detail::throw_value_error("the items cannot be compared (" +
+                                  std::string(detail::type_name<T>()) + " has no operator==)");
+    }
     static vec copy(vec& v) { return v; }
     static void assign(vec& v, vec xs) { v = std::move(xs); }
   };
