@@ -3,7 +3,12 @@
 // queues and the synchronization primitives, server side (each locks itself
 // and waits on its own condition variable, giving up when the server stops),
 // and their proxies' methods.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <random>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -426,6 +431,24 @@ struct server_barrier {
   }
 };
 
+// ---- a shared memory manager's blocks ----
+
+struct server_segment_tracker {
+  std::mutex mutex;
+  std::vector<std::string> names;
+
+  server_segment_tracker() = default;
+  server_segment_tracker(const server_segment_tracker&) = delete;
+  server_segment_tracker& operator=(const server_segment_tracker&) = delete;
+  ~server_segment_tracker() {
+    for (const auto& name : names) ::shm_unlink(("/" + name).c_str());  // gone already: fine
+  }
+  static void track(server_segment_tracker& t, call_context&, std::string name) {
+    std::lock_guard lock(t.mutex);
+    t.names.push_back(std::move(name));
+  }
+};
+
 namespace {
 
 template <class O>
@@ -500,6 +523,10 @@ const bool registered = [] {
   add<b, &b::get_parties>("parties");
   add<b, &b::n_waiting>("n_waiting");
   add<b, &b::is_broken>("broken");
+
+  using t = server_segment_tracker;
+  add_type<t>(&create_from<t>, true);
+  add<t, &t::track>("track");
   return true;
 }();
 
@@ -662,6 +689,56 @@ condition_proxy manager::condition() const {
 event_proxy manager::event() const {
   return event_proxy(create(detail::type_name<detail::server_event>(), {}));
 }
+shared_memory_manager::shared_memory_manager(manager_options options)
+    : manager_((options.start = true, std::move(options))),
+      tracker_(manager_.create(detail::type_name<detail::server_segment_tracker>(), {})) {}
+
+shared_memory_manager::shared_memory_manager(shared_memory_manager&&) noexcept = default;
+shared_memory_manager& shared_memory_manager::operator=(shared_memory_manager&& other) noexcept {
+  if (this != &other) {
+    shutdown();
+    manager_ = std::move(other.manager_);
+    tracker_ = std::move(other.tracker_);
+  }
+  return *this;
+}
+
+shared_memory_manager::~shared_memory_manager() { shutdown(); }
+
+void shared_memory_manager::shutdown() {
+  tracker_.reset();
+  manager_.shutdown();  // the server unlinks what it tracked as it ends
+}
+
+void shared_memory_manager::track(const std::string& name) const {
+  if (!tracker_) throw usage_error("mp::shared_memory_manager: used after shutdown()");
+  detail::invoke(*tracker_, "track", name);
+}
+
+namespace {
+std::string fresh_block_name() {
+  static std::atomic<unsigned> made{0};
+  std::random_device device;
+  return "mp-smm-" + std::to_string(::getpid()) + "-" + std::to_string(made.fetch_add(1)) + "-" +
+         std::to_string(device());
+}
+}  // namespace
+
+mp::shared_memory shared_memory_manager::shared_memory(std::size_t size) const {
+  auto block = mp::shared_memory::create(fresh_block_name(), size);
+  track(block.name());  // on failure the block unlinks itself
+  block.release_name();
+  return block;
+}
+
+mp::shareable_list shared_memory_manager::shareable_list(
+    const std::vector<mp::shareable_list::item>& items) const {
+  mp::shareable_list list(items, fresh_block_name());
+  track(list.shm().name());
+  list.shm().release_name();
+  return list;
+}
+
 barrier_proxy manager::barrier(std::uint32_t parties, mp::timeout timeout) const {
   if (parties == 0) throw std::invalid_argument("mp::manager::barrier: parties must be at least 1");
   const auto args = args_of(parties, detail::to_wire(timeout));

@@ -522,6 +522,7 @@ void manager::connect() {
 }
 
 void manager::shutdown() {
+  if (!state_) return;
   auto& s = *state_;
   if (!s.server) return;
   try {

@@ -469,6 +469,36 @@ TEST(manager, a_proxy_inside_a_managed_container_is_a_nested_proxy) {
   EXPECT_EQ(left, 2U);  // outer and d: what they held is freed
 }
 
+// ---- shared memory managers ------------------------------------------------------------
+
+void fill_block(std::string name, std::string list_name) {
+  auto block = mp::shared_memory::open(name);
+  block.data()[0] = std::byte{42};
+  auto list = mp::shareable_list::open(list_name);
+  list.set(0, std::int64_t{7});
+}
+
+TEST(manager, a_shared_memory_manager_unlinks_its_blocks_at_shutdown) {
+  std::string block_name;
+  std::string list_name;
+  {
+    mp::shared_memory_manager smm;
+    auto block = smm.shared_memory(64);
+    auto list = smm.shareable_list({std::int64_t{1}, std::string("two")});
+    block_name = block.name();
+    list_name = list.shm().name();
+    mp::process p(fill_block, block_name, list_name);
+    run(p);
+    EXPECT_EQ(block.data()[0], std::byte{42});
+    EXPECT_EQ(std::get<std::int64_t>(list.get(0)), 7);
+    // Still there after the objects that made them are gone.
+    { auto gone = std::move(block); }
+    EXPECT_NO_THROW(mp::shared_memory::open(block_name));
+  }
+  EXPECT_THROW(mp::shared_memory::open(block_name), mp::shared_memory_not_found);
+  EXPECT_THROW(mp::shared_memory::open(list_name), mp::shared_memory_not_found);
+}
+
 // ---- references --------------------------------------------------------------------
 
 TEST(manager, an_object_is_freed_with_its_last_proxy) {

@@ -44,6 +44,7 @@
 #include "mp/detail/target.hpp"
 #include "mp/errors.hpp"
 #include "mp/listener.hpp"
+#include "mp/shared_memory.hpp"
 #include "mp/timeout.hpp"
 
 namespace mp {
@@ -67,6 +68,7 @@ struct server_condition;
 struct server_event;
 struct server_barrier;
 struct server_namespace;
+struct server_segment_tracker;
 
 /// A method or type name as a template argument.
 template <std::size_t N>
@@ -937,6 +939,8 @@ struct manager_options {
 /// the means to make shared objects in it. Move-only. The destructor shuts
 /// down a server this object started (as `with Manager() as m:` does);
 /// proxies then fail with mp::manager_error.
+class shared_memory_manager;
+
 class MP_EXPORT manager {
  public:
   explicit manager(manager_options options = {});
@@ -1037,6 +1041,7 @@ class MP_EXPORT manager {
   void register_named(std::string name, std::string type);
   const detail::endpoint_ptr& endpoint() const;
 
+  friend class shared_memory_manager;
   struct state;
   std::unique_ptr<state> state_;
 };
@@ -1055,5 +1060,39 @@ template <class P>
 std::string manager::proxy_type_name() {
   return detail::proxy_type<P>::name();
 }
+
+/// Python's multiprocessing.managers.SharedMemoryManager: a manager whose
+/// server keeps the names of the shared memory blocks and shareable lists
+/// made through it, and unlinks them all when it shuts down (by shutdown(),
+/// the destructor, or the end of the program that started it). The blocks
+/// themselves are plain mp::shared_memory and mp::shareable_list, named, that
+/// other processes open by name or receive as values.
+class MP_EXPORT shared_memory_manager {
+ public:
+  /// Starts the server (as `SharedMemoryManager()` then `start()`); options
+  /// as for mp::manager (`start` must be true).
+  explicit shared_memory_manager(manager_options options = {});
+  shared_memory_manager(shared_memory_manager&&) noexcept;
+  shared_memory_manager& operator=(shared_memory_manager&&) noexcept;
+  ~shared_memory_manager();
+
+  /// A new named block of `size` zero bytes, unlinked at shutdown (Python's
+  /// smm.SharedMemory(size)); the object returned never unlinks it itself.
+  mp::shared_memory shared_memory(std::size_t size) const;
+  /// A new named shareable list of `items`, unlinked at shutdown (Python's
+  /// smm.ShareableList(sequence)).
+  mp::shareable_list shareable_list(const std::vector<mp::shareable_list::item>& items) const;
+  /// Unlinks every block made through this manager and stops its server.
+  void shutdown();
+  const mp::address& address() const { return manager_.address(); }
+  /// The manager itself, for its other objects (lists, locks, ...).
+  mp::manager& base() noexcept { return manager_; }
+
+ private:
+  void track(const std::string& name) const;
+
+  mp::manager manager_;
+  detail::core_ptr tracker_;
+};
 
 }  // namespace mp
