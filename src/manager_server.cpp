@@ -26,7 +26,7 @@ namespace wire = manager_wire;
 struct type_table {
   std::mutex mutex;
   std::unordered_map<std::string, server_type> types;
-  std::unordered_map<std::string, method_fn> methods;  // type '\n' method
+  std::unordered_map<std::string, method_handler> methods;  // type '\n' method
 };
 
 type_table& registry() {
@@ -48,11 +48,12 @@ const server_type* find_type(std::string_view name) {
   return found == table.types.end() ? nullptr : &found->second;
 }
 
-method_fn find_method(std::string_view type, std::string_view method) {
+// Entries are never removed, so the pointer stays valid.
+const method_handler* find_method(std::string_view type, std::string_view method) {
   auto& table = registry();
   std::lock_guard lock(table.mutex);
   const auto found = table.methods.find(method_key(type, method));
-  return found == table.methods.end() ? nullptr : found->second;
+  return found == table.methods.end() ? nullptr : &found->second;
 }
 
 std::atomic<bool> stopping_flag{false};
@@ -61,6 +62,10 @@ std::atomic<bool> stopping_flag{false};
 thread_local void* apply_object = nullptr;
 thread_local std::uint64_t apply_fingerprint = 0;
 thread_local const std::string* apply_type = nullptr;
+
+// The server and session a method runs for (to serve the objects it returns).
+thread_local manager_server* current_server = nullptr;
+thread_local manager_session* current_session = nullptr;
 
 struct refusal {
   std::string message;
@@ -99,10 +104,30 @@ bool register_server_type(std::string_view type, const server_type& entry) {
 }
 
 bool register_method(std::string_view type, std::string_view method, method_fn fn) {
+  return register_method_handler(type, method, fn);
+}
+
+bool register_method_handler(std::string_view type, std::string_view method,
+                             method_handler handler) {
   auto& table = registry();
   std::lock_guard lock(table.mutex);
-  table.methods.emplace(method_key(type, method), fn);
+  table.methods.emplace(method_key(type, method), std::move(handler));
   return true;
+}
+
+bool is_served_type(std::string_view type) { return find_type(type) != nullptr; }
+
+std::pair<std::uint64_t, std::uint64_t> serve_new_object(std::string_view type, void* object) {
+  const server_type* entry = find_type(type);
+  if (entry == nullptr || current_server == nullptr || current_session == nullptr)
+    throw manager_error("a method returned an object of type " + std::string(type) +
+                        ", which the manager does not serve (register it with mp::register_type)");
+  auto box = std::make_shared<managed_box>();
+  box->type = entry;
+  box->type_name = std::string(type);
+  box->object = object;
+  box->refs = 1;  // the ticket's, until the caller claims it
+  return current_server->adopt(std::move(box), *current_session);
 }
 
 void* apply_target(std::uint64_t fingerprint) {
@@ -211,6 +236,16 @@ std::uint64_t manager_server::add_object(std::shared_ptr<managed_box> box) {
   return id;
 }
 
+std::pair<std::uint64_t, std::uint64_t> manager_server::adopt(std::shared_ptr<managed_box> box,
+                                                              manager_session& session) {
+  std::lock_guard lock(mutex_);
+  const std::uint64_t id = next_id_++;
+  objects_.emplace(id, std::move(box));
+  const std::uint64_t ticket_id = next_ticket_++;
+  tickets_.emplace(ticket_id, ticket{.object = id, .session = session.id});
+  return {id, ticket_id};
+}
+
 std::size_t manager_server::object_count() {
   std::lock_guard lock(mutex_);
   return objects_.size();
@@ -220,7 +255,7 @@ void manager_server::do_call(manager_session& session, std::uint64_t id, std::st
                              std::span<const std::byte> args, byte_buffer& reply) {
   const std::shared_ptr<managed_box> box = find(id);
   const bool apply = method == "__apply__";
-  method_fn fn = nullptr;
+  const method_handler* fn = nullptr;
   if (apply) {
     if (box->type->self_locking)
       throw refusal{"apply is for containers and values; " + box->type_name +
@@ -248,7 +283,15 @@ void manager_server::do_call(manager_session& session, std::uint64_t id, std::st
       } reset_after;
       invoke_call(args, nullptr, &reply);
     } else {
-      fn(box->object, context, args, reply);
+      current_server = this;
+      current_session = &session;
+      struct reset {
+        ~reset() {
+          current_server = nullptr;
+          current_session = nullptr;
+        }
+      } reset_after;
+      (*fn)(box->object, context, args, reply);
     }
   } catch (...) {
     reply_raised(reply);

@@ -69,6 +69,10 @@ class MP_EXPORT manager_server {
   void serve(mp::listener& listener, std::stop_token stop, mp::connection* watch);
 
   std::size_t object_count();
+  /// Serves a new object, its one reference held by a ticket of `session`;
+  /// returns its id and the ticket.
+  std::pair<std::uint64_t, std::uint64_t> adopt(std::shared_ptr<managed_box> box,
+                                                manager_session& session);
 
  private:
   struct ticket {

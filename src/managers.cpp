@@ -348,16 +348,30 @@ core_ptr load_core(input_archive& in, std::string_view type) {
                        " arrived where one of type " + std::string(type) + " was expected");
   auto server = endpoint_for(address_of(token.family, token.text, token.port),
                              token.authkey ? *token.authkey : current_process().authkey());
+  return claim_object(server, token.id, token.ticket, std::move(token.type));
+}
+
+core_ptr claim_object(const endpoint_ptr& server, std::uint64_t id, std::uint64_t ticket,
+                      std::string type) {
   byte_buffer request;
-  wire::begin_request(request, wire::op::claim, token.ticket, {});
-  wire::put_u64(request, token.id);
+  wire::begin_request(request, wire::op::claim, ticket, {});
+  wire::put_u64(request, id);
   check_reply(reference_exchange(*server, request));
-  return std::make_shared<proxy_core>(std::move(server), token.id, std::move(token.type));
+  return std::make_shared<proxy_core>(server, id, std::move(type));
 }
 
 void throw_index_error(std::int64_t index, std::size_t size, const char* what) {
   throw std::out_of_range(std::string(what) + " index " + std::to_string(index) +
                           " out of range (size " + std::to_string(size) + ")");
+}
+
+void throw_unregistered(std::string_view type, const char* what) {
+  throw usage_error("mp::manager: " + std::string(type) + ": " + what);
+}
+
+void throw_no_constructor(std::string_view type) {
+  throw manager_error("the manager's server has no constructor of " + std::string(type) +
+                      " with those arguments (is it a run of the same program?)");
 }
 
 void throw_key_error(const std::string& key) { throw std::out_of_range("key not found: " + key); }

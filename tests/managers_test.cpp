@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <stop_token>
 #include <string>
@@ -497,6 +498,47 @@ TEST(manager, a_shared_memory_manager_unlinks_its_blocks_at_shutdown) {
   }
   EXPECT_THROW(mp::shared_memory::open(block_name), mp::shared_memory_not_found);
   EXPECT_THROW(mp::shared_memory::open(list_name), mp::shared_memory_not_found);
+}
+
+// ---- custom types ------------------------------------------------------------------------
+
+struct counter {
+  counter() = default;
+  explicit counter(int start) : value(start) {}
+  int add(int n) { return value += n; }
+  int get() const { return value; }
+  std::unique_ptr<counter> split() const { return std::make_unique<counter>(value); }
+  void fail() { throw std::domain_error("counter failed"); }
+  int value = 0;
+};
+
+// As Python registers at import: before main, in every run (a spawned server too).
+const bool counter_registered = mp::register_type<counter>(
+    "counter", &counter::add, &counter::get, &counter::split, &counter::fail);
+
+struct never_registered {
+  int x = 0;
+};
+
+void add_in_child(mp::proxy<counter> c) { c.call(&counter::add, 5); }
+
+TEST(manager, custom_types_are_served_and_called_by_member_pointer) {
+  ASSERT_TRUE(counter_registered);
+  mp::manager manager;
+  auto c = manager.create<counter>(10);
+  EXPECT_EQ(c.call(&counter::add, 1), 11);
+  mp::process p(add_in_child, c);
+  run(p);
+  EXPECT_EQ(c.call(&counter::get), 16);
+  mp::proxy<counter> other = c.call(&counter::split);  // a new object, served
+  other.call(&counter::add, 1);
+  EXPECT_EQ(other.call(&counter::get), 17);
+  EXPECT_EQ(c.call(&counter::get), 16);
+  EXPECT_THROW(c.call(&counter::fail), std::domain_error);
+  EXPECT_EQ(c.apply([](counter& x) { return x.value * 2; }), 32);
+  EXPECT_EQ(manager.create<counter>().call(&counter::get), 0);
+  EXPECT_THROW(manager.create<never_registered>(), mp::usage_error);
+  EXPECT_EQ(manager.number_of_objects(), 2U);  // c and other
 }
 
 // ---- references --------------------------------------------------------------------

@@ -22,7 +22,9 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <cstring>
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -113,6 +115,17 @@ struct server_type {
 };
 MP_EXPORT bool register_server_type(std::string_view type, const server_type& entry);
 MP_EXPORT bool register_method(std::string_view type, std::string_view method, method_fn fn);
+using method_handler =
+    std::function<void(void* object, call_context& context, std::span<const std::byte> args,
+                        byte_buffer& result)>;
+MP_EXPORT bool register_method_handler(std::string_view type, std::string_view method,
+                                       method_handler handler);
+MP_EXPORT bool is_served_type(std::string_view type);
+/// Inside a method: serves `object` (of a served type; the server owns it from
+/// now on) and returns its id and a ticket for the caller to claim.
+MP_EXPORT std::pair<std::uint64_t, std::uint64_t> serve_new_object(std::string_view type,
+                                                                   void* object);
+
 
 /// One reference that this process holds to an object in a server, shared by
 /// the copies of a proxy; the destructor gives it back.
@@ -149,6 +162,9 @@ MP_EXPORT core_ptr create_object(const endpoint_ptr& server, std::string_view ty
 /// the sender's proxy however late the receiver decodes.
 MP_EXPORT void save_core(output_archive& out, const core_ptr& core, std::string_view type);
 MP_EXPORT core_ptr load_core(input_archive& in, std::string_view type);
+/// A proxy's reference from an id and a ticket the server holds for it.
+MP_EXPORT core_ptr claim_object(const endpoint_ptr& server, std::uint64_t id,
+                                std::uint64_t ticket, std::string type);
 [[noreturn]] MP_EXPORT void throw_unbound_proxy();
 
 /// The object an apply runs on: set by the server around the call; throws
@@ -246,6 +262,30 @@ struct apply_entry {
 
 }  // namespace detail
 
+namespace detail {
+/// The name a program gave T with mp::register_type, if it did.
+template <class T>
+struct custom_type {
+  // Function-local, so that a registration in any static initializer finds it made.
+  static std::string& name() {
+    static std::string registered_name;
+    return registered_name;
+  }
+  static std::map<std::uint64_t, void* (*)(std::span<const std::byte>)>& constructors() {
+    static std::map<std::uint64_t, void* (*)(std::span<const std::byte>)> table;
+    return table;
+  }
+  static void* create(std::span<const std::byte> bytes);
+  static void destroy(void* object) noexcept { delete static_cast<T*>(object); }
+};
+/// The server's name of the type of objects of C++ type O.
+template <class O>
+std::string served_name() {
+  if (!custom_type<O>::name().empty()) return custom_type<O>::name();
+  return std::string(type_name<O>());
+}
+}  // namespace detail
+
 /// What every proxy has: the object's id and server, apply, printing, and the
 /// encoding that lets it travel (to processes, pool tasks, queues, other
 /// machines). Copies of a proxy share one reference.
@@ -305,11 +345,11 @@ class proxy_base {
   template <class Archive>
   friend void save(Archive& out, const proxy_base& proxy) {
     if (!proxy.core_) detail::throw_unbound_proxy();
-    detail::save_core(out, proxy.core_, detail::type_name<O>());
+    detail::save_core(out, proxy.core_, detail::served_name<O>());
   }
   template <class Archive>
   friend void load(Archive& in, proxy_base& proxy) {
-    proxy.core_ = detail::load_core(in, detail::type_name<O>());
+    proxy.core_ = detail::load_core(in, detail::served_name<O>());
   }
 
  protected:
@@ -333,6 +373,173 @@ class proxy_base {
 
  private:
   detail::core_ptr core_;
+};
+
+/// A proxy of an object of a type the program registered with
+/// mp::register_type (Python's BaseManager.register): made by
+/// manager.create<T>(args...), its methods called by member pointer.
+template <class T>
+class proxy;
+
+namespace detail {
+
+[[noreturn]] MP_EXPORT void throw_unregistered(std::string_view type, const char* what);
+[[noreturn]] MP_EXPORT void throw_no_constructor(std::string_view type);
+
+template <class T>
+void* custom_type<T>::create(std::span<const std::byte> bytes) {
+  // No bytes: the default constructor (for an object served by name).
+  std::uint64_t fingerprint = type_fingerprint<std::tuple<>>;
+  if (!bytes.empty()) {
+    if (bytes.size() < sizeof fingerprint) throw_no_constructor(type_name<T>());
+    std::memcpy(&fingerprint, bytes.data(), sizeof fingerprint);
+    bytes = bytes.subspan(sizeof fingerprint);
+  }
+  const auto found = constructors().find(fingerprint);
+  if (found == constructors().end()) throw_no_constructor(type_name<T>());
+  return found->second(bytes);
+}
+
+/// A constructor T(Args...) the server may call: registered (before main, in
+/// every run of the program) by the manager.create<T>(args...) that uses it.
+template <class T, class... Args>
+struct custom_constructor {
+  static void* run(std::span<const std::byte> bytes) {
+    std::tuple<Args...> args;
+    decode_into(bytes, args);
+    return std::apply([](auto&... a) { return static_cast<void*>(new T(std::move(a)...)); },
+                      args);
+  }
+  static inline const bool registered =
+      (custom_type<T>::constructors().emplace(type_fingerprint<std::tuple<Args...>>, &run), true);
+};
+
+template <class M>
+struct member_traits;
+#define MP_MEMBER_TRAITS(QUALIFIERS)                                   \
+  template <class R, class C, class... A>                              \
+  struct member_traits<R (C::*)(A...) QUALIFIERS> {                    \
+    using result = R;                                                  \
+    using object = C;                                                  \
+    using args = std::tuple<std::decay_t<A>...>;                       \
+  };
+MP_MEMBER_TRAITS()
+MP_MEMBER_TRAITS(const)
+MP_MEMBER_TRAITS(noexcept)
+MP_MEMBER_TRAITS(const noexcept)
+#undef MP_MEMBER_TRAITS
+
+template <class R>
+struct returned_object : std::false_type {};
+template <class U, class D>
+struct returned_object<std::unique_ptr<U, D>> : std::true_type {
+  using type = U;
+};
+
+/// The names of T's registered methods of member pointer type M, in this
+/// process (the same in every run of the program: registered before main).
+template <class T, class M>
+std::vector<std::pair<M, std::string>>& method_names() {
+  static std::vector<std::pair<M, std::string>> names;
+  return names;
+}
+
+template <class T, class M>
+void add_custom_method(const std::string& type, M method, std::string name) {
+  using traits = member_traits<M>;
+  using result = typename traits::result;
+  register_method_handler(
+      type, name,
+      [method](void* target, call_context&, std::span<const std::byte> bytes, byte_buffer& out) {
+        typename traits::args decoded;
+        decode_into(bytes, decoded);
+        T& self = *static_cast<T*>(target);
+        auto call = [&](auto&... a) -> decltype(auto) { return (self.*method)(std::move(a)...); };
+        if constexpr (std::is_void_v<result>) {
+          std::apply(call, decoded);
+        } else if constexpr (returned_object<result>::value) {
+          using U = typename returned_object<result>::type;
+          result made = std::apply(call, decoded);
+          if (!made) throw std::invalid_argument("a method returned no object (a null pointer)");
+          const auto [id, ticket] = serve_new_object(served_name<U>(), made.get());
+          static_cast<void>(made.release());  // the server owns it now
+          encode_into(out, std::tuple<std::uint64_t, std::uint64_t>(id, ticket));
+        } else {
+          encode_into(out, std::apply(call, decoded));
+        }
+      });
+  method_names<T, M>().emplace_back(method, std::move(name));
+}
+
+}  // namespace detail
+
+/// Registers T for managers: its server side (made by manager.create<T>(...),
+/// freed with its last proxy) and the methods proxies may call. Python's
+/// BaseManager.register(typeid, callable, exposed). Call it where it runs
+/// before main in every run of the program, as a static initializer:
+///
+///   const bool counter_registered =
+///       mp::register_type<counter>("counter", &counter::add, &counter::get);
+///
+/// so that a server started by spawn or forkserver knows the type too (as
+/// Python registers at import). A method that returns std::unique_ptr<U>
+/// of a registered U hands the object to the server and returns mp::proxy<U>.
+template <class T, class... M>
+bool register_type(std::string name, M... methods) {
+  static_assert(std::is_class_v<T>, "mp::register_type<T>: T must be a class type");
+  static_assert((std::is_member_function_pointer_v<M> && ...),
+                "mp::register_type<T>(name, methods...): pass member function pointers, "
+                "&T::method");
+  static_assert((std::is_base_of_v<typename detail::member_traits<M>::object, T> && ...),
+                "mp::register_type<T>(name, methods...): every method must be a member of T");
+  if (name.empty() || name.size() > 65535)
+    throw std::invalid_argument("mp::register_type: a name of 1 to 65535 bytes");
+  detail::custom_type<T>::name() = name;
+  detail::register_server_type(name, {.create = &detail::custom_type<T>::create,
+                                      .destroy = &detail::custom_type<T>::destroy,
+                                      .fingerprint = type_fingerprint<T>});
+  std::size_t index = 0;
+  (detail::add_custom_method<T>(name, methods, "m" + std::to_string(index++)), ...);
+  return true;
+}
+
+template <class T>
+class proxy : public proxy_base<T> {
+ public:
+  proxy() = default;
+  explicit proxy(detail::core_ptr core) : proxy_base<T>(std::move(core)) {}
+
+  /// Calls a registered method on the object in the server: one request.
+  /// Returns its result, or mp::proxy<U> for a method returning
+  /// std::unique_ptr<U>. Throws mp::usage_error for a method not registered.
+  template <class M, class... A>
+  auto call(M method, A&&... args) const {
+    static_assert(std::is_member_function_pointer_v<M>,
+                  "mp::proxy<T>::call(method, args...): pass a member function pointer, "
+                  "&T::method");
+    using traits = detail::member_traits<M>;
+    using result = typename traits::result;
+    const std::string* name = nullptr;
+    for (const auto& [m, n] : detail::method_names<T, M>())
+      if (m == method) name = &n;
+    if (name == nullptr)
+      detail::throw_unregistered(detail::type_name<T>(), "that method is not registered");
+    detail::byte_buffer request;
+    detail::encode_into(request, typename traits::args(std::forward<A>(args)...));
+    detail::byte_buffer reply;
+    this->core().call(*name, {request.data(), request.size()}, reply);
+    if constexpr (detail::returned_object<result>::value) {
+      using U = typename detail::returned_object<result>::type;
+      std::tuple<std::uint64_t, std::uint64_t> made;
+      detail::decode_into({reply.data(), reply.size()}, made);
+      return proxy<U>(detail::claim_object(this->core().server_ptr(), std::get<0>(made),
+                                           std::get<1>(made), detail::served_name<U>()));
+    } else if constexpr (!std::is_void_v<result>) {
+      std::remove_cvref_t<result> value{};
+      detail::decode_into({reply.data(), reply.size()}, value);
+      return value;
+    }
+  }
 };
 
 namespace detail {
@@ -1011,6 +1218,24 @@ class MP_EXPORT manager {
   /// Python's manager.Barrier(parties, timeout=None).
   barrier_proxy barrier(std::uint32_t parties, mp::timeout timeout = {}) const;
 
+  /// A new object T(args...) in the server, of a type registered with
+  /// mp::register_type (Python's manager.<typeid>(args)). Throws
+  /// mp::usage_error if T is not registered in this program.
+  template <class T, class... Args>
+  proxy<T> create(Args&&... args) const {
+    using ctor = detail::custom_constructor<T, std::decay_t<Args>...>;
+    static_cast<void>(ctor::registered);
+    if (detail::custom_type<T>::name().empty())
+      detail::throw_unregistered(detail::type_name<T>(),
+                                 "register it with mp::register_type<T>(name, methods...) in a "
+                                 "static initializer");
+    detail::byte_buffer request;
+    const std::uint64_t fingerprint = type_fingerprint<std::tuple<std::decay_t<Args>...>>;
+    request.append(&fingerprint, sizeof fingerprint);
+    detail::encode_into(request, std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+    return proxy<T>(create(detail::custom_type<T>::name(), {request.data(), request.size()}));
+  }
+
   /// Serves a shared object of proxy type P under `name`, made when the
   /// server starts (Python's register(name, callable=lambda: obj) on the
   /// serving side). Before start() or serve_forever().
@@ -1051,7 +1276,15 @@ template <class P>
 struct proxy_type {
   static std::string name() {
     if constexpr (requires { P::registered; }) static_cast<void>(P::registered);
-    return std::string(type_name<typename P::object_type>());
+    return served_name<typename P::object_type>();
+  }
+};
+template <class T>
+struct proxy_type<proxy<T>> {
+  static std::string name() {
+    if constexpr (std::is_default_constructible_v<T>)
+      static_cast<void>(custom_constructor<T>::registered);
+    return served_name<T>();
   }
 };
 }  // namespace detail
