@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <random>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -16,6 +15,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -32,7 +32,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::int64_t to_wire(mp::timeout t) { return t.limited() ? t.duration().count() : -1; }
+std::int64_t to_wire(mp::timeout t) {
+  return t.limited() ? t.duration().count() : -1;
+}
 
 // Waits until ready() or the timeout (nanoseconds, -1 for none); false on
 // timeout. Throws mp::manager_error when the server stops meanwhile.
@@ -40,7 +42,7 @@ template <class Ready>
 bool wait_until(std::condition_variable& changed, std::unique_lock<std::mutex>& lock,
                 std::int64_t timeout_ns, Ready ready) {
   const auto end = timeout_ns < 0 ? clock::time_point::max()
-                                   : clock::now() + std::chrono::nanoseconds(timeout_ns);
+                                  : clock::now() + std::chrono::nanoseconds(timeout_ns);
   while (!ready()) {
     if (manager_server_stopping()) throw manager_error("the manager is shutting down");
     const auto now = clock::now();
@@ -70,8 +72,8 @@ void run_method(void* target, call_context& context, std::span<const std::byte> 
   if constexpr (std::is_void_v<typename traits::result>) {
     std::apply([&](auto&... a) { Fn(self, context, std::move(a)...); }, decoded);
   } else {
-    encode_into(out, std::apply([&](auto&... a) { return Fn(self, context, std::move(a)...); },
-                                decoded));
+    encode_into(
+        out, std::apply([&](auto&... a) { return Fn(self, context, std::move(a)...); }, decoded));
   }
 }
 
@@ -142,9 +144,8 @@ struct server_queue {
 
   static void put(server_queue& q, call_context&, bytes item, bool block, std::int64_t timeout) {
     std::unique_lock lock(q.mutex);
-    const bool room = wait_until(q.changed, lock, block ? timeout : 0, [&] {
-      return q.maxsize == 0 || q.items.size() < q.maxsize;
-    });
+    const bool room = wait_until(q.changed, lock, block ? timeout : 0,
+                                 [&] { return q.maxsize == 0 || q.items.size() < q.maxsize; });
     if (!room) throw queue_full("the manager's queue is full");
     q.items.push_back(std::move(item));
     ++q.unfinished;
@@ -547,12 +548,24 @@ void manager_queue_core::put(const bytes& item, bool block, mp::timeout timeout)
 bytes manager_queue_core::get(bool block, mp::timeout timeout) const {
   return invoke<bytes>(core(), "get", block, to_wire(timeout));
 }
-std::size_t manager_queue_core::qsize() const { return invoke<std::uint64_t>(core(), "qsize"); }
-bool manager_queue_core::empty() const { return qsize() == 0; }
-bool manager_queue_core::full() const { return invoke<bool>(core(), "full"); }
-void manager_queue_core::task_done() const { invoke(core(), "task_done"); }
-void manager_queue_core::join() const { invoke(core(), "join"); }
-std::string manager_queue_core::str() const { return "<Queue qsize=" + std::to_string(qsize()) + ">"; }
+std::size_t manager_queue_core::qsize() const {
+  return invoke<std::uint64_t>(core(), "qsize");
+}
+bool manager_queue_core::empty() const {
+  return qsize() == 0;
+}
+bool manager_queue_core::full() const {
+  return invoke<bool>(core(), "full");
+}
+void manager_queue_core::task_done() const {
+  invoke(core(), "task_done");
+}
+void manager_queue_core::join() const {
+  invoke(core(), "join");
+}
+std::string manager_queue_core::str() const {
+  return "<Queue qsize=" + std::to_string(qsize()) + ">";
+}
 
 }  // namespace mp::detail
 
@@ -561,7 +574,9 @@ namespace mp {
 namespace detail {
 namespace {
 // Keeps the server types registered in programs that link only the proxies.
-[[maybe_unused]] const bool& keep_registered() { return registered; }
+[[maybe_unused]] const bool& keep_registered() {
+  return registered;
+}
 }  // namespace
 }  // namespace detail
 
@@ -590,7 +605,9 @@ lock_proxy::lock_proxy(detail::core_ptr core) : proxy_base(std::move(core)) {}
 bool lock_proxy::acquire(bool block, mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "acquire", block, detail::to_wire(timeout));
 }
-void lock_proxy::release() const { detail::invoke(core(), "release"); }
+void lock_proxy::release() const {
+  detail::invoke(core(), "release");
+}
 std::string lock_proxy::str() const {
   return detail::invoke<bool>(core(), "locked") ? "<Lock(locked)>" : "<Lock(unlocked)>";
 }
@@ -599,13 +616,17 @@ rlock_proxy::rlock_proxy(detail::core_ptr core) : proxy_base(std::move(core)) {}
 bool rlock_proxy::acquire(bool block, mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "acquire", block, detail::to_wire(timeout));
 }
-void rlock_proxy::release() const { detail::invoke(core(), "release"); }
+void rlock_proxy::release() const {
+  detail::invoke(core(), "release");
+}
 
 semaphore_proxy::semaphore_proxy(detail::core_ptr core) : proxy_base(std::move(core)) {}
 bool semaphore_proxy::acquire(bool block, mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "acquire", block, detail::to_wire(timeout));
 }
-void semaphore_proxy::release(std::uint32_t n) const { detail::invoke(core(), "release", n); }
+void semaphore_proxy::release(std::uint32_t n) const {
+  detail::invoke(core(), "release", n);
+}
 std::int64_t semaphore_proxy::get_value() const {
   return detail::invoke<std::int64_t>(core(), "get_value");
 }
@@ -614,19 +635,29 @@ condition_proxy::condition_proxy(detail::core_ptr core) : proxy_base(std::move(c
 bool condition_proxy::acquire(bool block, mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "acquire", block, detail::to_wire(timeout));
 }
-void condition_proxy::release() const { detail::invoke(core(), "release"); }
+void condition_proxy::release() const {
+  detail::invoke(core(), "release");
+}
 bool condition_proxy::wait(mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "wait", detail::to_wire(timeout));
 }
-void condition_proxy::notify(std::uint32_t n) const { detail::invoke(core(), "notify", n); }
+void condition_proxy::notify(std::uint32_t n) const {
+  detail::invoke(core(), "notify", n);
+}
 void condition_proxy::notify_all() const {
   detail::invoke(core(), "notify", std::numeric_limits<std::uint32_t>::max());
 }
 
 event_proxy::event_proxy(detail::core_ptr core) : proxy_base(std::move(core)) {}
-bool event_proxy::is_set() const { return detail::invoke<bool>(core(), "is_set"); }
-void event_proxy::set() const { detail::invoke(core(), "set"); }
-void event_proxy::clear() const { detail::invoke(core(), "clear"); }
+bool event_proxy::is_set() const {
+  return detail::invoke<bool>(core(), "is_set");
+}
+void event_proxy::set() const {
+  detail::invoke(core(), "set");
+}
+void event_proxy::clear() const {
+  detail::invoke(core(), "clear");
+}
 bool event_proxy::wait(mp::timeout timeout) const {
   return detail::invoke<bool>(core(), "wait", detail::to_wire(timeout));
 }
@@ -635,15 +666,21 @@ barrier_proxy::barrier_proxy(detail::core_ptr core) : proxy_base(std::move(core)
 std::uint32_t barrier_proxy::wait(mp::timeout timeout) const {
   return detail::invoke<std::uint32_t>(core(), "wait", detail::to_wire(timeout));
 }
-void barrier_proxy::reset() const { detail::invoke(core(), "reset"); }
-void barrier_proxy::abort() const { detail::invoke(core(), "abort"); }
+void barrier_proxy::reset() const {
+  detail::invoke(core(), "reset");
+}
+void barrier_proxy::abort() const {
+  detail::invoke(core(), "abort");
+}
 std::uint32_t barrier_proxy::parties() const {
   return detail::invoke<std::uint32_t>(core(), "parties");
 }
 std::uint32_t barrier_proxy::n_waiting() const {
   return detail::invoke<std::uint32_t>(core(), "n_waiting");
 }
-bool barrier_proxy::broken() const { return detail::invoke<bool>(core(), "broken"); }
+bool barrier_proxy::broken() const {
+  return detail::invoke<bool>(core(), "broken");
+}
 
 // ---- the manager's makers ----
 
@@ -703,7 +740,9 @@ shared_memory_manager& shared_memory_manager::operator=(shared_memory_manager&& 
   return *this;
 }
 
-shared_memory_manager::~shared_memory_manager() { shutdown(); }
+shared_memory_manager::~shared_memory_manager() {
+  shutdown();
+}
 
 void shared_memory_manager::shutdown() {
   tracker_.reset();

@@ -115,7 +115,9 @@ bool register_method_handler(std::string_view type, std::string_view method,
   return true;
 }
 
-bool is_served_type(std::string_view type) { return find_type(type) != nullptr; }
+bool is_served_type(std::string_view type) {
+  return find_type(type) != nullptr;
+}
 
 std::pair<std::uint64_t, std::uint64_t> serve_new_object(std::string_view type, void* object) {
   const server_type* entry = find_type(type);
@@ -138,9 +140,13 @@ void* apply_target(std::uint64_t fingerprint) {
   return apply_object;
 }
 
-bool manager_server_stopping() noexcept { return stopping_flag.load(std::memory_order_relaxed); }
+bool manager_server_stopping() noexcept {
+  return stopping_flag.load(std::memory_order_relaxed);
+}
 
-manager_server::manager_server() { stopping_flag.store(false); }
+manager_server::manager_server() {
+  stopping_flag.store(false);
+}
 
 manager_server::~manager_server() = default;
 
@@ -507,8 +513,7 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
   request_stop();
   {
     std::lock_guard lock(sessions_mutex);
-    for (auto& s : sessions)
-      ::shutdown(s.conn->fileno(), SHUT_RDWR);  // wakes its recv
+    for (auto& s : sessions) ::shutdown(s.conn->fileno(), SHUT_RDWR);  // wakes its recv
   }
   for (auto& s : sessions) s.thread.join();
   if (watcher.joinable()) watcher.join();

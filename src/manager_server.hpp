@@ -28,7 +28,7 @@ struct managed_box {
   const server_type* type = nullptr;
   std::string type_name;
   void* object = nullptr;
-  std::mutex mutex;       // serializes calls unless the type locks itself
+  std::mutex mutex;        // serializes calls unless the type locks itself
   std::uint64_t refs = 0;  // under the server's mutex
   managed_box() = default;
   managed_box(const managed_box&) = delete;

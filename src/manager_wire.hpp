@@ -49,7 +49,9 @@ struct request_header {
   std::span<const std::byte> payload;
 };
 
-inline void put_u64(byte_buffer& out, std::uint64_t value) { out.append(&value, sizeof value); }
+inline void put_u64(byte_buffer& out, std::uint64_t value) {
+  out.append(&value, sizeof value);
+}
 
 inline std::uint64_t get_u64(std::span<const std::byte> in, std::size_t at) {
   std::uint64_t value = 0;

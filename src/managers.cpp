@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -82,12 +82,13 @@ std::span<const std::byte> check_reply(const bytes& reply) {
       std::tuple<std::string, std::string, std::int32_t, std::int32_t, std::string> fields;
       decode_into(payload, fields);
       remote_fault fault;
-      std::tie(fault.type, fault.message, fault.pid, fault.code, fault.category) = std::move(fields);
+      std::tie(fault.type, fault.message, fault.pid, fault.code, fault.category) =
+          std::move(fields);
       std::rethrow_exception(rebuild_fault(fault));
     }
     case wire::status::refused:
-      throw manager_error(std::string(reinterpret_cast<const char*>(payload.data()),
-                                      payload.size()));
+      throw manager_error(
+          std::string(reinterpret_cast<const char*>(payload.data()), payload.size()));
   }
   throw manager_error("the manager sent a reply of unknown status " +
                       std::to_string(static_cast<int>(reply[0])));
@@ -233,7 +234,8 @@ endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::byte> authk
   // The key names the address and the authkey: a connection authenticated
   // with one key never serves a proxy made with another.
   std::uint64_t digest = 14695981039346656037ULL;
-  for (const std::byte b : authkey) digest = (digest ^ static_cast<std::uint8_t>(b)) * 1099511628211ULL;
+  for (const std::byte b : authkey)
+    digest = (digest ^ static_cast<std::uint8_t>(b)) * 1099511628211ULL;
   std::string key = where.to_string() + "#" + std::to_string(digest);
   return std::make_shared<const server_endpoint>(
       server_endpoint{.where = where, .authkey = std::move(authkey), .key = std::move(key)});
@@ -274,7 +276,8 @@ void proxy_core::call(std::string_view method, std::span<const std::byte> args,
 
 core_ptr create_object(const endpoint_ptr& server, std::string_view type,
                        std::span<const std::byte> args) {
-  if (type.size() > wire::max_name) throw manager_error("a type name too long to serve: " + std::string(type));
+  if (type.size() > wire::max_name)
+    throw manager_error("a type name too long to serve: " + std::string(type));
   byte_buffer request;
   wire::begin_request(request, wire::op::create, 0, type);
   request.append(args.data(), args.size());
@@ -330,8 +333,8 @@ void save_core(output_archive& out, const core_ptr& core, std::string_view type)
   if (payload.size() != 8) throw manager_error("the manager sent a malformed reply to ticket");
   proxy_token token;
   token.family = static_cast<std::uint8_t>(server.where.family());
-  token.text = server.where.family() == address_family::af_unix ? server.where.path()
-                                                                  : server.where.host();
+  token.text =
+      server.where.family() == address_family::af_unix ? server.where.path() : server.where.host();
   token.port = server.where.port();
   if (server.authkey != current_process().authkey()) token.authkey = server.authkey;
   token.id = core->id();
@@ -374,9 +377,13 @@ void throw_no_constructor(std::string_view type) {
                       " with those arguments (is it a run of the same program?)");
 }
 
-void throw_key_error(const std::string& key) { throw std::out_of_range("key not found: " + key); }
+void throw_key_error(const std::string& key) {
+  throw std::out_of_range("key not found: " + key);
+}
 
-void throw_value_error(const std::string& what) { throw std::invalid_argument(what); }
+void throw_value_error(const std::string& what) {
+  throw std::invalid_argument(what);
+}
 
 namespace {
 
@@ -490,15 +497,14 @@ void manager::start() {
   const mp::address where = s.options.address ? *s.options.address : fresh_address();
   auto [ours, theirs] = mp::pipe();
   const auto n = managers_started.load();
-  mp::process server(
-      process_options{.name = "SyncManager-" + std::to_string(n),
-                      .daemon = true,
-                      .on_destroy = destroy_action::terminate,
-                      .method = s.options.method},
-      &detail::manager_server_main, std::move(theirs),
-      static_cast<std::uint8_t>(where.family()),
-      where.family() == address_family::af_unix ? where.path() : where.host(), where.port(),
-      s.authkey, s.named);
+  mp::process server(process_options{.name = "SyncManager-" + std::to_string(n),
+                                     .daemon = true,
+                                     .on_destroy = destroy_action::terminate,
+                                     .method = s.options.method},
+                     &detail::manager_server_main, std::move(theirs),
+                     static_cast<std::uint8_t>(where.family()),
+                     where.family() == address_family::af_unix ? where.path() : where.host(),
+                     where.port(), s.authkey, s.named);
   server.start();
   detail::server_report report;
   try {
@@ -508,8 +514,7 @@ void manager::start() {
   } catch (const eof_error&) {
     server.join(std::chrono::seconds(5));
     throw manager_error("the manager's server process ended before it served (exit code " +
-                        (server.exitcode() ? std::to_string(*server.exitcode()) : "unknown") +
-                        ")");
+                        (server.exitcode() ? std::to_string(*server.exitcode()) : "unknown") + ")");
   } catch (...) {
     server.terminate();
     server.join(std::chrono::seconds(5));
@@ -519,8 +524,8 @@ void manager::start() {
     server.join(std::chrono::seconds(5));
     throw manager_error("the manager's server could not start: " + report.error);
   }
-  s.endpoint = detail::endpoint_for(detail::address_of(report.family, report.text, report.port),
-                                    s.authkey);
+  s.endpoint =
+      detail::endpoint_for(detail::address_of(report.family, report.text, report.port), s.authkey);
   s.server.emplace(std::move(server));
   s.report = std::move(ours);
 }
@@ -531,7 +536,8 @@ void manager::connect() {
   if (!s.options.address)
     throw usage_error("mp::manager::connect: no address to connect to (manager_options::address)");
   auto endpoint = detail::endpoint_for(*s.options.address, s.authkey);
-  send_simple(*endpoint, detail::manager_wire::op::count, nullptr);  // reachable, and the key is right
+  send_simple(*endpoint, detail::manager_wire::op::count,
+              nullptr);  // reachable, and the key is right
   s.endpoint = std::move(endpoint);
 }
 
@@ -574,7 +580,9 @@ void manager::serve_forever(std::stop_token stop) {
   s.endpoint.reset();
 }
 
-const mp::address& manager::address() const { return endpoint()->where; }
+const mp::address& manager::address() const {
+  return endpoint()->where;
+}
 
 std::optional<int> manager::pid() const {
   if (!state_->server) return std::nullopt;

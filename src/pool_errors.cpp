@@ -184,7 +184,9 @@ std::exception_ptr rebuild(const remote_fault& fault) {
 
 }  // namespace
 
-std::exception_ptr rebuild_fault(const remote_fault& fault) { return rebuild(fault); }
+std::exception_ptr rebuild_fault(const remote_fault& fault) {
+  return rebuild(fault);
+}
 
 void report_callback_error(const char* what) noexcept {
   try {

@@ -58,7 +58,9 @@ TEST(manager, the_shared_list_tutorial_prints_like_python) {
   EXPECT_EQ(out.str(), "['Hello', 'World']");
 }
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 
 TEST(manager, pool_map_over_a_manager_list) {
   mp::manager manager;
@@ -145,7 +147,8 @@ TEST(manager, a_dict_is_shared_across_processes) {
 
 void set_value_and_array(mp::value_proxy<double> v, mp::array_proxy<int> a) {
   v.set(3.5);
-  for (std::size_t i = 0; i < a.size(); ++i) a[static_cast<std::int64_t>(i)] = -a.at(static_cast<std::int64_t>(i));
+  for (std::size_t i = 0; i < a.size(); ++i)
+    a[static_cast<std::int64_t>(i)] = -a.at(static_cast<std::int64_t>(i));
 }
 
 TEST(manager, value_and_array_as_pythons_sum_and_squares) {
@@ -302,7 +305,8 @@ TEST(manager, semaphores_count_and_a_bounded_one_refuses_extra_releases) {
   b.release();
 }
 
-void wait_for_ready(mp::condition_proxy cond, mp::value_proxy<int> state, mp::value_proxy<int> seen) {
+void wait_for_ready(mp::condition_proxy cond, mp::value_proxy<int> state,
+                    mp::value_proxy<int> seen) {
   std::unique_lock guard(cond);
   cond.wait_for([&] { return state.get() == 1; }, scaled(60s));
   seen.set(state.get());
@@ -328,7 +332,9 @@ TEST(manager, a_condition_wakes_a_waiter_in_another_process) {
   EXPECT_FALSE(cond.wait(10ms));
 }
 
-void set_event(mp::event_proxy e) { e.set(); }
+void set_event(mp::event_proxy e) {
+  e.set();
+}
 
 TEST(manager, an_event_is_set_by_another_process) {
   mp::manager manager;
@@ -372,7 +378,9 @@ TEST(manager, a_barrier_releases_its_parties_together) {
 
 // ---- apply and batches ----------------------------------------------------------
 
-void add_one(std::map<std::string, int>& counts, const std::string& key) { ++counts[key]; }
+void add_one(std::map<std::string, int>& counts, const std::string& key) {
+  ++counts[key];
+}
 
 void count_many(mp::dict_proxy<std::string, int> d, int times) {
   for (int i = 0; i < times; ++i) d.apply(add_one, std::string("hits"));
@@ -405,8 +413,7 @@ TEST(manager, batched_operations_are_one_request_each) {
   d.update(pairs);
   EXPECT_EQ(d.size(), 1000U);
   std::vector<int> keys = {0, 10, 999, 1000};
-  EXPECT_EQ(d.get_many(keys),
-            (std::vector<std::optional<int>>{0, 100, 998001, std::nullopt}));
+  EXPECT_EQ(d.get_many(keys), (std::vector<std::optional<int>>{0, 100, 998001, std::nullopt}));
   auto l = manager.list<int>();
   l.extend(std::vector<int>(500, 1));
   EXPECT_EQ(l.size(), 500U);
@@ -439,7 +446,9 @@ TEST(manager, proxies_travel_through_queues_and_pipes) {
 
 // ---- nested proxies ------------------------------------------------------------------
 
-void append_to_inner(mp::list_proxy<mp::list_proxy<int>> outer) { outer.at(0).append(2); }
+void append_to_inner(mp::list_proxy<mp::list_proxy<int>> outer) {
+  outer.at(0).append(2);
+}
 
 TEST(manager, a_proxy_inside_a_managed_container_is_a_nested_proxy) {
   mp::manager manager;
@@ -513,14 +522,16 @@ struct counter {
 };
 
 // As Python registers at import: before main, in every run (a spawned server too).
-const bool counter_registered = mp::register_type<counter>(
-    "counter", &counter::add, &counter::get, &counter::split, &counter::fail);
+const bool counter_registered = mp::register_type<counter>("counter", &counter::add, &counter::get,
+                                                           &counter::split, &counter::fail);
 
 struct never_registered {
   int x = 0;
 };
 
-void add_in_child(mp::proxy<counter> c) { c.call(&counter::add, 5); }
+void add_in_child(mp::proxy<counter> c) {
+  c.call(&counter::add, 5);
+}
 
 TEST(manager, custom_types_are_served_and_called_by_member_pointer) {
   ASSERT_TRUE(counter_registered);
@@ -664,7 +675,9 @@ TEST(manager, bad_requests_get_an_error_and_the_server_goes_on) {
   auto l = manager.list<int>({1, 2});
   mp::connection raw = mp::client(manager.address(), {.authenticate = true});
   for (const std::string& garbage : {std::string("x"), std::string(40, '\xff'),
-                                    std::string("\x01\x01\0\0\0\0\0\0\0\x05\0" "nopes", 16)}) {
+                                     std::string("\x01\x01\0\0\0\0\0\0\0\x05\0"
+                                                 "nopes",
+                                                 16)}) {
     raw.send_bytes(garbage);
     const mp::bytes reply = raw.recv_bytes();
     ASSERT_FALSE(reply.empty());
@@ -674,7 +687,10 @@ TEST(manager, bad_requests_get_an_error_and_the_server_goes_on) {
   std::string frame("\x01", 1);
   std::uint64_t id = l.id();
   frame.append(reinterpret_cast<const char*>(&id), 8);
-  frame.append("\x06\0" "append", 8);
+  frame.append(
+      "\x06\0"
+      "append",
+      8);
   frame.append("garbage!");
   raw.send_bytes(frame);
   const mp::bytes reply = raw.recv_bytes();
@@ -715,9 +731,8 @@ TEST(manager, a_remote_manager_serves_named_objects_to_clients_with_the_key) {
   EXPECT_THROW(client.get<mp::queue_proxy<int>>("no_such_name"), mp::manager_error);
   EXPECT_THROW(client.get<mp::list_proxy<int>>("get_queue"), mp::manager_error);
 
-  mp::manager intruder({.address = mp::address("127.0.0.1", port),
-                        .authkey = mp::key("wrong"),
-                        .start = false});
+  mp::manager intruder(
+      {.address = mp::address("127.0.0.1", port), .authkey = mp::key("wrong"), .start = false});
   EXPECT_THROW(intruder.connect(), mp::authentication_error);
   server.request_stop();
 }

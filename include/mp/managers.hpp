@@ -22,16 +22,16 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
-#include <sstream>
 #include <span>
+#include <sstream>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "mp/detail/checks.hpp"
 #include "mp/detail/code_identity.hpp"
 #include "mp/detail/codec.hpp"
 #include "mp/detail/repr.hpp"
@@ -115,9 +116,8 @@ struct server_type {
 };
 MP_EXPORT bool register_server_type(std::string_view type, const server_type& entry);
 MP_EXPORT bool register_method(std::string_view type, std::string_view method, method_fn fn);
-using method_handler =
-    std::function<void(void* object, call_context& context, std::span<const std::byte> args,
-                        byte_buffer& result)>;
+using method_handler = std::function<void(void* object, call_context& context,
+                                          std::span<const std::byte> args, byte_buffer& result)>;
 MP_EXPORT bool register_method_handler(std::string_view type, std::string_view method,
                                        method_handler handler);
 MP_EXPORT bool is_served_type(std::string_view type);
@@ -125,7 +125,6 @@ MP_EXPORT bool is_served_type(std::string_view type);
 /// now on) and returns its id and a ticket for the caller to claim.
 MP_EXPORT std::pair<std::uint64_t, std::uint64_t> serve_new_object(std::string_view type,
                                                                    void* object);
-
 
 /// One reference that this process holds to an object in a server, shared by
 /// the copies of a proxy; the destructor gives it back.
@@ -163,8 +162,8 @@ MP_EXPORT core_ptr create_object(const endpoint_ptr& server, std::string_view ty
 MP_EXPORT void save_core(output_archive& out, const core_ptr& core, std::string_view type);
 MP_EXPORT core_ptr load_core(input_archive& in, std::string_view type);
 /// A proxy's reference from an id and a ticket the server holds for it.
-MP_EXPORT core_ptr claim_object(const endpoint_ptr& server, std::uint64_t id,
-                                std::uint64_t ticket, std::string type);
+MP_EXPORT core_ptr claim_object(const endpoint_ptr& server, std::uint64_t id, std::uint64_t ticket,
+                                std::string type);
 [[noreturn]] MP_EXPORT void throw_unbound_proxy();
 
 /// The object an apply runs on: set by the server around the call; throws
@@ -190,16 +189,15 @@ struct method {
   using args = typename traits::args;
   static constexpr std::string_view name() { return Name.view(); }
 
-  static void run(void* target, call_context&, std::span<const std::byte> bytes,
-                  byte_buffer& out) {
+  static void run(void* target, call_context&, std::span<const std::byte> bytes, byte_buffer& out) {
     args decoded;
     decode_into(bytes, decoded);
     auto& self = *static_cast<object*>(target);
     if constexpr (std::is_void_v<result>) {
       std::apply([&self](auto&... a) { Fn(self, std::move(a)...); }, decoded);
     } else {
-      encode_into(out, std::apply([&self](auto&... a) { return Fn(self, std::move(a)...); },
-                                  decoded));
+      encode_into(out,
+                  std::apply([&self](auto&... a) { return Fn(self, std::move(a)...); }, decoded));
     }
   }
   static bool add() { return register_method(type_name<object>(), name(), &run); }
@@ -215,9 +213,9 @@ struct value_object {
   }
   static void destroy(void* object) noexcept { delete static_cast<O*>(object); }
   static bool add() {
-    return register_server_type(type_name<O>(), {.create = &create,
-                                                 .destroy = &destroy,
-                                                 .fingerprint = type_fingerprint<O>});
+    return register_server_type(
+        type_name<O>(),
+        {.create = &create, .destroy = &destroy, .fingerprint = type_fingerprint<O>});
   }
 };
 
@@ -407,8 +405,7 @@ struct custom_constructor {
   static void* run(std::span<const std::byte> bytes) {
     std::tuple<Args...> args;
     decode_into(bytes, args);
-    return std::apply([](auto&... a) { return static_cast<void*>(new T(std::move(a)...)); },
-                      args);
+    return std::apply([](auto&... a) { return static_cast<void*>(new T(std::move(a)...)); }, args);
   }
   static inline const bool registered =
       (custom_type<T>::constructors().emplace(type_fingerprint<std::tuple<Args...>>, &run), true);
@@ -416,12 +413,12 @@ struct custom_constructor {
 
 template <class M>
 struct member_traits;
-#define MP_MEMBER_TRAITS(QUALIFIERS)                                   \
-  template <class R, class C, class... A>                              \
-  struct member_traits<R (C::*)(A...) QUALIFIERS> {                    \
-    using result = R;                                                  \
-    using object = C;                                                  \
-    using args = std::tuple<std::decay_t<A>...>;                       \
+#define MP_MEMBER_TRAITS(QUALIFIERS)                \
+  template <class R, class C, class... A>           \
+  struct member_traits<R (C::*)(A...) QUALIFIERS> { \
+    using result = R;                               \
+    using object = C;                               \
+    using args = std::tuple<std::decay_t<A>...>;    \
   };
 MP_MEMBER_TRAITS()
 MP_MEMBER_TRAITS(const)
@@ -557,9 +554,7 @@ class item_reference {
     proxy_.set(key_, value);
     return *this;
   }
-  const item_reference& operator=(const item_reference& other) const {
-    return *this = other.get();
-  }
+  const item_reference& operator=(const item_reference& other) const { return *this = other.get(); }
 
  private:
   const Proxy& proxy_;
@@ -616,6 +611,7 @@ std::string repr_of(const T& value) {
 /// std::out_of_range (Python's IndexError).
 template <class T>
 class list_proxy : public proxy_base<std::vector<T>> {
+  static_assert(detail::reported(detail::check_managed<T>()));
   using vec = std::vector<T>;
   struct ops {
     static void append(vec& v, T x) { v.push_back(std::move(x)); }
@@ -712,8 +708,7 @@ class list_proxy : public proxy_base<std::vector<T>> {
   static inline const bool registered =
       detail::value_object<vec>::add() &&
       detail::add_methods<m_append, m_extend, m_at, m_get_many, m_set, m_insert, m_pop, m_remove,
-                          m_index, m_count, m_size, m_clear, m_reverse, m_sort, m_copy,
-                          m_assign>();
+                          m_index, m_count, m_size, m_clear, m_reverse, m_sort, m_copy, m_assign>();
 
   list_proxy() = default;
   explicit list_proxy(detail::core_ptr core) : proxy_base<vec>(std::move(core)) {
@@ -776,6 +771,7 @@ class array_proxy : public list_proxy<T> {
 /// in insertion order). A missing key is std::out_of_range (KeyError).
 template <class K, class V>
 class dict_proxy : public proxy_base<std::map<K, V>> {
+  static_assert(detail::reported(detail::check_managed<K>() && detail::check_managed<V>()));
   using map = std::map<K, V>;
   struct ops {
     static V at(map& m, K k) {
@@ -804,7 +800,9 @@ class dict_proxy : public proxy_base<std::map<K, V>> {
       m.erase(it);
       return v;
     }
-    static V setdefault(map& m, K k, V v) { return m.try_emplace(std::move(k), std::move(v)).first->second; }
+    static V setdefault(map& m, K k, V v) {
+      return m.try_emplace(std::move(k), std::move(v)).first->second;
+    }
     static void update(map& m, std::vector<std::pair<K, V>> items) {
       for (auto& [k, v] : items) m.insert_or_assign(std::move(k), std::move(v));
     }
@@ -845,9 +843,8 @@ class dict_proxy : public proxy_base<std::map<K, V>> {
   // No key_type or mapped_type: cereal would take the proxy for a map.
   static inline const bool registered =
       detail::value_object<map>::add() &&
-      detail::add_methods<m_at, m_get, m_get_many, m_set, m_contains, m_erase, m_pop,
-                          m_setdefault, m_update, m_keys, m_values, m_items, m_size, m_clear,
-                          m_copy>();
+      detail::add_methods<m_at, m_get, m_get_many, m_set, m_contains, m_erase, m_pop, m_setdefault,
+                          m_update, m_keys, m_values, m_items, m_size, m_clear, m_copy>();
 
   dict_proxy() = default;
   explicit dict_proxy(detail::core_ptr core) : proxy_base<map>(std::move(core)) {
@@ -901,6 +898,7 @@ struct boxed_value {
 /// Python's ValueProxy (manager.Value): one value in the server.
 template <class T>
 class value_proxy : public proxy_base<detail::boxed_value<T>> {
+  static_assert(detail::reported(detail::check_managed<T>()));
   using box = detail::boxed_value<T>;
   struct ops {
     static T get(box& b) { return b.value; }
@@ -923,7 +921,9 @@ class value_proxy : public proxy_base<detail::boxed_value<T>> {
   /// Python's .value, read.
   T value() const { return get(); }
   std::string str() const { return detail::repr_of(get()); }
-  friend std::ostream& operator<<(std::ostream& out, const value_proxy& p) { return out << p.str(); }
+  friend std::ostream& operator<<(std::ostream& out, const value_proxy& p) {
+    return out << p.str();
+  }
 };
 
 namespace detail {
@@ -980,6 +980,8 @@ class MP_EXPORT manager_queue_core : public proxy_base<server_queue> {
 /// one mp::queue_full.
 template <class T>
 class queue_proxy {
+  static_assert(detail::reported(detail::check_managed<T>()));
+
  public:
   using value_type = T;
   using object_type = detail::server_queue;
@@ -1000,7 +1002,9 @@ class queue_proxy {
   bool full() const { return core_.full(); }
   std::uint64_t id() const { return core_.id(); }
   std::string str() const { return core_.str(); }
-  friend std::ostream& operator<<(std::ostream& out, const queue_proxy& p) { return out << p.str(); }
+  friend std::ostream& operator<<(std::ostream& out, const queue_proxy& p) {
+    return out << p.str();
+  }
 
   template <class Archive>
   friend void save(Archive& out, const queue_proxy& q) {

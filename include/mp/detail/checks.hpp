@@ -201,6 +201,16 @@ consteval bool check_item() {
   return codec_can_encode<T>;
 }
 
+/// Checks what a manager's object holds (list items, dict keys and values, ...).
+template <class T>
+consteval bool check_managed() {
+  static_assert(codec_can_encode<T>,
+                "mp: a manager's list, dict, value or queue holds values (their type is in the "
+                "instantiation above) that travel between processes and its server, and this "
+                "type cannot cross a process boundary" MP_DETAIL_HOW_TO_ENCODE);
+  return codec_can_encode<T>;
+}
+
 /// Always true: `static_assert(detail::reported(check_item<T>()))` runs a
 /// check in a class body, where the check's own static_assert reports a
 /// failure (once).

@@ -48,7 +48,9 @@ concept repr_range = requires(const T& t) {
 };
 
 template <class T>
-concept repr_map = repr_range<T> && requires { typename T::mapped_type; };
+concept repr_map = repr_range<T> && requires {
+  typename T::mapped_type;
+};
 
 template <class T>
 void write_repr(std::ostream& out, const T& value) {
@@ -99,7 +101,10 @@ void write_repr(std::ostream& out, const T& value) {
         value);
     if constexpr (std::tuple_size<T>::value == 1) out << ',';
     out << ')';
-  } else if constexpr (requires { value.has_value(); *value; }) {
+  } else if constexpr (requires {
+                         value.has_value();
+                         *value;
+                       }) {
     if (value.has_value()) {
       write_repr(out, *value);
     } else {
