@@ -96,10 +96,26 @@ std::span<const std::byte> check_reply(const bytes& reply) {
 
 // Calls go over a connection of the calling thread's own, so that one thread
 // blocked in a call (a queue's get, a lock's acquire) holds up no other.
-thread_local std::unordered_map<std::string, link> call_links;
+// The table outlives nothing: once the thread's table is destroyed (a proxy
+// or manager destroyed among the statics at exit), it is simply not there.
+using link_table = std::unordered_map<std::string, link>;
+thread_local link_table* live_call_links = nullptr;
+
+struct call_link_owner {
+  link_table links;
+  call_link_owner() { live_call_links = &links; }
+  ~call_link_owner() { live_call_links = nullptr; }
+  call_link_owner(const call_link_owner&) = delete;
+  call_link_owner& operator=(const call_link_owner&) = delete;
+};
+
+link_table& call_links() {
+  thread_local call_link_owner owner;
+  return owner.links;
+}
 
 link& call_link(const server_endpoint& server) {
-  auto& l = call_links[server.key];
+  auto& l = call_links()[server.key];
   if (l.pid != ::getpid() || l.conn.closed()) l = open_link(server);  // none yet, or a fork's copy
   return l;
 }
@@ -227,7 +243,7 @@ void forget_server(const std::string& key, bool always) {
     std::lock_guard lock(refs.mutex);
     refs.links.erase(key);
   }
-  call_links.erase(key);
+  if (live_call_links != nullptr) live_call_links->erase(key);
 }
 
 endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::byte> authkey) {
@@ -432,6 +448,7 @@ void manager_server_main(mp::connection report, std::uint8_t family, std::string
 namespace mp {
 
 struct manager::state {
+  int pid = ::getpid();  // a forked copy of this object never shuts the server down
   manager_options options;
   std::vector<std::byte> authkey;
   detail::endpoint_ptr endpoint;
@@ -494,6 +511,7 @@ manager::~manager() {
 void manager::start() {
   auto& s = *state_;
   if (s.endpoint) throw usage_error("mp::manager::start: already started or connected");
+  s.pid = ::getpid();
   const mp::address where = s.options.address ? *s.options.address : fresh_address();
   auto [ours, theirs] = mp::pipe();
   const auto n = managers_started.load();
@@ -544,7 +562,7 @@ void manager::connect() {
 void manager::shutdown() {
   if (!state_) return;
   auto& s = *state_;
-  if (!s.server) return;
+  if (!s.server || s.pid != ::getpid()) return;
   try {
     send_simple(*s.endpoint, detail::manager_wire::op::shutdown, nullptr);
   } catch (...) {
