@@ -513,7 +513,8 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
   request_stop();
   {
     std::lock_guard lock(sessions_mutex);
-    for (auto& s : sessions) ::shutdown(s.conn->fileno(), SHUT_RDWR);  // wakes its recv
+    // Wakes each recv; a reply being sent still goes out.
+    for (auto& s : sessions) ::shutdown(s.conn->fileno(), SHUT_RD);
   }
   for (auto& s : sessions) s.thread.join();
   if (watcher.joinable()) watcher.join();

@@ -46,9 +46,12 @@ struct link {
 
 link open_link(const server_endpoint& server) {
   try {
-    return link{mp::client(server.where, {.authkey = server.authkey}), ::getpid()};
-  } catch (const authentication_error&) {
-    throw;
+    link made{mp::client(server.where, {.authkey = server.authkey}), ::getpid()};
+    server.reached.store(true, std::memory_order_relaxed);
+    return made;
+  } catch (const authentication_error& e) {
+    if (server.reached.load(std::memory_order_relaxed)) throw_gone(server, e.what());
+    throw;  // a wrong key
   } catch (const std::system_error& e) {
     throw_gone(server, e.what());
   } catch (const process_error& e) {
@@ -253,8 +256,7 @@ endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::byte> authk
   for (const std::byte b : authkey)
     digest = (digest ^ static_cast<std::uint8_t>(b)) * 1099511628211ULL;
   std::string key = where.to_string() + "#" + std::to_string(digest);
-  return std::make_shared<const server_endpoint>(
-      server_endpoint{.where = where, .authkey = std::move(authkey), .key = std::move(key)});
+  return std::make_shared<const server_endpoint>(where, std::move(authkey), std::move(key));
 }
 
 proxy_core::proxy_core(endpoint_ptr server, std::uint64_t id, std::string type)

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mp/connection.hpp"
+#include "mp/executor.hpp"
 #include "mp/listener.hpp"
 #include "mp/managers.hpp"
 #include "mp/pool.hpp"
@@ -82,6 +83,13 @@ TEST(manager, a_proxy_travels_as_a_pool_task_argument) {
   EXPECT_EQ(pool.apply(sum_of, numbers), 6);
   numbers.append(4);
   EXPECT_EQ(pool.apply(sum_of, numbers), 10);
+}
+
+TEST(manager, a_proxy_travels_to_an_executor_task) {
+  mp::manager manager;
+  auto numbers = manager.list<int>({1, 2, 3});
+  mp::process_pool_executor executor(1);
+  EXPECT_EQ(executor.submit(sum_of, numbers).result(), 6);
 }
 
 // ---- each proxy type ------------------------------------------------------------

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -86,9 +87,14 @@ struct fixed_string {
 /// A server: where it listens and the key it wants. Interned: proxies of one
 /// server share one.
 struct server_endpoint {
+  server_endpoint(mp::address at, std::vector<std::byte> key_bytes, std::string table_key)
+      : where(std::move(at)), authkey(std::move(key_bytes)), key(std::move(table_key)) {}
   mp::address where;
   std::vector<std::byte> authkey;
-  std::string key;  // where.to_string(), for the tables of connections
+  std::string key;  // where.to_string() and the key's digest, for the tables of connections
+  /// Set once a connection was authenticated: a later handshake failure means
+  /// the server went away (a wrong key fails the first one).
+  mutable std::atomic<bool> reached{false};
 };
 using endpoint_ptr = std::shared_ptr<const server_endpoint>;
 MP_EXPORT endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::byte> authkey);
