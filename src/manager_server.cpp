@@ -3,8 +3,12 @@
 // the object table with its reference counts, and a thread per session.
 #include "manager_server.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -432,6 +436,10 @@ void manager_server::request_stop() {
   stopping_flag.store(true);
   std::lock_guard lock(mutex_);
   if (listener_ != nullptr) listener_->close();
+  if (wake_fd_ >= 0) {
+    const char byte = 1;
+    [[maybe_unused]] const auto written = ::write(wake_fd_, &byte, 1);
+  }
 }
 
 namespace {
@@ -450,16 +458,24 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
     listener_ = &listener;
   }
   std::stop_callback on_stop(stop, [this] { request_stop(); });
+  // The watcher ends the server when its parent is gone (the report
+  // connection's other end closed), and wakes at once when it stops otherwise.
   std::thread watcher;
   if (watch != nullptr && !watch->closed()) {
-    watcher = std::thread([this, watch] {
-      try {
-        while (!stopping_.load()) {
-          if (watch->poll(std::chrono::milliseconds(200))) break;  // the parent is gone
-        }
-      } catch (...) {
+    int wake[2];
+    if (::pipe2(wake, O_CLOEXEC) != 0)
+      throw std::system_error(errno, std::generic_category(), "pipe2");
+    {
+      std::lock_guard lock(mutex_);
+      wake_fd_ = wake[1];
+    }
+    watcher = std::thread([this, watch, wake_read = wake[0]] {
+      pollfd fds[2] = {{.fd = watch->fileno(), .events = POLLIN, .revents = 0},
+                       {.fd = wake_read, .events = POLLIN, .revents = 0}};
+      while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
       }
-      if (!stopping_.load()) request_stop();
+      ::close(wake_read);
+      if (!stopping_.load()) request_stop();  // the parent is gone
     });
   }
   std::list<session_thread> sessions;
@@ -518,6 +534,11 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
   }
   for (auto& s : sessions) s.thread.join();
   if (watcher.joinable()) watcher.join();
+  {
+    std::lock_guard lock(mutex_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    wake_fd_ = -1;
+  }
   std::lock_guard lock(mutex_);
   listener_ = nullptr;
   named_.clear();

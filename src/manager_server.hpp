@@ -97,6 +97,7 @@ class MP_EXPORT manager_server {
   std::uint64_t next_session_ = 1;
   std::atomic<bool> stopping_{false};
   mp::listener* listener_ = nullptr;
+  int wake_fd_ = -1;  // the watcher's wake-up pipe, while serving
 };
 
 /// True while the server of this process is stopping: blocking waits in

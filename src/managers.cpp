@@ -33,6 +33,30 @@ namespace {
 
 namespace wire = manager_wire;
 
+// getpid() is a system call (about a microsecond here, a twentieth of a
+// round trip): every call checks that its connection is this process's, so
+// the pid is cached and renewed in a forked child.
+std::atomic<int> cached_pid{0};
+
+void renew_pid() noexcept {
+  cached_pid.store(::getpid(), std::memory_order_relaxed);
+}
+
+[[maybe_unused]] const bool pid_cache_installed = [] {
+  renew_pid();
+  ::pthread_atfork(nullptr, nullptr, &renew_pid);
+  return true;
+}();
+
+int this_pid() noexcept {
+  int pid = cached_pid.load(std::memory_order_relaxed);
+  if (pid == 0) {  // used by a static initializer that ran before ours
+    renew_pid();
+    pid = cached_pid.load(std::memory_order_relaxed);
+  }
+  return pid;
+}
+
 // A connection to a server, usable only by the process that made it.
 struct link {
   mp::connection conn;
@@ -46,7 +70,7 @@ struct link {
 
 link open_link(const server_endpoint& server) {
   try {
-    link made{mp::client(server.where, {.authkey = server.authkey}), ::getpid()};
+    link made{mp::client(server.where, {.authkey = server.authkey}), this_pid()};
     server.reached.store(true, std::memory_order_relaxed);
     return made;
   } catch (const authentication_error& e) {
@@ -119,7 +143,7 @@ link_table& call_links() {
 
 link& call_link(const server_endpoint& server) {
   auto& l = call_links()[server.key];
-  if (l.pid != ::getpid() || l.conn.closed()) l = open_link(server);  // none yet, or a fork's copy
+  if (l.pid != this_pid() || l.conn.closed()) l = open_link(server);  // none yet, or a fork's copy
   return l;
 }
 
@@ -138,7 +162,7 @@ reference_links& references() {
 
 link& reference_link(const server_endpoint& server) {  // under references().mutex
   auto& l = references().links[server.key];
-  if (l.pid != ::getpid() || l.conn.closed()) l = open_link(server);
+  if (l.pid != this_pid() || l.conn.closed()) l = open_link(server);
   return l;
 }
 
@@ -260,13 +284,13 @@ endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::byte> authk
 }
 
 proxy_core::proxy_core(endpoint_ptr server, std::uint64_t id, std::string type)
-    : server_(std::move(server)), id_(id), type_(std::move(type)), owner_(::getpid()) {
+    : server_(std::move(server)), id_(id), type_(std::move(type)), owner_(this_pid()) {
   core_registry::add(this);
 }
 
 proxy_core::~proxy_core() {
   core_registry::remove(this);
-  if (owner_ != ::getpid()) return;  // a copy made by fork that holds no reference here
+  if (owner_ != this_pid()) return;  // a copy made by fork that holds no reference here
   auto& refs = references();
   std::lock_guard lock(refs.mutex);
   const auto found = refs.links.find(server_->key);

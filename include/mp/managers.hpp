@@ -48,6 +48,7 @@
 #include "mp/detail/target.hpp"
 #include "mp/errors.hpp"
 #include "mp/listener.hpp"
+#include "mp/serialization.hpp"  // dict<K, V> holds a std::map
 #include "mp/shared_memory.hpp"
 #include "mp/timeout.hpp"
 
