@@ -51,6 +51,12 @@
 //                    close; median µs of the whole
 //   listener-rt      8-byte send_bytes/recv_bytes round trips on one such connection;
 //                    median µs
+//   manager-rt       a child holding the proxy of a dict<int, std::int64_t> of 1000 keys
+//                    in an mp::manager calls d.get(k) (one request to the server each);
+//                    median round trip µs, measured by the child
+//   manager-batch    a child calls d.update() with 10,000 pairs (the same keys each time,
+//                    new values) `rounds` times; millions of items per second over the
+//                    timed calls, measured by the child
 // Each mode first runs rounds/10 (at least 1) untimed warm-up rounds.
 #include <sched.h>
 
@@ -65,6 +71,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string_view>
 #include <tuple>
@@ -76,9 +83,11 @@
 #include "mp/detail/shared_region.hpp"
 #include "mp/executor.hpp"
 #include "mp/listener.hpp"
+#include "mp/managers.hpp"
 #include "mp/pool.hpp"
 #include "mp/process.hpp"
 #include "mp/queues.hpp"
+#include "mp/serialization.hpp"  // std::map, which manager.dict() encodes
 #include "mp/synchronize.hpp"
 
 namespace {
@@ -629,6 +638,65 @@ double listener_rounds(std::size_t rounds, std::size_t warmup, bool connect_each
   return median(std::move(times));
 }
 
+// ---- managers ---------------------------------------------------------------
+
+constexpr int manager_keys = 1000;
+constexpr std::size_t manager_batch = 10'000;
+using bench_dict = mp::dict_proxy<int, std::int64_t>;
+
+// The child of manager-rt: `warmup` then `rounds` d.get(k) round trips (the first
+// opens the child's connection to the server); sends the median µs to the parent.
+void manager_gets(bench_dict d, mp::connection out, std::size_t rounds, std::size_t warmup) {
+  std::vector<double> times;
+  times.reserve(rounds);
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    const int k = static_cast<int>(i % manager_keys);
+    const auto start = clock_type::now();
+    const std::optional<std::int64_t> value = d.get(k);
+    const auto end = clock_type::now();
+    if (value != std::int64_t{k} * k) fail("manager-rt: wrong value");
+    if (i >= warmup) times.push_back(microseconds(end - start));
+  }
+  out.send(median(std::move(times)));
+}
+
+// The child of manager-batch: `warmup` then `rounds` d.update() calls of
+// manager_batch pairs, keys 0..manager_batch-1 each time with the call's
+// number as the value; sends the rate over the timed calls (items per µs).
+void manager_updates(bench_dict d, mp::connection out, std::size_t rounds, std::size_t warmup) {
+  std::vector<std::pair<int, std::int64_t>> items(manager_batch);
+  auto start = clock_type::now();
+  for (std::size_t i = 0; i < warmup + rounds; ++i) {
+    if (i == warmup) start = clock_type::now();
+    for (std::size_t k = 0; k < manager_batch; ++k)
+      items[k] = {static_cast<int>(k), static_cast<std::int64_t>(i)};
+    d.update(items);
+  }
+  const double elapsed_us = microseconds(clock_type::now() - start);
+  const auto last = static_cast<std::int64_t>(warmup + rounds - 1);
+  if (d.get(0) != last || d.get(static_cast<int>(manager_batch - 1)) != last ||
+      d.size() != manager_batch)
+    fail("manager-batch: wrong contents");
+  out.send(static_cast<double>(rounds * manager_batch) / elapsed_us);
+}
+
+// A manager (its server a child of this process), a dict in it, and a child
+// process given the dict's proxy that runs `body` and sends back its result.
+template <class Body>
+double manager_child(std::size_t rounds, std::size_t warmup, Body body) {
+  mp::manager manager;
+  std::map<int, std::int64_t> initial;
+  for (int k = 0; k < manager_keys; ++k) initial.emplace(k, std::int64_t{k} * k);
+  const bench_dict d = manager.dict(std::move(initial));
+  auto [result_in, result_out] = mp::pipe(false);
+  mp::process child(body, d, std::move(result_out), rounds, warmup);
+  child.start();
+  const auto result = result_in.recv<double>();
+  child.join();
+  check_exit(child);
+  return result;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -640,7 +708,7 @@ int main(int argc, char** argv) {
         "increments|event|queue8|"
         "queue4k|queue-mpmc|queue-big|queue-rt|pool-map|pool-map1|pool-apply|executor-submit|"
         "executor-rt|pool-cpu|thread-map1|thread-apply|thread-submit|listener-connect|"
-        "listener-rt [rounds]\n",
+        "listener-rt|manager-rt|manager-batch [rounds]\n",
         stderr);
     return 2;
   }
@@ -701,6 +769,10 @@ int main(int argc, char** argv) {
       result = listener_rounds(rounds, warmup, true, "listener-connect: bad reply");
     else if (mode == "listener-rt")
       result = listener_rounds(rounds, warmup, false, "listener-rt: bad reply");
+    else if (mode == "manager-rt")
+      result = manager_child(rounds, warmup, manager_gets);
+    else if (mode == "manager-batch")
+      result = manager_child(rounds, warmup, manager_updates);
     else
       fail("unknown mode");
     std::printf("%.3f\n", result);

@@ -53,7 +53,8 @@ ROUNDS_UNIT = {"throughput": " messages", "lock": " batches of 1000 pairs",
                "queue4k": " items", "queue-mpmc": " items in all",
                "queue-big": " items of 64 MiB", "pool-map": " items per map",
                "pool-map1": " items per map", "executor-submit": " tasks",
-               "pool-cpu": " (primes below this)"}
+               "pool-cpu": " (primes below this)",
+               "manager-batch": " update() calls of 10000 pairs"}
 
 
 @dataclass
@@ -241,6 +242,18 @@ SCENARIOS = (
     Scenario("listener-rt: 8-byte round trip on an open TCP connection", "listener-rt",
              "listener_roundtrip.py", False, "latency", 20000,
              (Target("mp/floor", "<=", 1.3),), floor_mode="tcp-rt"),
+    # Managers: a dict in a manager's server (a process of its own), called from a child that
+    # was given its proxy, as Python's users pass one to a Process; the child times its calls.
+    # Floor: the bare socketpair round trip of pingpong (the server listens on a Unix stream
+    # socket, so one call is one such round trip to another process).
+    Scenario("manager-rt: dict get() round trip from a child", "manager-rt",
+             "manager_roundtrip.py", False, "latency", 20000,
+             (Target("mp/floor", "<=", 1.3), Target("python/mp", ">=", 20)),
+             floor_mode="pingpong"),
+    # Items per second: update() calls of 10,000 pairs each (the same keys, new values).
+    Scenario("manager-batch: dict update() of 10k pairs from a child", "manager-batch",
+             "manager_batch.py", False, "rate", 200, (Target("mp", ">=", 1.0),),
+             floor_mode=None),
 )
 
 
