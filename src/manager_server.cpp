@@ -461,20 +461,21 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
   // The watcher ends the server when its parent is gone (the report
   // connection's other end closed), and wakes at once when it stops otherwise.
   std::thread watcher;
+  int wake_read = -1;
   if (watch != nullptr && !watch->closed()) {
     int wake[2];
     if (::pipe2(wake, O_CLOEXEC) != 0)
       throw std::system_error(errno, std::generic_category(), "pipe2");
+    wake_read = wake[0];
     {
       std::lock_guard lock(mutex_);
       wake_fd_ = wake[1];
     }
-    watcher = std::thread([this, watch, wake_read = wake[0]] {
+    watcher = std::thread([this, watch, wake_read] {
       pollfd fds[2] = {{.fd = watch->fileno(), .events = POLLIN, .revents = 0},
                        {.fd = wake_read, .events = POLLIN, .revents = 0}};
       while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
       }
-      ::close(wake_read);
       if (!stopping_.load()) request_stop();  // the parent is gone
     });
   }
@@ -535,10 +536,13 @@ void manager_server::serve(mp::listener& listener, std::stop_token stop, mp::con
   for (auto& s : sessions) s.thread.join();
   if (watcher.joinable()) watcher.join();
   {
+    // Both ends closed together, after the watcher: a wake-up written to a
+    // pipe without a reader would raise SIGPIPE.
     std::lock_guard lock(mutex_);
     if (wake_fd_ >= 0) ::close(wake_fd_);
     wake_fd_ = -1;
   }
+  if (wake_read >= 0) ::close(wake_read);
   std::lock_guard lock(mutex_);
   listener_ = nullptr;
   named_.clear();

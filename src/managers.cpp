@@ -449,7 +449,8 @@ using named_list = std::vector<std::pair<std::string, std::string>>;
 // The server process's target.
 void manager_server_main(mp::connection report, std::uint8_t family, std::string text,
                          std::uint16_t port, std::vector<std::byte> authkey, named_list named) {
-  ::signal(SIGINT, SIG_IGN);  // as Python's: Ctrl-C goes to the program, which shuts us down
+  ::signal(SIGINT, SIG_IGN);   // as Python's: Ctrl-C goes to the program, which shuts us down
+  ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-reply ends its session, not the server
   manager_server server;
   std::optional<mp::listener> listener;
   try {
@@ -605,6 +606,7 @@ void manager::shutdown() {
       }
     }
   } catch (...) {
+    // Gone already.
   }
   s.server.reset();
   s.report.close();
