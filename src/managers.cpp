@@ -612,18 +612,39 @@ void manager::shutdown() {
   s.report.close();
 }
 
-void manager::serve_forever(std::stop_token stop) {
+struct manager::server::impl {
+  detail::manager_server served;
+  std::optional<mp::listener> listener;
+};
+
+manager::server::server(std::unique_ptr<impl> state) : impl_(std::move(state)) {}
+manager::server::server(server&&) noexcept = default;
+manager::server& manager::server::operator=(server&&) noexcept = default;
+manager::server::~server() = default;
+
+const mp::address& manager::server::address() const {
+  if (!impl_) throw usage_error("mp::manager::server: moved from");
+  return impl_->listener->address();
+}
+
+void manager::server::serve_forever(std::stop_token stop) {
+  if (!impl_) throw usage_error("mp::manager::server: moved from");
+  impl_->served.serve(*impl_->listener, std::move(stop), nullptr);
+}
+
+manager::server manager::get_server() {
   auto& s = *state_;
-  if (s.endpoint) throw usage_error("mp::manager::serve_forever: already started or connected");
-  const mp::address where = s.options.address ? *s.options.address : fresh_address();
-  detail::manager_server server;
-  for (const auto& [name, type] : s.named) server.add_named(name, type);
-  mp::listener listener(where, listener_options{.authkey = s.authkey});
-  s.endpoint = detail::endpoint_for(listener.address(), s.authkey);
-  s.serving = true;
-  server.serve(listener, std::move(stop), nullptr);
-  s.serving = false;
-  s.endpoint.reset();
+  if (s.endpoint) throw usage_error("mp::manager::get_server: already started or connected");
+  auto made = std::make_unique<server::impl>();
+  for (const auto& [name, type] : s.named) made->served.add_named(name, type);
+  made->listener.emplace(s.options.address ? *s.options.address : fresh_address(),
+                         listener_options{.authkey = s.authkey});
+  s.endpoint = detail::endpoint_for(made->listener->address(), s.authkey);
+  return server(std::move(made));
+}
+
+void manager::serve_forever(std::stop_token stop) {
+  get_server().serve_forever(std::move(stop));
 }
 
 const mp::address& manager::address() const {

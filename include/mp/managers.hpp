@@ -1175,8 +1175,29 @@ class MP_EXPORT manager {
   void connect();
   /// Stops a server this object started; idempotent.
   void shutdown();
-  /// Serves in this process until `stop` is requested or a client asks for a
-  /// shutdown (Python's get_server().serve_forever()).
+  /// A server in this process, listening already (Python's get_server()):
+  /// its address (with the port the kernel picked, for port 0) is known
+  /// before it serves, and this manager can be a client of it meanwhile, from
+  /// another thread, as a connected one is.
+  class MP_EXPORT server {
+   public:
+    server(server&&) noexcept;
+    server& operator=(server&&) noexcept;
+    ~server();
+    const mp::address& address() const;
+    /// Serves until `stop` is requested or a client asks for a shutdown.
+    void serve_forever(std::stop_token stop = {});
+
+   private:
+    friend class manager;
+    struct impl;
+    explicit server(std::unique_ptr<impl> state);
+    std::unique_ptr<impl> impl_;
+  };
+  /// Throws mp::usage_error if started or connected already; what
+  /// mp::listener throws if the address is taken.
+  server get_server();
+  /// get_server().serve_forever(stop).
   void serve_forever(std::stop_token stop = {});
   /// The server's address (with the port the kernel picked, for port 0).
   const mp::address& address() const;
