@@ -735,3 +735,44 @@ pool::pool(pool_options options)
                                                 detail::worker_kind::processes)) {}
 
 }  // namespace mp
+
+namespace mp::detail {
+
+void report_callback_error(const char* what) noexcept {
+  try {
+    remote_fault fault;
+    capture_fault(fault);
+    const std::string line = "mp: exception in " + std::string(what) + " (ignored): " + fault.type +
+                             ": " + fault.message + "\n";
+    std::fputs(line.c_str(), stderr);
+  } catch (...) {
+    std::fputs("mp: exception in a callback (ignored)\n", stderr);
+  }
+}
+
+std::exception_ptr failure_exception(task_failure failure, const remote_fault& fault,
+                                     bool processes) {
+  const std::string& message = fault.message;
+  switch (failure) {
+    case task_failure::none:
+      return nullptr;
+    case task_failure::raised:
+      return rebuild_fault(fault);
+    case task_failure::worker_died:
+      if (processes) return std::make_exception_ptr(broken_process_pool(message));
+      return std::make_exception_ptr(worker_died(message));
+    case task_failure::timed_out:
+      return std::make_exception_ptr(timeout_error(message));
+    case task_failure::cancelled:
+      return std::make_exception_ptr(cancelled_error(message));
+    case task_failure::broken:
+      if (processes) return std::make_exception_ptr(broken_process_pool(message));
+      return std::make_exception_ptr(broken_thread_pool(message));
+    case task_failure::terminated:
+    case task_failure::refused:
+      break;
+  }
+  return std::make_exception_ptr(process_error(message));
+}
+
+}  // namespace mp::detail

@@ -26,6 +26,7 @@
 #include "mp/detail/byte_buffer.hpp"
 #include "mp/detail/codec.hpp"
 #include "mp/pool.hpp"
+#include "remote_errors.hpp"
 
 namespace mp::detail {
 
@@ -136,11 +137,6 @@ struct task_ring {
   std::atomic<std::int64_t> started[depth];  // steady_clock nanoseconds, stored before `running`
   std::atomic<std::uint32_t> ready;          // 1 once the initializer has returned
 };
-
-/// What the task being run threw, for its result (call inside a catch block).
-void capture_fault(remote_fault& fault);
-/// The exception a fault stands for here: its own type if known, else mp::remote_error.
-std::exception_ptr rebuild_fault(const remote_fault& fault);
 
 /// Runs the initializer of a worker; if it throws, puts the result that says
 /// so through `put` and returns false.

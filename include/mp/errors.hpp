@@ -4,8 +4,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -121,5 +125,44 @@ class MP_EXPORT usage_error : public std::logic_error {
  public:
   using std::logic_error::logic_error;
 };
+
+namespace detail {
+
+/// An exception as it left another process: the demangled name of its type,
+/// its what(), the process, and for a std::system_error the error's value
+/// and category name.
+struct remote_fault {
+  std::string type;
+  std::string message;
+  std::int32_t pid = 0;
+  std::int32_t code = 0;
+  std::string category;
+};
+
+/// Rebuilds an exception of type E from a remote fault.
+using exception_factory = std::exception_ptr (*)(const remote_fault&);
+template <class E>
+std::exception_ptr rebuild_as(const remote_fault& fault) {
+  return std::make_exception_ptr(
+      remote_exception<E>(remote_info(fault.type, fault.message, fault.pid), fault.message));
+}
+MP_EXPORT void add_exception_type(const std::type_info& type, exception_factory factory);
+
+}  // namespace detail
+
+/// Lets exceptions of type E thrown in another process (a pool or executor task, a manager's
+/// method) arrive as E (carrying the remote detail, mp::remote_info_of) rather than as
+/// mp::remote_error. E must be constructible from its message (a std::string). mp's own exception
+/// types and the standard ones are known already. Register before the exceptions come back, in the
+/// process that receives them (at start-up, say).
+template <class E>
+void register_exception() {
+  static_assert(std::is_base_of_v<std::exception, E>,
+                "mp::register_exception<E>: E must derive from std::exception");
+  static_assert(std::is_constructible_v<E, std::string>,
+                "mp::register_exception<E>: E must be constructible from its message "
+                "(a std::string); give it a constructor E(const std::string&)");
+  detail::add_exception_type(typeid(E), &detail::rebuild_as<E>);
+}
 
 }  // namespace mp

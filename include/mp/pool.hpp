@@ -99,42 +99,7 @@ namespace detail {
 /// (`what` says which kind): Python logs such an exception and goes on.
 MP_EXPORT void report_callback_error(const char* what) noexcept;
 
-/// An exception as it left another process: the demangled name of its type,
-/// its what(), the process, and for a std::system_error the error's value
-/// and category name.
-struct remote_fault {
-  std::string type;
-  std::string message;
-  std::int32_t pid = 0;
-  std::int32_t code = 0;
-  std::string category;
-};
-
-/// Rebuilds an exception of type E from a remote fault.
-using exception_factory = std::exception_ptr (*)(const remote_fault&);
-template <class E>
-std::exception_ptr rebuild_as(const remote_fault& fault) {
-  return std::make_exception_ptr(
-      remote_exception<E>(remote_info(fault.type, fault.message, fault.pid), fault.message));
-}
-MP_EXPORT void add_exception_type(const std::type_info& type, exception_factory factory);
-
 }  // namespace detail
-
-/// Lets exceptions of type E thrown in tasks arrive as E (carrying the remote
-/// detail, mp::remote_info_of) rather than as mp::remote_error. E must be
-/// constructible from its message (a std::string). mp's own exception types
-/// and the standard ones are known already. Register before the exceptions
-/// come back, in the process that receives them (at start-up, say).
-template <class E>
-void register_exception() {
-  static_assert(std::is_base_of_v<std::exception, E>,
-                "mp::register_exception<E>: E must derive from std::exception");
-  static_assert(std::is_constructible_v<E, std::string>,
-                "mp::register_exception<E>: E must be constructible from its message "
-                "(a std::string); give it a constructor E(const std::string&)");
-  detail::add_exception_type(typeid(E), &detail::rebuild_as<E>);
-}
 
 /// Python's Pool keyword arguments.
 struct pool_options {

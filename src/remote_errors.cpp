@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Exceptions across the process boundary: what a worker sends of the
-// exception its task threw (capture_fault), and the exception the caller
-// gets back (failure_exception), by a table of the types known here: mp's
-// own, the standard ones, and those the program registered.
+// Exceptions across the process boundary: what a process sends of the
+// exception being handled (capture_fault: a pool worker's task, a manager's
+// method), and the exception the receiver rethrows (rebuild_fault), by a
+// table of the types known here: mp's own (so this file names every module's
+// exceptions), the standard ones, and those the program registered.
 #include <unistd.h>
 
 #include <any>
@@ -20,12 +21,13 @@
 #include <unordered_map>
 #include <variant>
 
+#include "mp/executor.hpp"
 #include "mp/managers.hpp"
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
 #include "mp/synchronize.hpp"
-#include "pool_engine.hpp"
+#include "remote_errors.hpp"
 #include "runtime.hpp"
 
 namespace mp::detail {
@@ -188,18 +190,6 @@ std::exception_ptr rebuild_fault(const remote_fault& fault) {
   return rebuild(fault);
 }
 
-void report_callback_error(const char* what) noexcept {
-  try {
-    remote_fault fault;
-    capture_fault(fault);
-    const std::string line = "mp: exception in " + std::string(what) + " (ignored): " + fault.type +
-                             ": " + fault.message + "\n";
-    std::fputs(line.c_str(), stderr);
-  } catch (...) {
-    std::fputs("mp: exception in a callback (ignored)\n", stderr);
-  }
-}
-
 void add_exception_type(const std::type_info& type, exception_factory factory) {
   table().put(type, factory);
 }
@@ -221,31 +211,6 @@ void capture_fault(remote_fault& fault) {
     fault.type = "unknown";
     fault.message = "a task threw something that is not a std::exception";
   }
-}
-
-std::exception_ptr failure_exception(task_failure failure, const remote_fault& fault,
-                                     bool processes) {
-  const std::string& message = fault.message;
-  switch (failure) {
-    case task_failure::none:
-      return nullptr;
-    case task_failure::raised:
-      return rebuild(fault);
-    case task_failure::worker_died:
-      if (processes) return std::make_exception_ptr(broken_process_pool(message));
-      return std::make_exception_ptr(worker_died(message));
-    case task_failure::timed_out:
-      return std::make_exception_ptr(timeout_error(message));
-    case task_failure::cancelled:
-      return std::make_exception_ptr(cancelled_error(message));
-    case task_failure::broken:
-      if (processes) return std::make_exception_ptr(broken_process_pool(message));
-      return std::make_exception_ptr(broken_thread_pool(message));
-    case task_failure::terminated:
-    case task_failure::refused:
-      break;
-  }
-  return std::make_exception_ptr(process_error(message));
 }
 
 }  // namespace mp::detail
