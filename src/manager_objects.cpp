@@ -170,7 +170,7 @@ struct server_queue {
   }
   static void task_done(server_queue& q, call_context&) {
     std::lock_guard lock(q.mutex);
-    if (q.unfinished == 0) throw std::invalid_argument("task_done() called too many times");
+    if (q.unfinished == 0) throw usage_error("task_done() called too many times");
     if (--q.unfinished == 0) q.changed.notify_all();
   }
   static void join(server_queue& q, call_context&) {
@@ -191,7 +191,7 @@ struct server_lock {
     std::unique_lock lock(l.mutex);
     if (!wait_until(l.changed, lock, block ? timeout : 0, [&] { return !l.held; })) return false;
     l.held = true;
-    l.holder = c.session;
+    l.holder = c.process;  // ownerless, as Python's; released if this process dies
     return true;
   }
   static void release(server_lock& l, call_context&) {
@@ -204,10 +204,10 @@ struct server_lock {
     std::lock_guard lock(l.mutex);
     return l.held;
   }
-  static void session_ended(void* object, std::uint64_t session) noexcept {
+  static void session_ended(void* object, const call_context& ended, bool process_gone) noexcept {
     auto& l = *static_cast<server_lock*>(object);
     std::lock_guard lock(l.mutex);
-    if (l.held && l.holder == session) {
+    if (process_gone && l.held && l.holder == ended.process) {
       l.held = false;
       l.changed.notify_all();
     }
@@ -240,10 +240,10 @@ struct server_rlock {
       l.changed.notify_all();
     }
   }
-  static void session_ended(void* object, std::uint64_t session) noexcept {
-    auto& l = *static_cast<server_rlock*>(object);
+  static void session_ended(void* object, const call_context& ended, bool) noexcept {
+    auto& l = *static_cast<server_rlock*>(object);  // owned by a thread, which has ended
     std::lock_guard lock(l.mutex);
-    if (l.owner == session) {
+    if (l.owner == ended.session) {
       l.owner = 0;
       l.count = 0;
       l.changed.notify_all();
@@ -269,8 +269,7 @@ struct server_semaphore {
   }
   static void release(server_semaphore& s, call_context&, std::uint32_t n) {
     std::lock_guard lock(s.mutex);
-    if (s.bounded && s.value + n > s.start)
-      throw std::invalid_argument("Semaphore released too many times");
+    if (s.bounded && s.value + n > s.start) throw usage_error("Semaphore released too many times");
     s.value += n;
     s.changed.notify_all();
   }
@@ -338,10 +337,10 @@ struct server_condition {
     }
     c.changed.notify_all();
   }
-  static void session_ended(void* object, std::uint64_t session) noexcept {
+  static void session_ended(void* object, const call_context& ended, bool) noexcept {
     auto& c = *static_cast<server_condition*>(object);
     std::lock_guard lock(c.mutex);
-    if (c.owner == session) {
+    if (c.owner == ended.session) {
       c.owner = 0;
       c.count = 0;
       c.changed.notify_all();
@@ -454,7 +453,7 @@ namespace {
 
 template <class O>
 bool add_type(void* (*create)(std::span<const std::byte>), bool self_locking,
-              void (*session_ended)(void*, std::uint64_t) noexcept = nullptr) {
+              void (*session_ended)(void*, const call_context&, bool) noexcept = nullptr) {
   return register_server_type(type_name<O>(), {.create = create,
                                                .destroy = &destroy<O>,
                                                .fingerprint = type_fingerprint<O>,

@@ -20,7 +20,7 @@
 
 #include "manager_wire.hpp"
 #include "mp/errors.hpp"
-#include "pool_engine.hpp"
+#include "remote_errors.hpp"
 
 namespace mp::detail {
 namespace {
@@ -170,9 +170,14 @@ void manager_server::add_named(const std::string& name, const std::string& type)
   named_[name] = id;
 }
 
+// A session that never says hello is a process of its own.
+constexpr std::uint64_t own_process = std::uint64_t{1} << 63;
+
 manager_session manager_server::open_session() {
   std::lock_guard lock(mutex_);
-  return manager_session{.id = next_session_++, .refs = {}};
+  const std::uint64_t id = next_session_++;
+  ++sessions_of_process_[own_process | id];
+  return manager_session{.id = id, .process = own_process | id, .refs = {}};
 }
 
 void manager_server::close_session(manager_session& session) {
@@ -180,8 +185,14 @@ void manager_server::close_session(manager_session& session) {
                                                             session.refs.end());
   session.refs.clear();
   std::vector<std::shared_ptr<managed_box>> lockers;
+  bool process_gone = false;
   {
     std::lock_guard lock(mutex_);
+    const auto count = sessions_of_process_.find(session.process);
+    if (count != sessions_of_process_.end() && --count->second == 0) {
+      sessions_of_process_.erase(count);
+      process_gone = true;
+    }
     for (auto it = tickets_.begin(); it != tickets_.end();) {
       if (it->second.session == session.id) {
         held.emplace_back(it->second.object, 1);
@@ -193,7 +204,8 @@ void manager_server::close_session(manager_session& session) {
     for (const auto& [id, box] : objects_)
       if (box->type->session_ended != nullptr) lockers.push_back(box);
   }
-  for (const auto& box : lockers) box->type->session_ended(box->object, session.id);
+  const call_context ended{.session = session.id, .process = session.process};
+  for (const auto& box : lockers) box->type->session_ended(box->object, ended, process_gone);
   for (const auto& [id, count] : held) release(id, count);
 }
 
@@ -277,7 +289,7 @@ void manager_server::do_call(manager_session& session, std::uint64_t id, std::st
                     std::string(method) + "'"};
   }
   reply_status(reply, wire::status::ok);
-  call_context context{.session = session.id};
+  call_context context{.session = session.id, .process = session.process};
   try {
     std::unique_lock lock(box->mutex, std::defer_lock);
     if (!box->type->self_locking) lock.lock();
@@ -421,6 +433,17 @@ void manager_server::handle(manager_session& session, std::span<const std::byte>
         reply_status(reply, wire::status::ok);
         request_stop();
         return;
+      case wire::op::hello: {
+        // The process this connection belongs to: its locks outlive this
+        // thread's connection, until the process's last one closes.
+        const std::uint64_t process = header.id & ~own_process;
+        std::lock_guard lock(mutex_);
+        if (--sessions_of_process_[session.process] == 0)
+          sessions_of_process_.erase(session.process);
+        session.process = process;
+        ++sessions_of_process_[process];
+        return;  // no reply
+      }
     }
   } catch (const refusal& r) {
     reply_refused(reply, r.message);

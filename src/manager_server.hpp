@@ -41,6 +41,7 @@ struct managed_box {
 /// One client connection's part: the references it holds.
 struct manager_session {
   std::uint64_t id = 0;
+  std::uint64_t process = 0;  // the client's token (hello), or one of the session's own
   std::unordered_map<std::uint64_t, std::uint64_t> refs;
 };
 
@@ -92,6 +93,7 @@ class MP_EXPORT manager_server {
   std::unordered_map<std::uint64_t, std::shared_ptr<managed_box>> objects_;
   std::unordered_map<std::uint64_t, ticket> tickets_;
   std::unordered_map<std::string, std::uint64_t> named_;
+  std::unordered_map<std::uint64_t, std::uint64_t> sessions_of_process_;
   std::uint64_t next_id_ = 1;
   std::uint64_t next_ticket_ = 1;
   std::uint64_t next_session_ = 1;

@@ -35,6 +35,7 @@ enum class op : std::uint8_t {
   get_named = 7,  // name: registered name -> id (8) and server type (the rest)
   count = 8,      // -> number of objects (8)
   shutdown = 9,   // -> ok, then the server stops
+  hello = 10,     // id: the client process's token, first on each connection; no reply
 };
 
 enum class status : std::uint8_t { ok = 0, raised = 1, refused = 2 };
@@ -75,7 +76,7 @@ inline void begin_request(byte_buffer& out, op what, std::uint64_t id, std::stri
 inline bool parse_request(std::span<const std::byte> in, request_header& header) {
   if (in.size() < header_size) return false;
   const auto code = static_cast<std::uint8_t>(in[0]);
-  if (code < static_cast<std::uint8_t>(op::call) || code > static_cast<std::uint8_t>(op::shutdown))
+  if (code < static_cast<std::uint8_t>(op::call) || code > static_cast<std::uint8_t>(op::hello))
     return false;
   header.what = static_cast<op>(code);
   header.id = get_u64(in, 1);

@@ -26,7 +26,7 @@
 #include "mp/connection.hpp"
 #include "mp/managers.hpp"
 #include "mp/process.hpp"
-#include "pool_engine.hpp"
+#include "remote_errors.hpp"
 
 namespace mp::detail {
 namespace {
@@ -38,8 +38,19 @@ namespace wire = manager_wire;
 // the pid is cached and renewed in a forked child.
 std::atomic<int> cached_pid{0};
 
+// This process's token for the server (hello): the pid, and the clock, so
+// that a reused pid is another process. (Not a random device: this runs in a
+// fork's child handler.)
+std::atomic<std::uint64_t> process_token{0};
+
 void renew_pid() noexcept {
-  cached_pid.store(::getpid(), std::memory_order_relaxed);
+  const int pid = ::getpid();
+  cached_pid.store(pid, std::memory_order_relaxed);
+  const auto noise =
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  process_token.store(
+      (static_cast<std::uint64_t>(static_cast<std::uint32_t>(pid)) << 32) ^ (noise & 0x7fffffffU),
+      std::memory_order_relaxed);
 }
 
 [[maybe_unused]] const bool pid_cache_installed = [] {
@@ -72,6 +83,9 @@ link open_link(const server_endpoint& server) {
   try {
     link made{mp::client(server.where, {.authkey = server.authkey}), this_pid()};
     server.reached.store(true, std::memory_order_relaxed);
+    byte_buffer hello;
+    wire::begin_request(hello, wire::op::hello, process_token.load(std::memory_order_relaxed), {});
+    made.conn.send_bytes({hello.data(), hello.size()});
     return made;
   } catch (const authentication_error& e) {
     if (server.reached.load(std::memory_order_relaxed)) throw_gone(server, e.what());
@@ -229,6 +243,12 @@ struct core_registry {
     for (auto& [key, l] : self.pinned) {
       l.pid = pid;
       held.insert(key);
+      try {  // the pinned connection is this process's now
+        byte_buffer hello;
+        wire::begin_request(hello, wire::op::hello, process_token.load(), {});
+        l.conn.send_bytes({hello.data(), hello.size()});
+      } catch (...) {
+      }
       references().links[key] = std::move(l);
     }
     self.pinned.clear();
@@ -542,36 +562,36 @@ void manager::start() {
   const mp::address where = s.options.address ? *s.options.address : fresh_address();
   auto [ours, theirs] = mp::pipe();
   const auto n = managers_started.load();
-  mp::process server(process_options{.name = "SyncManager-" + std::to_string(n),
-                                     .daemon = true,
-                                     .on_destroy = destroy_action::terminate,
-                                     .method = s.options.method},
-                     &detail::manager_server_main, std::move(theirs),
-                     static_cast<std::uint8_t>(where.family()),
-                     where.family() == address_family::af_unix ? where.path() : where.host(),
-                     where.port(), s.authkey, s.named);
-  server.start();
+  mp::process child(process_options{.name = "SyncManager-" + std::to_string(n),
+                                    .daemon = true,
+                                    .on_destroy = destroy_action::terminate,
+                                    .method = s.options.method},
+                    &detail::manager_server_main, std::move(theirs),
+                    static_cast<std::uint8_t>(where.family()),
+                    where.family() == address_family::af_unix ? where.path() : where.host(),
+                    where.port(), s.authkey, s.named);
+  child.start();
   detail::server_report report;
   try {
     if (!ours.poll(std::chrono::seconds(60)))
       throw manager_error("the manager's server did not start serving within 60 s");
     report = ours.recv<detail::server_report>();
   } catch (const eof_error&) {
-    server.join(std::chrono::seconds(5));
+    child.join(std::chrono::seconds(5));
     throw manager_error("the manager's server process ended before it served (exit code " +
-                        (server.exitcode() ? std::to_string(*server.exitcode()) : "unknown") + ")");
+                        (child.exitcode() ? std::to_string(*child.exitcode()) : "unknown") + ")");
   } catch (...) {
-    server.terminate();
-    server.join(std::chrono::seconds(5));
+    child.terminate();
+    child.join(std::chrono::seconds(5));
     throw;
   }
   if (!report.error.empty()) {
-    server.join(std::chrono::seconds(5));
+    child.join(std::chrono::seconds(5));
     throw manager_error("the manager's server could not start: " + report.error);
   }
   s.endpoint =
       detail::endpoint_for(detail::address_of(report.family, report.text, report.port), s.authkey);
-  s.server.emplace(std::move(server));
+  s.server.emplace(std::move(child));
   s.report = std::move(ours);
 }
 
@@ -596,13 +616,13 @@ void manager::shutdown() {
     // Already gone.
   }
   detail::forget_server(s.endpoint->key, true);
-  auto& server = *s.server;
+  auto& child = *s.server;
   try {
-    if (!server.join(std::chrono::seconds(5))) {
-      server.terminate();
-      if (!server.join(std::chrono::seconds(5))) {
-        server.kill();
-        server.join();
+    if (!child.join(std::chrono::seconds(5))) {
+      child.terminate();
+      if (!child.join(std::chrono::seconds(5))) {
+        child.kill();
+        child.join();
       }
     }
   } catch (...) {
@@ -673,23 +693,27 @@ detail::core_ptr manager::create(std::string_view type, std::span<const std::byt
 }
 
 void manager::register_named(std::string name, std::string type) {
+  if (state_->endpoint)
+    throw usage_error(
+        "mp::manager::register_object: register before start(), get_server() or "
+        "serve_forever()");
   if (name.size() > detail::manager_wire::max_name)
     throw std::invalid_argument("mp::manager::register_object: a name of at most 65535 bytes");
   state_->named.emplace_back(std::move(name), std::move(type));
 }
 
 detail::core_ptr manager::get_named(const std::string& name, const std::string& type) const {
-  const auto& server = endpoint();
+  const auto& at = endpoint();
   if (name.size() > detail::manager_wire::max_name)
     throw manager_error("the manager serves no name that long");
   detail::byte_buffer request;
   detail::manager_wire::begin_request(request, detail::manager_wire::op::get_named, 0, name);
-  const bytes reply = detail::reference_exchange(*server, request);
+  const bytes reply = detail::reference_exchange(*at, request);
   const auto payload = detail::check_reply(reply);
   if (payload.size() < 8) throw manager_error("the manager sent a malformed reply to get");
   const std::uint64_t id = detail::manager_wire::get_u64(payload, 0);
   std::string served(reinterpret_cast<const char*>(payload.data() + 8), payload.size() - 8);
-  auto core = std::make_shared<detail::proxy_core>(server, id, served);
+  auto core = std::make_shared<detail::proxy_core>(at, id, served);
   if (served != type)
     throw manager_error("the manager serves an object of type " + served + " under '" + name +
                         "', not one of type " + type);

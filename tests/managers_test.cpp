@@ -236,7 +236,7 @@ TEST(manager, a_joinable_queue_joins_when_every_task_is_done) {
   q.join();
   EXPECT_EQ(seen.size(), 10U);
   ASSERT_TRUE(p.join(scaled(30s)));
-  EXPECT_THROW(q.task_done(), std::invalid_argument);
+  EXPECT_THROW(q.task_done(), mp::usage_error);
 }
 
 void add_under_lock(mp::lock_proxy lock, mp::value_proxy<int> counter, int times) {
@@ -284,6 +284,17 @@ TEST(manager, a_lock_held_by_a_killed_process_is_released) {
   lock.release();
 }
 
+TEST(manager, a_lock_taken_by_a_thread_that_ended_stays_held_by_its_process) {
+  mp::manager manager;
+  auto lock = manager.lock();
+  std::thread taker([&] { EXPECT_TRUE(lock.acquire()); });
+  taker.join();  // its connection closes; the lock is the process's, as in Python
+  EXPECT_FALSE(lock.acquire(scaled(50ms)));
+  lock.release();  // any thread may release it
+  EXPECT_TRUE(lock.acquire(false));
+  lock.release();
+}
+
 TEST(manager, an_rlock_is_reentrant_and_owned) {
   mp::manager manager;
   auto r = manager.rlock();
@@ -308,7 +319,7 @@ TEST(manager, semaphores_count_and_a_bounded_one_refuses_extra_releases) {
   s.release(2);
   EXPECT_EQ(s.get_value(), 2);
   auto b = manager.bounded_semaphore(1);
-  EXPECT_THROW(b.release(), std::invalid_argument);
+  EXPECT_THROW(b.release(), mp::usage_error);
   EXPECT_TRUE(b.acquire());
   b.release();
 }

@@ -103,7 +103,8 @@ MP_EXPORT endpoint_ptr endpoint_for(const mp::address& where, std::vector<std::b
 /// What the server passes a method besides the object: the session (one
 /// client connection) that called, for the locks that have owners.
 struct call_context {
-  std::uint64_t session = 0;
+  std::uint64_t session = 0;  // one connection: one thread of one process
+  std::uint64_t process = 0;  // the process it belongs to (its sessions share it)
 };
 using method_fn = void (*)(void* object, call_context& context, std::span<const std::byte> args,
                            byte_buffer& result);
@@ -118,8 +119,10 @@ struct server_type {
   /// Objects that lock themselves and may block (queues, locks): calls on them
   /// are not serialized by the server, and apply is refused.
   bool self_locking = false;
-  /// Told when a session ends (to release a lock its process held).
-  void (*session_ended)(void* object, std::uint64_t session) noexcept = nullptr;
+  /// Told when a session ends, and whether it was its process's last (to
+  /// release a lock that thread, or that process, held).
+  void (*session_ended)(void* object, const call_context& ended,
+                        bool process_gone) noexcept = nullptr;
 };
 MP_EXPORT bool register_server_type(std::string_view type, const server_type& entry);
 MP_EXPORT bool register_method(std::string_view type, std::string_view method, method_fn fn);
@@ -165,7 +168,8 @@ MP_EXPORT core_ptr create_object(const endpoint_ptr& server, std::string_view ty
                                  std::span<const std::byte> args);
 /// A proxy on the wire: the server, the object and a ticket the server holds
 /// a reference for until the receiver claims it, so that the object outlives
-/// the sender's proxy however late the receiver decodes.
+/// the sender's proxy however late the receiver decodes, as long as the
+/// sending process lives (its tickets are given back when it ends).
 MP_EXPORT void save_core(output_archive& out, const core_ptr& core, std::string_view type);
 MP_EXPORT core_ptr load_core(input_archive& in, std::string_view type);
 /// A proxy's reference from an id and a ticket the server holds for it.
@@ -503,7 +507,11 @@ bool register_type(std::string name, M... methods) {
                                       .destroy = &detail::custom_type<T>::destroy,
                                       .fingerprint = type_fingerprint<T>});
   std::size_t index = 0;
-  (detail::add_custom_method<T>(name, methods, "m" + std::to_string(index++)), ...);
+  // Named by position and signature: two programs that register the same
+  // methods in another order fail with "no method" rather than call another.
+  (detail::add_custom_method<T>(
+       name, methods, std::to_string(index++) + ":" + std::string(detail::type_name<M>())),
+   ...);
   return true;
 }
 
@@ -554,7 +562,7 @@ namespace detail {
 template <class Proxy, class Key, class Value>
 class item_reference {
  public:
-  item_reference(const Proxy& proxy, Key key) : proxy_(proxy), key_(std::move(key)) {}
+  item_reference(Proxy proxy, Key key) : proxy_(std::move(proxy)), key_(std::move(key)) {}
   operator Value() const { return proxy_.at(key_); }  // NOLINT: reads like the element
   Value get() const { return proxy_.at(key_); }
   const item_reference& operator=(const Value& value) const {
@@ -564,7 +572,7 @@ class item_reference {
   const item_reference& operator=(const item_reference& other) const { return *this = other.get(); }
 
  private:
-  const Proxy& proxy_;
+  Proxy proxy_;  // a copy (one shared reference): `auto r = make()[0];` does not dangle
   Key key_;
 };
 
@@ -1171,7 +1179,8 @@ class MP_EXPORT manager {
   /// it could not start (the address in use, say).
   void start();
   /// Connects to a server that is already serving at options.address
-  /// (Python's manager.connect()). Throws what mp::client throws.
+  /// (Python's manager.connect()). Throws mp::manager_error if nothing
+  /// serves there, mp::authentication_error if the key is wrong.
   void connect();
   /// Stops a server this object started; idempotent.
   void shutdown();
@@ -1185,7 +1194,8 @@ class MP_EXPORT manager {
     server& operator=(server&&) noexcept;
     ~server();
     const mp::address& address() const;
-    /// Serves until `stop` is requested or a client asks for a shutdown.
+    /// Serves until `stop` is requested (or, as in Python, a client holding
+    /// the key asks the server to stop).
     void serve_forever(std::stop_token stop = {});
 
    private:
