@@ -255,7 +255,9 @@ template <class O, class Fn, class... Args>
 struct apply_entry {
   static void run(input_archive& in, byte_buffer* result) {
     O& object = *static_cast<O*>(apply_target(type_fingerprint<O>));
-    auto [fn, args] = portable_entry<Fn, Args...>::load(in);
+    auto loaded = portable_entry<Fn, Args...>::load(in);  // no structured binding: captured below
+    Fn& fn = loaded.first;
+    auto& args = loaded.second;
     auto call = [&](auto&... a) -> decltype(auto) {
       return std::invoke(fn, apply_view(object), a...);
     };
