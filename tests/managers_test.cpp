@@ -735,6 +735,16 @@ TEST(manager, a_remote_manager_serves_named_objects_to_clients_with_the_key) {
   q.put(7);
   // The serving manager is a client of its own server too.
   EXPECT_EQ(m.get<mp::queue_proxy<int>>("get_queue").get(scaled(10s)), 7);
+  // Every maker works over TCP as locally.
+  auto remote_list = client.list<int>({1});
+  remote_list.append(2);
+  EXPECT_EQ(remote_list.copy(), (std::vector<int>{1, 2}));
+  auto remote_lock = client.lock();
+  EXPECT_TRUE(remote_lock.acquire(false));
+  remote_lock.release();
+  auto remote_ns = client.namespace_();
+  remote_ns.set("x", 1.5);
+  EXPECT_EQ(remote_ns.get<double>("x"), 1.5);
   EXPECT_THROW(client.get<mp::queue_proxy<int>>("no_such_name"), mp::manager_error);
   EXPECT_THROW(client.get<mp::list_proxy<int>>("get_queue"), mp::manager_error);
 
