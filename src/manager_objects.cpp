@@ -214,40 +214,53 @@ struct server_lock {
   }
 };
 
-struct server_rlock {
+// A lock owned by one session (a thread of a client), recursive: the rlock,
+// and the lock of a condition.
+struct owned_lock {
   std::mutex mutex;
   std::condition_variable changed;
   std::uint64_t owner = 0;
   std::uint64_t count = 0;
 
-  static bool acquire(server_rlock& l, call_context& c, bool block, std::int64_t timeout) {
-    std::unique_lock lock(l.mutex);
-    if (l.owner == c.session) {
-      ++l.count;
+  bool acquire(const call_context& c, bool block, std::int64_t timeout) {
+    std::unique_lock lock(mutex);
+    if (owner == c.session) {
+      ++count;
       return true;
     }
-    if (!wait_until(l.changed, lock, block ? timeout : 0, [&] { return l.owner == 0; }))
-      return false;
-    l.owner = c.session;
-    l.count = 1;
+    if (!wait_until(changed, lock, block ? timeout : 0, [&] { return owner == 0; })) return false;
+    owner = c.session;
+    count = 1;
     return true;
   }
-  static void release(server_rlock& l, call_context& c) {
-    std::lock_guard lock(l.mutex);
-    if (l.owner != c.session) throw usage_error("cannot release un-acquired lock");
-    if (--l.count == 0) {
-      l.owner = 0;
-      l.changed.notify_all();
+  void release(const call_context& c) {
+    std::lock_guard lock(mutex);
+    if (owner != c.session) throw usage_error("cannot release un-acquired lock");
+    if (--count == 0) {
+      owner = 0;
+      changed.notify_all();
     }
   }
-  static void session_ended(void* object, const call_context& ended, bool) noexcept {
-    auto& l = *static_cast<server_rlock*>(object);  // owned by a thread, which has ended
-    std::lock_guard lock(l.mutex);
-    if (l.owner == ended.session) {
-      l.owner = 0;
-      l.count = 0;
-      l.changed.notify_all();
+  // The owning thread's connection closed: it will never release.
+  void session_ended(const call_context& ended) noexcept {
+    std::lock_guard lock(mutex);
+    if (owner == ended.session) {
+      owner = 0;
+      count = 0;
+      changed.notify_all();
     }
+  }
+};
+
+struct server_rlock {
+  owned_lock state;
+
+  static bool acquire(server_rlock& l, call_context& c, bool block, std::int64_t timeout) {
+    return l.state.acquire(c, block, timeout);
+  }
+  static void release(server_rlock& l, call_context& c) { l.state.release(c); }
+  static void session_ended(void* object, const call_context& ended, bool) noexcept {
+    static_cast<server_rlock*>(object)->state.session_ended(ended);
   }
 };
 
@@ -280,71 +293,48 @@ struct server_semaphore {
 };
 
 struct server_condition {
-  std::mutex mutex;
-  std::condition_variable changed;
-  std::uint64_t owner = 0;
-  std::uint64_t count = 0;
-  std::list<bool*> waiters;
+  owned_lock state;
+  std::list<bool*> waiters;  // each waiter's "notified" flag, in arrival order
 
   static bool acquire(server_condition& c, call_context& ctx, bool block, std::int64_t timeout) {
-    std::unique_lock lock(c.mutex);
-    if (c.owner == ctx.session) {
-      ++c.count;
-      return true;
-    }
-    if (!wait_until(c.changed, lock, block ? timeout : 0, [&] { return c.owner == 0; }))
-      return false;
-    c.owner = ctx.session;
-    c.count = 1;
-    return true;
+    return c.state.acquire(ctx, block, timeout);
   }
-  static void release(server_condition& c, call_context& ctx) {
-    std::lock_guard lock(c.mutex);
-    if (c.owner != ctx.session) throw usage_error("cannot release un-acquired lock");
-    if (--c.count == 0) {
-      c.owner = 0;
-      c.changed.notify_all();
-    }
-  }
+  static void release(server_condition& c, call_context& ctx) { c.state.release(ctx); }
   static bool wait(server_condition& c, call_context& ctx, std::int64_t timeout) {
-    std::unique_lock lock(c.mutex);
-    if (c.owner != ctx.session) throw usage_error("cannot wait on un-acquired lock");
-    const std::uint64_t saved = c.count;
-    c.owner = 0;
-    c.count = 0;
+    auto& s = c.state;
+    std::unique_lock lock(s.mutex);
+    if (s.owner != ctx.session) throw usage_error("cannot wait on un-acquired lock");
+    const std::uint64_t saved = s.count;
+    s.owner = 0;
+    s.count = 0;
     bool notified = false;
     const auto me = c.waiters.insert(c.waiters.end(), &notified);
-    c.changed.notify_all();
+    s.changed.notify_all();
     bool woken = false;
     try {
-      woken = wait_until(c.changed, lock, timeout, [&] { return notified; });
+      woken = wait_until(s.changed, lock, timeout, [&] { return notified; });
     } catch (...) {
       if (!notified) c.waiters.erase(me);
       throw;
     }
     if (!woken) c.waiters.erase(me);
-    wait_until(c.changed, lock, -1, [&] { return c.owner == 0; });
-    c.owner = ctx.session;
-    c.count = saved;
+    wait_until(s.changed, lock, -1, [&] { return s.owner == 0; });
+    s.owner = ctx.session;
+    s.count = saved;
     return woken;
   }
   static void notify(server_condition& c, call_context& ctx, std::uint32_t n) {
-    std::lock_guard lock(c.mutex);
-    if (c.owner != ctx.session) throw usage_error("cannot notify on un-acquired lock");
+    auto& s = c.state;
+    std::lock_guard lock(s.mutex);
+    if (s.owner != ctx.session) throw usage_error("cannot notify on un-acquired lock");
     for (std::uint32_t i = 0; i < n && !c.waiters.empty(); ++i) {
       *c.waiters.front() = true;
       c.waiters.pop_front();
     }
-    c.changed.notify_all();
+    s.changed.notify_all();
   }
   static void session_ended(void* object, const call_context& ended, bool) noexcept {
-    auto& c = *static_cast<server_condition*>(object);
-    std::lock_guard lock(c.mutex);
-    if (c.owner == ended.session) {
-      c.owner = 0;
-      c.count = 0;
-      c.changed.notify_all();
-    }
+    static_cast<server_condition*>(object)->state.session_ended(ended);
   }
 };
 

@@ -1045,41 +1045,54 @@ class joinable_queue_proxy : public queue_proxy<T> {
   void join() const { this->core_.join(); }
 };
 
+namespace detail {
+/// std Lockable from acquire() and release(): `std::scoped_lock guard(lock);`
+/// is Python's `with lock:`.
+template <class Proxy>
+class lockable {
+ public:
+  void lock() const { self().acquire(); }
+  bool try_lock() const { return self().acquire(false); }
+  void unlock() const { self().release(); }
+
+ private:
+  const Proxy& self() const { return static_cast<const Proxy&>(*this); }
+};
+}  // namespace detail
+
 /// Python's manager.Lock() (AcquirerProxy), and a std Lockable. A lock whose
 /// holder's process dies (its connection closes) is released; Python's stays
 /// locked forever.
-class MP_EXPORT lock_proxy : public proxy_base<detail::server_lock> {
+class MP_EXPORT lock_proxy : public proxy_base<detail::server_lock>,
+                             public detail::lockable<lock_proxy> {
  public:
   lock_proxy() = default;
   explicit lock_proxy(detail::core_ptr core);
   bool acquire(bool block = true, mp::timeout timeout = {}) const;
   bool acquire(mp::timeout timeout) const { return acquire(true, timeout); }
   void release() const;
-  void lock() const { acquire(); }
-  bool try_lock() const { return acquire(false); }
-  void unlock() const { release(); }
   std::string str() const;
   friend std::ostream& operator<<(std::ostream& out, const lock_proxy& p) { return out << p.str(); }
 };
 
 /// Python's manager.RLock(): owned by the thread of the process that took it
 /// (each thread talks to the server over its own connection).
-class MP_EXPORT rlock_proxy : public proxy_base<detail::server_rlock> {
+class MP_EXPORT rlock_proxy : public proxy_base<detail::server_rlock>,
+                              public detail::lockable<rlock_proxy> {
  public:
   rlock_proxy() = default;
   explicit rlock_proxy(detail::core_ptr core);
   bool acquire(bool block = true, mp::timeout timeout = {}) const;
   bool acquire(mp::timeout timeout) const { return acquire(true, timeout); }
-  /// std::logic_error (Python's RuntimeError) if this thread does not own it.
+  /// mp::usage_error (Python's RuntimeError) if this thread does not own it.
   void release() const;
-  void lock() const { acquire(); }
-  bool try_lock() const { return acquire(false); }
-  void unlock() const { release(); }
 };
 
 /// Python's manager.Semaphore() and BoundedSemaphore(): a bounded one throws
-/// std::invalid_argument (ValueError) when released too many times.
-class MP_EXPORT semaphore_proxy : public proxy_base<detail::server_semaphore> {
+/// mp::usage_error (Python's ValueError) when released too many times, as
+/// mp::bounded_semaphore does.
+class MP_EXPORT semaphore_proxy : public proxy_base<detail::server_semaphore>,
+                                  public detail::lockable<semaphore_proxy> {
  public:
   semaphore_proxy() = default;
   explicit semaphore_proxy(detail::core_ptr core);
@@ -1088,22 +1101,17 @@ class MP_EXPORT semaphore_proxy : public proxy_base<detail::server_semaphore> {
   void release(std::uint32_t n = 1) const;
   /// The counter now (Python's private _value).
   std::int64_t get_value() const;
-  void lock() const { acquire(); }
-  bool try_lock() const { return acquire(false); }
-  void unlock() const { release(); }
 };
 
 /// Python's manager.Condition(): its own lock, owned by the calling thread
 /// as an rlock is.
-class MP_EXPORT condition_proxy : public proxy_base<detail::server_condition> {
+class MP_EXPORT condition_proxy : public proxy_base<detail::server_condition>,
+                                  public detail::lockable<condition_proxy> {
  public:
   condition_proxy() = default;
   explicit condition_proxy(detail::core_ptr core);
   bool acquire(bool block = true, mp::timeout timeout = {}) const;
   void release() const;
-  void lock() const { acquire(); }
-  bool try_lock() const { return acquire(false); }
-  void unlock() const { release(); }
   /// Releases the lock, waits for a notify (false when the timeout passed
   /// first), takes the lock again. std::logic_error if not owned.
   bool wait(mp::timeout timeout = {}) const;
