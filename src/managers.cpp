@@ -59,6 +59,13 @@ void renew_pid() noexcept {
   return true;
 }();
 
+// A manager_error a server raises arrives as itself (the table of known
+// exceptions sits below the managers, which add their own).
+[[maybe_unused]] const bool manager_error_known = [] {
+  add_exception_type(typeid(manager_error), &rebuild_as<manager_error>);
+  return true;
+}();
+
 int this_pid() noexcept {
   int pid = cached_pid.load(std::memory_order_relaxed);
   if (pid == 0) {  // used by a static initializer that ran before ours

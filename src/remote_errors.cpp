@@ -21,8 +21,6 @@
 #include <unordered_map>
 #include <variant>
 
-#include "mp/executor.hpp"
-#include "mp/managers.hpp"
 #include "mp/pool.hpp"
 #include "mp/queues.hpp"
 #include "mp/shared_memory.hpp"
@@ -145,7 +143,6 @@ class exception_table {
     add<broken_thread_pool>();
     add<cancelled_error>();
     add<invalid_state_error>();
-    add<manager_error>();
   }
 
   void put(const std::type_info& type, exception_factory factory) {
