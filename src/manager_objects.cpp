@@ -561,12 +561,12 @@ std::string manager_queue_core::str() const {
 namespace mp {
 
 namespace detail {
-namespace {
-// Keeps the server types registered in programs that link only the proxies.
-[[maybe_unused]] const bool& keep_registered() {
+// Called by the server's constructor, so that a static library's server links
+// this file, and with it the registrations above, even in a program that uses
+// none of these proxies (one that only serves them).
+bool server_objects_registered() noexcept {
   return registered;
 }
-}  // namespace
 }  // namespace detail
 
 namespace_proxy::namespace_proxy(detail::core_ptr core) : proxy_base(std::move(core)) {}

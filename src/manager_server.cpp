@@ -149,6 +149,7 @@ bool manager_server_stopping() noexcept {
 }
 
 manager_server::manager_server() {
+  static_cast<void>(server_objects_registered());  // links them in: see there
   stopping_flag.store(false);
 }
 

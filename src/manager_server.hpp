@@ -106,4 +106,8 @@ class MP_EXPORT manager_server {
 /// server objects check it and give up.
 bool manager_server_stopping() noexcept;
 
+/// True once the server's own types (the namespace, queues, locks...) are
+/// registered (src/manager_objects.cpp).
+bool server_objects_registered() noexcept;
+
 }  // namespace mp::detail
