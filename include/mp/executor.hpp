@@ -258,6 +258,11 @@ class process_pool_executor {
     }
   }
 
+ protected:
+  /// An executor over workers of another kind (mp::mpi::pool_executor).
+  explicit process_pool_executor(std::shared_ptr<detail::pool_core> core)
+      : core_(std::move(core)) {}
+
  private:
   template <class Fn, class... Args>
   auto submit_checked(Fn fn, Args&&... args) {

@@ -1,0 +1,730 @@
+// SPDX-License-Identifier: MIT
+// The pool engine's third kind of worker: the ranks of an MPI job
+// (include/mp/mpi.hpp, src/pool_engine.hpp).
+//
+// Rank 0 (the client) runs the program; every other rank waits in its session
+// for orders (src/mpi/mpi_wire.hpp). An executor or pool takes some of the
+// free ranks, engages each (its initializer, and a tag of its own for what
+// its ranks send back), hands them tasks, and at its end releases them for
+// the next one. The session's end sends every rank its exit.
+//
+// Every MPI call of a process goes under one mutex (MPI_THREAD_SERIALIZED is
+// all we need of MPI, whatever threads call us), and the client never blocks
+// in MPI under it but in a receive it has probed for: tasks go out with
+// MPI_Isend, so a rank sending a large result (which waits for our receive)
+// is never waiting for us while we wait for it.
+#include <mpi.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "mp/detail/code_identity.hpp"
+#include "mp/mpi.hpp"
+#include "mpi_wire.hpp"
+#include "pool_engine.hpp"
+
+namespace mp::mpi {
+namespace {
+
+namespace wire = mp::detail::mpi_wire;
+using mp::detail::byte_buffer;
+using mp::detail::pool_result;
+using mp::detail::task_ring;
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Tag of the orders that are not an executor's: engage and exit.
+constexpr int control_tag = 1;
+// Tasks this small are copied in front of their trailer (one contiguous send);
+// larger ones go from where they are, with the trailer, as one message.
+constexpr std::size_t copy_below = 16 * 1024;
+
+std::string error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS)
+    return "MPI error " + std::to_string(code);
+  return std::string(text, static_cast<std::size_t>(length));
+}
+
+void check(int code, const char* what) {
+  if (code != MPI_SUCCESS)
+    throw mpi_error(std::string("mp::mpi: ") + what + " failed: " + error_text(code));
+}
+
+struct world_state {
+  bool active = false;
+  bool initialized_here = false;  // we called MPI_Init, so we finalize
+  int rank = 0;
+  int size = 1;
+  MPI_Comm comm = MPI_COMM_NULL;  // our own duplicate of MPI_COMM_WORLD
+  polling wait;
+  std::vector<std::string> argv;  // for ranks started by MPI_Comm_spawn
+  std::mutex mpi;                 // every MPI call of this process
+  std::mutex ranks;               // held, next_tag
+  std::vector<char> held;         // by world rank: an executor or pool has it
+  int next_tag = 16;
+};
+
+world_state& world() {
+  static world_state* state = new world_state;  // used until the process ends
+  return *state;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "?";
+  return name;
+}
+
+// Polls with `probe` until it returns true or `until`: without sleeping while
+// there has been traffic within `wait.spin`, then sleeping `wait.sleep`
+// between polls.
+template <class Probe>
+bool poll_until(Probe&& probe, clock::time_point until, const polling& wait,
+                const std::atomic<clock::rep>& last_activity) {
+  for (;;) {
+    if (probe()) return true;
+    const auto now = clock::now();
+    if (now >= until) return false;
+    const clock::time_point active{clock::duration(last_activity.load(std::memory_order_relaxed))};
+    if (now - active < wait.spin) {
+      ::sched_yield();
+      continue;
+    }
+    std::this_thread::sleep_for(std::min<clock::duration>(wait.sleep, until - now));
+  }
+}
+
+void touch(std::atomic<clock::rep>& last_activity) {
+  last_activity.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+// Receives the next message from `source` (any tag) into `into`, sized to
+// it; false at `until`.
+bool receive(MPI_Comm comm, int source, int tag, byte_buffer& into, MPI_Status& status,
+             clock::time_point until, const polling& wait, std::atomic<clock::rep>& activity) {
+  auto& w = world();
+  return poll_until(
+      [&] {
+        std::lock_guard lock(w.mpi);
+        int flag = 0;
+        check(MPI_Iprobe(source, tag, comm, &flag, &status), "MPI_Iprobe");
+        if (flag == 0) return false;
+        int count = 0;
+        check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+        into.clear();
+        into.resize(static_cast<std::size_t>(count));
+        check(MPI_Recv(into.data(), count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG, comm,
+                       MPI_STATUS_IGNORE),
+              "MPI_Recv");
+        touch(activity);
+        return true;
+      },
+      until, wait, activity);
+}
+
+int message_size(std::size_t body, std::size_t tail) {
+  if (body > static_cast<std::size_t>(INT_MAX) - tail)
+    throw usage_error("mp::mpi: a message of " + std::to_string(body) +
+                      " bytes is more than one MPI message carries (2 GiB less a few bytes); "
+                      "split the work into smaller tasks");
+  return static_cast<int>(body + tail);
+}
+
+// A datatype for `body` then `tail` as one message, sent from MPI_BOTTOM.
+MPI_Datatype two_parts(std::span<const std::byte> body, std::span<const std::byte> tail) {
+  MPI_Aint at[2];
+  check(MPI_Get_address(body.data(), &at[0]), "MPI_Get_address");
+  check(MPI_Get_address(tail.data(), &at[1]), "MPI_Get_address");
+  const int lengths[2] = {static_cast<int>(body.size()), static_cast<int>(tail.size())};
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  check(MPI_Type_create_hindexed(2, lengths, at, MPI_BYTE, &type), "MPI_Type_create_hindexed");
+  check(MPI_Type_commit(&type), "MPI_Type_commit");
+  return type;
+}
+
+// ---- A worker rank ----
+
+// Sends a reply (blocking: the client always comes to receive it).
+void send_reply(MPI_Comm comm, int client, int tag, wire::kind what, const pool_result& r,
+                byte_buffer& tail) {
+  wire::put_reply_tail(tail, what, r);
+  auto& w = world();
+  std::lock_guard lock(w.mpi);
+  (void)message_size(r.value.size(), tail.size());
+  if (r.value.size() < copy_below) {
+    if (r.value.size() != 0) {
+      byte_buffer whole;
+      whole.reserve(r.value.size() + tail.size());
+      whole.append(r.value.data(), r.value.size());
+      whole.append(tail.data(), tail.size());
+      check(MPI_Send(whole.data(), static_cast<int>(whole.size()), MPI_BYTE, client, tag, comm),
+            "MPI_Send");
+    } else {
+      check(MPI_Send(tail.data(), static_cast<int>(tail.size()), MPI_BYTE, client, tag, comm),
+            "MPI_Send");
+    }
+    return;
+  }
+  MPI_Datatype type = two_parts(r.value.span(), tail.span());
+  const int sent = MPI_Send(MPI_BOTTOM, 1, type, client, tag, comm);
+  MPI_Type_free(&type);
+  check(sent, "MPI_Send");
+}
+
+// Serves the client at rank `client` of `comm` until it sends exit.
+void serve(MPI_Comm comm, int client, const polling& wait) {
+  std::atomic<clock::rep> activity{0};
+  touch(activity);
+  task_ring ring{};
+  byte_buffer message;
+  byte_buffer scratch;
+  byte_buffer tail;
+  pool_result result;
+  MPI_Status status;
+  int tag = -1;  // of the executor this rank serves, or none
+  for (;;) {
+    (void)receive(comm, client, MPI_ANY_TAG, message, status, clock::time_point::max(), wait,
+                  activity);
+    const wire::order order = wire::parse_order(message.span());
+    switch (order.what) {
+      case wire::kind::exit:
+        return;
+      case wire::kind::engage: {
+        tag = static_cast<int>(order.id);
+        for (std::uint32_t i = 0; i < task_ring::depth; ++i) ring.slot[i].store(0);
+        ring.ready.store(0);
+        bound_call initializer;
+        try {
+          initializer = mp::decode<bound_call>(order.body);
+        } catch (...) {
+          pool_result failed;
+          failed.failure = mp::detail::task_failure::raised;
+          mp::detail::capture_fault(failed.fault);
+          send_reply(comm, client, tag, wire::kind::result, failed, tail);
+          break;
+        }
+        (void)mp::detail::initialize_worker(initializer, ring, [&](pool_result& failed) {
+          send_reply(comm, client, tag, wire::kind::result, failed, tail);
+        });
+        break;
+      }
+      case wire::kind::task:
+        if (tag < 0) throw decode_error("an MPI task came to a rank no executor engaged");
+        if (order.slot < task_ring::depth)
+          ring.slot[order.slot].store(task_ring::encode(order.id, task_ring::queued));
+        mp::detail::run_task(ring, order.id, order.slot, order.body, nullptr, result, scratch);
+        send_reply(comm, client, tag, wire::kind::result, result, tail);
+        scratch.shrink_if_above(std::size_t{16} << 20);
+        result.value.shrink_if_above(std::size_t{16} << 20);
+        break;
+      case wire::kind::stop: {
+        if (tag < 0) break;
+        pool_result released;
+        send_reply(comm, client, tag, wire::kind::released, released, tail);
+        tag = -1;
+        break;
+      }
+      default:
+        throw decode_error("an MPI order of a kind no worker takes");
+    }
+  }
+}
+
+[[noreturn]] void leave(int status) {
+  auto& w = world();
+  if (w.comm != MPI_COMM_NULL && w.comm != MPI_COMM_WORLD) MPI_Comm_free(&w.comm);
+  if (w.initialized_here) MPI_Finalize();
+  std::fflush(nullptr);
+  std::exit(status);
+}
+
+// A worker rank's life, from its session's constructor: serves, then leaves.
+[[noreturn]] void worker_main(MPI_Comm comm, int client, bool spawned) {
+  auto& w = world();
+  int status = 0;
+  try {
+    serve(comm, client, w.wait);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mp::mpi: worker rank %d on %s: %s\n", w.rank, host_name().c_str(),
+                 e.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    status = 1;
+  }
+  if (spawned) MPI_Comm_disconnect(&comm);
+  leave(status);
+}
+
+// ---- The client: an executor's ranks ----
+
+class rank_workers;
+
+class rank_site final : public mp::detail::worker_site {
+ public:
+  rank_site(rank_workers& owner, int rank) : owner_(owner), rank_(rank) {
+    ring_.ready.store(1);  // a rank is running already
+  }
+  ~rank_site() override;
+
+  task_ring& ring() override { return ring_; }
+  bool deliver(const mp::detail::job& task, std::uint32_t slot) override;
+  bool alive() override { return true; }
+  bool stop_now() override { return false; }
+  void finish() override;
+  void join() override;
+  std::string who() override;
+  std::string how_it_ended() override { return "ended"; }
+  bool killed_from_outside() override { return false; }
+
+  // A result of this rank's came in: its next task (if any) starts now.
+  void advance() {
+    std::lock_guard lock(mutex_);
+    if (!outstanding_.empty()) outstanding_.pop_front();
+    if (!outstanding_.empty())
+      ring_.started[outstanding_.front()].store(clock::now().time_since_epoch().count());
+  }
+  std::atomic<bool> released{false};
+
+ private:
+  rank_workers& owner_;
+  int rank_;
+  task_ring ring_{};
+  std::mutex mutex_;
+  std::deque<std::uint32_t> outstanding_;  // slots of the tasks it holds, in order
+  bool finished_ = false;
+};
+
+class rank_workers final : public mp::detail::worker_backend {
+ public:
+  rank_workers(MPI_Comm comm, std::vector<int> ranks, int tag, bool spawned, bound_call initializer)
+      : comm_(comm), ranks_(std::move(ranks)), tag_(tag), spawned_(spawned) {
+    mp::detail::encode_into(initializer_, initializer);
+    touch(activity_);
+  }
+
+  ~rank_workers() override {
+    auto& w = world();
+    drain_sends();
+    if (spawned_) {
+      // Our own ranks: they exit, and the communicator to them goes.
+      for (const int rank : ranks_) send_order(rank, control_tag, wire::kind::exit, 0, 0, {});
+      drain_sends();
+      std::lock_guard lock(w.mpi);
+      MPI_Comm_disconnect(&comm_);
+      return;
+    }
+    std::lock_guard lock(w.ranks);
+    for (const int rank : ranks_) w.held[static_cast<std::size_t>(rank)] = 0;
+  }
+
+  std::unique_ptr<mp::detail::worker_site> start(std::size_t index) override {
+    const int rank = ranks_.at(index);
+    auto site = std::make_unique<rank_site>(*this, rank);
+    {
+      std::lock_guard lock(sites_mutex_);
+      sites_[rank] = site.get();
+    }
+    send_order(rank, control_tag, wire::kind::engage, static_cast<std::uint64_t>(tag_), 0,
+               initializer_.span());
+    return site;
+  }
+
+  bool next_result(pool_result& out, std::chrono::nanoseconds wait) override {
+    const auto until = wait.count() <= 0 ? clock::now() : clock::now() + wait;
+    for (;;) {
+      MPI_Status status;
+      progress_sends();
+      if (!receive(comm_, MPI_ANY_SOURCE, tag_, out.value, status, until, world().wait, activity_))
+        return false;
+      const wire::kind what = wire::parse_reply(out);
+      rank_site* site = nullptr;
+      {
+        std::lock_guard lock(sites_mutex_);
+        const auto found = sites_.find(status.MPI_SOURCE);
+        if (found != sites_.end()) site = found->second;
+      }
+      if (what == wire::kind::released) {
+        if (site != nullptr) site->released.store(true, std::memory_order_release);
+        continue;
+      }
+      if (site != nullptr && out.id != 0) site->advance();
+      return true;
+    }
+  }
+
+  bool processes() const override { return true; }
+
+  void forget(int rank) {
+    std::lock_guard lock(sites_mutex_);
+    sites_.erase(rank);
+  }
+
+  // Sends an order: `body` then its trailer, as one message, without
+  // waiting; `keep` holds the body until it has gone.
+  void send_order(int rank, int tag, wire::kind what, std::uint64_t id, std::uint32_t slot,
+                  std::span<const std::byte> body,
+                  std::shared_ptr<const byte_buffer> keep = nullptr) {
+    auto& w = world();
+    pending_send send;
+    const wire::order_tail tail(what, id, slot);
+    const int size = message_size(body.size(), sizeof tail.bytes);
+    std::lock_guard lock(w.mpi);
+    if (body.size() < copy_below) {
+      send.owned.reserve(static_cast<std::size_t>(size));
+      send.owned.append(body.data(), body.size());
+      send.owned.append(tail.bytes, sizeof tail.bytes);
+      check(MPI_Isend(send.owned.data(), size, MPI_BYTE, rank, tag, comm_, &send.request),
+            "MPI_Isend");
+    } else {
+      send.owned.append(tail.bytes, sizeof tail.bytes);
+      send.keep = std::move(keep);
+      MPI_Datatype type = two_parts(body, send.owned.span());
+      const int sent = MPI_Isend(MPI_BOTTOM, 1, type, rank, tag, comm_, &send.request);
+      MPI_Type_free(&type);
+      check(sent, "MPI_Isend");
+    }
+    sends_.push_back(std::move(send));
+    touch(activity_);
+    progress_sends_locked();
+  }
+
+  int tag() const noexcept { return tag_; }
+
+  // Waits until `site`'s rank has left the executor, discarding what else it
+  // sends (results of tasks the engine has given up on).
+  void wait_released(rank_site& site) {
+    pool_result scrap;
+    while (!site.released.load(std::memory_order_acquire)) (void)next_result(scrap, 20ms);
+  }
+
+  // Sends not yet complete.
+  void drain_sends() {
+    while (true) {
+      {
+        std::lock_guard lock(world().mpi);
+        progress_sends_locked();
+        if (sends_.empty()) return;
+      }
+      std::this_thread::yield();
+    }
+  }
+
+ private:
+  struct pending_send {
+    MPI_Request request = MPI_REQUEST_NULL;
+    byte_buffer owned;  // the trailer, or the whole message
+    std::shared_ptr<const byte_buffer> keep;
+  };
+
+  void progress_sends() {
+    std::lock_guard lock(world().mpi);
+    progress_sends_locked();
+  }
+  void progress_sends_locked() {
+    for (std::size_t i = 0; i < sends_.size();) {
+      int done = 0;
+      check(MPI_Test(&sends_[i].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (done != 0) {
+        std::swap(sends_[i], sends_.back());
+        sends_.pop_back();
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  MPI_Comm comm_;
+  std::vector<int> ranks_;
+  int tag_;
+  bool spawned_;
+  byte_buffer initializer_;
+  std::atomic<clock::rep> activity_{0};
+  std::vector<pending_send> sends_;  // under world().mpi
+  std::mutex sites_mutex_;
+  std::unordered_map<int, rank_site*> sites_;
+};
+
+rank_site::~rank_site() {
+  owner_.forget(rank_);
+}
+
+bool rank_site::deliver(const mp::detail::job& task, std::uint32_t slot) {
+  if (task.handles && !task.handles->empty())
+    throw usage_error(
+        "mp::mpi: this task's arguments hold " + std::to_string(task.handles->size()) +
+        " descriptor(s) (a queue, lock, pipe or shared memory block): they cannot reach another "
+        "MPI rank, which may be on another machine; pass the data itself, or use a manager's "
+        "proxies (mp::manager) to share state across ranks");
+  {
+    // The engine cannot take a task back from a rank: to it, every task a
+    // rank holds has started. Its time counts from when the rank finishes
+    // the one before it.
+    std::lock_guard lock(mutex_);
+    auto queued = task_ring::encode(task.id, task_ring::queued);
+    ring_.slot[slot].compare_exchange_strong(queued,
+                                             task_ring::encode(task.id, task_ring::running));
+    if (outstanding_.empty()) ring_.started[slot].store(clock::now().time_since_epoch().count());
+    outstanding_.push_back(slot);
+  }
+  owner_.send_order(rank_, owner_.tag(), wire::kind::task, task.id, slot, task.payload->span(),
+                    task.payload);
+  return true;
+}
+
+void rank_site::finish() {
+  std::lock_guard lock(mutex_);
+  if (finished_) return;
+  finished_ = true;
+  owner_.send_order(rank_, owner_.tag(), wire::kind::stop, 0, 0, {});
+}
+
+void rank_site::join() {
+  finish();
+  owner_.wait_released(*this);
+}
+
+std::string rank_site::who() {
+  return "MPI rank " + std::to_string(rank_);
+}
+
+// The ranks this executor takes: free world ranks, or new ones spawned.
+struct claimed {
+  MPI_Comm comm = MPI_COMM_NULL;
+  std::vector<int> ranks;
+  int tag = 0;
+  bool spawned = false;
+};
+
+claimed claim_ranks(const executor_options& options) {
+  auto& w = world();
+  claimed out;
+  std::unique_lock lock(w.ranks);
+  out.tag = w.next_tag++;
+  if (w.next_tag > 30000) w.next_tag = 16;  // MPI_TAG_UB is at least 32767
+  std::vector<int> free;
+  for (int r = 1; r < w.size; ++r)
+    if (w.held[static_cast<std::size_t>(r)] == 0) free.push_back(r);
+  if (free.empty() && options.spawn != 0) {
+    lock.unlock();
+    out.spawned = true;
+    const unsigned count =
+        options.max_workers != 0 ? std::min(options.max_workers, options.spawn) : options.spawn;
+    std::vector<char*> args;
+    for (auto& a : w.argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    std::vector<int> codes(count);
+    std::lock_guard mpi(w.mpi);
+    char program[] = "/proc/self/exe";
+    std::string exe(4096, '\0');
+    const auto length = ::readlink(program, exe.data(), exe.size() - 1);
+    if (length <= 0) throw mpi_error("mp::mpi: cannot read /proc/self/exe to spawn worker ranks");
+    exe.resize(static_cast<std::size_t>(length));
+    check(MPI_Comm_spawn(exe.c_str(), args.data(), static_cast<int>(count), MPI_INFO_NULL, 0,
+                         MPI_COMM_SELF, &out.comm, codes.data()),
+          "MPI_Comm_spawn (Open MPI on a small machine: set OMPI_MCA_rmaps_base_oversubscribe=1)");
+    MPI_Comm_set_errhandler(out.comm, MPI_ERRORS_RETURN);
+    for (unsigned i = 0; i < count; ++i) out.ranks.push_back(static_cast<int>(i));
+    return out;
+  }
+  const std::size_t want = options.max_workers != 0 ? options.max_workers : free.size();
+  if (free.empty() || want > free.size())
+    throw usage_error(
+        "mp::mpi: an executor or pool asks for " +
+        (options.max_workers != 0 ? std::to_string(options.max_workers) : std::string("the")) +
+        " worker ranks, and " + std::to_string(free.size()) + " of the job's " +
+        std::to_string(w.size - 1) +
+        " are free (the others serve another executor or pool); start more ranks (mpirun -n), "
+        "ask for fewer, or set executor_options::spawn to start them with MPI_Comm_spawn");
+  out.comm = w.comm;
+  out.ranks.assign(free.begin(), free.begin() + static_cast<std::ptrdiff_t>(want));
+  for (const int r : out.ranks) w.held[static_cast<std::size_t>(r)] = 1;
+  return out;
+}
+
+}  // namespace
+
+namespace detail {
+
+std::shared_ptr<mp::detail::pool_core> make_rank_pool(const executor_options& options,
+                                                      destroy_action on_destroy) {
+  auto& w = world();
+  if (!w.active)
+    throw usage_error(
+        "mp::mpi: an executor or pool on MPI ranks needs an mp::mpi::session: make one first "
+        "thing in main (mp::mpi::session mpi(argc, argv);), on every rank");
+  if (options.initializer && !options.initializer.portable())
+    throw usage_error(
+        "mp::mpi: the initializer cannot travel to other ranks: it captures state or takes "
+        "arguments the codec cannot encode; pass a function or capture-less lambda and its "
+        "arguments, {init, args...}");
+  claimed ranks = claim_ranks(options);
+  const auto count = static_cast<unsigned>(ranks.ranks.size());
+  try {
+    auto backend = std::make_unique<rank_workers>(ranks.comm, std::move(ranks.ranks), ranks.tag,
+                                                  ranks.spawned, options.initializer);
+    return std::make_shared<mp::detail::pool_core>(
+        pool_options{
+            .processes = count, .initializer = options.initializer, .on_destroy = on_destroy},
+        std::move(backend));
+  } catch (...) {
+    throw;
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+// What a rank's program is: the build-id of the image main() is in, and of
+// mp's own (the same image, for a static mp).
+struct identity {
+  mp::detail::code_ref program;
+  mp::detail::code_ref library;
+  char host[64] = {};
+};
+
+std::string hex(const mp::detail::code_ref& ref) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < ref.build_id_size && i < ref.build_id.size(); ++i) {
+    out += digits[ref.build_id[i] >> 4];
+    out += digits[ref.build_id[i] & 15];
+  }
+  return out.empty() ? std::string("(none)") : out;
+}
+
+bool same_build(const identity& a, const identity& b) {
+  return a.program.build_id == b.program.build_id &&
+         a.program.build_id_size == b.program.build_id_size &&
+         a.library.build_id == b.library.build_id &&
+         a.library.build_id_size == b.library.build_id_size;
+}
+
+// Gathers every rank's identity at rank 0, which tells them all whether they
+// match. "" if they do; otherwise what differs.
+std::string check_identities(const void* caller) {
+  auto& w = world();
+  identity mine;
+  mine.program = mp::detail::code_ref_of(caller);
+  mine.library = mp::detail::code_ref_of(reinterpret_cast<const void*>(&mp::detail::invoke_call));
+  mine.program.offset = 0;
+  mine.library.offset = 0;
+  const std::string host = host_name();
+  std::memcpy(mine.host, host.data(), std::min(host.size(), sizeof mine.host - 1));
+  std::vector<identity> all(w.rank == 0 ? static_cast<std::size_t>(w.size) : 1);
+  check(MPI_Gather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, 0, w.comm),
+        "MPI_Gather");
+  std::string verdict;
+  if (w.rank == 0) {
+    for (int r = 1; r < w.size; ++r) {
+      const identity& other = all[static_cast<std::size_t>(r)];
+      if (same_build(other, mine)) continue;
+      if (!verdict.empty()) verdict += "; ";
+      verdict += "rank " + std::to_string(r) + " (on " + std::string(other.host) +
+                 ") runs a program of build-id " + hex(other.program) +
+                 (other.library.build_id != mine.library.build_id
+                      ? " with mp of build-id " + hex(other.library)
+                      : std::string()) +
+                 ", rank 0 one of " + hex(mine.program);
+    }
+  }
+  int length = static_cast<int>(verdict.size());
+  check(MPI_Bcast(&length, 1, MPI_INT, 0, w.comm), "MPI_Bcast");
+  verdict.resize(static_cast<std::size_t>(length));
+  if (length != 0) check(MPI_Bcast(verdict.data(), length, MPI_CHAR, 0, w.comm), "MPI_Bcast");
+  return verdict;
+}
+
+}  // namespace
+
+session::session(int& argc, char**& argv, session_options options) {
+  const void* caller = __builtin_return_address(0);
+  auto& w = world();
+  if (w.active) throw usage_error("mp::mpi::session: there is one already in this program");
+  w.wait = options.wait;
+  for (int i = 1; i < argc; ++i) w.argv.emplace_back(argv[i]);
+  int already = 0;
+  check(MPI_Initialized(&already), "MPI_Initialized");
+  if (already == 0) {
+    int provided = 0;
+    check(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+    w.initialized_here = true;
+    if (provided < MPI_THREAD_SERIALIZED) {
+      MPI_Finalize();
+      throw mpi_error(
+          "mp::mpi: this MPI library gives thread level " + std::to_string(provided) +
+          "; mp needs MPI_THREAD_SERIALIZED at least (an executor's own thread receives results)");
+    }
+  }
+  MPI_Comm parent = MPI_COMM_NULL;
+  check(MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &w.comm), "MPI_Comm_dup");
+  MPI_Comm_set_errhandler(w.comm, MPI_ERRORS_RETURN);
+  check(MPI_Comm_rank(w.comm, &w.rank), "MPI_Comm_rank");
+  check(MPI_Comm_size(w.comm, &w.size), "MPI_Comm_size");
+  w.active = true;
+  if (parent != MPI_COMM_NULL) {
+    MPI_Comm_set_errhandler(parent, MPI_ERRORS_RETURN);
+    worker_main(parent, 0, true);  // started by an executor's MPI_Comm_spawn
+  }
+  const std::string mismatch = check_identities(caller);
+  if (!mismatch.empty()) {
+    if (w.rank != 0) leave(1);
+    w.active = false;
+    MPI_Comm_free(&w.comm);
+    if (w.initialized_here) MPI_Finalize();
+    throw mpi_error(
+        "mp::mpi: the ranks do not all run the same build of the program, so tasks "
+        "cannot name their functions on every rank: " +
+        mismatch + ". Start the same binary on every rank");
+  }
+  if (w.rank != 0) worker_main(w.comm, 0, false);
+  w.held.assign(static_cast<std::size_t>(w.size), 0);
+  w.held[0] = 1;
+}
+
+session::~session() {
+  auto& w = world();
+  if (!w.active) return;
+  {
+    std::lock_guard lock(w.mpi);
+    const wire::order_tail tail(wire::kind::exit, 0, 0);
+    for (int r = 1; r < w.size; ++r)
+      MPI_Send(tail.bytes, sizeof tail.bytes, MPI_BYTE, r, control_tag, w.comm);
+    MPI_Comm_free(&w.comm);
+    w.active = false;
+  }
+  if (w.initialized_here) MPI_Finalize();
+}
+
+int session::rank() const noexcept {
+  return world().rank;
+}
+
+int session::size() const noexcept {
+  return world().size;
+}
+
+int session::free_workers() const {
+  auto& w = world();
+  std::lock_guard lock(w.ranks);
+  return static_cast<int>(std::count(w.held.begin(), w.held.end(), 0));
+}
+
+}  // namespace mp::mpi
