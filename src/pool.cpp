@@ -375,6 +375,16 @@ struct pool_core::impl {
   // cannot start (the program is exiting, fork fails) breaks the pool, saying
   // why: the pool's thread must not die of it, nor try again for ever.
   void replace_worker(std::size_t i) {
+    if (!broken && !terminated && !backend->replaceable(i)) {
+      const std::string last = workers[i]->site->who() + ", " + workers[i]->site->how_it_ended();
+      workers[i]->site->join();
+      workers[i] = std::make_unique<worker>();  // no site: never given a task
+      for (const auto& w : workers)
+        if (w->site) return;
+      break_pool("every worker of the pool has gone (the last, " + last +
+                 "); the pool can run no task");
+      return;
+    }
     if (!broken && !terminated) {
       try {
         start_worker(i);
@@ -416,8 +426,10 @@ struct pool_core::impl {
         // other workers.
         const std::uint64_t id = w.current;
         fail(id, cancelled ? task_failure::cancelled : task_failure::timed_out,
-             cancelled ? "the task was cancelled while it ran (its thread runs it to the end)"
-                       : "the task ran past its timeout (its thread runs it to the end)");
+             cancelled ? "the task was cancelled while it ran (its worker, which cannot be "
+                         "stopped, runs it to the end)"
+                       : "the task ran past its timeout (its worker, which cannot be stopped, runs "
+                         "it to the end)");
         hand_back(w, [&](held_task& h) {
           if (h.task.id != id) return take_back(w, h);
           h.abandoned = true;
@@ -438,7 +450,8 @@ struct pool_core::impl {
       const bool was_running =
           settle_lost_worker(w, task_failure::worker_died,
                              "the pool worker running this task (" + w.site->who() + ") " + ended +
-                                 "; the pool replaced it");
+                                 (backend->replaceable(i) ? "; the pool replaced it"
+                                                          : "; the pool goes on without it"));
       // A worker that dies before it is ready, by its own hand, is a start
       // that fails; a few in a row and the pool is broken rather than
       // replacing workers forever.

@@ -205,6 +205,10 @@ class worker_backend {
   /// Whether its workers are processes (dead ones fail with
   /// mp::broken_process_pool; a broken pool is a broken_process_pool).
   virtual bool processes() const = 0;
+  /// Whether worker `index`, gone, can be started again: not a rank of an
+  /// MPI job that died. The pool goes on without it, and is broken once it
+  /// has no worker left.
+  virtual bool replaceable(std::size_t index) { return static_cast<void>(index), true; }
 };
 
 std::unique_ptr<worker_backend> make_process_workers(const pool_options& options);

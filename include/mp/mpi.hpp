@@ -50,6 +50,14 @@ struct polling {
 
 struct session_options {
   polling wait;
+  /// How often a worker rank serving an executor says it is alive, from a
+  /// thread of its own (so also while it runs a long task).
+  std::chrono::milliseconds heartbeat = std::chrono::milliseconds(500);
+  /// A worker rank silent this long is taken for dead: its tasks fail with
+  /// mp::broken_process_pool and the executor goes on without it. This
+  /// matters only where the job outlives a dead rank (mpirun
+  /// --enable-recovery); by default Open MPI ends the whole job at once.
+  std::chrono::milliseconds presumed_dead = std::chrono::seconds(10);
 };
 
 /// The MPI side of a program: initializes MPI (MPI_THREAD_MULTIPLE where the

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -42,6 +44,7 @@ namespace mp::mpi {
 namespace {
 
 namespace wire = mp::detail::mpi_wire;
+enum : char { rank_free = 0, rank_held = 1, rank_dead = 2 };
 using mp::detail::byte_buffer;
 using mp::detail::pool_result;
 using mp::detail::task_ring;
@@ -73,11 +76,11 @@ struct world_state {
   int rank = 0;
   int size = 1;
   MPI_Comm comm = MPI_COMM_NULL;  // our own duplicate of MPI_COMM_WORLD
-  polling wait;
+  session_options options;
   std::vector<std::string> argv;  // for ranks started by MPI_Comm_spawn
   std::mutex mpi;                 // every MPI call of this process
   std::mutex ranks;               // held, next_tag
-  std::vector<char> held;         // by world rank: an executor or pool has it
+  std::vector<char> held;         // by world rank: free, held (by an executor or pool), or dead
   int next_tag = 16;
 };
 
@@ -189,7 +192,8 @@ void send_reply(MPI_Comm comm, int client, int tag, wire::kind what, const pool_
 }
 
 // Serves the client at rank `client` of `comm` until it sends exit.
-void serve(MPI_Comm comm, int client, const polling& wait) {
+void serve(MPI_Comm comm, int client, const session_options& options) {
+  const polling& wait = options.wait;
   std::atomic<clock::rep> activity{0};
   touch(activity);
   task_ring ring{};
@@ -199,6 +203,40 @@ void serve(MPI_Comm comm, int client, const polling& wait) {
   pool_result result;
   MPI_Status status;
   int tag = -1;  // of the executor this rank serves, or none
+  // The heartbeat: while an executor holds this rank, a thread of its own
+  // says so every options.heartbeat, also while a task runs.
+  struct heartbeat {
+    std::mutex mutex;
+    std::condition_variable changed;
+    int tag = -1;  // whom to tell, under the mutex
+    bool quit = false;
+  } beat;
+  std::thread beating;
+  if (options.heartbeat.count() > 0)
+    beating = std::thread([&] {
+      byte_buffer beat_tail;
+      const pool_result nothing;
+      std::unique_lock lock(beat.mutex);
+      while (!beat.changed.wait_for(lock, options.heartbeat, [&] { return beat.quit; }))
+        if (beat.tag >= 0)
+          send_reply(comm, client, beat.tag, wire::kind::alive, nothing, beat_tail);
+    });
+  const auto tell = [&](int to) {
+    std::lock_guard lock(beat.mutex);
+    beat.tag = to;
+  };
+  struct stopper {
+    heartbeat& b;
+    std::thread& t;
+    ~stopper() {
+      {
+        std::lock_guard lock(b.mutex);
+        b.quit = true;
+      }
+      b.changed.notify_all();
+      if (t.joinable()) t.join();
+    }
+  } stop_beating{beat, beating};
   for (;;) {
     (void)receive(comm, client, MPI_ANY_TAG, message, status, clock::time_point::max(), wait,
                   activity);
@@ -208,6 +246,7 @@ void serve(MPI_Comm comm, int client, const polling& wait) {
         return;
       case wire::kind::engage: {
         tag = static_cast<int>(order.id);
+        tell(tag);
         for (std::uint32_t i = 0; i < task_ring::depth; ++i) ring.slot[i].store(0);
         ring.ready.store(0);
         bound_call initializer;
@@ -236,6 +275,7 @@ void serve(MPI_Comm comm, int client, const polling& wait) {
         break;
       case wire::kind::stop: {
         if (tag < 0) break;
+        tell(-1);  // no heartbeat after `released`
         pool_result released;
         send_reply(comm, client, tag, wire::kind::released, released, tail);
         tag = -1;
@@ -260,7 +300,7 @@ void serve(MPI_Comm comm, int client, const polling& wait) {
   auto& w = world();
   int status = 0;
   try {
-    serve(comm, client, w.wait);
+    serve(comm, client, w.options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mp::mpi: worker rank %d on %s: %s\n", w.rank, host_name().c_str(),
                  e.what());
@@ -279,17 +319,18 @@ class rank_site final : public mp::detail::worker_site {
  public:
   rank_site(rank_workers& owner, int rank) : owner_(owner), rank_(rank) {
     ring_.ready.store(1);  // a rank is running already
+    heard.store(clock::now().time_since_epoch().count());
   }
   ~rank_site() override;
 
   task_ring& ring() override { return ring_; }
   bool deliver(const mp::detail::job& task, std::uint32_t slot) override;
-  bool alive() override { return true; }
+  bool alive() override;
   bool stop_now() override { return false; }
   void finish() override;
   void join() override;
   std::string who() override;
-  std::string how_it_ended() override { return "ended"; }
+  std::string how_it_ended() override;
   bool killed_from_outside() override { return false; }
 
   // A result of this rank's came in: its next task (if any) starts now.
@@ -300,6 +341,8 @@ class rank_site final : public mp::detail::worker_site {
       ring_.started[outstanding_.front()].store(clock::now().time_since_epoch().count());
   }
   std::atomic<bool> released{false};
+  std::atomic<bool> dead{false};
+  std::atomic<clock::rep> heard{0};  // when its last message came
 
  private:
   rank_workers& owner_;
@@ -323,14 +366,17 @@ class rank_workers final : public mp::detail::worker_backend {
     drain_sends();
     if (spawned_) {
       // Our own ranks: they exit, and the communicator to them goes.
-      for (const int rank : ranks_) send_order(rank, control_tag, wire::kind::exit, 0, 0, {});
+      for (const int rank : ranks_)
+        if (!dead_.contains(rank)) send_order(rank, control_tag, wire::kind::exit, 0, 0, {});
       drain_sends();
       std::lock_guard lock(w.mpi);
       MPI_Comm_disconnect(&comm_);
       return;
     }
     std::lock_guard lock(w.ranks);
-    for (const int rank : ranks_) w.held[static_cast<std::size_t>(rank)] = 0;
+    for (const int rank : ranks_)
+      if (w.held[static_cast<std::size_t>(rank)] == rank_held)
+        w.held[static_cast<std::size_t>(rank)] = rank_free;
   }
 
   std::unique_ptr<mp::detail::worker_site> start(std::size_t index) override {
@@ -350,7 +396,8 @@ class rank_workers final : public mp::detail::worker_backend {
     for (;;) {
       MPI_Status status;
       progress_sends();
-      if (!receive(comm_, MPI_ANY_SOURCE, tag_, out.value, status, until, world().wait, activity_))
+      if (!receive(comm_, MPI_ANY_SOURCE, tag_, out.value, status, until, world().options.wait,
+                   activity_))
         return false;
       const wire::kind what = wire::parse_reply(out);
       rank_site* site = nullptr;
@@ -359,6 +406,8 @@ class rank_workers final : public mp::detail::worker_backend {
         const auto found = sites_.find(status.MPI_SOURCE);
         if (found != sites_.end()) site = found->second;
       }
+      if (site != nullptr) site->heard.store(clock::now().time_since_epoch().count());
+      if (what == wire::kind::alive) continue;
       if (what == wire::kind::released) {
         if (site != nullptr) site->released.store(true, std::memory_order_release);
         continue;
@@ -369,6 +418,31 @@ class rank_workers final : public mp::detail::worker_backend {
   }
 
   bool processes() const override { return true; }
+
+  bool replaceable(std::size_t index) override {
+    std::lock_guard lock(sites_mutex_);
+    return !dead_.contains(ranks_.at(index));
+  }
+
+  // Whether a message from `rank` waits to be received.
+  bool pending_from(int rank) {
+    std::lock_guard lock(world().mpi);
+    int flag = 0;
+    MPI_Status status;
+    check(MPI_Iprobe(rank, tag_, comm_, &flag, &status), "MPI_Iprobe");
+    return flag != 0;
+  }
+
+  void mark_dead(int rank) {
+    {
+      std::lock_guard lock(sites_mutex_);
+      dead_.insert(rank);
+    }
+    if (spawned_) return;
+    auto& w = world();
+    std::lock_guard lock(w.ranks);
+    w.held[static_cast<std::size_t>(rank)] = rank_dead;
+  }
 
   void forget(int rank) {
     std::lock_guard lock(sites_mutex_);
@@ -410,7 +484,8 @@ class rank_workers final : public mp::detail::worker_backend {
   // sends (results of tasks the engine has given up on).
   void wait_released(rank_site& site) {
     pool_result scrap;
-    while (!site.released.load(std::memory_order_acquire)) (void)next_result(scrap, 20ms);
+    while (!site.released.load(std::memory_order_acquire) && site.alive())
+      (void)next_result(scrap, 20ms);
   }
 
   // Sends not yet complete.
@@ -458,6 +533,7 @@ class rank_workers final : public mp::detail::worker_backend {
   std::vector<pending_send> sends_;  // under world().mpi
   std::mutex sites_mutex_;
   std::unordered_map<int, rank_site*> sites_;
+  std::unordered_set<int> dead_;  // ranks taken for dead
 };
 
 rank_site::~rank_site() {
@@ -487,9 +563,28 @@ bool rank_site::deliver(const mp::detail::job& task, std::uint32_t slot) {
   return true;
 }
 
+bool rank_site::alive() {
+  if (dead.load()) return false;
+  const clock::time_point last{clock::duration(heard.load())};
+  if (clock::now() - last < world().options.presumed_dead) return true;
+  if (owner_.pending_from(rank_)) return true;  // we are late, not the rank
+  dead.store(true);
+  owner_.mark_dead(rank_);
+  return false;
+}
+
+std::string rank_site::how_it_ended() {
+  if (!dead.load()) return "ended";
+  return "has been silent for " +
+         std::to_string(
+             std::chrono::duration_cast<std::chrono::milliseconds>(world().options.presumed_dead)
+                 .count()) +
+         " ms and is taken for dead";
+}
+
 void rank_site::finish() {
   std::lock_guard lock(mutex_);
-  if (finished_) return;
+  if (finished_ || dead.load()) return;
   finished_ = true;
   owner_.send_order(rank_, owner_.tag(), wire::kind::stop, 0, 0, {});
 }
@@ -519,7 +614,7 @@ claimed claim_ranks(const executor_options& options) {
   if (w.next_tag > 30000) w.next_tag = 16;  // MPI_TAG_UB is at least 32767
   std::vector<int> free;
   for (int r = 1; r < w.size; ++r)
-    if (w.held[static_cast<std::size_t>(r)] == 0) free.push_back(r);
+    if (w.held[static_cast<std::size_t>(r)] == rank_free) free.push_back(r);
   if (free.empty() && options.spawn != 0) {
     lock.unlock();
     out.spawned = true;
@@ -553,7 +648,7 @@ claimed claim_ranks(const executor_options& options) {
         "ask for fewer, or set executor_options::spawn to start them with MPI_Comm_spawn");
   out.comm = w.comm;
   out.ranks.assign(free.begin(), free.begin() + static_cast<std::ptrdiff_t>(want));
-  for (const int r : out.ranks) w.held[static_cast<std::size_t>(r)] = 1;
+  for (const int r : out.ranks) w.held[static_cast<std::size_t>(r)] = rank_held;
   return out;
 }
 
@@ -638,7 +733,7 @@ std::string check_identities(const void* caller) {
       if (!verdict.empty()) verdict += "; ";
       verdict += "rank " + std::to_string(r) + " (on " + std::string(other.host) +
                  ") runs a program of build-id " + hex(other.program) +
-                 (other.library.build_id != mine.library.build_id
+                 (other.library != other.program && other.library != mine.library
                       ? " with mp of build-id " + hex(other.library)
                       : std::string()) +
                  ", rank 0 one of " + hex(mine.program);
@@ -657,7 +752,7 @@ session::session(int& argc, char**& argv, session_options options) {
   const void* caller = __builtin_return_address(0);
   auto& w = world();
   if (w.active) throw usage_error("mp::mpi::session: there is one already in this program");
-  w.wait = options.wait;
+  w.options = options;
   for (int i = 1; i < argc; ++i) w.argv.emplace_back(argv[i]);
   int already = 0;
   check(MPI_Initialized(&already), "MPI_Initialized");
@@ -685,7 +780,12 @@ session::session(int& argc, char**& argv, session_options options) {
   }
   const std::string mismatch = check_identities(caller);
   if (!mismatch.empty()) {
-    if (w.rank != 0) leave(1);
+    if (w.rank != 0) {
+      // Rank 0 throws, naming every rank that differs; this one leaves
+      // quietly (status 0), so that mpirun does not abort rank 0 before it
+      // has said why.
+      leave(0);
+    }
     w.active = false;
     MPI_Comm_free(&w.comm);
     if (w.initialized_here) MPI_Finalize();
@@ -695,8 +795,8 @@ session::session(int& argc, char**& argv, session_options options) {
         mismatch + ". Start the same binary on every rank");
   }
   if (w.rank != 0) worker_main(w.comm, 0, false);
-  w.held.assign(static_cast<std::size_t>(w.size), 0);
-  w.held[0] = 1;
+  w.held.assign(static_cast<std::size_t>(w.size), rank_free);
+  w.held[0] = rank_held;
 }
 
 session::~session() {
@@ -706,7 +806,8 @@ session::~session() {
     std::lock_guard lock(w.mpi);
     const wire::order_tail tail(wire::kind::exit, 0, 0);
     for (int r = 1; r < w.size; ++r)
-      MPI_Send(tail.bytes, sizeof tail.bytes, MPI_BYTE, r, control_tag, w.comm);
+      if (w.held[static_cast<std::size_t>(r)] != rank_dead)
+        MPI_Send(tail.bytes, sizeof tail.bytes, MPI_BYTE, r, control_tag, w.comm);
     MPI_Comm_free(&w.comm);
     w.active = false;
   }
@@ -724,7 +825,7 @@ int session::size() const noexcept {
 int session::free_workers() const {
   auto& w = world();
   std::lock_guard lock(w.ranks);
-  return static_cast<int>(std::count(w.held.begin(), w.held.end(), 0));
+  return static_cast<int>(std::count(w.held.begin(), w.held.end(), rank_free));
 }
 
 }  // namespace mp::mpi

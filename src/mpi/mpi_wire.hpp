@@ -17,6 +17,7 @@
 //     value | fault | fault size (4) | failure (1) | skipped (1) | kind (1) | id (8)
 //       result:   a pool_result (id 0: the initializer failed)
 //       released: the rank has left the executor
+//       alive:    a heartbeat, while the rank serves an executor
 //
 // Nothing here calls MPI, so the decoders are fuzzed without it
 // (tests/fuzz/fuzz_mpi_wire.cpp).
@@ -43,6 +44,7 @@ enum class kind : std::uint8_t {
   exit = 4,
   result = 5,
   released = 6,
+  alive = 7,
 };
 
 inline constexpr std::size_t order_trailer = 1 + 8 + 4;
@@ -120,8 +122,8 @@ inline kind parse_reply(pool_result& out) {
   const auto skipped = static_cast<std::uint8_t>(tail[5]);
   const auto code = static_cast<std::uint8_t>(tail[6]);
   std::memcpy(&out.id, tail + 7, 8);
-  if (code != static_cast<std::uint8_t>(kind::result) &&
-      code != static_cast<std::uint8_t>(kind::released))
+  if (code < static_cast<std::uint8_t>(kind::result) ||
+      code > static_cast<std::uint8_t>(kind::alive))
     throw decode_error("an MPI reply names kind " + std::to_string(code) +
                        ", which no client takes");
   if (failure > static_cast<std::uint8_t>(last_task_failure) || skipped > 1)
