@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # Runs one example for CTest: passes if the program exits with 0 and its standard output
 # matches the given regular expressions in order, each after the previous match.
-#   cmake -DPROGRAM=<path> [-DSERVER=<path>;<arg>...] -P check_output.cmake -- <regex>...
+#   cmake -DPROGRAM=<path> [-DSERVER=<path>;<arg>...] [-DLAUNCHER=<path>;<arg>...]
+#         -P check_output.cmake -- <regex>...
+# LAUNCHER runs the program (mpiexec and its arguments, for the MPI examples).
 
 set(expected)
 set(after_separator FALSE)
@@ -26,7 +28,7 @@ if(DEFINED SERVER)
     message(FATAL_ERROR "${SERVER} | ${PROGRAM} ended with statuses '${statuses}'")
   endif()
 else()
-  execute_process(COMMAND "${PROGRAM}"
+  execute_process(COMMAND ${LAUNCHER} "${PROGRAM}"
     INPUT_FILE /dev/null
     OUTPUT_VARIABLE output ECHO_OUTPUT_VARIABLE
     ERROR_VARIABLE errors ECHO_ERROR_VARIABLE

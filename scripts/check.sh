@@ -31,6 +31,7 @@ for step in "${steps[@]}"; do
 done
 
 ensure_packages cmake ninja-build g++ clang clang-format libclang-rt-14-dev libcereal-dev libssl-dev \
+  libopenmpi-dev openmpi-bin python3-mpi4py \
   pkg-config libgtest-dev libgmock-dev libbenchmark-dev libboost-dev python3 ca-certificates git
 default_build_parallelism
 
@@ -98,7 +99,12 @@ step_consumer() {
   if [[ ! -f build/ci-release/CMakeCache.txt ]]; then
     cmake --preset ci-release
   fi
-  cmake --build --preset ci-release --target mp
+  # The libraries the package holds: mp, and mp::mpi where CMake found MPI.
+  local libraries=(mp)
+  if cmake --build --preset ci-release --target help | grep -q '^mp_mpi:'; then
+    libraries+=(mp_mpi)
+  fi
+  cmake --build --preset ci-release --target "${libraries[@]}"
   local tmp
   new_temp_dir tmp
   # The Debian package, libmp-dev, of the static Release build (cpack installs what is built;

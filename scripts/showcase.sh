@@ -26,7 +26,8 @@ if [[ -n ${MP_JOBS+set} ]]; then
   export CMAKE_BUILD_PARALLEL_LEVEL=$MP_JOBS
 fi
 
-ensure_packages cmake ninja-build g++ libcereal-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+ensure_packages cmake ninja-build g++ libcereal-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev \
+  libopenmpi-dev openmpi-bin
 default_build_parallelism
 
 echo "showcase: building in $build_dir with $CMAKE_BUILD_PARALLEL_LEVEL jobs"
@@ -70,6 +71,13 @@ while IFS= read -r -u 3 line || [[ -n $line ]]; do
     fi
     continue
   fi
+  launcher=()
+  if [[ $name == mpi:* ]]; then
+    # An MPI program: three ranks of this machine (rank 0 and two workers), as root if need be.
+    name=${name#mpi:}
+    launcher=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+      mpiexec --oversubscribe --bind-to none -n 3)
+  fi
   program=$build_dir/examples/$name
   if [[ $name == */* || ! -x $program ]]; then
     echo "showcase: $program was not built" >&2
@@ -78,7 +86,7 @@ while IFS= read -r -u 3 line || [[ -n $line ]]; do
   fi
   ran=$((ran + 1))
   set +e
-  "$program" </dev/null
+  "${launcher[@]}" "$program" </dev/null
   status=$?
   set -e
   if ((status != 0)); then

@@ -161,9 +161,9 @@ bool initialize_worker(const bound_call& initializer, task_ring& ring, Put&& put
 
 /// Runs task `id` from slot `slot` of `ring` into `result`, after marking it
 /// running; false, with `result.skipped`, if the pool took it back first.
-bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
-              std::span<const std::byte> payload, handle_source* handles, pool_result& result,
-              byte_buffer& scratch);
+MP_EXPORT bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
+                        std::span<const std::byte> payload, handle_source* handles,
+                        pool_result& result, byte_buffer& scratch);
 
 /// One worker: a place that runs tasks, as the engine sees it. Used under
 /// the engine's lock, from one thread at a time.

@@ -11,7 +11,7 @@
 namespace mp::detail {
 
 /// What the exception being handled is, to send (call inside a catch block).
-void capture_fault(remote_fault& fault);
+MP_EXPORT void capture_fault(remote_fault& fault);
 /// The exception a fault stands for here: its own type if this process knows
 /// it (mp's, the standard ones, those registered), else mp::remote_error.
 std::exception_ptr rebuild_fault(const remote_fault& fault);

@@ -136,6 +136,8 @@ inline kind parse_reply(pool_result& out) {
   out.skipped = skipped != 0;
   const std::size_t value_size = size - reply_trailer - fault_size;
   out.fault = {};
+  if (fault_size != 0 && out.failure == task_failure::none)
+    throw decode_error("an MPI reply carries a fault but says its task did not fail");
   if (fault_size != 0) {
     fault_tuple fault;
     decode_into(std::span<const std::byte>(in.data() + value_size, fault_size), fault);
