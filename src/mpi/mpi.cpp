@@ -53,6 +53,8 @@ using namespace std::chrono_literals;
 
 // Tag of the orders that are not an executor's: engage and exit.
 constexpr int control_tag = 1;
+// An exit order's id, when a rank of the job was lost: leave without MPI_Finalize.
+constexpr std::uint64_t exit_without_finalize = 1;
 // Tasks this small are copied in front of their trailer (one contiguous send);
 // larger ones go from where they are, with the trailer, as one message.
 constexpr std::size_t copy_below = 16 * 1024;
@@ -81,6 +83,11 @@ struct world_state {
   std::mutex mpi;                 // every MPI call of this process
   std::mutex ranks;               // held, next_tag
   std::vector<char> held;         // by world rank: free, held (by an executor or pool), or dead
+  // A rank was taken for dead: MPI_Finalize would wait for it (Open MPI 4.1's
+  // finalize fences every rank of the job, and with a dead one it may never
+  // end), so the ranks left leave without it.
+  std::atomic<bool> lost_rank{false};
+  bool finalize = true;  // a worker rank: false once told to leave without it
   int next_tag = 16;
 };
 
@@ -118,12 +125,30 @@ void touch(std::atomic<clock::rep>& last_activity) {
   last_activity.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
 }
 
+// Waits for `request` (started under the lock, and tested once there),
+// taking the lock only to test it: a large transfer does not keep the other
+// threads of the process (a rank's heartbeat, a client's submitting threads)
+// out of MPI while it goes.
+void complete(MPI_Request& request, const char* what) {
+  auto& w = world();
+  for (;;) {
+    {
+      std::lock_guard lock(w.mpi);
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
+      if (done != 0) return;
+    }
+    ::sched_yield();
+  }
+}
+
 // Receives the next message from `source` (any tag) into `into`, sized to
 // it; false at `until`.
 bool receive(MPI_Comm comm, int source, int tag, byte_buffer& into, MPI_Status& status,
              clock::time_point until, const polling& wait, std::atomic<clock::rep>& activity) {
   auto& w = world();
-  return poll_until(
+  MPI_Request request = MPI_REQUEST_NULL;
+  const bool got = poll_until(
       [&] {
         std::lock_guard lock(w.mpi);
         int flag = 0;
@@ -133,13 +158,20 @@ bool receive(MPI_Comm comm, int source, int tag, byte_buffer& into, MPI_Status& 
         check(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
         into.clear();
         into.resize(static_cast<std::size_t>(count));
-        check(MPI_Recv(into.data(), count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG, comm,
-                       MPI_STATUS_IGNORE),
-              "MPI_Recv");
-        touch(activity);
+        // The message probed: only this thread receives from that source
+        // with that tag.
+        check(MPI_Irecv(into.data(), count, MPI_BYTE, status.MPI_SOURCE, status.MPI_TAG, comm,
+                        &request),
+              "MPI_Irecv");
+        int done = 0;
+        check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
         return true;
       },
       until, wait, activity);
+  if (!got) return false;
+  complete(request, "MPI_Irecv");
+  touch(activity);
+  return true;
 }
 
 int message_size(std::size_t body, std::size_t tail) {
@@ -164,31 +196,33 @@ MPI_Datatype two_parts(std::span<const std::byte> body, std::span<const std::byt
 
 // ---- A worker rank ----
 
-// Sends a reply (blocking: the client always comes to receive it).
+// Sends a reply, and waits until it has gone (the client always comes to
+// receive it).
 void send_reply(MPI_Comm comm, int client, int tag, wire::kind what, const pool_result& r,
                 byte_buffer& tail) {
   wire::put_reply_tail(tail, what, r);
+  const int size = message_size(r.value.size(), tail.size());
   auto& w = world();
-  std::lock_guard lock(w.mpi);
-  (void)message_size(r.value.size(), tail.size());
-  if (r.value.size() < copy_below) {
-    if (r.value.size() != 0) {
-      byte_buffer whole;
-      whole.reserve(r.value.size() + tail.size());
+  MPI_Request request = MPI_REQUEST_NULL;
+  byte_buffer whole;
+  {
+    std::lock_guard lock(w.mpi);
+    if (r.value.size() < copy_below) {
+      whole.reserve(static_cast<std::size_t>(size));
       whole.append(r.value.data(), r.value.size());
       whole.append(tail.data(), tail.size());
-      check(MPI_Send(whole.data(), static_cast<int>(whole.size()), MPI_BYTE, client, tag, comm),
-            "MPI_Send");
+      check(MPI_Isend(whole.data(), size, MPI_BYTE, client, tag, comm, &request), "MPI_Isend");
     } else {
-      check(MPI_Send(tail.data(), static_cast<int>(tail.size()), MPI_BYTE, client, tag, comm),
-            "MPI_Send");
+      MPI_Datatype type = two_parts(r.value.span(), tail.span());
+      const int sent = MPI_Isend(MPI_BOTTOM, 1, type, client, tag, comm, &request);
+      MPI_Type_free(&type);
+      check(sent, "MPI_Isend");
     }
-    return;
+    int done = 0;
+    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done != 0) return;
   }
-  MPI_Datatype type = two_parts(r.value.span(), tail.span());
-  const int sent = MPI_Send(MPI_BOTTOM, 1, type, client, tag, comm);
-  MPI_Type_free(&type);
-  check(sent, "MPI_Send");
+  complete(request, "MPI_Isend");
 }
 
 // Serves the client at rank `client` of `comm` until it sends exit.
@@ -217,9 +251,15 @@ void serve(MPI_Comm comm, int client, const session_options& options) {
       byte_buffer beat_tail;
       const pool_result nothing;
       std::unique_lock lock(beat.mutex);
-      while (!beat.changed.wait_for(lock, options.heartbeat, [&] { return beat.quit; }))
-        if (beat.tag >= 0)
-          send_reply(comm, client, beat.tag, wire::kind::alive, nothing, beat_tail);
+      try {
+        while (!beat.changed.wait_for(lock, options.heartbeat, [&] { return beat.quit; }))
+          if (beat.tag >= 0)
+            send_reply(comm, client, beat.tag, wire::kind::alive, nothing, beat_tail);
+      } catch (const std::exception& e) {
+        // MPI failed under us: the client will take this rank for dead.
+        std::fprintf(stderr, "mp::mpi: worker rank %d stops its heartbeat: %s\n", world().rank,
+                     e.what());
+      }
     });
   const auto tell = [&](int to) {
     std::lock_guard lock(beat.mutex);
@@ -243,6 +283,7 @@ void serve(MPI_Comm comm, int client, const session_options& options) {
     const wire::order order = wire::parse_order(message.span());
     switch (order.what) {
       case wire::kind::exit:
+        if (order.id == exit_without_finalize) world().finalize = false;
         return;
       case wire::kind::engage: {
         tag = static_cast<int>(order.id);
@@ -269,8 +310,27 @@ void serve(MPI_Comm comm, int client, const session_options& options) {
         if (order.slot < task_ring::depth)
           ring.slot[order.slot].store(task_ring::encode(order.id, task_ring::queued));
         mp::detail::run_task(ring, order.id, order.slot, order.body, nullptr, result, scratch);
+        if (result.value.size() > static_cast<std::size_t>(INT_MAX) - 4096) {
+          // Too big for one MPI message: the task fails, the rank goes on.
+          const std::size_t size = result.value.size();
+          result.value.clear();
+          result.failure = mp::detail::task_failure::raised;
+          result.fault = {};
+          try {
+            throw usage_error("mp::mpi: the task's result of " + std::to_string(size) +
+                              " bytes is more than one MPI message carries (2 GiB less a few "
+                              "bytes); return it in parts from smaller tasks");
+          } catch (...) {
+            mp::detail::capture_fault(result.fault);
+          }
+        }
         send_reply(comm, client, tag, wire::kind::result, result, tail);
+        // One huge task or result does not pin its memory on the rank.
+        message.clear();
+        message.shrink_if_above(std::size_t{16} << 20);
+        scratch.clear();
         scratch.shrink_if_above(std::size_t{16} << 20);
+        result.value.clear();
         result.value.shrink_if_above(std::size_t{16} << 20);
         break;
       case wire::kind::stop: {
@@ -290,7 +350,7 @@ void serve(MPI_Comm comm, int client, const session_options& options) {
 [[noreturn]] void leave(int status) {
   auto& w = world();
   if (w.comm != MPI_COMM_NULL && w.comm != MPI_COMM_WORLD) MPI_Comm_free(&w.comm);
-  if (w.initialized_here) MPI_Finalize();
+  if (w.initialized_here && w.finalize) MPI_Finalize();
   std::fflush(nullptr);
   std::exit(status);
 }
@@ -363,16 +423,30 @@ class rank_workers final : public mp::detail::worker_backend {
 
   ~rank_workers() override {
     auto& w = world();
-    drain_sends();
-    if (spawned_) {
-      // Our own ranks: they exit, and the communicator to them goes.
+    try {
+      // A rank engaged but never released (a pool that failed to start) is
+      // told to leave, so it serves the next executor.
       for (const int rank : ranks_)
-        if (!dead_.contains(rank)) send_order(rank, control_tag, wire::kind::exit, 0, 0, {});
+        if (engaged_.contains(rank) && !released_.contains(rank) && !dead_.contains(rank))
+          send_order(rank, tag_, wire::kind::stop, 0, 0, {});
       drain_sends();
-      std::lock_guard lock(w.mpi);
-      MPI_Comm_disconnect(&comm_);
-      return;
+      if (spawned_) {
+        // Our own ranks: they exit, and the communicator to them goes. A
+        // child taken for dead cannot take part in the disconnect.
+        for (const int rank : ranks_)
+          if (!dead_.contains(rank)) send_order(rank, control_tag, wire::kind::exit, 0, 0, {});
+        drain_sends();
+        std::lock_guard lock(w.mpi);
+        if (dead_.empty())
+          MPI_Comm_disconnect(&comm_);
+        else
+          MPI_Comm_free(&comm_);
+        return;
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mp::mpi: while an executor ended: %s\n", e.what());
     }
+    if (spawned_) return;
     std::lock_guard lock(w.ranks);
     for (const int rank : ranks_)
       if (w.held[static_cast<std::size_t>(rank)] == rank_held)
@@ -388,34 +462,55 @@ class rank_workers final : public mp::detail::worker_backend {
     }
     send_order(rank, control_tag, wire::kind::engage, static_cast<std::uint64_t>(tag_), 0,
                initializer_.span());
+    engaged_.insert(rank);  // (the engine's thread, or the constructor's)
     return site;
   }
 
   bool next_result(pool_result& out, std::chrono::nanoseconds wait) override {
     const auto until = wait.count() <= 0 ? clock::now() : clock::now() + wait;
     for (;;) {
+      if (broken_.load()) return false;
       MPI_Status status;
-      progress_sends();
-      if (!receive(comm_, MPI_ANY_SOURCE, tag_, out.value, status, until, world().options.wait,
-                   activity_))
+      wire::kind what{};
+      try {
+        progress_sends();
+        if (!receive(comm_, MPI_ANY_SOURCE, tag_, out.value, status, until, world().options.wait,
+                     activity_))
+          return false;
+        what = wire::parse_reply(out);
+      } catch (const decode_error& e) {
+        // Not from a rank of this program's build (the session checked):
+        // said, and dropped.
+        std::fprintf(stderr, "mp::mpi: a reply from rank %d dropped: %s\n", status.MPI_SOURCE,
+                     e.what());
+        continue;
+      } catch (const std::exception& e) {
+        // MPI itself failed: no rank of this executor can be reached; the
+        // engine fails their tasks and the pool is broken.
+        std::fprintf(stderr, "mp::mpi: the executor's ranks are lost: %s\n", e.what());
+        broken_.store(true);
         return false;
-      const wire::kind what = wire::parse_reply(out);
+      }
       rank_site* site = nullptr;
       {
         std::lock_guard lock(sites_mutex_);
         const auto found = sites_.find(status.MPI_SOURCE);
         if (found != sites_.end()) site = found->second;
       }
-      if (site != nullptr) site->heard.store(clock::now().time_since_epoch().count());
+      if (site == nullptr) continue;  // from a rank not (or no longer) this executor's
+      site->heard.store(clock::now().time_since_epoch().count());
       if (what == wire::kind::alive) continue;
       if (what == wire::kind::released) {
-        if (site != nullptr) site->released.store(true, std::memory_order_release);
+        site->released.store(true, std::memory_order_release);
+        released_.insert(status.MPI_SOURCE);
         continue;
       }
-      if (site != nullptr && out.id != 0) site->advance();
+      if (out.id != 0) site->advance();
       return true;
     }
   }
+
+  bool broken() const noexcept { return broken_.load(); }
 
   bool processes() const override { return true; }
 
@@ -424,19 +519,34 @@ class rank_workers final : public mp::detail::worker_backend {
     return !dead_.contains(ranks_.at(index));
   }
 
-  // Whether a message from `rank` waits to be received.
-  bool pending_from(int rank) {
+  // Whether a message from `rank` waits to be received; false if MPI cannot say.
+  bool pending_from(int rank) noexcept {
     std::lock_guard lock(world().mpi);
     int flag = 0;
     MPI_Status status;
-    check(MPI_Iprobe(rank, tag_, comm_, &flag, &status), "MPI_Iprobe");
-    return flag != 0;
+    return MPI_Iprobe(rank, tag_, comm_, &flag, &status) == MPI_SUCCESS && flag != 0;
   }
 
   void mark_dead(int rank) {
+    world().lost_rank.store(true);
     {
       std::lock_guard lock(sites_mutex_);
       dead_.insert(rank);
+    }
+    {
+      // What was on its way to it never arrives: its buffers are kept (MPI
+      // may hold them yet) and its requests let go, so nothing waits for them.
+      std::lock_guard lock(world().mpi);
+      for (std::size_t i = 0; i < sends_.size();) {
+        if (sends_[i].rank != rank) {
+          ++i;
+          continue;
+        }
+        MPI_Request_free(&sends_[i].request);
+        abandoned_.push_back(std::move(sends_[i]));
+        std::swap(sends_[i], sends_.back());
+        sends_.pop_back();
+      }
     }
     if (spawned_) return;
     auto& w = world();
@@ -456,6 +566,7 @@ class rank_workers final : public mp::detail::worker_backend {
                   std::shared_ptr<const byte_buffer> keep = nullptr) {
     auto& w = world();
     pending_send send;
+    send.rank = rank;
     const wire::order_tail tail(what, id, slot);
     const int size = message_size(body.size(), sizeof tail.bytes);
     std::lock_guard lock(w.mpi);
@@ -502,6 +613,7 @@ class rank_workers final : public mp::detail::worker_backend {
 
  private:
   struct pending_send {
+    int rank = -1;
     MPI_Request request = MPI_REQUEST_NULL;
     byte_buffer owned;  // the trailer, or the whole message
     std::shared_ptr<const byte_buffer> keep;
@@ -533,7 +645,10 @@ class rank_workers final : public mp::detail::worker_backend {
   std::vector<pending_send> sends_;  // under world().mpi
   std::mutex sites_mutex_;
   std::unordered_map<int, rank_site*> sites_;
-  std::unordered_set<int> dead_;  // ranks taken for dead
+  std::unordered_set<int> dead_;                // ranks taken for dead
+  std::unordered_set<int> engaged_, released_;  // the engine's thread's
+  std::vector<pending_send> abandoned_;         // to ranks taken for dead
+  std::atomic<bool> broken_{false};             // MPI failed under it
 };
 
 rank_site::~rank_site() {
@@ -558,15 +673,29 @@ bool rank_site::deliver(const mp::detail::job& task, std::uint32_t slot) {
     if (outstanding_.empty()) ring_.started[slot].store(clock::now().time_since_epoch().count());
     outstanding_.push_back(slot);
   }
-  owner_.send_order(rank_, owner_.tag(), wire::kind::task, task.id, slot, task.payload->span(),
-                    task.payload);
+  try {
+    owner_.send_order(rank_, owner_.tag(), wire::kind::task, task.id, slot, task.payload->span(),
+                      task.payload);
+  } catch (...) {
+    std::lock_guard lock(mutex_);
+    outstanding_.pop_back();
+    throw;  // the task's own failure (too big), or MPI's
+  }
   return true;
 }
 
 bool rank_site::alive() {
   if (dead.load()) return false;
+  if (owner_.broken()) {
+    dead.store(true);
+    owner_.mark_dead(rank_);
+    return false;
+  }
+  const auto& options = world().options;
+  if (options.heartbeat.count() <= 0 || options.presumed_dead.count() <= 0)
+    return true;  // silence says nothing without a heartbeat
   const clock::time_point last{clock::duration(heard.load())};
-  if (clock::now() - last < world().options.presumed_dead) return true;
+  if (clock::now() - last < options.presumed_dead) return true;
   if (owner_.pending_from(rank_)) return true;  // we are late, not the rank
   dead.store(true);
   owner_.mark_dead(rank_);
@@ -575,6 +704,7 @@ bool rank_site::alive() {
 
 std::string rank_site::how_it_ended() {
   if (!dead.load()) return "ended";
+  if (owner_.broken()) return "cannot be reached (MPI failed)";
   return "has been silent for " +
          std::to_string(
              std::chrono::duration_cast<std::chrono::milliseconds>(world().options.presumed_dead)
@@ -586,7 +716,13 @@ void rank_site::finish() {
   std::lock_guard lock(mutex_);
   if (finished_ || dead.load()) return;
   finished_ = true;
-  owner_.send_order(rank_, owner_.tag(), wire::kind::stop, 0, 0, {});
+  try {
+    owner_.send_order(rank_, owner_.tag(), wire::kind::stop, 0, 0, {});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mp::mpi: MPI rank %d was not told to stop: %s\n", rank_, e.what());
+    dead.store(true);
+    owner_.mark_dead(rank_);
+  }
 }
 
 void rank_site::join() {
@@ -623,8 +759,10 @@ claimed claim_ranks(const executor_options& options) {
     std::vector<char*> args;
     for (auto& a : w.argv) args.push_back(a.data());
     args.push_back(nullptr);
-    std::vector<int> codes(count);
+    std::vector<int> codes(count, MPI_SUCCESS);
     std::lock_guard mpi(w.mpi);
+    // Errors of the spawn come back as codes, not as an abort.
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
     char program[] = "/proc/self/exe";
     std::string exe(4096, '\0');
     const auto length = ::readlink(program, exe.data(), exe.size() - 1);
@@ -634,6 +772,12 @@ claimed claim_ranks(const executor_options& options) {
                          MPI_COMM_SELF, &out.comm, codes.data()),
           "MPI_Comm_spawn (Open MPI on a small machine: set OMPI_MCA_rmaps_base_oversubscribe=1)");
     MPI_Comm_set_errhandler(out.comm, MPI_ERRORS_RETURN);
+    for (unsigned i = 0; i < count; ++i) {
+      if (codes[i] == MPI_SUCCESS) continue;
+      MPI_Comm_free(&out.comm);
+      throw mpi_error("mp::mpi: MPI_Comm_spawn could not start worker " + std::to_string(i) +
+                      " of " + std::to_string(count) + ": " + error_text(codes[i]));
+    }
     for (unsigned i = 0; i < count; ++i) out.ranks.push_back(static_cast<int>(i));
     return out;
   }
@@ -670,16 +814,26 @@ std::shared_ptr<mp::detail::pool_core> make_rank_pool(const executor_options& op
         "arguments, {init, args...}");
   claimed ranks = claim_ranks(options);
   const auto count = static_cast<unsigned>(ranks.ranks.size());
+  std::unique_ptr<rank_workers> backend;
   try {
-    auto backend = std::make_unique<rank_workers>(ranks.comm, std::move(ranks.ranks), ranks.tag,
-                                                  ranks.spawned, options.initializer);
-    return std::make_shared<mp::detail::pool_core>(
-        pool_options{
-            .processes = count, .initializer = options.initializer, .on_destroy = on_destroy},
-        std::move(backend));
+    backend = std::make_unique<rank_workers>(ranks.comm, ranks.ranks, ranks.tag, ranks.spawned,
+                                             options.initializer);
   } catch (...) {
+    // Nothing engaged yet: the ranks go back (spawned ones, with their link).
+    if (ranks.spawned) {
+      std::lock_guard lock(w.mpi);
+      MPI_Comm_free(&ranks.comm);
+    } else {
+      std::lock_guard lock(w.ranks);
+      for (const int r : ranks.ranks) w.held[static_cast<std::size_t>(r)] = rank_free;
+    }
     throw;
   }
+  // From here the backend gives them back, also if the pool fails to start.
+  return std::make_shared<mp::detail::pool_core>(
+      pool_options{
+          .processes = count, .initializer = options.initializer, .on_destroy = on_destroy},
+      std::move(backend));
 }
 
 }  // namespace detail
@@ -754,6 +908,12 @@ session::session(int& argc, char**& argv, session_options options) {
   if (w.active) throw usage_error("mp::mpi::session: there is one already in this program");
   w.options = options;
   for (int i = 1; i < argc; ++i) w.argv.emplace_back(argv[i]);
+  if (options.heartbeat.count() > 0 && options.presumed_dead.count() > 0 &&
+      options.heartbeat >= options.presumed_dead)
+    throw usage_error("mp::mpi::session: a heartbeat every " +
+                      std::to_string(options.heartbeat.count()) + " ms cannot show a rank alive " +
+                      "within presumed_dead (" + std::to_string(options.presumed_dead.count()) +
+                      " ms): make presumed_dead several heartbeats long, or 0 for never");
   int already = 0;
   check(MPI_Initialized(&already), "MPI_Initialized");
   if (already == 0) {
@@ -766,6 +926,14 @@ session::session(int& argc, char**& argv, session_options options) {
           "mp::mpi: this MPI library gives thread level " + std::to_string(provided) +
           "; mp needs MPI_THREAD_SERIALIZED at least (an executor's own thread receives results)");
     }
+  }
+  if (already != 0) {
+    int level = 0;
+    check(MPI_Query_thread(&level), "MPI_Query_thread");
+    if (level < MPI_THREAD_SERIALIZED)
+      throw mpi_error("mp::mpi: MPI was initialized with thread level " + std::to_string(level) +
+                      "; mp needs MPI_THREAD_SERIALIZED at least: call MPI_Init_thread so, or "
+                      "let the session initialize MPI");
   }
   MPI_Comm parent = MPI_COMM_NULL;
   check(MPI_Comm_get_parent(&parent), "MPI_Comm_get_parent");
@@ -802,16 +970,33 @@ session::session(int& argc, char**& argv, session_options options) {
 session::~session() {
   auto& w = world();
   if (!w.active) return;
+  const bool lost = w.lost_rank.load();
   {
     std::lock_guard lock(w.mpi);
-    const wire::order_tail tail(wire::kind::exit, 0, 0);
-    for (int r = 1; r < w.size; ++r)
-      if (w.held[static_cast<std::size_t>(r)] != rank_dead)
+    const wire::order_tail tail(wire::kind::exit, lost ? exit_without_finalize : 0, 0);
+    for (int r = 1; r < w.size; ++r) {
+      if (w.held[static_cast<std::size_t>(r)] != rank_dead) {
         MPI_Send(tail.bytes, sizeof tail.bytes, MPI_BYTE, r, control_tag, w.comm);
+        continue;
+      }
+      // Taken for dead, but perhaps only silent too long: told too, without
+      // waiting, so that a rank still alive leaves and MPI_Finalize ends.
+      MPI_Request request = MPI_REQUEST_NULL;
+      if (MPI_Isend(tail.bytes, sizeof tail.bytes, MPI_BYTE, r, control_tag, w.comm, &request) ==
+          MPI_SUCCESS)
+        MPI_Request_free(&request);
+    }
     MPI_Comm_free(&w.comm);
     w.active = false;
   }
-  if (w.initialized_here) MPI_Finalize();
+  if (!w.initialized_here) return;
+  if (lost) {
+    std::fprintf(stderr,
+                 "mp::mpi: a rank of the job was lost, so its ranks leave without MPI_Finalize, "
+                 "which would wait for it\n");
+    return;
+  }
+  MPI_Finalize();
 }
 
 int session::rank() const noexcept {

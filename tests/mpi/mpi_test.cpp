@@ -25,8 +25,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Whether an executor made before the session was refused, and how.
+// Whether an executor made before the session was refused, and how; and a
+// session whose heartbeat cannot show a rank alive in time.
 std::string refused_before_session;
+std::string refused_heartbeat;
 
 int square(int x) {
   return x * x;
@@ -212,6 +214,13 @@ TEST(mpi_executor, an_executor_needs_a_session) {
       << refused_before_session;
 }
 
+TEST(mpi_session, a_heartbeat_slower_than_presumed_dead_is_refused) {
+  EXPECT_NE(refused_heartbeat.find("a heartbeat every 1000 ms cannot show a rank alive within "
+                                   "presumed_dead (1000 ms)"),
+            std::string::npos)
+      << refused_heartbeat;
+}
+
 TEST(mpi_pool, the_pool_interface_runs_on_ranks) {
   mp::mpi::pool pool;
   EXPECT_EQ(pool.processes(), 2U);
@@ -236,6 +245,11 @@ int main(int argc, char** argv) {
     mp::mpi::pool_executor early;
   } catch (const mp::usage_error& e) {
     refused_before_session = e.what();
+  }
+  try {
+    mp::mpi::session wrong(argc, argv, {.heartbeat = 1s, .presumed_dead = 1s});
+  } catch (const mp::usage_error& e) {
+    refused_heartbeat = e.what();
   }
   mp::mpi::session mpi(argc, argv);  // ranks 1 and 2 serve here, and exit with rank 0's session
   if (mpi.size() != 3) {
