@@ -43,9 +43,10 @@ struct polling {
   /// MPI's own latency, but an idle rank uses a whole core for this long.
   /// Back-to-back tasks keep it polling.
   std::chrono::microseconds spin = std::chrono::milliseconds(5);
-  /// Past the spin, the sleep between two polls: what an idle rank costs
-  /// (a wake-up per `sleep`), and the most a task after a quiet spell waits.
-  std::chrono::microseconds sleep = std::chrono::microseconds(200);
+  /// Past the spin, the sleep between two polls, growing from 50 µs to this:
+  /// what an idle rank costs (a wake-up and a probe per `sleep`: about 2% of
+  /// a core at 1 ms), and the most a task after a quiet spell waits.
+  std::chrono::microseconds sleep = std::chrono::milliseconds(1);
 };
 
 struct session_options {

@@ -103,11 +103,13 @@ std::string host_name() {
 }
 
 // Polls with `probe` until it returns true or `until`: without sleeping while
-// there has been traffic within `wait.spin`, then sleeping `wait.sleep`
-// between polls.
+// there has been traffic within `wait.spin`, then sleeping between polls, at
+// first 50 µs, twice as long each time up to `wait.sleep`.
 template <class Probe>
 bool poll_until(Probe&& probe, clock::time_point until, const polling& wait,
                 const std::atomic<clock::rep>& last_activity) {
+  std::chrono::microseconds nap =
+      std::min<std::chrono::microseconds>(std::chrono::microseconds(50), wait.sleep);
   for (;;) {
     if (probe()) return true;
     const auto now = clock::now();
@@ -117,7 +119,8 @@ bool poll_until(Probe&& probe, clock::time_point until, const polling& wait,
       ::sched_yield();
       continue;
     }
-    std::this_thread::sleep_for(std::min<clock::duration>(wait.sleep, until - now));
+    std::this_thread::sleep_for(std::min<clock::duration>(nap, until - now));
+    nap = std::min(nap * 2, wait.sleep);
   }
 }
 

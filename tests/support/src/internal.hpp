@@ -107,6 +107,7 @@ class watchdog {
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   std::string message_;
   bool stop_ = false;
+  bool running_ = false;  // the thread has started (see the constructor)
   void* stack_ = nullptr;
   pthread_t thread_{};
 };

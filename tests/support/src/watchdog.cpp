@@ -132,6 +132,13 @@ detail::watchdog::watchdog() {
     ::munmap(stack_, stack_size);
     throw std::system_error(rc, std::system_category(), "pthread_create");
   }
+  // Until the thread runs, its start may be allocating (ASan sets a new
+  // thread up with malloc): a test that forks meanwhile would give its child
+  // an allocator locked for ever (GCC 12's ASan does not hold its locks
+  // across fork), and the child's first thread would hang. So the first test
+  // starts only once the thread waits.
+  std::unique_lock lock(mutex_);
+  wakeup_.wait(lock, [this] { return running_; });
 }
 
 detail::watchdog::~watchdog() {
@@ -174,6 +181,8 @@ void detail::watchdog::disarm() {
 
 void detail::watchdog::run() {
   std::unique_lock lock(mutex_);
+  running_ = true;
+  wakeup_.notify_all();
   while (!stop_) {
     if (!deadline_) {
       wakeup_.wait(lock);
