@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The project's test command (README and CI): format check, Debug with ASan+UBSan, Release, TSan,
 # install-and-consume, fuzzing, and a check that nothing was left running or in /dev/shm.
-# MP_CHECK_STEPS="format dev" runs a subset; MP_FUZZ_SECONDS sets each fuzzer's time (30).
+# MP_CHECK_STEPS="format dev" runs a subset; MP_FUZZ_SECONDS sets each fuzzer's time (20).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
@@ -14,7 +14,7 @@ declare -A describe=(
   [release]="Release (preset ci-release)"
   [tsan]="ThreadSanitizer (preset ci-tsan)"
   [consumer]="package libmp-dev (cpack), extract it, build and run tests/consumer against it with CMake and pkg-config; then a shared install with CMake"
-  [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-30} s each (preset fuzz)"
+  [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-20} s each (preset fuzz)"
   [leftovers]="no process left from this run, no new /dev/shm entries or fork server directories"
 )
 
@@ -175,7 +175,7 @@ step_fuzz() {
     echo "error: tests/fuzz builds no build/fuzz/tests/fuzz/fuzz_* executables" >&2
     return 1
   fi
-  local tmp seconds=${MP_FUZZ_SECONDS:-30} fuzzer name work
+  local tmp seconds=${MP_FUZZ_SECONDS:-20} fuzzer name work
   new_temp_dir tmp
   # The targets are built with -fno-sanitize-recover=all, so any report ends the run; these
   # make sure of it at run time too, with a stack trace.

@@ -77,6 +77,21 @@ inline constexpr bool shadow_memory = false;
 inline constexpr bool shadow_memory = false;
 #endif
 
+/// True in a build with ThreadSanitizer, which instruments every byte a test copies: a test of
+/// sheer size (a gibibyte through a pipe) is left to the other builds there, as it tests no
+/// concurrency and takes minutes.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool thread_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool thread_sanitizer = true;
+#else
+inline constexpr bool thread_sanitizer = false;
+#endif
+#else
+inline constexpr bool thread_sanitizer = false;
+#endif
+
 /// The fds open in this process, from /proc/self/fd (without the one used to read it).
 std::set<int> open_fds();
 
