@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <unordered_set>
@@ -70,28 +71,49 @@ int collect(dl_phdr_info* info, std::size_t, void* data) {
   return 0;
 }
 
+// One segment of an image, as a thread remembers its last lookup: every task
+// names its code, and the same code again and again, so a hit costs neither
+// the table's lock nor a copy.
+struct segment_hit {
+  std::uint64_t generation = 0;  // of the table it came from (0: none)
+  std::uintptr_t begin = 0, end = 0;
+  bool executable = false;
+  std::uintptr_t bias = 0;
+  std::array<std::uint8_t, 20> build_id{};
+  std::uint8_t build_id_size = 0;
+};
+
 class image_table {
  public:
   std::mutex& mutex() { return mutex_; }
+  // Which table a remembered hit belongs to: bumped by every re-read, so a
+  // hit from before a library came or went is not trusted.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // Looks up under the lock; on a miss re-reads the loader's list once, since
-  // a library may have been loaded since the last read.
-  template <class Match>
-  std::optional<image> find(Match match) {
+  // a library may have been loaded since the last read. Calls `use(image,
+  // generation)` under the lock with the image that matches.
+  template <class Match, class Use>
+  bool visit(Match match, Use use) {
     std::lock_guard lock(mutex_);
     for (int attempt = 0; attempt < 2; ++attempt) {
       if (attempt == 1 || images_.empty()) {
         images_.clear();
         dl_iterate_phdr(collect, &images_);
+        generation_.fetch_add(1, std::memory_order_acq_rel);
       }
       for (const image& img : images_)
-        if (match(img)) return img;
+        if (match(img)) {
+          use(img, generation_.load(std::memory_order_relaxed));
+          return true;
+        }
     }
-    return std::nullopt;
+    return false;
   }
 
  private:
   std::mutex mutex_;
   std::vector<image> images_;
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 image_table& table() {
@@ -125,36 +147,77 @@ void unlock_after_fork() noexcept {
 [[maybe_unused]] const int fork_handlers =
     pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
 
+// The hit for `address` in `img`: the segment holding it.
+segment_hit hit_in(const image& img, std::uintptr_t address, std::uint64_t generation) {
+  segment_hit hit{.generation = generation,
+                  .bias = img.bias,
+                  .build_id = img.build_id,
+                  .build_id_size = img.build_id_size};
+  for (const image::segment& s : img.segments)
+    if (address >= s.begin && address < s.end) {
+      hit.begin = s.begin;
+      hit.end = s.end;
+      hit.executable = s.executable;
+      break;
+    }
+  return hit;
+}
+
+bool holds(const segment_hit& hit, std::uintptr_t address) {
+  return hit.generation != 0 && hit.generation == table().generation() && address >= hit.begin &&
+         address < hit.end;
+}
+
 }  // namespace
 
 code_ref code_ref_of(const void* address) {
   const auto at = reinterpret_cast<std::uintptr_t>(address);
-  const auto img = table().find([&](const image& i) { return contains(i, at, false); });
-  if (!img) throw process_error("code address is in no loaded image");
-  if (img->build_id_size == 0)
+  thread_local segment_hit last;
+  if (!holds(last, at)) {
+    const bool found = table().visit(
+        [&](const image& i) { return contains(i, at, false); },
+        [&](const image& i, std::uint64_t generation) { last = hit_in(i, at, generation); });
+    if (!found) throw process_error("code address is in no loaded image");
+  }
+  if (last.build_id_size == 0)
     throw process_error(
         "the image holding this function has no GNU build-id note (link with --build-id), so it "
         "cannot be named in another process");
   code_ref ref;
-  ref.build_id = img->build_id;
-  ref.build_id_size = img->build_id_size;
-  ref.offset = at - img->bias;
+  ref.build_id = last.build_id;
+  ref.build_id_size = last.build_id_size;
+  ref.offset = at - last.bias;
   return ref;
 }
 
 const void* resolve(const code_ref& ref) {
-  const auto img = table().find([&](const image& i) {
-    return i.build_id_size == ref.build_id_size && i.build_id == ref.build_id;
-  });
-  if (!img)
+  thread_local segment_hit last;
+  const bool same_image = last.generation != 0 && last.build_id_size == ref.build_id_size &&
+                          last.build_id == ref.build_id;
+  if (same_image && ref.offset <= UINTPTR_MAX - last.bias && last.executable &&
+      holds(last, last.bias + ref.offset))
+    return reinterpret_cast<const void*>(last.bias + ref.offset);
+  std::optional<std::uintptr_t> bias;
+  bool executable = false;
+  table().visit(
+      [&](const image& i) {
+        return i.build_id_size == ref.build_id_size && i.build_id == ref.build_id;
+      },
+      [&](const image& i, std::uint64_t generation) {
+        bias = i.bias;
+        if (ref.offset > UINTPTR_MAX - i.bias) return;
+        const std::uintptr_t at = i.bias + ref.offset;
+        executable = contains(i, at, true);
+        if (executable) last = hit_in(i, at, generation);
+      });
+  if (!bias)
     throw process_error(
         "the function was sent by a different binary (no loaded image has its build-id); a "
         "process can only run code of the same build");
-  const std::uintptr_t at = img->bias + ref.offset;
-  if (ref.offset > UINTPTR_MAX - img->bias || !contains(*img, at, true))
+  if (!executable)
     throw decode_error("code offset " + std::to_string(ref.offset) +
                        " is outside the executable segments of its image");
-  return reinterpret_cast<const void*>(at);
+  return reinterpret_cast<const void*>(*bias + ref.offset);
 }
 
 bool register_entry(entry_fn entry) noexcept {
@@ -169,10 +232,13 @@ bool register_entry(entry_fn entry) noexcept {
 
 entry_fn resolve_entry(const code_ref& ref) {
   const void* address = resolve(ref);
-  {
+  // Entry points are registered, never removed: one known is known for good.
+  thread_local const void* last_known = nullptr;
+  if (address != last_known) {
     std::lock_guard lock(entries_mutex);
     if (entries().count(address) == 0)
       throw decode_error("the payload names code that is not a registered mp entry point");
+    last_known = address;
   }
   return reinterpret_cast<entry_fn>(const_cast<void*>(address));
 }

@@ -3,13 +3,13 @@
 // that collects results and notices dead workers, over workers of any kind
 // (src/pool_engine.hpp).
 //
-// Each worker holds up to task_ring::depth tasks, so that it never waits for
-// the pool between two of them, and a ring of task states says which of them
-// it has started. When a worker dies, the task it started fails with
-// mp::broken_process_pool and the rest go to other workers: nothing else is
-// lost. An idle worker takes queued tasks from a busy one the same way. The
-// pool's thread waits for results, and at least every 20 ms looks at the
-// workers' liveness.
+// Each worker holds up to its backend's depth() tasks (32 for processes and
+// threads), so that it never waits for the pool between two of them, and a
+// ring of task states says which of them it has started. When a worker dies,
+// the task it started fails with mp::broken_process_pool and the rest go to
+// other workers: nothing else is lost. An idle worker takes queued tasks from
+// a busy one the same way. The pool's thread waits for results, and at least
+// every 20 ms looks at the workers' liveness.
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "mp/pool.hpp"
+#include "os/spin.hpp"
 #include "os/system.hpp"
 #include "pool_engine.hpp"
 
@@ -101,6 +102,7 @@ struct pool_core::impl {
   struct worker {
     std::unique_ptr<worker_site> site;
     std::deque<held_task> held;  // in the order the worker runs them
+    std::size_t live = 0;        // of them, those not skipped
     std::uint32_t next_slot = 0;
     std::uint64_t current = 0;  // the first held task not skipped: running or about to
     std::uint32_t current_slot = 0;
@@ -111,9 +113,15 @@ struct pool_core::impl {
     bool ran = false;                           // it has run a task (a result came back)
   };
   struct task_entry {
-    completion done;
+    std::shared_ptr<task_sink> sink;
+    std::uint64_t tag = 0;
     std::chrono::nanoseconds limit;
-    std::function<void()> started;
+  };
+  // A task's outcome, to hand to its sink outside the mutex.
+  struct ready_call {
+    std::shared_ptr<task_sink> sink;
+    std::uint64_t tag = 0;
+    pool_result result;
   };
 
   impl(pool_options options_in, std::unique_ptr<worker_backend> backend_in, worker_start when)
@@ -122,7 +130,7 @@ struct pool_core::impl {
   pool_options options;
   std::unique_ptr<worker_backend> backend;
   worker_start start_when;
-  std::mutex mutex;
+  os::adaptive_mutex mutex;
   std::vector<std::unique_ptr<worker>> workers;
   std::deque<job> pending;
   std::unordered_map<std::uint64_t, task_entry> waiting;  // by task id
@@ -132,7 +140,7 @@ struct pool_core::impl {
   std::optional<std::string> broken;  // why, once the pool can run no task
   unsigned failed_starts = 0;         // workers in a row that died before they were ready
   std::thread thread;
-  std::vector<std::pair<completion, pool_result>> ready;  // to call outside the mutex
+  std::vector<ready_call> ready;   // to hand out outside the mutex
   std::vector<pool_result> spare;  // results done with, for their buffers (pool's thread)
 
   void start_worker(std::size_t index) {
@@ -146,11 +154,7 @@ struct pool_core::impl {
     return options.maxtasksperchild != 0 && w.given >= options.maxtasksperchild;
   }
 
-  static std::size_t live_count(const worker& w) {
-    std::size_t n = 0;
-    for (const auto& h : w.held) n += !h.skipped;
-    return n;
-  }
+  static std::size_t live_count(const worker& w) { return w.live; }
 
   // Under the mutex: after `w.held` changed, starts the clock of its new
   // current task (the estimate: it starts when the one before it ended).
@@ -175,7 +179,7 @@ struct pool_core::impl {
     const auto found = waiting.find(first);
     if (found == waiting.end()) return;
     w.limit = found->second.limit;
-    if (found->second.started) found->second.started();
+    found->second.sink->started(found->second.tag);
   }
 
   // When `w` must be stopped: at once for a task cancelled while it runs;
@@ -210,6 +214,7 @@ struct pool_core::impl {
     }
     ++w.given;
     w.held.push_back(held_task{std::move(task), slot});
+    ++w.live;
     track_current(w);
   }
 
@@ -222,6 +227,7 @@ struct pool_core::impl {
             std::memory_order_acq_rel))
       return false;
     h.skipped = true;
+    --w.live;
     return true;
   }
 
@@ -247,16 +253,16 @@ struct pool_core::impl {
     }
   }
 
-  // Hands pending tasks to the workers holding the fewest, up to
-  // task_ring::depth each, so that a worker finds its next task in its queue
-  // the moment it finishes one. A worker with nothing left to run takes a
+  // Hands pending tasks to the workers holding the fewest, up to the
+  // backend's depth() each, so that a worker finds its next task in its
+  // queue the moment it finishes one. A worker with nothing left to run takes a
   // queued task from the busiest one. Under the mutex.
   void dispatch() {
     start_on_demand();
     while (!pending.empty()) {
       worker* best = nullptr;
       for (auto& w : workers)
-        if (w->held.size() < task_ring::depth && usable(*w) &&
+        if (w->held.size() < backend->depth() && usable(*w) &&
             (best == nullptr || live_count(*w) < live_count(*best)))
           best = w.get();
       if (best == nullptr) return;
@@ -265,7 +271,7 @@ struct pool_core::impl {
       give(*best, std::move(task));
     }
     for (auto& idle : workers) {
-      if (live_count(*idle) != 0 || idle->held.size() >= task_ring::depth || !usable(*idle))
+      if (live_count(*idle) != 0 || idle->held.size() >= backend->depth() || !usable(*idle))
         continue;
       // The busiest worker's last queued task, if it has not started.
       worker* busiest = nullptr;
@@ -282,11 +288,12 @@ struct pool_core::impl {
     }
   }
 
-  // Under the mutex: the task's completion is to get `failure`.
+  // Under the mutex: the task's sink is to get `failure`.
   void fail(pool_result&& failure) {
     auto found = waiting.find(failure.id);
     if (found == waiting.end()) return;
-    ready.emplace_back(std::move(found->second.done), std::move(failure));
+    ready.push_back(
+        ready_call{std::move(found->second.sink), found->second.tag, std::move(failure)});
     waiting.erase(found);
   }
   void fail(std::uint64_t id, task_failure failure, std::string message) {
@@ -320,6 +327,7 @@ struct pool_core::impl {
           w->held.front().skipped != result.skipped)
         continue;
       const bool abandoned = w->held.front().abandoned;
+      if (!w->held.front().skipped) --w->live;
       w->held.pop_front();
       w->ran = w->ran || !result.skipped;
       track_current(*w);
@@ -367,6 +375,7 @@ struct pool_core::impl {
       return false;
     });
     w.held.clear();
+    w.live = 0;
     return was_running;
   }
 
@@ -467,23 +476,45 @@ struct pool_core::impl {
     }
   }
 
-  void call_ready(std::unique_lock<std::mutex>& lock) {
+  void call_ready(std::unique_lock<os::adaptive_mutex>& lock) {
     auto calls = std::move(ready);
     ready.clear();
     lock.unlock();
-    for (auto& [call, r] : calls) {
+    for (auto& [sink, tag, r] : calls) {
       task_outcome outcome{r.value.span(), nullptr, r.failure == task_failure::cancelled};
       if (r.failure != task_failure::none) {
         outcome.value = {};
         outcome.error = failure_exception(r.failure, r.fault, backend->processes());
       }
-      call(std::move(outcome));
-      // Kept for the next results (the completions only read them), unless
+      sink->complete(tag, std::move(outcome));
+      sink.reset();
+      // Kept for the next results (the sinks only read them), unless
       // its buffer is large enough to be worth giving back.
       if (spare.size() < 64 && r.value.capacity() <= (std::size_t{16} << 20))
         spare.push_back(std::move(r));
     }
     lock.lock();
+  }
+
+  // Queues `jobs` (their ids set here, consecutive; task i's tag is
+  // first_tag + i) and hands out what the workers have room for; returns the
+  // first id. Refuses them all once the pool is broken, closed or terminated.
+  std::uint64_t accept(std::span<job> jobs, const std::shared_ptr<task_sink>& sink,
+                       std::uint64_t first_tag, mp::timeout limit) {
+    std::lock_guard lock(mutex);
+    if (broken)
+      std::rethrow_exception(failure_exception(
+          task_failure::broken, remote_fault{.message = *broken}, backend->processes()));
+    if (closed || terminated) throw usage_error("the pool is not running");
+    const std::uint64_t first = next_id;
+    next_id += jobs.size();
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i].id = first + i;
+      waiting.emplace(first + i, task_entry{sink, first_tag + i, limit.duration()});
+      pending.push_back(std::move(jobs[i]));
+    }
+    dispatch();
+    return first;
   }
 
   bool idle() const {
@@ -593,21 +624,23 @@ pool_core::~pool_core() {
   join();
 }
 
-std::uint64_t pool_core::submit(task_payload payload, completion done, mp::timeout limit,
-                                std::function<void()> started) {
-  std::lock_guard lock(impl_->mutex);
-  if (impl_->broken)
-    std::rethrow_exception(failure_exception(task_failure::broken,
-                                             remote_fault{.message = *impl_->broken},
-                                             impl_->backend->processes()));
-  if (impl_->closed || impl_->terminated) throw usage_error("the pool is not running");
-  const std::uint64_t id = impl_->next_id++;
-  impl_->waiting.emplace(id,
-                         impl::task_entry{std::move(done), limit.duration(), std::move(started)});
-  impl_->pending.push_back(job{id, std::make_shared<const byte_buffer>(std::move(payload.bytes)),
-                               std::move(payload.handles)});
-  impl_->dispatch();
-  return id;
+std::uint64_t pool_core::submit(task_payload payload, std::shared_ptr<task_sink> sink,
+                                std::uint64_t tag, mp::timeout limit) {
+  job task{0, std::make_shared<const byte_buffer>(std::move(payload.bytes)),
+           std::move(payload.handles)};
+  return impl_->accept(std::span<job>(&task, 1), sink, tag, limit);
+}
+
+std::uint64_t pool_core::submit_all(std::vector<task_payload> payloads,
+                                    std::shared_ptr<task_sink> sink, std::uint64_t first_tag,
+                                    mp::timeout limit) {
+  // Made outside the lock: the engine's shared copies of the calls.
+  std::vector<job> jobs;
+  jobs.reserve(payloads.size());
+  for (task_payload& p : payloads)
+    jobs.push_back(
+        job{0, std::make_shared<const byte_buffer>(std::move(p.bytes)), std::move(p.handles)});
+  return impl_->accept(jobs, sink, first_tag, limit);
 }
 
 namespace {
@@ -626,10 +659,10 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
   const auto entry = impl_->waiting.find(id);
   if (entry == impl_->waiting.end()) return false;
   const auto settle = [&] {
-    completion done = std::move(entry->second.done);
+    impl::task_entry cancelled = std::move(entry->second);
     impl_->waiting.erase(entry);
     lock.unlock();
-    done(cancellation());
+    cancelled.sink->complete(cancelled.tag, cancellation());
     return true;
   };
   auto& pending = impl_->pending;
@@ -660,13 +693,13 @@ bool pool_core::cancel(std::uint64_t id, bool kill_running) {
 }
 
 std::size_t pool_core::cancel_pending() {
-  std::vector<completion> cancelled;
+  std::vector<impl::task_entry> cancelled;
   {
     std::lock_guard lock(impl_->mutex);
     for (const auto& task : impl_->pending) {
       const auto entry = impl_->waiting.find(task.id);
       if (entry == impl_->waiting.end()) continue;
-      cancelled.push_back(std::move(entry->second.done));
+      cancelled.push_back(std::move(entry->second));
       impl_->waiting.erase(entry);
     }
     impl_->pending.clear();
@@ -677,11 +710,11 @@ std::size_t pool_core::cancel_pending() {
         if (h.skipped || h.abandoned || h.task.id == w->current) continue;
         const auto entry = impl_->waiting.find(h.task.id);
         if (entry == impl_->waiting.end() || !impl::take_back(*w, h)) continue;
-        cancelled.push_back(std::move(entry->second.done));
+        cancelled.push_back(std::move(entry->second));
         impl_->waiting.erase(entry);
       }
   }
-  for (auto& done : cancelled) done(cancellation());
+  for (auto& entry : cancelled) entry.sink->complete(entry.tag, cancellation());
   return cancelled.size();
 }
 

@@ -88,8 +88,9 @@ enum class task_failure : std::uint8_t {
 };
 inline constexpr auto last_task_failure = task_failure::refused;
 
-/// A worker's result: the encoded return value or the failure. The result
-/// with id 0 says the worker's initializer failed, with `fault`.
+/// A worker's result: the encoded return value or the failure (`fault`, on
+/// the wire only for a failure). The result with id 0 says the worker's
+/// initializer failed, with `fault`.
 struct pool_result {
   std::uint64_t id = 0;
   task_failure failure = task_failure::none;
@@ -100,7 +101,8 @@ struct pool_result {
   void save(Archive& archive) const {
     archive(id, static_cast<std::uint8_t>(failure), skipped);
     save_bytes(archive, value.span());
-    archive(fault.type, fault.message, fault.pid, fault.code, fault.category);
+    if (failure != task_failure::none)  // (most results: a value, and no fault)
+      archive(fault.type, fault.message, fault.pid, fault.code, fault.category);
   }
   template <class Archive>
   void load(Archive& archive) {
@@ -111,7 +113,10 @@ struct pool_result {
                          ", which does not exist");
     failure = static_cast<task_failure>(kind);
     load_bytes(archive, value);
-    archive(fault.type, fault.message, fault.pid, fault.code, fault.category);
+    if (failure != task_failure::none)
+      archive(fault.type, fault.message, fault.pid, fault.code, fault.category);
+    else
+      fault = {};
   }
 };
 
@@ -128,7 +133,10 @@ struct pool_result {
 /// sanitizer, or one whose initializer is slow) must not use up the time of
 /// the task it has not begun.
 struct task_ring {
-  static constexpr std::uint32_t depth = 4;  // tasks a worker holds at most
+  // Tasks a worker holds at most (a backend may hold fewer): enough that a
+  // worker fed faster than it runs never sleeps between tasks, and the
+  // pool's thread refills it in bursts rather than a wake-up per task.
+  static constexpr std::uint32_t depth = 32;
   enum : std::uint64_t { queued = 1, running = 2, cancelled = 3 };
   static constexpr std::uint64_t encode(std::uint64_t id, std::uint64_t state) {
     return id << 2 | state;
@@ -209,6 +217,8 @@ class worker_backend {
   /// MPI job that died. The pool goes on without it, and is broken once it
   /// has no worker left.
   virtual bool replaceable(std::size_t index) { return static_cast<void>(index), true; }
+  /// How many tasks a worker of this kind holds at most (up to task_ring::depth).
+  virtual std::uint32_t depth() const { return task_ring::depth; }
 };
 
 std::unique_ptr<worker_backend> make_process_workers(const pool_options& options);

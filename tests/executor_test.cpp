@@ -329,7 +329,7 @@ TEST(executor, as_completed_yields_each_future_once_and_lets_it_go) {
   auto a = ex.submit(power_of_two, 1);
   auto b = ex.submit(power_of_two, 2);
   std::vector<mp::future<long>> given{a, b, a, a};
-  std::weak_ptr<mp::detail::future_state<long>> watch = a.state();
+  std::weak_ptr<mp::detail::task_state<long>> watch = a.state();
   a = mp::future<long>(nullptr);
   long sum = 0;
   int yielded = 0;

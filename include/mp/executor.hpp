@@ -32,45 +32,6 @@
 
 namespace mp {
 
-namespace detail {
-
-/// What a future, its executor and the pool's thread share.
-struct future_base {
-  std::mutex mutex;
-  std::condition_variable changed;
-  enum class stage { pending, running, finished, cancelled } now = stage::pending;
-  std::exception_ptr error;
-  std::vector<std::function<void()>> on_done;
-  std::uint64_t id = 0;
-  std::weak_ptr<pool_core> core;
-
-  bool done_locked() const { return now == stage::finished || now == stage::cancelled; }
-  // Marks the future done and runs its callbacks (outside the lock).
-  void settle(std::unique_lock<std::mutex>& lock, stage end) {
-    now = end;
-    auto callbacks = std::move(on_done);
-    on_done.clear();
-    lock.unlock();
-    changed.notify_all();
-    for (auto& callback : callbacks) run_callback(callback);
-  }
-  // Python logs and ignores an exception from a done callback: so here, on stderr.
-  static void run_callback(const std::function<void()>& callback) noexcept {
-    try {
-      callback();
-    } catch (...) {
-      report_callback_error("a future's done callback");
-    }
-  }
-};
-
-template <class R>
-struct future_state : future_base {
-  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
-};
-
-}  // namespace detail
-
 /// Python's concurrent.futures.Future. Copies refer to the same future.
 template <class R>
 class future {
@@ -78,8 +39,8 @@ class future {
   /// A pending future of no executor, which the program completes itself
   /// (Python's Future(), for those who build on the waiting tools):
   /// set_running_or_notify_cancel(), set_result(), set_exception().
-  future() : state_(std::make_shared<detail::future_state<R>>()) {}
-  explicit future(std::shared_ptr<detail::future_state<R>> state) : state_(std::move(state)) {}
+  future() : state_(std::make_shared<detail::task_state<R>>()) {}
+  explicit future(std::shared_ptr<detail::task_state<R>> state) : state_(std::move(state)) {}
 
   /// The task's return value, waiting at most `timeout` (no limit if left
   /// out); rethrows its exception; mp::cancelled_error if it was cancelled,
@@ -88,7 +49,7 @@ class future {
     if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
     std::lock_guard lock(state_->mutex);
     if (state_->error) std::rethrow_exception(state_->error);
-    if (state_->now == detail::future_base::stage::cancelled)
+    if (state_->now == detail::task_state_base::stage::cancelled)
       throw cancelled_error("the future was cancelled");
     if constexpr (!std::is_void_v<R>) return *state_->value;
   }
@@ -97,7 +58,7 @@ class future {
   std::exception_ptr exception(mp::timeout timeout = {}) const {
     if (!wait_for(timeout)) throw timeout_error("the future was not done in time");
     std::lock_guard lock(state_->mutex);
-    if (state_->now == detail::future_base::stage::cancelled)
+    if (state_->now == detail::task_state_base::stage::cancelled)
       throw cancelled_error("the future was cancelled");
     return state_->error;
   }
@@ -107,11 +68,11 @@ class future {
   }
   bool running() const {
     std::lock_guard lock(state_->mutex);
-    return state_->now == detail::future_base::stage::running;
+    return state_->now == detail::task_state_base::stage::running;
   }
   bool cancelled() const {
     std::lock_guard lock(state_->mutex);
-    return state_->now == detail::future_base::stage::cancelled;
+    return state_->now == detail::task_state_base::stage::cancelled;
   }
   /// Python's cancel(): succeeds only before the task starts. With
   /// `kill_running`, a running task is stopped too: its worker is killed and
@@ -119,11 +80,11 @@ class future {
   /// will shortly be, cancelled.
   bool cancel(bool kill_running = false) const {
     std::unique_lock lock(state_->mutex);
-    if (state_->now == detail::future_base::stage::cancelled) return true;
+    if (state_->now == detail::task_state_base::stage::cancelled) return true;
     if (state_->done_locked()) return false;
     if (state_->id == 0) {  // a future the program completes: Python's rule
-      if (state_->now == detail::future_base::stage::running) return false;
-      state_->settle(lock, detail::future_base::stage::cancelled);
+      if (state_->now == detail::task_state_base::stage::running) return false;
+      state_->settle(lock, detail::task_state_base::stage::cancelled);
       return true;
     }
     auto core = state_->core.lock();
@@ -142,7 +103,7 @@ class future {
       return;
     }
     lock.unlock();
-    detail::future_base::run_callback([&] { callback(*this); });
+    detail::task_state_base::run_callback([&] { callback(*this); });
   }
 
   /// Python's set_running_or_notify_cancel(), for a future the program
@@ -150,7 +111,7 @@ class future {
   /// is now running; mp::invalid_state_error if it was running or done.
   bool set_running_or_notify_cancel() const {
     std::lock_guard lock(state_->mutex);
-    using stage = detail::future_base::stage;
+    using stage = detail::task_state_base::stage;
     if (state_->now == stage::cancelled) return false;
     if (state_->now != stage::pending)
       throw invalid_state_error("set_running_or_notify_cancel() on a future that is " +
@@ -165,7 +126,7 @@ class future {
     std::unique_lock lock(state_->mutex);
     check_not_done();
     if constexpr (!std::is_void_v<R>) state_->value.emplace(std::forward<V>(value)...);
-    state_->settle(lock, detail::future_base::stage::finished);
+    state_->settle(lock, detail::task_state_base::stage::finished);
   }
   /// Python's set_exception(): completes the future with `error`;
   /// mp::invalid_state_error if it is done already.
@@ -173,7 +134,7 @@ class future {
     std::unique_lock lock(state_->mutex);
     check_not_done();
     state_->error = std::move(error);
-    state_->settle(lock, detail::future_base::stage::finished);
+    state_->settle(lock, detail::task_state_base::stage::finished);
   }
 
   /// Blocks until done, at most `timeout` (no limit if left out); true if done.
@@ -183,16 +144,16 @@ class future {
     return detail::wait_until(state_->changed, lock, deadline,
                               [&] { return state_->done_locked(); });
   }
-  const std::shared_ptr<detail::future_state<R>>& state() const noexcept { return state_; }
+  const std::shared_ptr<detail::task_state<R>>& state() const noexcept { return state_; }
 
  private:
   void check_not_done() const {
     if (state_->done_locked())
-      throw invalid_state_error(state_->now == detail::future_base::stage::cancelled
+      throw invalid_state_error(state_->now == detail::task_state_base::stage::cancelled
                                     ? "the future was cancelled"
                                     : "the future is done already");
   }
-  std::shared_ptr<detail::future_state<R>> state_;
+  std::shared_ptr<detail::task_state<R>> state_;
 };
 
 /// Python's ProcessPoolExecutor keyword arguments.
@@ -267,25 +228,16 @@ class process_pool_executor {
   template <class Fn, class... Args>
   auto submit_checked(Fn fn, Args&&... args) {
     using R = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
-    auto state = std::make_shared<detail::future_state<R>>();
+    auto state = std::make_shared<detail::task_state<R>>();
     state->core = core_;
-    // (Not under the future's lock: dispatch calls `started`, which takes it.)
-    state->id = submit_to_core(
-        detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::task_outcome&& r) { complete(*state, std::move(r)); }, {},
-        [raw = state.get()] {
-          // Under the pool's lock; the future's own lock is taken briefly.
-          std::lock_guard started(raw->mutex);
-          if (raw->now == detail::future_base::stage::pending)
-            raw->now = detail::future_base::stage::running;
-        });
+    state->id = submit_to_core(detail::encode_task(fn, std::forward<Args>(args)...), state);
     return future<R>(state);
   }
 
-  std::uint64_t submit_to_core(detail::task_payload payload, detail::pool_core::completion done,
-                               mp::timeout limit, std::function<void()> started) {
+  std::uint64_t submit_to_core(detail::task_payload payload,
+                               std::shared_ptr<detail::task_sink> state) {
     try {
-      return core_->submit(std::move(payload), std::move(done), limit, std::move(started));
+      return core_->submit(std::move(payload), std::move(state));
     } catch (const usage_error&) {
       throw process_error("cannot schedule new futures after shutdown");
     }
@@ -302,16 +254,6 @@ class process_pool_executor {
   }
 
  private:
-  template <class R>
-  static void complete(detail::future_state<R>& state, detail::task_outcome&& r) {
-    decltype(state.value) decoded{};
-    const std::exception_ptr failure = detail::outcome<R>(r, decoded);
-    std::unique_lock lock(state.mutex);
-    state.error = failure;
-    state.value = std::move(decoded);
-    state.settle(lock, r.cancelled ? detail::future_base::stage::cancelled
-                                   : detail::future_base::stage::finished);
-  }
   // A pool that shares this executor's workers, for map.
   pool& pool_view() {
     std::lock_guard lock(view_mutex_);

@@ -192,6 +192,22 @@ std::exception_ptr outcome(const task_outcome& result, Value& value) {
 
 class worker_backend;
 
+/// Where the engine hands a task's outcome: a future, an async result, the
+/// gathering of a map's chunks. `tag` is what the task was submitted with (a
+/// chunk's index, say), so one sink serves many tasks without an allocation
+/// per task.
+class task_sink {
+ public:
+  /// On the pool's thread (or, for a task cancelled before it started, on
+  /// the cancelling thread), once per task.
+  virtual void complete(std::uint64_t tag, task_outcome&& outcome) = 0;
+  /// Under the pool's lock, when a worker is about to run the task: keep it short.
+  virtual void started(std::uint64_t tag) { static_cast<void>(tag); }
+
+ protected:
+  ~task_sink() = default;
+};
+
 /// The kinds of worker mp builds in.
 enum class worker_kind { processes, threads };
 
@@ -204,9 +220,6 @@ enum class worker_start { all_at_once, on_demand };
 /// of one kind (src/pool_engine.hpp).
 class MP_EXPORT pool_core {
  public:
-  /// Called on the pool's thread with the task's result or its failure.
-  using completion = std::function<void(task_outcome&&)>;
-
   /// Worker processes, or worker threads of this process.
   pool_core(pool_options options, worker_kind kind, worker_start when = worker_start::all_at_once);
   /// Workers of another kind (the MPI backend).
@@ -220,15 +233,21 @@ class MP_EXPORT pool_core {
   /// No time limit for a task (mp::timeout's duration when it has none).
   static constexpr std::chrono::nanoseconds no_limit = std::chrono::nanoseconds::max();
 
-  /// Queues an encoded call and returns its id. A task that runs longer than
-  /// `limit` fails with mp::timeout_error and its worker is killed and
-  /// replaced. `started`, if set, is called (under the pool's lock: keep it
-  /// short) when a worker takes the task. Throws mp::usage_error once closed or
-  /// terminated, the pool's broken_executor once broken.
-  std::uint64_t submit(task_payload payload, completion done, mp::timeout limit = {},
-                       std::function<void()> started = nullptr);
+  /// Queues an encoded call and returns its id; its outcome goes to
+  /// `sink->complete(tag, ...)`, and `sink->started(tag)` is called when a
+  /// worker takes it. A task that runs longer than `limit` fails with
+  /// mp::timeout_error and its worker is killed and replaced. Throws
+  /// mp::usage_error once closed or terminated, the pool's broken_executor
+  /// once broken.
+  std::uint64_t submit(task_payload payload, std::shared_ptr<task_sink> sink, std::uint64_t tag = 0,
+                       mp::timeout limit = {});
+  /// Queues many calls at once, as submit() each (task i's tag is
+  /// `first_tag + i`), under one lock; returns the first id (the ids follow
+  /// each other). Refused as a whole, or queued as a whole.
+  std::uint64_t submit_all(std::vector<task_payload> payloads, std::shared_ptr<task_sink> sink,
+                           std::uint64_t first_tag, mp::timeout limit = {});
   /// Cancels a task that has not started, or with `kill_running` one that is
-  /// running (its worker is killed and replaced): its completion gets an
+  /// running (its worker is killed and replaced): its sink gets an
   /// mp::cancelled_error, at once for a task not started. False if
   /// the task has finished (or runs, without kill_running).
   bool cancel(std::uint64_t id, bool kill_running);
@@ -327,50 +346,83 @@ void decode_elements_into(std::span<const std::byte> in, std::span<T> out) {
   if (!out.empty()) std::memcpy(out.data(), in.data() + sizeof count, out.size_bytes());
 }
 
-/// What an async_result and its pool's thread share.
-template <class R>
-struct result_state {
+/// A task's state, as its handle (mp::future, mp::async_result) and the
+/// pool's thread share it: one machine for both.
+struct task_state_base : task_sink {
   std::mutex mutex;
-  std::condition_variable done;
-  bool ready = false;
-  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+  std::condition_variable changed;
+  enum class stage { pending, running, finished, cancelled } now = stage::pending;
   std::exception_ptr error;
+  // Run once done (a future's done callbacks, Python's order: after).
+  std::vector<std::function<void()>> on_done;
+  std::uint64_t id = 0;           // in its pool, for cancel (0: completed by the program)
+  std::weak_ptr<pool_core> core;  // for cancel
+
+  bool done_locked() const { return now == stage::finished || now == stage::cancelled; }
+  void started(std::uint64_t) override {
+    std::lock_guard lock(mutex);
+    if (now == stage::pending) now = stage::running;
+  }
+  // Marks the state done and runs the done callbacks (outside the lock).
+  void settle(std::unique_lock<std::mutex>& lock, stage end) {
+    now = end;
+    auto callbacks = std::move(on_done);
+    on_done.clear();
+    lock.unlock();
+    changed.notify_all();
+    for (auto& callback : callbacks) run_callback(callback);
+  }
+  // Python logs and ignores an exception from a done callback: so here, on stderr.
+  static void run_callback(const std::function<void()>& callback) noexcept {
+    try {
+      callback();
+    } catch (...) {
+      report_callback_error("a future's done callback");
+    }
+  }
+
+ protected:
+  ~task_state_base() = default;
+};
+
+template <class R>
+struct task_state final : task_state_base {
+  std::conditional_t<std::is_void_v<R>, bool, std::optional<R>> value{};
+  // Python's AsyncResult callbacks: run before the result is marked ready.
   std::function<void(const R*)> callback;  // R = void: called with nullptr
   std::function<void(std::exception_ptr)> error_callback;
 
   // On the pool's thread.
-  void complete(task_outcome&& result) {
+  void complete(std::uint64_t, task_outcome&& result) override {
     decltype(value) decoded{};
     const std::exception_ptr failure = outcome<R>(result, decoded);
-    finish(std::move(decoded), failure);
+    finish(std::move(decoded), failure, result.cancelled);
   }
 
-  // Stores the outcome, runs the callbacks, then marks the result ready.
-  void finish(decltype(value) decoded, std::exception_ptr failure) {
-    {
-      std::lock_guard lock(mutex);
-      value = std::move(decoded);
-      error = failure;
-    }
-    // Python runs the callbacks before the result is marked ready.
-    try {
-      if (failure) {
-        if (error_callback) error_callback(failure);
-      } else if (callback) {
-        if constexpr (std::is_void_v<R>)
-          callback(nullptr);
-        else
-          callback(&*value);
+  // Stores the outcome, runs the callbacks, then marks the state done.
+  void finish(decltype(value) decoded, std::exception_ptr failure, bool cancelled = false) {
+    std::unique_lock lock(mutex);
+    value = std::move(decoded);
+    error = failure;
+    if (callback || error_callback) {
+      lock.unlock();
+      // Python runs an AsyncResult's callbacks before the result is ready.
+      try {
+        if (failure) {
+          if (error_callback) error_callback(failure);
+        } else if (callback) {
+          if constexpr (std::is_void_v<R>)
+            callback(nullptr);
+          else
+            callback(&*value);
+        }
+      } catch (...) {
+        // A callback that throws must not take the pool's thread down.
+        report_callback_error("a pool result's callback");
       }
-    } catch (...) {
-      // A callback that throws must not take the pool's thread down.
-      report_callback_error("a pool result's callback");
+      lock.lock();
     }
-    {
-      std::lock_guard lock(mutex);
-      ready = true;
-    }
-    done.notify_all();
+    settle(lock, cancelled ? stage::cancelled : stage::finished);
   }
 
   template <class Callbacks>
@@ -393,8 +445,7 @@ class pool;
 template <class R>
 class async_result {
  public:
-  explicit async_result(std::shared_ptr<detail::result_state<R>> state)
-      : state_(std::move(state)) {}
+  explicit async_result(std::shared_ptr<detail::task_state<R>> state) : state_(std::move(state)) {}
 
   /// The result, waiting at most `timeout` (no limit if left out) for it;
   /// rethrows the task's exception (mp::worker_died if its worker died);
@@ -407,17 +458,18 @@ class async_result {
   bool wait(mp::timeout timeout = {}) const {
     const detail::deadline deadline(timeout);
     std::unique_lock lock(state_->mutex);
-    return detail::wait_until(state_->done, lock, deadline, [&] { return state_->ready; });
+    return detail::wait_until(state_->changed, lock, deadline,
+                              [&] { return state_->done_locked(); });
   }
   bool ready() const {
     std::lock_guard lock(state_->mutex);
-    return state_->ready;
+    return state_->done_locked();
   }
   /// Whether the task returned without an exception; mp::usage_error if it is
   /// not ready yet (Python's ValueError).
   bool successful() const {
     std::lock_guard lock(state_->mutex);
-    if (!state_->ready) throw usage_error("the result is not ready");
+    if (!state_->done_locked()) throw usage_error("the result is not ready");
     return !state_->error;
   }
 
@@ -438,7 +490,7 @@ class async_result {
     if (state_->error) std::rethrow_exception(state_->error);
     if constexpr (!std::is_void_v<R>) return std::move(*state_->value);
   }
-  std::shared_ptr<detail::result_state<R>> state_;
+  std::shared_ptr<detail::task_state<R>> state_;
 };
 
 /// The options of apply_async, for a function returning R: Python's callback
@@ -645,11 +697,10 @@ class pool {
   template <class Fn, class... Args>
   auto submit_task(apply_options<result_of<Fn, Args...>> callbacks, Fn fn, Args&&... args) {
     using R = result_of<Fn, Args...>;
-    auto state = std::make_shared<detail::result_state<R>>();
+    auto state = std::make_shared<detail::task_state<R>>();
     state->set_callbacks(callbacks);
-    core_->submit(
-        detail::encode_task(fn, std::forward<Args>(args)...),
-        [state](detail::task_outcome&& r) { state->complete(std::move(r)); }, callbacks.timeout);
+    core_->submit(detail::encode_task(fn, std::forward<Args>(args)...), state, 0,
+                  callbacks.timeout);
     return async_result<R>(std::move(state));
   }
 
@@ -696,33 +747,87 @@ class pool {
       if (chunksize == 0) chunksize = 1;
     }
     const std::size_t chunks = (items.size() + chunksize - 1) / chunksize;
-    struct gather {
+    // The chunks' outcomes, gathered on the pool's thread (tag: the chunk's index).
+    struct gather final : detail::task_sink {
       std::mutex mutex;
       std::vector<std::optional<R>> parts;  // unless into_place
       R joined;                             // into_place: sized at once
       std::exception_ptr error;
+      std::size_t chunksize = 0;
       std::size_t left = 0;
       std::size_t items_done = 0;
       std::size_t items = 0;
       progress_callback progress;
-      std::shared_ptr<detail::result_state<Out>> state;
+      std::shared_ptr<detail::task_state<Out>> state;
+
+      void complete(std::uint64_t tag, detail::task_outcome&& r) override {
+        const auto c = static_cast<std::size_t>(tag);
+        const std::size_t first = c * chunksize;
+        const std::size_t count = std::min(items, first + chunksize) - first;
+        std::exception_ptr failure;
+        if constexpr (into_place) {
+          if (r.error) {
+            failure = r.error;
+          } else {
+            try {
+              detail::decode_elements_into<wire>(r.value,
+                                                 std::span<wire>(joined).subspan(first, count));
+            } catch (...) {
+              failure = std::current_exception();
+            }
+          }
+        }
+        bool last = false;
+        std::size_t done_now = 0;
+        {
+          std::lock_guard lock(mutex);
+          if constexpr (!into_place) {
+            std::optional<R> decoded;
+            failure = detail::outcome<R>(r, decoded);
+            parts[c] = std::move(decoded);
+          }
+          if (failure && !error) error = failure;
+          if (!failure) items_done += count;
+          done_now = items_done;
+          last = --left == 0;
+        }
+        if (progress) progress(done_now, items);
+        if (last) finish();
+      }
+
+      void finish() {
+        if (error) {
+          state->finish({}, error);
+        } else if constexpr (std::is_void_v<Out>) {
+          state->finish(true, nullptr);
+        } else if constexpr (into_place) {
+          state->finish(std::move(joined), nullptr);
+        } else {
+          R all;
+          all.reserve(items);
+          for (auto& p : parts)
+            for (auto&& v : *p) all.push_back(std::move(v));
+          state->finish(std::move(all), nullptr);
+        }
+      }
     };
     auto shared = std::make_shared<gather>();
     if constexpr (into_place)
       shared->joined.resize(items.size());
     else
       shared->parts.resize(chunks);
+    shared->chunksize = chunksize;
     shared->left = chunks;
     shared->items = items.size();
     shared->progress = std::move(options.progress);
-    shared->state = std::make_shared<detail::result_state<Out>>();
+    shared->state = std::make_shared<detail::task_state<Out>>();
     shared->state->set_callbacks(options);
     if (chunks == 0) shared->state->finish(detail::empty_map_result<Out>(), nullptr);
-    const mp::timeout limit = options.timeout;
+    std::vector<detail::task_payload> payloads(chunks);
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t first = c * chunksize;
       const std::size_t count = std::min(items.size(), first + chunksize) - first;
-      detail::task_payload payload;
+      detail::task_payload& payload = payloads[c];
       if constexpr (from_span) {
         detail::output_archive out(payload.bytes);
         detail::encode_call_as<std::vector<arg>>(
@@ -734,56 +839,8 @@ class pool {
             std::vector<arg>(std::make_move_iterator(from),
                              std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count))));
       }
-      core_->submit(
-          std::move(payload),
-          [shared, first, count, c](detail::task_outcome&& r) {
-            std::exception_ptr failure;
-            if constexpr (into_place) {
-              if (r.error) {
-                failure = r.error;
-              } else {
-                try {
-                  detail::decode_elements_into<wire>(
-                      r.value, std::span<wire>(shared->joined).subspan(first, count));
-                } catch (...) {
-                  failure = std::current_exception();
-                }
-              }
-            }
-            bool last = false;
-            std::size_t items_done = 0;
-            {
-              std::lock_guard lock(shared->mutex);
-              if constexpr (!into_place) {
-                std::optional<R> decoded;
-                failure = detail::outcome<R>(r, decoded);
-                shared->parts[c] = std::move(decoded);
-              }
-              if (failure && !shared->error) shared->error = failure;
-              if (!failure) shared->items_done += count;
-              items_done = shared->items_done;
-              last = --shared->left == 0;
-            }
-            if (shared->progress) shared->progress(items_done, shared->items);
-            if (!last) return;
-            if (shared->error) {
-              shared->state->finish({}, shared->error);
-              return;
-            }
-            if constexpr (std::is_void_v<Out>) {
-              shared->state->finish(true, nullptr);
-            } else if constexpr (into_place) {
-              shared->state->finish(std::move(shared->joined), nullptr);
-            } else {
-              R joined;
-              joined.reserve(shared->items);
-              for (auto& p : shared->parts)
-                for (auto&& v : *p) joined.push_back(std::move(v));
-              shared->state->finish(std::move(joined), nullptr);
-            }
-          },
-          limit);
     }
+    if (chunks != 0) core_->submit_all(std::move(payloads), shared, 0, options.timeout);
     return async_result<Out>(shared->state);
   }
 
@@ -817,9 +874,12 @@ class pull_iterator {
   std::optional<T> current_;
 };
 
-/// What an imap range shares with the pool's thread.
+/// What an imap range shares with the pool's thread, which hands it each
+/// chunk's outcome (tag: the chunk's index).
 template <class R>
-struct imap_state {
+struct imap_state final : task_sink {
+  explicit imap_state(bool unordered_in) : unordered(unordered_in) {}
+  const bool unordered;
   std::mutex mutex;
   std::condition_variable changed;
   std::map<std::size_t, std::vector<R>> ordered;  // by chunk index (imap)
@@ -827,6 +887,27 @@ struct imap_state {
   std::map<std::size_t, std::exception_ptr> failed;
   std::deque<std::exception_ptr> failed_unordered;
   std::size_t in_flight = 0;
+
+  void complete(std::uint64_t tag, task_outcome&& r) override {
+    const auto index = static_cast<std::size_t>(tag);
+    std::vector<R> values;
+    const std::exception_ptr failure = outcome<std::vector<R>>(r, values);
+    {
+      std::lock_guard lock(mutex);
+      --in_flight;
+      if (unordered) {
+        if (failure)
+          failed_unordered.push_back(failure);
+        else
+          arrived.push_back(std::move(values));
+      } else if (failure) {
+        failed.emplace(index, failure);
+      } else {
+        ordered.emplace(index, std::move(values));
+      }
+    }
+    changed.notify_all();
+  }
 };
 
 }  // namespace detail
@@ -972,7 +1053,8 @@ auto pool::make_imap(Fn fn, Range&& input, std::size_t chunksize, progress_callb
       decltype(std::declval<const call&>()(std::declval<const std::vector<arg>&>()));
   using R = typename chunk_result::value_type;
   if (chunksize == 0) chunksize = 1;
-  auto state = std::make_shared<detail::imap_state<R>>();
+  static_assert(std::is_same_v<chunk_result, std::vector<R>>);
+  auto state = std::make_shared<detail::imap_state<R>>(Unordered);
   std::size_t total = 0;
   if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(input);
   auto from = std::make_shared<source>(std::views::all(std::forward<Range>(input)));
@@ -987,26 +1069,7 @@ auto pool::make_imap(Fn fn, Range&& input, std::size_t chunksize, progress_callb
       ++it;
     }
     if (part.empty()) return false;
-    core->submit(detail::encode_task(call{fn}, std::move(part)),
-                 [state, index](detail::task_outcome&& r) {
-                   chunk_result values;
-                   const std::exception_ptr failure = detail::outcome<chunk_result>(r, values);
-                   {
-                     std::lock_guard lock(state->mutex);
-                     --state->in_flight;
-                     if (Unordered) {
-                       if (failure)
-                         state->failed_unordered.push_back(failure);
-                       else
-                         state->arrived.push_back(std::move(values));
-                     } else if (failure) {
-                       state->failed.emplace(index, failure);
-                     } else {
-                       state->ordered.emplace(index, std::move(values));
-                     }
-                   }
-                   state->changed.notify_all();
-                 });
+    core->submit(detail::encode_task(call{fn}, std::move(part)), state, index);
     return true;
   };
   return imap_range<R>(std::move(state), std::move(submit), 2 * processes(), Unordered,

@@ -516,6 +516,8 @@ class rank_workers final : public mp::detail::worker_backend {
   bool broken() const noexcept { return broken_.load(); }
 
   bool processes() const override { return true; }
+  // A task handed to a rank cannot be taken back once sent: few at a time.
+  std::uint32_t depth() const override { return 4; }
 
   bool replaceable(std::size_t index) override {
     std::lock_guard lock(sites_mutex_);

@@ -4,6 +4,8 @@
 // kernel wake-up.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 
@@ -52,5 +54,28 @@ bool wait_awake(Ready&& ready, std::chrono::nanoseconds spin, int yields) {
   }
   return ready();
 }
+
+/// A mutex that spins a little before it sleeps (glibc's adaptive kind):
+/// for a lock two threads take often and hold briefly, as the pool's, where
+/// a sleep and a wake-up cost far more than the wait.
+class adaptive_mutex {
+ public:
+  adaptive_mutex() noexcept {
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init(&attributes);
+    pthread_mutexattr_settype(&attributes, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&mutex_, &attributes);
+    pthread_mutexattr_destroy(&attributes);
+  }
+  adaptive_mutex(const adaptive_mutex&) = delete;
+  adaptive_mutex& operator=(const adaptive_mutex&) = delete;
+  ~adaptive_mutex() { pthread_mutex_destroy(&mutex_); }
+  void lock() noexcept { pthread_mutex_lock(&mutex_); }
+  bool try_lock() noexcept { return pthread_mutex_trylock(&mutex_) == 0; }
+  void unlock() noexcept { pthread_mutex_unlock(&mutex_); }
+
+ private:
+  pthread_mutex_t mutex_;
+};
 
 }  // namespace mp::os
