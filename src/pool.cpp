@@ -18,7 +18,6 @@
 #include <memory>
 #include <stdexcept>
 #include <thread>
-#include <unordered_map>
 
 #include "mp/pool.hpp"
 #include "os/spin.hpp"
@@ -117,6 +116,47 @@ struct pool_core::impl {
     std::uint64_t tag = 0;
     std::chrono::nanoseconds limit;
   };
+  // The tasks not finished, by id. Ids are handed out one after another, so
+  // this is a window from the oldest unfinished one: no allocation per task
+  // (a long task keeps the window open behind it; its entries are small).
+  class task_table {
+   public:
+    task_entry* find(std::uint64_t id) {
+      if (id < base_ || id - base_ >= entries_.size()) return nullptr;
+      task_entry& e = entries_[static_cast<std::size_t>(id - base_)];
+      return e.sink ? &e : nullptr;
+    }
+    // `id` follows the last one added.
+    void add(std::uint64_t id, task_entry entry) {
+      if (entries_.empty()) base_ = id;
+      entries_.push_back(std::move(entry));
+      ++count_;
+    }
+    // Removes the entry `find(id)` gave.
+    task_entry take(task_entry& entry) {
+      task_entry out = std::move(entry);
+      entry.sink.reset();
+      --count_;
+      while (!entries_.empty() && !entries_.front().sink) {
+        entries_.pop_front();
+        ++base_;
+      }
+      return out;
+    }
+    bool empty() const { return count_ == 0; }
+    std::vector<std::uint64_t> ids() const {
+      std::vector<std::uint64_t> out;
+      out.reserve(count_);
+      for (std::size_t i = 0; i < entries_.size(); ++i)
+        if (entries_[i].sink) out.push_back(base_ + i);
+      return out;
+    }
+
+   private:
+    std::deque<task_entry> entries_;
+    std::uint64_t base_ = 0;
+    std::size_t count_ = 0;
+  };
   // A task's outcome, to hand to its sink outside the mutex.
   struct ready_call {
     std::shared_ptr<task_sink> sink;
@@ -133,7 +173,7 @@ struct pool_core::impl {
   os::adaptive_mutex mutex;
   std::vector<std::unique_ptr<worker>> workers;
   std::deque<job> pending;
-  std::unordered_map<std::uint64_t, task_entry> waiting;  // by task id
+  task_table waiting;
   std::uint64_t next_id = 1;
   bool closed = false;
   bool terminated = false;
@@ -176,10 +216,10 @@ struct pool_core::impl {
     w.cancelled = false;
     w.limit = no_limit;
     if (first == 0) return;
-    const auto found = waiting.find(first);
-    if (found == waiting.end()) return;
-    w.limit = found->second.limit;
-    found->second.sink->started(found->second.tag);
+    task_entry* found = waiting.find(first);
+    if (found == nullptr) return;
+    w.limit = found->limit;
+    found->sink->started(found->tag);
   }
 
   // When `w` must be stopped: at once for a task cancelled while it runs;
@@ -290,11 +330,10 @@ struct pool_core::impl {
 
   // Under the mutex: the task's sink is to get `failure`.
   void fail(pool_result&& failure) {
-    auto found = waiting.find(failure.id);
-    if (found == waiting.end()) return;
-    ready.push_back(
-        ready_call{std::move(found->second.sink), found->second.tag, std::move(failure)});
-    waiting.erase(found);
+    task_entry* found = waiting.find(failure.id);
+    if (found == nullptr) return;
+    task_entry entry = waiting.take(*found);
+    ready.push_back(ready_call{std::move(entry.sink), entry.tag, std::move(failure)});
   }
   void fail(std::uint64_t id, task_failure failure, std::string message) {
     fail(failure_result(id, failure, std::move(message)));
@@ -306,9 +345,7 @@ struct pool_core::impl {
     if (broken) return;
     broken = std::move(why);
     closed = true;
-    std::vector<std::uint64_t> ids;
-    for (const auto& entry : waiting) ids.push_back(entry.first);
-    for (const auto id : ids) fail(id, task_failure::broken, *broken);
+    for (const auto id : waiting.ids()) fail(id, task_failure::broken, *broken);
     pending.clear();
     for (auto& w : workers)
       for (auto& h : w->held) (void)take_back(*w, h);
@@ -501,6 +538,7 @@ struct pool_core::impl {
   // first id. Refuses them all once the pool is broken, closed or terminated.
   std::uint64_t accept(std::span<job> jobs, const std::shared_ptr<task_sink>& sink,
                        std::uint64_t first_tag, mp::timeout limit) {
+    if (!sink) throw std::invalid_argument("a task submitted to the pool needs a sink");
     std::lock_guard lock(mutex);
     if (broken)
       std::rethrow_exception(failure_exception(
@@ -510,7 +548,7 @@ struct pool_core::impl {
     next_id += jobs.size();
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       jobs[i].id = first + i;
-      waiting.emplace(first + i, task_entry{sink, first_tag + i, limit.duration()});
+      waiting.add(first + i, task_entry{sink, first_tag + i, limit.duration()});
       pending.push_back(std::move(jobs[i]));
     }
     dispatch();
@@ -554,9 +592,7 @@ struct pool_core::impl {
         if (!w->site->stop_now()) w->site->finish();
       }
       // Unfinished tasks fail rather than wait forever.
-      std::vector<std::uint64_t> ids;
-      for (const auto& entry : waiting) ids.push_back(entry.first);
-      for (const auto id : ids)
+      for (const auto id : waiting.ids())
         fail(id, task_failure::terminated, "the pool was terminated before this task finished");
       pending.clear();
     } else {
@@ -656,11 +692,10 @@ task_outcome cancellation() {
 
 bool pool_core::cancel(std::uint64_t id, bool kill_running) {
   std::unique_lock lock(impl_->mutex);
-  const auto entry = impl_->waiting.find(id);
-  if (entry == impl_->waiting.end()) return false;
+  impl::task_entry* entry = impl_->waiting.find(id);
+  if (entry == nullptr) return false;
   const auto settle = [&] {
-    impl::task_entry cancelled = std::move(entry->second);
-    impl_->waiting.erase(entry);
+    impl::task_entry cancelled = impl_->waiting.take(*entry);
     lock.unlock();
     cancelled.sink->complete(cancelled.tag, cancellation());
     return true;
@@ -697,10 +732,9 @@ std::size_t pool_core::cancel_pending() {
   {
     std::lock_guard lock(impl_->mutex);
     for (const auto& task : impl_->pending) {
-      const auto entry = impl_->waiting.find(task.id);
-      if (entry == impl_->waiting.end()) continue;
-      cancelled.push_back(std::move(entry->second));
-      impl_->waiting.erase(entry);
+      impl::task_entry* entry = impl_->waiting.find(task.id);
+      if (entry == nullptr) continue;
+      cancelled.push_back(impl_->waiting.take(*entry));
     }
     impl_->pending.clear();
     // And those handed to a worker that has not started them (not its
@@ -708,10 +742,9 @@ std::size_t pool_core::cancel_pending() {
     for (auto& w : impl_->workers)
       for (auto& h : w->held) {
         if (h.skipped || h.abandoned || h.task.id == w->current) continue;
-        const auto entry = impl_->waiting.find(h.task.id);
-        if (entry == impl_->waiting.end() || !impl::take_back(*w, h)) continue;
-        cancelled.push_back(std::move(entry->second));
-        impl_->waiting.erase(entry);
+        impl::task_entry* entry = impl_->waiting.find(h.task.id);
+        if (entry == nullptr || !impl::take_back(*w, h)) continue;
+        cancelled.push_back(impl_->waiting.take(*entry));
       }
   }
   for (auto& entry : cancelled) entry.sink->complete(entry.tag, cancellation());
