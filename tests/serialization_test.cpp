@@ -237,6 +237,30 @@ TEST(code_identity, names_a_function_by_image_and_offset) {
   EXPECT_THROW(mp::detail::resolve(other), mp::process_error);
 }
 
+// Each thread remembers its last lookup: a reference it has seen must not let
+// through one it has not.
+TEST(code_identity, a_remembered_lookup_still_checks_every_reference) {
+  const auto ref = mp::detail::code_ref_of(reinterpret_cast<const void*>(&add));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(mp::detail::resolve(ref), reinterpret_cast<const void*>(&add));
+  auto outside = ref;
+  outside.offset = std::numeric_limits<std::uint64_t>::max() - 4096;
+  EXPECT_THROW(mp::detail::resolve(outside), mp::decode_error);
+  auto next_door = ref;
+  next_door.offset += 1u << 30;  // same image, past its code
+  EXPECT_THROW(mp::detail::resolve(next_door), mp::decode_error);
+  auto other = ref;
+  other.build_id[0] ^= 0xff;
+  EXPECT_THROW(mp::detail::resolve(other), mp::process_error);
+  EXPECT_EQ(mp::detail::resolve(ref), reinterpret_cast<const void*>(&add));
+  // Data of the same image is named, but names no code.
+  static int datum = 0;
+  const auto data_ref = mp::detail::code_ref_of(&datum);
+  EXPECT_EQ(data_ref.build_id, ref.build_id);
+  EXPECT_THROW(mp::detail::resolve(data_ref), mp::decode_error);
+  EXPECT_EQ(mp::detail::code_ref_of(reinterpret_cast<const void*>(&add)), ref);
+}
+
 TEST(code_identity, runs_function_pointers_lambdas_and_serializable_functors) {
   EXPECT_EQ(invoke<int>(encode_call(&add, 2, 3)), 5);
   EXPECT_EQ(invoke<std::string>(encode_call(
