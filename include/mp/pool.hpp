@@ -176,10 +176,12 @@ struct task_outcome {
 };
 
 /// A task's outcome: its failure, or null with the decoded return value in
-/// `value` (left empty for R = void).
+/// `value` (left empty for R = void). The failure is moved out of `result`:
+/// the pool's thread keeps no reference to an exception it handed on, so the
+/// thread that last uses it also frees it.
 template <class R, class Value>
-std::exception_ptr outcome(const task_outcome& result, Value& value) {
-  if (result.error) return result.error;
+std::exception_ptr outcome(task_outcome& result, Value& value) {
+  if (result.error) return std::move(result.error);
   if constexpr (!std::is_void_v<R>) {
     try {
       value = mp::decode<R>(result.value);
@@ -767,7 +769,7 @@ class pool {
         std::exception_ptr failure;
         if constexpr (into_place) {
           if (r.error) {
-            failure = r.error;
+            failure = std::move(r.error);
           } else {
             try {
               detail::decode_elements_into<wire>(r.value,
