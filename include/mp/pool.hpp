@@ -488,9 +488,20 @@ class async_result {
   // the only others to see it, ran before it was ready).
   R get_once() && {
     wait();
-    std::lock_guard lock(state_->mutex);
-    if (state_->error) std::rethrow_exception(state_->error);
-    if constexpr (!std::is_void_v<R>) return std::move(*state_->value);
+    std::exception_ptr error;
+    {
+      std::lock_guard lock(state_->mutex);
+      // Taken, as the value is: the exception is then freed by the thread
+      // that catches it, not by whichever thread lets go of the state last.
+      error = std::exchange(state_->error, nullptr);
+      if (!error) {
+        if constexpr (!std::is_void_v<R>)
+          return std::move(*state_->value);
+        else
+          return;
+      }
+    }
+    std::rethrow_exception(std::move(error));
   }
   std::shared_ptr<detail::task_state<R>> state_;
 };
