@@ -397,21 +397,23 @@ struct task_state final : task_state_base {
   // On the pool's thread.
   void complete(std::uint64_t, task_outcome&& result) override {
     decltype(value) decoded{};
-    const std::exception_ptr failure = outcome<R>(result, decoded);
-    finish(std::move(decoded), failure, result.cancelled);
+    std::exception_ptr failure = outcome<R>(result, decoded);
+    finish(std::move(decoded), std::move(failure), result.cancelled);
   }
 
-  // Stores the outcome, runs the callbacks, then marks the state done.
+  // Stores the outcome, runs the callbacks, then marks the state done. The
+  // failure is moved in: the caller keeps no reference to it (see outcome()).
   void finish(decltype(value) decoded, std::exception_ptr failure, bool cancelled = false) {
     std::unique_lock lock(mutex);
     value = std::move(decoded);
-    error = failure;
+    error = std::move(failure);
     if (callback || error_callback) {
       lock.unlock();
-      // Python runs an AsyncResult's callbacks before the result is ready.
+      // Python runs an AsyncResult's callbacks before the result is ready
+      // (no handle reads the state before then).
       try {
-        if (failure) {
-          if (error_callback) error_callback(failure);
+        if (error) {
+          if (error_callback) error_callback(error);
         } else if (callback) {
           if constexpr (std::is_void_v<R>)
             callback(nullptr);
@@ -799,8 +801,10 @@ class pool {
             failure = detail::outcome<R>(r, decoded);
             parts[c] = std::move(decoded);
           }
-          if (failure && !error) error = failure;
           if (!failure) items_done += count;
+          // Moved, not copied: the pool's thread keeps no reference to it.
+          if (failure && !error) error = std::move(failure);
+          failure = nullptr;
           done_now = items_done;
           last = --left == 0;
         }
@@ -810,7 +814,7 @@ class pool {
 
       void finish() {
         if (error) {
-          state->finish({}, error);
+          state->finish({}, std::move(error));
         } else if constexpr (std::is_void_v<Out>) {
           state->finish(true, nullptr);
         } else if constexpr (into_place) {
@@ -904,17 +908,17 @@ struct imap_state final : task_sink {
   void complete(std::uint64_t tag, task_outcome&& r) override {
     const auto index = static_cast<std::size_t>(tag);
     std::vector<R> values;
-    const std::exception_ptr failure = outcome<std::vector<R>>(r, values);
+    std::exception_ptr failure = outcome<std::vector<R>>(r, values);
     {
       std::lock_guard lock(mutex);
       --in_flight;
       if (unordered) {
         if (failure)
-          failed_unordered.push_back(failure);
+          failed_unordered.push_back(std::move(failure));
         else
           arrived.push_back(std::move(values));
       } else if (failure) {
-        failed.emplace(index, failure);
+        failed.emplace(index, std::move(failure));
       } else {
         ordered.emplace(index, std::move(values));
       }
