@@ -18,6 +18,7 @@
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "mp/pool.hpp"
 #include "os/spin.hpp"
@@ -110,6 +111,8 @@ struct pool_core::impl {
     std::uint64_t doomed = 0;                   // a running task cancelled with kill_running
     unsigned given = 0;                         // tasks handed to it
     bool ran = false;                           // it has run a task (a result came back)
+    bool open = false;                          // in this dispatch: it may be given tasks
+    std::size_t unsent = 0;                     // delivered in this dispatch, not yet flushed
   };
   struct task_entry {
     std::shared_ptr<task_sink> sink;
@@ -253,9 +256,39 @@ struct pool_core::impl {
       return;
     }
     ++w.given;
+    ++w.unsent;
     w.held.push_back(held_task{std::move(task), slot});
     ++w.live;
     track_current(w);
+  }
+
+  // Under the mutex, at the end of a dispatch: sends each worker the tasks
+  // it was given, at once. Those a worker could not be sent fail with why,
+  // as a task its worker could not be handed does.
+  void flush_all() {
+    for (auto& w : workers) {
+      if (w->unsent == 0) continue;
+      const std::size_t n = std::exchange(w->unsent, 0);
+      try {
+        w->site->flush();
+      } catch (...) {
+        remote_fault fault;
+        capture_fault(fault);
+        // The last n it holds never reached it: it neither runs nor
+        // acknowledges them.
+        for (auto h = w->held.end() - static_cast<std::ptrdiff_t>(n); h != w->held.end(); ++h) {
+          if (h->skipped) continue;  // (taken back: moved to another worker)
+          --w->live;
+          pool_result failed = failure_result(h->task.id, task_failure::raised, {});
+          failed.fault = fault;
+          fail(std::move(failed));
+        }
+        w->held.erase(w->held.end() - static_cast<std::ptrdiff_t>(n), w->held.end());
+        w->next_slot -= static_cast<std::uint32_t>(n);
+        w->given -= static_cast<unsigned>(n);
+        track_current(*w);
+      }
+    }
   }
 
   // Under the mutex: takes back a task `w` holds but has not started, so it
@@ -297,28 +330,32 @@ struct pool_core::impl {
   // backend's depth() each, so that a worker finds its next task in its
   // queue the moment it finishes one. A worker with nothing left to run takes a
   // queued task from the busiest one. Under the mutex.
+  //
+  // A worker is refilled once it holds half its depth or less, and then up
+  // to its depth: its tasks go to it in bursts, each one message.
   void dispatch() {
     start_on_demand();
+    const std::size_t depth = backend->depth();
+    for (auto& w : workers) w->open = usable(*w) && w->held.size() <= depth / 2;
     while (!pending.empty()) {
       worker* best = nullptr;
       for (auto& w : workers)
-        if (w->held.size() < backend->depth() && usable(*w) &&
+        if (w->open && w->held.size() < depth &&
             (best == nullptr || live_count(*w) < live_count(*best)))
           best = w.get();
-      if (best == nullptr) return;
+      if (best == nullptr) break;
       job task = std::move(pending.front());
       pending.pop_front();
       give(*best, std::move(task));
     }
     for (auto& idle : workers) {
-      if (live_count(*idle) != 0 || idle->held.size() >= backend->depth() || !usable(*idle))
-        continue;
+      if (live_count(*idle) != 0 || idle->held.size() >= depth || !usable(*idle)) continue;
       // The busiest worker's last queued task, if it has not started.
       worker* busiest = nullptr;
       for (auto& w : workers)
         if (live_count(*w) > 1 && (busiest == nullptr || live_count(*w) > live_count(*busiest)))
           busiest = w.get();
-      if (busiest == nullptr) return;
+      if (busiest == nullptr) break;
       for (auto h = busiest->held.rbegin(); h != busiest->held.rend(); ++h) {
         if (h->skipped || h->task.id == busiest->current) continue;
         if (!take_back(*busiest, *h)) break;  // it runs already, and so did all before it
@@ -326,6 +363,7 @@ struct pool_core::impl {
         break;
       }
     }
+    flush_all();
   }
 
   // Under the mutex: the task's sink is to get `failure`.

@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
 #include "mp/detail/codec.hpp"
@@ -72,6 +73,31 @@ struct pool_task {
   void load(Archive& archive) {
     archive(id, slot, fds);
     load_bytes(archive, payload);
+  }
+};
+
+/// The tasks the pool hands a worker process at once, as one queue record:
+/// a worker is refilled in bursts, and a record per task would cost a lock
+/// and the hand-over of a few cache lines each.
+struct pool_task_batch {
+  std::span<const pool_task> outgoing;  // when sending
+  std::vector<pool_task> tasks;         // when received: the first `count` (kept for their buffers)
+  std::size_t count = 0;
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(static_cast<std::uint32_t>(outgoing.size()));
+    for (const pool_task& t : outgoing) archive(t);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint32_t n = 0;
+    archive(n);
+    // Each task takes at least its id, slot, descriptor count and length.
+    constexpr std::size_t least = 8 + 4 + 4 + 8;
+    if (n > archive.remaining() / least) throw_bad_length(n, least, archive.remaining());
+    if (tasks.size() < n) tasks.resize(n);
+    count = 0;
+    for (std::uint32_t i = 0; i < n; ++i, ++count) archive(tasks[i]);
   }
 };
 
@@ -183,7 +209,10 @@ class worker_site {
   /// Queues `task`, in `slot` of the ring, behind those it holds. False if
   /// the worker has gone (it is noticed and replaced, and the task, not
   /// started, goes elsewhere). Throws for a failure that is the task's own.
+  /// The task may wait in the site until flush().
   virtual bool deliver(const job& task, std::uint32_t slot) = 0;
+  /// Sends what deliver() kept back, as one message.
+  virtual void flush() {}
   /// Whether it still runs.
   virtual bool alive() = 0;
   /// Stops it at once and waits for it; false if it cannot be stopped (a

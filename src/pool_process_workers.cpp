@@ -53,13 +53,35 @@ struct handle_message {
   }
 };
 
+// Runs one task a worker process took (false: the stop task), with the
+// descriptors that came for it, and puts its result.
+bool run_one(pool_task& task, task_ring& ring, mp::queue<pool_result>& results,
+             mp::connection& channel, handle_source& handles, pool_result& result,
+             byte_buffer& scratch) {
+  if (task.id == 0) return false;
+  handle_source* given = nullptr;
+  if (task.fds != 0) {
+    // Taken even for a task skipped below, so the next task's come next.
+    // The pool sent them before it queued the task: they are here.
+    auto message = channel.recv<handle_message>();
+    if (message.id != task.id || message.fds.size() != task.fds)
+      throw decode_error("a pool worker's handle channel is out of step with its tasks");
+    handles.fds = std::move(message.fds);
+    given = &handles;
+  }
+  run_task(ring, task.id, task.slot, task.payload.span(), given, result, scratch);
+  handles.fds.clear();  // any the call did not take: a connection among them sees its peer go
+  results.put(result);
+  return true;
+}
+
 // A worker process: runs the tasks of its queue until the stop task, or until
 // it has taken `max_tasks` (0: no limit). It takes and returns buffers of the
 // same sizes over and over, so it keeps freed memory for reuse rather than
 // unmapping it and faulting fresh pages in for the next task (glibc unmaps
 // every freed block over 128 KiB at first, and trims the heap's top beyond
 // 128 KiB).
-void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+void worker_process_main(mp::queue<pool_task_batch> tasks, mp::queue<pool_result> results,
                          const shared_object<task_ring>& ring, const bound_call& initializer,
                          unsigned max_tasks, mp::connection& channel) {
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
@@ -68,31 +90,21 @@ void worker_process_main(mp::queue<pool_task> tasks, mp::queue<pool_result> resu
   if (!initialize_worker(initializer, *ring, [&](pool_result& r) { results.put(r); }))
     throw system_exit{1};
   // Reused from task to task, with their buffers.
-  pool_task task;
+  pool_task_batch batch;
   pool_result result;
   byte_buffer scratch;
   handle_source handles;
-  for (unsigned done = 0; max_tasks == 0 || done < max_tasks; ++done) {
-    tasks.get_into(task);
-    if (task.id == 0) return;
-    handle_source* given = nullptr;
-    if (task.fds != 0) {
-      // Taken even for a task skipped below, so the next task's come next.
-      // The pool sent them before it queued the task: they are here.
-      auto message = channel.recv<handle_message>();
-      if (message.id != task.id || message.fds.size() != task.fds)
-        throw decode_error("a pool worker's handle channel is out of step with its tasks");
-      handles.fds = std::move(message.fds);
-      given = &handles;
+  for (unsigned done = 0;;) {
+    tasks.get_into(batch);
+    for (std::size_t i = 0; i < batch.count; ++i) {
+      if (!run_one(batch.tasks[i], *ring, results, channel, handles, result, scratch)) return;
+      if (max_tasks != 0 && ++done >= max_tasks) return;
     }
-    run_task(*ring, task.id, task.slot, task.payload.span(), given, result, scratch);
-    handles.fds.clear();  // any the call did not take: a connection among them sees its peer go
-    results.put(result);
   }
 }
 
 // A worker process started by spawn or forkserver: its initializer arrives encoded.
-void worker_spawn_main(mp::queue<pool_task> tasks, mp::queue<pool_result> results,
+void worker_spawn_main(mp::queue<pool_task_batch> tasks, mp::queue<pool_result> results,
                        const shared_object<task_ring>& ring, bound_call initializer,
                        unsigned max_tasks, mp::connection& channel) {
   worker_process_main(std::move(tasks), std::move(results), ring, initializer, max_tasks, channel);
@@ -139,8 +151,14 @@ class process_site final : public worker_site {
         throw;
       }
     }
-    tasks_.put(pool_task{task.id, slot, fds, task.payload->span(), {}});
+    outgoing_.push_back(pool_task{task.id, slot, fds, task.payload->span(), {}});
     return true;
+  }
+
+  void flush() override {
+    if (outgoing_.empty()) return;
+    tasks_.put(pool_task_batch{outgoing_, {}, 0});
+    outgoing_.clear();
   }
 
   bool alive() override { return process_.is_alive(); }
@@ -151,7 +169,11 @@ class process_site final : public worker_site {
     return true;
   }
 
-  void finish() override { tasks_.put(pool_task{}); }
+  void finish() override {
+    flush();
+    const pool_task stop{};
+    tasks_.put(pool_task_batch{std::span(&stop, 1), {}, 0});
+  }
 
   void join() override { process_.join(); }
 
@@ -167,7 +189,8 @@ class process_site final : public worker_site {
   }
 
  private:
-  mp::queue<pool_task> tasks_;
+  mp::queue<pool_task_batch> tasks_;
+  std::vector<pool_task> outgoing_;  // delivered, not yet flushed
   shared_object<task_ring> ring_ = shared_object<task_ring>::make();
   mp::connection channel_;  // the descriptors of tasks' arguments go this way
   mp::process process_;

@@ -96,7 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     // What a pool's workers and its thread decode.
     case 10:
-      decode_as<mp::detail::pool_task>(data, size);
+      decode_as<mp::detail::pool_task_batch>(data, size);
       break;
     case 11:
       decode_as<mp::detail::pool_result>(data, size);
