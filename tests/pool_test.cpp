@@ -46,6 +46,10 @@ int square(int x) {
   return x * x;
 }
 
+long square_long(long x) {
+  return x * x;
+}
+
 long power(long base, int exponent) {
   long out = 1;
   for (int i = 0; i < exponent; ++i) out *= base;
@@ -603,6 +607,43 @@ TYPED_TEST(any_pool, copies_are_one_pool_and_the_last_one_finishes_the_work) {
   EXPECT_THROW(last.apply(square, 1), mp::usage_error);
   last.join();
   for (std::size_t i = 0; i < results.size(); ++i) EXPECT_EQ(results[i].get(), i < 4 ? 5 : 6);
+}
+
+// A map of large chunks hands them to the pool one by one as they are
+// encoded. A pool terminated meanwhile refuses the rest: the map says so at
+// once and calls no callback; or, quicker, the map is in and its tasks end
+// (with their results, or terminated). Nothing hangs.
+TYPED_TEST(any_pool, a_map_of_large_chunks_ends_whenever_the_pool_is_stopped) {
+  std::vector<long> input(std::size_t{1} << 20);
+  std::iota(input.begin(), input.end(), 0L);
+  for (int round = 0; round < 4; ++round) {
+    TypeParam p(2);
+    std::atomic<int> called{0};
+    std::thread stopper([&p, round] {
+      std::this_thread::sleep_for(std::chrono::microseconds(300 * round));
+      p.terminate();
+    });
+    std::optional<mp::async_result<std::vector<long>>> r;
+    try {
+      r.emplace(p.map_async(square_long, input,
+                            {.chunksize = std::size_t{1} << 14,
+                             .callback = [&](const std::vector<long>&) { ++called; },
+                             .error_callback = [&](std::exception_ptr) { ++called; }}));
+    } catch (const mp::usage_error& e) {
+      EXPECT_NE(std::string(e.what()).find("not running"), std::string::npos) << e.what();
+    }
+    stopper.join();
+    p.join();
+    if (!r) {
+      EXPECT_EQ(called.load(), 0) << "a map refused by the pool called back";
+      continue;
+    }
+    r->wait();
+    EXPECT_EQ(called.load(), 1);
+    if (r->successful()) {
+      EXPECT_EQ(r->get().size(), input.size());
+    }
+  }
 }
 
 TYPED_TEST(any_pool, map_and_imap_report_progress) {

@@ -772,6 +772,7 @@ class pool {
       std::size_t left = 0;
       std::size_t items_done = 0;
       std::size_t items = 0;
+      bool refused = false;  // some chunks were never handed to the pool
       progress_callback progress;
       std::shared_ptr<detail::task_state<Out>> state;
 
@@ -785,6 +786,13 @@ class pool {
             failure = std::move(r.error);
           } else {
             try {
+              // Sized by the first chunk in, here rather than by the caller
+              // before the first chunk could start. Chunks complete one at a
+              // time on the pool's thread; once sized, each writes its own part.
+              {
+                std::lock_guard lock(mutex);
+                if (joined.size() != items) joined.resize(items);
+              }
               detail::decode_elements_into<wire>(r.value,
                                                  std::span<wire>(joined).subspan(first, count));
             } catch (...) {
@@ -812,7 +820,27 @@ class pool {
         if (last) finish();
       }
 
+      // `count` chunks will never complete (the pool refused them, and the
+      // caller gets the error): the map ends once the others have, without
+      // its callbacks, as a map the pool refuses at once calls none.
+      void abandon(std::size_t count, std::exception_ptr why) {
+        bool last = false;
+        {
+          std::lock_guard lock(mutex);
+          if (!error) error = std::move(why);
+          refused = true;
+          left -= count;
+          last = left == 0;
+        }
+        if (last) finish();
+      }
+
+      // Once, by whoever ended the last chunk.
       void finish() {
+        if (refused) {
+          state->callback = nullptr;
+          state->error_callback = nullptr;
+        }
         if (error) {
           state->finish({}, std::move(error));
         } else if constexpr (std::is_void_v<Out>) {
@@ -829,10 +857,7 @@ class pool {
       }
     };
     auto shared = std::make_shared<gather>();
-    if constexpr (into_place)
-      shared->joined.resize(items.size());
-    else
-      shared->parts.resize(chunks);
+    if constexpr (!into_place) shared->parts.resize(chunks);
     shared->chunksize = chunksize;
     shared->left = chunks;
     shared->items = items.size();
@@ -840,11 +865,29 @@ class pool {
     shared->state = std::make_shared<detail::task_state<Out>>();
     shared->state->set_callbacks(options);
     if (chunks == 0) shared->state->finish(detail::empty_map_result<Out>(), nullptr);
-    std::vector<detail::task_payload> payloads(chunks);
+    // Large chunks go to the pool one by one as they are encoded, so that
+    // the workers start on the first while the rest are encoded; small ones
+    // all at once, under one lock.
+    std::vector<detail::task_payload> payloads;
+    const std::size_t batch = chunksize * sizeof(arg) >= (std::size_t{64} << 10) ? 1 : chunks;
+    std::size_t sent = 0;
+    const auto send = [&] {
+      const std::size_t count = payloads.size();
+      try {
+        core_->submit_all(std::move(payloads), shared, sent, options.timeout);
+      } catch (...) {
+        // The chunks not handed over never complete: the map ends with
+        // those that were, and the caller gets this error now.
+        shared->abandon(chunks - sent, std::current_exception());
+        throw;
+      }
+      payloads.clear();
+      sent += count;
+    };
     for (std::size_t c = 0; c < chunks; ++c) {
       const std::size_t first = c * chunksize;
       const std::size_t count = std::min(items.size(), first + chunksize) - first;
-      detail::task_payload& payload = payloads[c];
+      detail::task_payload& payload = payloads.emplace_back();
       if constexpr (from_span) {
         detail::output_archive out(payload.bytes);
         detail::encode_call_as<std::vector<arg>>(
@@ -856,8 +899,8 @@ class pool {
             std::vector<arg>(std::make_move_iterator(from),
                              std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count))));
       }
+      if (payloads.size() == batch || c + 1 == chunks) send();
     }
-    if (chunks != 0) core_->submit_all(std::move(payloads), shared, 0, options.timeout);
     return async_result<Out>(shared->state);
   }
 
