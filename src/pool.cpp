@@ -705,6 +705,13 @@ std::uint64_t pool_core::submit(task_payload payload, std::shared_ptr<task_sink>
   return impl_->accept(std::span<job>(&task, 1), sink, tag, limit);
 }
 
+std::uint64_t pool_core::submit(std::shared_ptr<const byte_buffer> call, task_handles handles,
+                                std::shared_ptr<task_sink> sink, std::uint64_t tag,
+                                mp::timeout limit) {
+  job task{0, std::move(call), std::move(handles)};
+  return impl_->accept(std::span<job>(&task, 1), sink, tag, limit);
+}
+
 std::uint64_t pool_core::submit_all(std::vector<task_payload> payloads,
                                     std::shared_ptr<task_sink> sink, std::uint64_t first_tag,
                                     mp::timeout limit) {

@@ -138,12 +138,7 @@ class future {
   }
 
   /// Blocks until done, at most `timeout` (no limit if left out); true if done.
-  bool wait_for(mp::timeout timeout = {}) const {
-    const detail::deadline deadline(timeout);
-    std::unique_lock lock(state_->mutex);
-    return detail::wait_until(state_->changed, lock, deadline,
-                              [&] { return state_->done_locked(); });
-  }
+  bool wait_for(mp::timeout timeout = {}) const { return state_->await_done(timeout); }
   const std::shared_ptr<detail::task_state<R>>& state() const noexcept { return state_; }
 
  private:
@@ -228,16 +223,18 @@ class process_pool_executor {
   template <class Fn, class... Args>
   auto submit_checked(Fn fn, Args&&... args) {
     using R = detail::stored_result_t<Fn, detail::stored_t<Args>...>;
-    auto state = std::make_shared<detail::task_state<R>>();
+    auto state = detail::make_task_state<R>();
     state->core = core_;
-    state->id = submit_to_core(detail::encode_task(fn, std::forward<Args>(args)...), state);
+    detail::task_handles handles = state->call.encode(fn, std::forward<Args>(args)...);
+    state->id = submit_to_core(std::move(handles), state);
     return future<R>(state);
   }
 
-  std::uint64_t submit_to_core(detail::task_payload payload,
-                               std::shared_ptr<detail::task_sink> state) {
+  std::uint64_t submit_to_core(detail::task_handles handles,
+                               const std::shared_ptr<detail::task_state_base>& state) {
     try {
-      return core_->submit(std::move(payload), std::move(state));
+      return core_->submit(std::shared_ptr<const detail::byte_buffer>(state, &state->call.bytes),
+                           std::move(handles), state);
     } catch (const usage_error&) {
       throw process_error("cannot schedule new futures after shutdown");
     }

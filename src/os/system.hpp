@@ -155,6 +155,11 @@ bool try_lock_file_exclusive(int fd);
 std::byte* map_shared(int fd, std::size_t length, bool reserve = true);
 /// Unmaps what map_shared returned; errors are ignored, as a destructor must.
 void unmap(void* at, std::size_t length) noexcept;
+/// A private anonymous mapping of `length` bytes aligned to `length` (a power
+/// of two), asked to be backed by huge pages (madvise MADV_HUGEPAGE), so that
+/// touching it costs one page fault per huge page rather than one per 4 KiB;
+/// null if it could not be mapped. Freed with unmap(at, length).
+std::byte* map_aligned_private(std::size_t length) noexcept;
 /// Faults in the pages of [at, at + length) now, for writing or for reading
 /// (madvise MADV_POPULATE_WRITE/READ, Linux 5.14); false if that failed, which
 /// only means the pages fault in one by one when touched.

@@ -294,6 +294,23 @@ void unmap(void* at, std::size_t length) noexcept {
   if (at != nullptr) ::munmap(at, length);
 }
 
+std::byte* map_aligned_private(std::size_t length) noexcept {
+  // Twice the length, so that an aligned run of it lies inside; the rest is given back.
+  void* mapped =
+      ::mmap(nullptr, 2 * length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) return nullptr;
+  const auto start = reinterpret_cast<std::uintptr_t>(mapped);
+  const std::uintptr_t aligned = (start + length - 1) & ~(std::uintptr_t{length} - 1);
+  if (aligned != start) ::munmap(mapped, aligned - start);
+  if (const std::uintptr_t tail = start + 2 * length - (aligned + length); tail != 0)
+    ::munmap(reinterpret_cast<void*>(aligned + length), tail);
+  auto* at = reinterpret_cast<std::byte*>(aligned);
+#ifdef MADV_HUGEPAGE
+  ::madvise(at, length, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+#endif
+  return at;
+}
+
 bool populate(void* at, std::size_t length, bool for_write) noexcept {
 #ifdef MADV_POPULATE_WRITE
   return retry([&] {
