@@ -712,6 +712,10 @@ std::uint64_t pool_core::submit(std::shared_ptr<const byte_buffer> call, task_ha
   return impl_->accept(std::span<job>(&task, 1), sink, tag, limit);
 }
 
+void advise_huge_pages(void* at, std::size_t bytes) noexcept {
+  if (bytes >= (std::size_t{4} << 20)) os::advise_huge_pages(at, bytes);
+}
+
 std::uint64_t pool_core::submit_all(std::vector<task_payload> payloads,
                                     std::shared_ptr<task_sink> sink, std::uint64_t first_tag,
                                     mp::timeout limit) {

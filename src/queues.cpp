@@ -64,10 +64,11 @@ constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
 // Free segments kept resident for reuse, per size class; the pages of the
 // others are punched out. Fresh pages cost far more than copying into warm
 // ones (the kernel allocates and zeroes each), so a stream of large items must
-// find its segments warm; the price is that a queue keeps up to two free
-// segments of each size it has used until it is destroyed.
+// find its segments warm; the price is that a queue keeps up to four free
+// segments of each size it has used until it is destroyed. (Four, not two:
+// a pool's map of 1M items in 8 chunks of 1 MB ran a third faster.)
 constexpr uint32_t resident_small_segments = 4;
-constexpr uint32_t resident_large_segments = 2;
+constexpr uint32_t resident_large_segments = 4;
 constexpr uint64_t page = 4096;
 // Records from this size on are faulted in (or mapped in) by one madvise call
 // rather than one page fault per page.

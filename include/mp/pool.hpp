@@ -327,6 +327,11 @@ task_payload encode_task(const Fn& fn, Args&&... args) {
   return task;
 }
 
+/// Asks for huge pages for the whole 2 MiB pages inside [at, at + bytes), a
+/// fresh allocation of at least 4 MiB not yet touched (madvise MADV_HUGEPAGE);
+/// a hint, without effect on smaller ranges or where it is refused.
+MP_EXPORT void advise_huge_pages(void* at, std::size_t bytes) noexcept;
+
 /// A task's encoded call, kept in the state of the task it makes (see
 /// task_state_base), so that a small call needs no allocation of its own: in
 /// `room` if it fits, else in a buffer of its exact size. Not movable: `bytes`
@@ -833,8 +838,19 @@ class pool {
       std::size_t items_done = 0;
       std::size_t items = 0;
       bool refused = false;  // some chunks were never handed to the pool
+      bool sized_lazily = false;  // into_place: `joined` is sized by the first chunk in
       progress_callback progress;
       std::shared_ptr<detail::task_state<Out>> state;
+
+      // A large result vector asks for huge pages before it is first
+      // touched: its fresh pages then fault in 2 MiB at a time, not 4 KiB.
+      void size_joined() {
+        if constexpr (into_place) {
+          joined.reserve(items);
+          detail::advise_huge_pages(joined.data(), items * sizeof(wire));
+          joined.resize(items);
+        }
+      }
 
       void complete(std::uint64_t tag, detail::task_outcome&& r) override {
         const auto c = static_cast<std::size_t>(tag);
@@ -846,12 +862,13 @@ class pool {
             failure = std::move(r.error);
           } else {
             try {
-              // Sized by the first chunk in, here rather than by the caller
-              // before the first chunk could start. Chunks complete one at a
-              // time on the pool's thread; once sized, each writes its own part.
-              {
+              // Chunks handed over one by one as they are encoded leave the
+              // sizing to the first chunk in, rather than keep the first from
+              // starting. Chunks complete one at a time on the pool's thread;
+              // once sized, each writes its own part.
+              if (sized_lazily) {
                 std::lock_guard lock(mutex);
-                if (joined.size() != items) joined.resize(items);
+                if (joined.size() != items) size_joined();
               }
               detail::decode_elements_into<wire>(r.value,
                                                  std::span<wire>(joined).subspan(first, count));
@@ -930,6 +947,12 @@ class pool {
     // all at once, under one lock.
     std::vector<detail::task_payload> payloads;
     const std::size_t batch = chunksize * sizeof(arg) >= (std::size_t{64} << 10) ? 1 : chunks;
+    if constexpr (into_place) {
+      if (batch == 1)
+        shared->sized_lazily = true;
+      else if (chunks != 0)
+        shared->size_joined();
+    }
     std::size_t sent = 0;
     const auto send = [&] {
       const std::size_t count = payloads.size();
@@ -949,6 +972,8 @@ class pool {
       const std::size_t count = std::min(items.size(), first + chunksize) - first;
       detail::task_payload& payload = payloads.emplace_back();
       if constexpr (from_span) {
+        // The call's own bytes (entry, function, fingerprints) and the elements.
+        payload.bytes.reserve(256 + count * sizeof(arg));
         detail::output_archive out(payload.bytes);
         detail::encode_call_as<std::vector<arg>>(
             out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});

@@ -160,6 +160,9 @@ void unmap(void* at, std::size_t length) noexcept;
 /// touching it costs one page fault per huge page rather than one per 4 KiB;
 /// null if it could not be mapped. Freed with unmap(at, length).
 std::byte* map_aligned_private(std::size_t length) noexcept;
+/// Asks for huge pages for the whole 2 MiB pages inside [at, at + length)
+/// (madvise MADV_HUGEPAGE); a hint, without effect where it is refused.
+void advise_huge_pages(void* at, std::size_t length) noexcept;
 /// Faults in the pages of [at, at + length) now, for writing or for reading
 /// (madvise MADV_POPULATE_WRITE/READ, Linux 5.14); false if that failed, which
 /// only means the pages fault in one by one when touched.

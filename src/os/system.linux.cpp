@@ -311,6 +311,19 @@ std::byte* map_aligned_private(std::size_t length) noexcept {
   return at;
 }
 
+void advise_huge_pages(void* at, std::size_t length) noexcept {
+#ifdef MADV_HUGEPAGE
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  const auto start = reinterpret_cast<std::uintptr_t>(at);
+  const std::uintptr_t first = (start + huge - 1) & ~(huge - 1);
+  const std::uintptr_t last = (start + length) & ~(huge - 1);
+  if (at != nullptr && last > first)
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+  (void)at, (void)length;
+#endif
+}
+
 bool populate(void* at, std::size_t length, bool for_write) noexcept {
 #ifdef MADV_POPULATE_WRITE
   return retry([&] {
