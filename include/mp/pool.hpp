@@ -837,7 +837,7 @@ class pool {
       std::size_t left = 0;
       std::size_t items_done = 0;
       std::size_t items = 0;
-      bool refused = false;  // some chunks were never handed to the pool
+      bool refused = false;       // some chunks were never handed to the pool
       bool sized_lazily = false;  // into_place: `joined` is sized by the first chunk in
       progress_callback progress;
       std::shared_ptr<detail::task_state<Out>> state;
