@@ -111,7 +111,6 @@ struct pool_core::impl {
     std::uint64_t doomed = 0;                   // a running task cancelled with kill_running
     unsigned given = 0;                         // tasks handed to it
     bool ran = false;                           // it has run a task (a result came back)
-    bool open = false;                          // in this dispatch: it may be given tasks
     std::size_t unsent = 0;                     // delivered in this dispatch, not yet flushed
   };
   struct task_entry {
@@ -336,13 +335,15 @@ struct pool_core::impl {
   void dispatch() {
     start_on_demand();
     const std::size_t depth = backend->depth();
-    for (auto& w : workers) w->open = usable(*w) && w->held.size() <= depth / 2;
+    // Open to refills: what it held when this dispatch began (its tasks not
+    // yet sent came in this one) was half its depth or less.
+    const auto open = [&](const worker& w) {
+      return usable(w) && w.held.size() - w.unsent <= depth / 2 && w.held.size() < depth;
+    };
     while (!pending.empty()) {
       worker* best = nullptr;
       for (auto& w : workers)
-        if (w->open && w->held.size() < depth &&
-            (best == nullptr || live_count(*w) < live_count(*best)))
-          best = w.get();
+        if (open(*w) && (best == nullptr || live_count(*w) < live_count(*best))) best = w.get();
       if (best == nullptr) break;
       job task = std::move(pending.front());
       pending.pop_front();
@@ -710,6 +711,37 @@ std::uint64_t pool_core::submit(std::shared_ptr<const byte_buffer> call, task_ha
                                 mp::timeout limit) {
   job task{0, std::move(call), std::move(handles)};
   return impl_->accept(std::span<job>(&task, 1), sink, tag, limit);
+}
+
+std::uint64_t pool_core::submit_slices(std::shared_ptr<const byte_buffer> bytes,
+                                       std::span<const std::size_t> ends,
+                                       std::shared_ptr<task_sink> sink, std::uint64_t first_tag,
+                                       mp::timeout limit) {
+  // Each call a view of the one buffer, all owned together: the engine's
+  // jobs hold a buffer each, here aliases into this block.
+  struct sliced {
+    std::shared_ptr<const byte_buffer> all;
+    std::vector<byte_buffer> views;
+  };
+  auto block = std::make_shared<sliced>();
+  block->views.reserve(ends.size());
+  std::size_t begin = 0;
+  for (const std::size_t end : ends) {
+    if (end < begin || end > bytes->size())
+      throw std::invalid_argument("the slices of a pool submission are out of order");
+    // A window never writes through its pointer unless appended to, which a const view is not.
+    byte_buffer view =
+        byte_buffer::window(const_cast<std::byte*>(bytes->data()) + begin, end - begin);
+    view.resize(end - begin);
+    block->views.push_back(std::move(view));
+    begin = end;
+  }
+  block->all = std::move(bytes);
+  std::vector<job> jobs;
+  jobs.reserve(ends.size());
+  for (const byte_buffer& view : block->views)
+    jobs.push_back(job{0, std::shared_ptr<const byte_buffer>(block, &view), nullptr});
+  return impl_->accept(jobs, sink, first_tag, limit);
 }
 
 void advise_huge_pages(void* at, std::size_t bytes) noexcept {

@@ -583,7 +583,8 @@ void queue_core::put_locked(const void* item, encoder encode) {
 bool queue_core::put(const void* item, encoder encode, bool block, mp::timeout timeout) {
   check_open();
   queue_control& c = control();
-  const detail::deadline deadline(block ? timeout : 0ns);
+  // (Unlimited when not blocking: it is not used then, and costs no clock read.)
+  const detail::deadline deadline(block ? timeout : mp::timeout());
   const uint64_t max = c.max_items;
   for (;;) {
     // A non-blocking put still waits for the lock: it is held only while one
@@ -689,7 +690,7 @@ bool queue_core::take_locked(void* out, decoder decode) {
 bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout) {
   check_open();
   queue_control& c = control();
-  const detail::deadline deadline(block ? timeout : 0ns);
+  const detail::deadline deadline(block ? timeout : mp::timeout());
   for (;;) {
     if (!lock_side(c.get_lock, block ? deadline.left() : mp::timeout(), &queue_core::repair_get))
       return false;

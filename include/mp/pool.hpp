@@ -256,6 +256,11 @@ class MP_EXPORT pool_core {
   /// each other). Refused as a whole, or queued as a whole.
   std::uint64_t submit_all(std::vector<task_payload> payloads, std::shared_ptr<task_sink> sink,
                            std::uint64_t first_tag, mp::timeout limit = {});
+  /// submit_all() of calls encoded one after another into `bytes`, call i
+  /// ending at `ends[i]`: one buffer for them all.
+  std::uint64_t submit_slices(std::shared_ptr<const byte_buffer> bytes,
+                              std::span<const std::size_t> ends, std::shared_ptr<task_sink> sink,
+                              std::uint64_t first_tag, mp::timeout limit = {});
   /// Cancels a task that has not started, or with `kill_running` one that is
   /// running (its worker is killed and replaced): its sink gets an
   /// mp::cancelled_error, at once for a task not started. False if
@@ -952,6 +957,34 @@ class pool {
         shared->sized_lazily = true;
       else if (chunks != 0)
         shared->size_joined();
+    }
+    if constexpr (from_span) {
+      if (batch != 1 && chunks != 0) {
+        // Small chunks of a contiguous input: every call encoded into one
+        // buffer, one allocation rather than two per chunk (which the pool's
+        // thread would free one by one).
+        auto calls = std::make_shared<detail::byte_buffer>();
+        calls->reserve(chunks * 128 + items.size_bytes());
+        std::vector<std::size_t> ends;
+        ends.reserve(chunks);
+        {
+          detail::output_archive out(*calls);
+          for (std::size_t c = 0; c < chunks; ++c) {
+            const std::size_t first = c * chunksize;
+            const std::size_t count = std::min(items.size(), first + chunksize) - first;
+            detail::encode_call_as<std::vector<arg>>(
+                out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
+            ends.push_back(calls->size());
+          }
+        }
+        try {
+          core_->submit_slices(std::move(calls), ends, shared, 0, options.timeout);
+        } catch (...) {
+          shared->abandon(chunks, std::current_exception());
+          throw;
+        }
+        return async_result<Out>(shared->state);
+      }
     }
     std::size_t sent = 0;
     const auto send = [&] {

@@ -56,7 +56,7 @@ namespace detail {
 
 /// The compiler's spelling of T, used for fingerprints and messages.
 template <class T>
-constexpr std::string_view type_name() {
+consteval std::string_view type_name() {
   std::string_view p = __PRETTY_FUNCTION__;
   // GCC: "... [with T = int; std::string_view = ...]"; Clang: "... [T = int]".
   const auto start = p.find("T = ") + 4;
