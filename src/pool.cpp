@@ -714,7 +714,7 @@ std::uint64_t pool_core::submit(std::shared_ptr<const byte_buffer> call, task_ha
 }
 
 std::uint64_t pool_core::submit_slices(std::shared_ptr<const byte_buffer> bytes,
-                                       std::span<const std::size_t> ends,
+                                       std::span<const std::size_t> bounds,
                                        std::shared_ptr<task_sink> sink, std::uint64_t first_tag,
                                        mp::timeout limit) {
   // Each call a view of the one buffer, all owned together: the engine's
@@ -723,10 +723,11 @@ std::uint64_t pool_core::submit_slices(std::shared_ptr<const byte_buffer> bytes,
     std::shared_ptr<const byte_buffer> all;
     std::vector<byte_buffer> views;
   };
+  if (bounds.empty()) throw std::invalid_argument("a pool submission of slices without bounds");
   auto block = std::make_shared<sliced>();
-  block->views.reserve(ends.size());
-  std::size_t begin = 0;
-  for (const std::size_t end : ends) {
+  block->views.reserve(bounds.size() - 1);
+  std::size_t begin = bounds[0];
+  for (const std::size_t end : bounds.subspan(1)) {
     if (end < begin || end > bytes->size())
       throw std::invalid_argument("the slices of a pool submission are out of order");
     // A window never writes through its pointer unless appended to, which a const view is not.
@@ -738,7 +739,7 @@ std::uint64_t pool_core::submit_slices(std::shared_ptr<const byte_buffer> bytes,
   }
   block->all = std::move(bytes);
   std::vector<job> jobs;
-  jobs.reserve(ends.size());
+  jobs.reserve(block->views.size());
   for (const byte_buffer& view : block->views)
     jobs.push_back(job{0, std::shared_ptr<const byte_buffer>(block, &view), nullptr});
   return impl_->accept(jobs, sink, first_tag, limit);

@@ -257,9 +257,9 @@ class MP_EXPORT pool_core {
   std::uint64_t submit_all(std::vector<task_payload> payloads, std::shared_ptr<task_sink> sink,
                            std::uint64_t first_tag, mp::timeout limit = {});
   /// submit_all() of calls encoded one after another into `bytes`, call i
-  /// ending at `ends[i]`: one buffer for them all.
+  /// from `bounds[i]` to `bounds[i + 1]`: one buffer for them all.
   std::uint64_t submit_slices(std::shared_ptr<const byte_buffer> bytes,
-                              std::span<const std::size_t> ends, std::shared_ptr<task_sink> sink,
+                              std::span<const std::size_t> bounds, std::shared_ptr<task_sink> sink,
                               std::uint64_t first_tag, mp::timeout limit = {});
   /// Cancels a task that has not started, or with `kill_running` one that is
   /// running (its worker is killed and replaced): its sink gets an
@@ -950,7 +950,6 @@ class pool {
     // Large chunks go to the pool one by one as they are encoded, so that
     // the workers start on the first while the rest are encoded; small ones
     // all at once, under one lock.
-    std::vector<detail::task_payload> payloads;
     const std::size_t batch = chunksize * sizeof(arg) >= (std::size_t{64} << 10) ? 1 : chunks;
     if constexpr (into_place) {
       if (batch == 1)
@@ -959,65 +958,77 @@ class pool {
         shared->size_joined();
     }
     if constexpr (from_span) {
-      if (batch != 1 && chunks != 0) {
-        // Small chunks of a contiguous input: every call encoded into one
-        // buffer, one allocation rather than two per chunk (which the pool's
-        // thread would free one by one).
-        auto calls = std::make_shared<detail::byte_buffer>();
-        calls->reserve(chunks * 128 + items.size_bytes());
-        std::vector<std::size_t> ends;
-        ends.reserve(chunks);
-        {
-          detail::output_archive out(*calls);
-          for (std::size_t c = 0; c < chunks; ++c) {
-            const std::size_t first = c * chunksize;
-            const std::size_t count = std::min(items.size(), first + chunksize) - first;
-            detail::encode_call_as<std::vector<arg>>(
-                out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
-            ends.push_back(calls->size());
-          }
-        }
-        try {
-          core_->submit_slices(std::move(calls), ends, shared, 0, options.timeout);
-        } catch (...) {
-          shared->abandon(chunks, std::current_exception());
-          throw;
-        }
-        return async_result<Out>(shared->state);
-      }
-    }
-    std::size_t sent = 0;
-    const auto send = [&] {
-      const std::size_t count = payloads.size();
-      try {
-        core_->submit_all(std::move(payloads), shared, sent, options.timeout);
-      } catch (...) {
-        // The chunks not handed over never complete: the map ends with
-        // those that were, and the caller gets this error now.
-        shared->abandon(chunks - sent, std::current_exception());
-        throw;
-      }
-      payloads.clear();
-      sent += count;
-    };
-    for (std::size_t c = 0; c < chunks; ++c) {
-      const std::size_t first = c * chunksize;
-      const std::size_t count = std::min(items.size(), first + chunksize) - first;
-      detail::task_payload& payload = payloads.emplace_back();
-      if constexpr (from_span) {
-        // The call's own bytes (entry, function, fingerprints) and the elements.
-        payload.bytes.reserve(256 + count * sizeof(arg));
-        detail::output_archive out(payload.bytes);
+      // A contiguous input: every chunk's call is encoded into one buffer,
+      // one allocation rather than two per chunk (which the pool's thread
+      // would free one by one), sized exactly up front (a call's own bytes,
+      // measured once, and its elements), so that a chunk handed over never
+      // moves while the next ones are written, and asking for huge pages when
+      // large. The chunks are its slices.
+      const auto encode = [&](detail::byte_buffer& into, std::size_t c) {
+        const std::size_t first = c * chunksize;
+        const std::size_t count = std::min(items.size(), first + chunksize) - first;
+        detail::output_archive out(into);
         detail::encode_call_as<std::vector<arg>>(
             out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
-      } else {
+      };
+      detail::byte_buffer measured = detail::byte_buffer::window(nullptr, 0);
+      {
+        detail::output_archive out(measured);
+        detail::encode_call_as<std::vector<arg>>(
+            out, call{fn}, detail::elements_wire<arg>{std::span<const arg>{}});
+      }
+      auto calls = std::make_shared<detail::byte_buffer>();
+      calls->reserve(chunks * measured.needed() + items.size_bytes());
+      detail::advise_huge_pages(calls->data(), calls->capacity());
+      std::vector<std::size_t> bounds{0};
+      bounds.reserve(chunks + 1);
+      for (std::size_t c = 0; c < chunks; ++c) {
+        detail::byte_buffer part = detail::byte_buffer::window(calls->data() + calls->size(),
+                                                               calls->capacity() - calls->size());
+        encode(part, c);
+        if (part.overflowed())
+          throw std::logic_error("mp: a map's chunk encoded larger than measured");
+        calls->resize(calls->size() + part.size());
+        bounds.push_back(calls->size());
+        if (batch != 1 && c + 1 != chunks) continue;
+        // All at once (small chunks), or this one now (large ones).
+        const std::size_t from = batch == 1 ? c : 0;
+        try {
+          core_->submit_slices(calls, std::span<const std::size_t>(bounds).subspan(from), shared,
+                               from, options.timeout);
+        } catch (...) {
+          shared->abandon(chunks - from, std::current_exception());
+          throw;
+        }
+      }
+    } else {
+      // Anything else: each chunk's arguments copied into a vector and
+      // encoded with it.
+      std::vector<detail::task_payload> payloads;
+      std::size_t sent = 0;
+      const auto send = [&] {
+        const std::size_t count = payloads.size();
+        try {
+          core_->submit_all(std::move(payloads), shared, sent, options.timeout);
+        } catch (...) {
+          // The chunks not handed over never complete: the map ends with
+          // those that were, and the caller gets this error now.
+          shared->abandon(chunks - sent, std::current_exception());
+          throw;
+        }
+        payloads.clear();
+        sent += count;
+      };
+      for (std::size_t c = 0; c < chunks; ++c) {
+        const std::size_t first = c * chunksize;
+        const std::size_t count = std::min(items.size(), first + chunksize) - first;
         const auto from = copied.begin() + static_cast<std::ptrdiff_t>(first);
-        payload = detail::encode_task(
+        payloads.push_back(detail::encode_task(
             call{fn},
             std::vector<arg>(std::make_move_iterator(from),
-                             std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count))));
+                             std::make_move_iterator(from + static_cast<std::ptrdiff_t>(count)))));
+        if (payloads.size() == batch || c + 1 == chunks) send();
       }
-      if (payloads.size() == batch || c + 1 == chunks) send();
     }
     return async_result<Out>(shared->state);
   }
