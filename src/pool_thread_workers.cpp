@@ -43,19 +43,23 @@ class result_list {
     }
     arrived_.notify_one();
   }
-  // Takes the first result into `out` (whose buffers go to the list for
-  // reuse), waiting at most `wait` for one.
+  // Takes the first result into `out`, waiting at most `wait` for one. On
+  // the pool's thread only: it takes every result there is at once, under
+  // one lock, and hands them out one by one from its own list.
   bool pop(pool_result& out, std::chrono::nanoseconds wait) {
-    if (wait.count() > 0)
-      os::wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; }, spin_time,
-                     yield_rounds);
-    std::unique_lock lock(mutex_);
-    if (results_.empty() &&
-        (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
-      return false;
-    std::swap(out, results_.front());
-    results_.pop_front();
-    count_.store(results_.size(), std::memory_order_release);
+    if (taken_.empty()) {
+      if (wait.count() > 0)
+        os::wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; }, spin_time,
+                       yield_rounds);
+      std::unique_lock lock(mutex_);
+      if (results_.empty() &&
+          (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
+        return false;
+      std::swap(taken_, results_);
+      count_.store(0, std::memory_order_release);
+    }
+    out = std::move(taken_.front());
+    taken_.pop_front();
     return true;
   }
 
@@ -64,6 +68,7 @@ class result_list {
   std::condition_variable arrived_;
   std::deque<pool_result> results_;
   std::atomic<std::size_t> count_{0};  // results_.size(), to look at without the lock
+  std::deque<pool_result> taken_;      // the pool's thread's: taken, not yet handed out
 };
 
 // A task on its way to a thread (id 0: stop).
@@ -83,24 +88,40 @@ struct thread_state {
   std::atomic<std::size_t> count{0};  // tasks.size(), to look at without the lock
   std::atomic<bool> exited{false};
 
-  void push(thread_task&& task) {
+  // Queues `more` (emptied), one lock and one wake-up for them all.
+  void push(std::deque<thread_task>& more) {
+    if (more.empty()) return;
     {
       std::lock_guard lock(mutex);
-      tasks.push_back(std::move(task));
+      for (auto& task : more) tasks.push_back(std::move(task));
       count.store(tasks.size(), std::memory_order_release);
     }
+    more.clear();
     changed.notify_one();
   }
+  void push(thread_task&& task) {
+    std::deque<thread_task> one;
+    one.push_back(std::move(task));
+    push(one);
+  }
+  // The next task. On the worker's thread only: it takes every task queued
+  // at once, under one lock, into `taken`. (Taken is not started: the ring
+  // still says which task runs, and the pool can take back the others.)
   thread_task pop() {
-    os::wait_awake([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
-                   yield_rounds);
-    std::unique_lock lock(mutex);
-    changed.wait(lock, [&] { return !tasks.empty(); });
-    thread_task task = std::move(tasks.front());
-    tasks.pop_front();
-    count.store(tasks.size(), std::memory_order_release);
+    if (taken.empty()) {
+      os::wait_awake([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
+                     yield_rounds);
+      std::unique_lock lock(mutex);
+      changed.wait(lock, [&] { return !tasks.empty(); });
+      std::swap(taken, tasks);
+      count.store(0, std::memory_order_release);
+    }
+    thread_task task = std::move(taken.front());
+    taken.pop_front();
     return task;
   }
+
+  std::deque<thread_task> taken;  // the worker's own
 };
 
 void worker_thread_main(thread_state& state, result_list& results, const bound_call& initializer,
@@ -163,16 +184,22 @@ class thread_site final : public worker_site {
 
   task_ring& ring() override { return state_->ring; }
 
+  // Kept until flush(), so that a refill is one lock and one wake-up.
   bool deliver(const job& task, std::uint32_t slot) override {
-    state_->push(thread_task{task.id, slot, task.payload, task.handles});
+    outgoing_.push_back(thread_task{task.id, slot, task.payload, task.handles});
     return true;
   }
+
+  void flush() override { state_->push(outgoing_); }
 
   bool alive() override { return !state_->exited.load(std::memory_order_acquire); }
 
   bool stop_now() override { return false; }
 
-  void finish() override { state_->push(thread_task{}); }
+  void finish() override {
+    flush();
+    state_->push(thread_task{});
+  }
 
   void join() override {
     if (thread_.joinable()) thread_.join();
@@ -188,6 +215,7 @@ class thread_site final : public worker_site {
   std::shared_ptr<thread_state> state_;
   std::string name_;
   std::thread thread_;
+  std::deque<thread_task> outgoing_;  // delivered, not yet flushed
 };
 
 class thread_workers final : public worker_backend {
