@@ -93,7 +93,10 @@ struct thread_state {
     if (more.empty()) return;
     {
       std::lock_guard lock(mutex);
-      for (auto& task : more) tasks.push_back(std::move(task));
+      if (tasks.empty())
+        std::swap(tasks, more);  // the usual case: the thread took all there was
+      else
+        for (auto& task : more) tasks.push_back(std::move(task));
       count.store(tasks.size(), std::memory_order_release);
     }
     more.clear();

@@ -157,17 +157,25 @@ void slab_arena::unlock_all() noexcept {
 
 namespace {
 
-// The arena of task states: never destroyed, as a future may outlive static
-// destruction.
+// The arena of task states: constant-initialized, so that no thread is ever
+// inside its initialization when another forks (a child would wait for that
+// initialization for ever), and never destroyed, as a future may outlive
+// static destruction.
+union arena_holder {
+  constexpr arena_holder() : arena() {}
+  ~arena_holder() {}
+  slab_arena arena;
+};
+constinit arena_holder holder;
+
 slab_arena& state_arena() {
-  static slab_arena* const arena = [] {
-    auto* made = new slab_arena;
-    ::pthread_atfork([] { state_arena().lock_all(); }, [] { state_arena().unlock_all(); },
-                     [] { state_arena().unlock_all(); });
-    return made;
-  }();
-  return *arena;
+  return holder.arena;
 }
+
+// Fork takes every size class's lock first, so that the child's are free.
+[[maybe_unused]] const int fork_handlers =
+    ::pthread_atfork([] { holder.arena.lock_all(); }, [] { holder.arena.unlock_all(); },
+                     [] { holder.arena.unlock_all(); });
 
 }  // namespace
 
