@@ -27,6 +27,13 @@ long power_of_two(int n) {
   return 1L << n;
 }
 
+// The bytes of `text` and a checksum of them, to show a large argument arrived whole.
+std::size_t weigh(const std::string& text) {
+  std::size_t sum = text.size();
+  for (const char c : text) sum = sum * 31 + static_cast<unsigned char>(c);
+  return sum;
+}
+
 int slow_identity(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
@@ -54,6 +61,20 @@ TEST(executor, submit_returns_futures_with_results) {
 
 int worker_pid(int) {
   return static_cast<int>(::getpid());
+}
+
+// A call too large for the room in its future's state (96 bytes) goes in a
+// buffer of its own: small, just past the room, and large ones all arrive whole.
+TEST(executor, calls_of_every_size_arrive_whole) {
+  mp::process_pool_executor ex(2);
+  std::vector<std::string> texts;
+  for (const std::size_t size :
+       {std::size_t{1}, std::size_t{40}, std::size_t{90}, std::size_t{200}, std::size_t{1} << 20})
+    texts.emplace_back(size, static_cast<char>('a' + size % 26));
+  std::vector<mp::future<std::size_t>> futures;
+  for (const auto& text : texts) futures.push_back(ex.submit(weigh, text));
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    EXPECT_EQ(futures[i].result(), weigh(texts[i])) << texts[i].size() << " bytes";
 }
 
 TEST(executor, starts_workers_on_demand_and_reuses_idle_ones) {

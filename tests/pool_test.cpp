@@ -60,6 +60,13 @@ std::string greet(std::string name) {
   return "hello " + name;
 }
 
+// The bytes of `text` and a checksum of them, to show a large argument arrived whole.
+std::size_t weigh(const std::string& text) {
+  std::size_t sum = text.size();
+  for (const char c : text) sum = sum * 31 + static_cast<unsigned char>(c);
+  return sum;
+}
+
 int fails_on_three(int x) {
   if (x == 3) throw std::invalid_argument("three is not allowed");
   return x;
@@ -170,6 +177,20 @@ TYPED_TEST(any_pool, map_takes_any_input_range_and_any_result_type) {
   const std::vector<std::string> names{"ann", "bob"};  // results that are not memcpy-able
   EXPECT_EQ(p.map(greet, names, 1), (std::vector<std::string>{"hello ann", "hello bob"}));
   EXPECT_EQ(p.map(square, std::views::iota(0, 5)), (std::vector<int>{0, 1, 4, 9, 16}));
+}
+
+// A call too large for the room in its task's state (96 bytes) goes in a
+// buffer of its own: small, just past the room, and large ones all arrive whole.
+TEST(pool, apply_async_calls_of_every_size_arrive_whole) {
+  mp::pool p(2);
+  std::vector<std::string> texts;
+  for (const std::size_t size :
+       {std::size_t{1}, std::size_t{40}, std::size_t{90}, std::size_t{200}, std::size_t{1} << 20})
+    texts.emplace_back(size, static_cast<char>('a' + size % 26));
+  std::vector<mp::async_result<std::size_t>> results;
+  for (const auto& text : texts) results.push_back(p.apply_async(weigh, text));
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    EXPECT_EQ(results[i].get(), weigh(texts[i])) << texts[i].size() << " bytes";
 }
 
 TEST(pool, a_chunk_sent_from_its_span_encodes_as_its_vector) {

@@ -233,8 +233,7 @@ class process_pool_executor {
   std::uint64_t submit_to_core(detail::task_handles handles,
                                const std::shared_ptr<detail::task_state_base>& state) {
     try {
-      return core_->submit(std::shared_ptr<const detail::byte_buffer>(state, &state->call.bytes),
-                           std::move(handles), state);
+      return core_->submit(state->call.share(state), std::move(handles), state);
     } catch (const usage_error&) {
       throw process_error("cannot schedule new futures after shutdown");
     }

@@ -338,15 +338,16 @@ task_payload encode_task(const Fn& fn, Args&&... args) {
 MP_EXPORT void advise_huge_pages(void* at, std::size_t bytes) noexcept;
 
 /// A task's encoded call, kept in the state of the task it makes (see
-/// task_state_base), so that a small call needs no allocation of its own: in
-/// `room` if it fits, else in a buffer of its exact size. Not movable: `bytes`
-/// may point into `room`.
+/// task_state_base) when it is small, so that it needs no allocation of its
+/// own; a larger one gets a buffer of its exact size, which the pool frees
+/// once the task is done (the state may be kept much longer). Not movable:
+/// `bytes` may point into `room`.
 struct call_bytes {
   call_bytes() = default;
   call_bytes(const call_bytes&) = delete;
   call_bytes& operator=(const call_bytes&) = delete;
 
-  /// Encodes fn(args...) here; returns copies of the descriptors among the
+  /// Encodes fn(args...); returns copies of the descriptors among the
   /// arguments, as encode_task.
   template <class Fn, class... Args>
   task_handles encode(const Fn& fn, Args&&... args) {
@@ -358,18 +359,28 @@ struct call_bytes {
       encode_call(out, fn, stored);
     }
     if (bytes.overflowed()) {  // too large for the room: once more, into a buffer that fits
-      const std::size_t needed = bytes.needed();
+      auto own = std::make_shared<byte_buffer>();
+      own->reserve(bytes.needed());
       bytes = byte_buffer();
-      bytes.reserve(needed);
       handles = handle_sink();
-      output_archive out(bytes, &handles);
+      output_archive out(*own, &handles);
       encode_call(out, fn, stored);
+      large = std::move(own);
     }
     return handles.fds.empty() ? nullptr : copy_handles(handles);
   }
 
+  /// The encoded call, for the pool, once: the room's bytes through `owner`
+  /// (the state that holds them), or a large call's own buffer.
+  template <class Owner>
+  std::shared_ptr<const byte_buffer> share(const std::shared_ptr<Owner>& owner) {
+    if (large) return std::move(large);
+    return std::shared_ptr<const byte_buffer>(owner, &bytes);
+  }
+
   alignas(std::uint64_t) std::array<std::byte, 96> room;
-  byte_buffer bytes;
+  byte_buffer bytes;                         // a window on `room`
+  std::shared_ptr<const byte_buffer> large;  // or this, until shared
 };
 
 /// A run of memcpy-able elements on the wire exactly as a std::vector of them
@@ -412,7 +423,7 @@ struct task_state_base : task_sink {
   std::vector<std::function<void()>> on_done;
   std::uint64_t id = 0;           // in its pool, for cancel (0: completed by the program)
   std::weak_ptr<pool_core> core;  // for cancel
-  call_bytes call;                // what the task runs, while the pool may need it
+  call_bytes call;                // what the task runs, while the pool needs it
 
   // Set once done, read without the lock by waiters (await_done).
   std::atomic<bool> settled{false};
@@ -784,8 +795,7 @@ class pool {
     auto state = detail::make_task_state<R>();
     state->set_callbacks(callbacks);
     detail::task_handles handles = state->call.encode(fn, std::forward<Args>(args)...);
-    core_->submit(std::shared_ptr<const detail::byte_buffer>(state, &state->call.bytes),
-                  std::move(handles), state, 0, callbacks.timeout);
+    core_->submit(state->call.share(state), std::move(handles), state, 0, callbacks.timeout);
     return async_result<R>(std::move(state));
   }
 
@@ -964,19 +974,12 @@ class pool {
       // measured once, and its elements), so that a chunk handed over never
       // moves while the next ones are written, and asking for huge pages when
       // large. The chunks are its slices.
-      const auto encode = [&](detail::byte_buffer& into, std::size_t c) {
-        const std::size_t first = c * chunksize;
-        const std::size_t count = std::min(items.size(), first + chunksize) - first;
+      const auto encode = [&](detail::byte_buffer& into, std::span<const arg> part) {
         detail::output_archive out(into);
-        detail::encode_call_as<std::vector<arg>>(
-            out, call{fn}, detail::elements_wire<arg>{items.subspan(first, count)});
+        detail::encode_call_as<std::vector<arg>>(out, call{fn}, detail::elements_wire<arg>{part});
       };
       detail::byte_buffer measured = detail::byte_buffer::window(nullptr, 0);
-      {
-        detail::output_archive out(measured);
-        detail::encode_call_as<std::vector<arg>>(
-            out, call{fn}, detail::elements_wire<arg>{std::span<const arg>{}});
-      }
+      encode(measured, {});
       auto calls = std::make_shared<detail::byte_buffer>();
       calls->reserve(chunks * measured.needed() + items.size_bytes());
       detail::advise_huge_pages(calls->data(), calls->capacity());
@@ -985,7 +988,8 @@ class pool {
       for (std::size_t c = 0; c < chunks; ++c) {
         detail::byte_buffer part = detail::byte_buffer::window(calls->data() + calls->size(),
                                                                calls->capacity() - calls->size());
-        encode(part, c);
+        const std::size_t first = c * chunksize;
+        encode(part, items.subspan(first, std::min(items.size(), first + chunksize) - first));
         if (part.overflowed())
           throw std::logic_error("mp: a map's chunk encoded larger than measured");
         calls->resize(calls->size() + part.size());
