@@ -168,10 +168,6 @@ union arena_holder {
 };
 constinit arena_holder holder;
 
-slab_arena& state_arena() {
-  return holder.arena;
-}
-
 // Fork takes every size class's lock first, so that the child's are free.
 [[maybe_unused]] const int fork_handlers =
     ::pthread_atfork([] { holder.arena.lock_all(); }, [] { holder.arena.unlock_all(); },
@@ -186,7 +182,7 @@ void* allocate_state(std::size_t size) {
   return ::operator new(size);
 #else
   if (size > slab_arena::largest) return ::operator new(size);
-  return state_arena().allocate(size);
+  return holder.arena.allocate(size);
 #endif
 }
 
@@ -197,7 +193,7 @@ void deallocate_state(void* at, std::size_t size) noexcept {
   if (size > slab_arena::largest)
     ::operator delete(at, size);
   else
-    state_arena().deallocate(at, size);
+    holder.arena.deallocate(at, size);
 #endif
 }
 
