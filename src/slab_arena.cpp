@@ -10,7 +10,16 @@
 #include "mp/detail/state_allocator.hpp"
 #include "os/system.hpp"
 
+// AddressSanitizer: GCC says so with __SANITIZE_ADDRESS__, clang with __has_feature.
 #if defined(__SANITIZE_ADDRESS__)
+#define MP_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MP_ADDRESS_SANITIZER 1
+#endif
+#endif
+
+#if defined(MP_ADDRESS_SANITIZER)
 #include <sanitizer/asan_interface.h>
 #define MP_POISON(at, size) ASAN_POISON_MEMORY_REGION(at, size)
 #define MP_UNPOISON(at, size) ASAN_UNPOISON_MEMORY_REGION(at, size)
@@ -178,7 +187,7 @@ constinit arena_holder holder;
 // Under AddressSanitizer the states come from the program's heap, so that a
 // leaked or overrun one is reported (the arena itself is tested directly).
 void* allocate_state(std::size_t size) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(MP_ADDRESS_SANITIZER)
   return ::operator new(size);
 #else
   if (size > slab_arena::largest) return ::operator new(size);
@@ -187,11 +196,13 @@ void* allocate_state(std::size_t size) {
 }
 
 void deallocate_state(void* at, std::size_t size) noexcept {
-#if defined(__SANITIZE_ADDRESS__)
-  ::operator delete(at, size);
+  // (Unsized: clang declares the sized one only with -fsized-deallocation.)
+#if defined(MP_ADDRESS_SANITIZER)
+  static_cast<void>(size);
+  ::operator delete(at);
 #else
   if (size > slab_arena::largest)
-    ::operator delete(at, size);
+    ::operator delete(at);
   else
     holder.arena.deallocate(at, size);
 #endif

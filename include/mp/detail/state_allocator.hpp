@@ -34,7 +34,7 @@ struct state_allocator {
   }
   void deallocate(T* at, std::size_t n) noexcept {
     if constexpr (alignof(T) > 64)
-      ::operator delete (at, n * sizeof(T), std::align_val_t{alignof(T)});
+      ::operator delete (at, std::align_val_t{alignof(T)});
     else
       deallocate_state(at, n * sizeof(T));
   }
