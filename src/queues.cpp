@@ -67,8 +67,7 @@ constexpr int size_classes = 24;  // unit << 23 = 2 TiB, beyond any range
 // find its segments warm; the price is that a queue keeps up to four free
 // segments of each size it has used until it is destroyed. (Four, not two:
 // a pool's map of 1M items in 8 chunks of 1 MB ran a third faster.)
-constexpr uint32_t resident_small_segments = 4;
-constexpr uint32_t resident_large_segments = 4;
+constexpr uint32_t resident_segments = 4;
 constexpr uint64_t page = 4096;
 // Records from this size on are faulted in (or mapped in) by one madvise call
 // rather than one page fault per page.
@@ -479,7 +478,7 @@ void queue_core::release_segment(uint64_t s) {
   head->punched = 0;
   head->next_free = c.free_head[cls].load(std::memory_order_relaxed);
   c.free_head[cls].store(s, std::memory_order_relaxed);
-  trim_free_list(cls, cls == 0 ? resident_small_segments : resident_large_segments);
+  trim_free_list(cls, resident_segments);
 }
 
 // Punches all but the first `keep` segments of a free list. Punched ones form
