@@ -21,6 +21,19 @@
 // lock_state, which detects a dead holder). Every change a side makes is
 // either a single store or recorded in an intent field first, so the next
 // holder can finish or undo the work of one that died (repair_put, repair_get).
+//
+// Biased sides: the first thread to enter a side takes its bias, and from then
+// on enters and leaves it with two plain stores to a `busy` word instead of
+// taking the lock (whose two atomic read-modify-writes each wait for the
+// store buffer to drain: half the time of an 8-byte put or get). Anyone else
+// takes the lock, revokes the bias for good, and waits until the owner is out
+// (or repairs after it, if it died inside); from then on everyone takes the
+// lock. A queue with one producer and one consumer thus runs without atomic
+// read-modify-writes; a pool's result queue, which workers fill and one thread
+// empties, does so on its consumers' side. The owner's "announce, then look
+// at the state" and the revoker's "revoke, then look at busy" form a Dekker
+// handshake whose frequent side costs a compiler barrier (os::light_fence)
+// and whose rare side a membarrier (os::heavy_fence).
 #include <pthread.h>
 
 #include <algorithm>
@@ -36,6 +49,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "mp/queues.hpp"
@@ -104,6 +118,13 @@ constexpr int yield_rounds = 4;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
 constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
+// How often a revoker waiting for a bias owner checks that it lives, and how
+// long busy must stay 0 where the revocation went without membarrier (far
+// longer than a store takes to leave a CPU's store buffer).
+constexpr std::chrono::milliseconds owner_pause = 1ms;
+
+// A side's bias: see "Biased sides" above.
+enum : uint32_t { bias_none, bias_held, bias_revoked };
 
 struct segment_head {
   uint64_t capacity;   // bytes, header included
@@ -118,6 +139,13 @@ std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
 
 }  // namespace
 
+struct side_bias {
+  std::atomic<uint32_t> state;        // bias_none, bias_held, bias_revoked
+  std::atomic<uint32_t> busy;         // 1 while the owner is inside
+  std::atomic<uint64_t> owner;        // the owning thread, as thread_word() gives it
+  std::atomic<uint64_t> owner_start;  // its process's start time
+};
+
 struct queue_control {
   uint64_t magic;
   uint64_t fingerprint;
@@ -126,6 +154,7 @@ struct queue_control {
 
   // The producers' side, under put_lock.
   alignas(128) lock_state put_lock;
+  side_bias put_bias;
   std::atomic<uint64_t> write_cursor;    // where the next record goes
   std::atomic<uint64_t> oldest;          // first segment not yet reclaimed
   std::atomic<uint64_t> bump;            // first offset never handed out
@@ -139,6 +168,7 @@ struct queue_control {
 
   // The consumers' side, under get_lock.
   alignas(128) lock_state get_lock;
+  side_bias get_bias;
   std::atomic<uint64_t> read_cursor;
 
   alignas(128) std::atomic<uint64_t> get_seq;  // records taken
@@ -192,6 +222,12 @@ void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int cou
   }
   signal.fetch_add(1, std::memory_order_release);
   os::futex_wake(signal, count);
+}
+
+// The calling thread, as a bias names its owner: its pid and thread id.
+uint64_t thread_word() noexcept {
+  return static_cast<uint64_t>(static_cast<uint32_t>(os::self_identity().pid)) << 32 |
+         static_cast<uint32_t>(os::self_thread_id());
 }
 
 // The status of a received descriptor; nullopt if it cannot be looked at.
@@ -357,7 +393,95 @@ uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
   return reinterpret_cast<const segment_head*>(at(segment))->capacity;
 }
 
-// ---- locks and repair -------------------------------------------------------
+// ---- entering a side, and repair ---------------------------------------------
+
+// Enters a side: its bias owner without the lock while the bias holds, anyone
+// else under the lock (revoking the bias first). Returns how, or entry::none
+// on timeout.
+queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::timeout timeout,
+                                         void (queue_core::*repair)()) {
+  const uint64_t me = thread_word();
+  if (bias.state.load(std::memory_order_relaxed) == bias_held &&
+      bias.owner.load(std::memory_order_relaxed) == me) {
+    bias.busy.store(1, std::memory_order_relaxed);
+    // Either the revoker's heavy fence makes it see us inside, or we see the
+    // bias revoked here.
+    if (!os::light_fence()) std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (bias.state.load(std::memory_order_acquire) == bias_held) return entry::biased;
+    bias.busy.store(0, std::memory_order_release);
+    os::futex_wake(bias.busy, 1);  // the revoker may sleep on it
+  }
+  const detail::deadline deadline(timeout);
+  if (!lock_side(lock, timeout, repair)) return entry::none;
+  bool fenced = true;
+  switch (bias.state.load(std::memory_order_relaxed)) {
+    case bias_none:
+      // The owner's side of the handshake needs this process registered for
+      // membarrier; without it, the side simply stays unbiased.
+      if (os::light_fence()) {
+        bias.owner.store(me, std::memory_order_relaxed);
+        bias.owner_start.store(os::self_identity().start_time, std::memory_order_relaxed);
+        bias.state.store(bias_held, std::memory_order_release);
+      }
+      return entry::locked;
+    case bias_held:
+      bias.state.store(bias_revoked, std::memory_order_relaxed);
+      fenced = os::heavy_fence();
+      if (!fenced) std::atomic_thread_fence(std::memory_order_seq_cst);
+      break;
+    default:
+      break;
+  }
+  // Revoked (now or earlier): the owner may still be inside, from before.
+  if (bias.busy.load(std::memory_order_acquire) != 0 || !fenced) {
+    if (!wait_out_owner(bias, deadline, repair, fenced)) {
+      lock_release(lock, false);
+      return entry::none;
+    }
+  }
+  return entry::locked;
+}
+
+void queue_core::leave_side(lock_state& lock, side_bias& bias, entry how) {
+  if (how == entry::locked) {
+    lock_release(lock, false);
+    return;
+  }
+  bias.busy.store(0, std::memory_order_release);
+  // A revoker waiting for us sleeps on `busy` (it revoked before its heavy
+  // fence, so a revocation it waits on is seen here).
+  if (bias.state.load(std::memory_order_relaxed) != bias_held) os::futex_wake(bias.busy, 1);
+}
+
+// Under the side's lock, after the bias was revoked: waits until its owner is
+// out of the side. If the owner died inside, repairs what it left half done.
+// `fenced` false: the revocation went without membarrier, so the owner may
+// have entered unseen a moment ago; busy must stay 0 across a pause. False if
+// the deadline passed first.
+bool queue_core::wait_out_owner(side_bias& bias, const detail::deadline& deadline,
+                                void (queue_core::*repair)(), bool fenced) {
+  const auto out = [&] { return bias.busy.load(std::memory_order_acquire) == 0; };
+  for (;;) {
+    if (os::wait_awake(out, spin_time, yield_rounds)) {
+      if (fenced) return true;
+      std::this_thread::sleep_for(owner_pause);
+      if (out()) return true;
+      continue;
+    }
+    const uint64_t owner = bias.owner.load(std::memory_order_relaxed);
+    const os::process_identity holder{static_cast<std::int32_t>(owner >> 32),
+                                      bias.owner_start.load(std::memory_order_relaxed)};
+    if (!os::is_running(holder)) {
+      (this->*repair)();
+      bias.busy.store(0, std::memory_order_release);
+      return true;
+    }
+    if (deadline.passed()) return false;
+    auto slice = std::chrono::nanoseconds(owner_pause);
+    if (deadline.limited()) slice = std::min(slice, deadline.left().duration());
+    os::futex_wait(bias.busy, 1, slice);
+  }
+}
 
 // Takes a side's lock; false on timeout. If its holder died, repairs what it
 // left half done before going on (see repair_put and repair_get).
@@ -380,9 +504,10 @@ bool queue_core::lock_side(lock_state& lock, mp::timeout timeout, void (queue_co
   return true;
 }
 
-// A producer died holding the put lock. Its shared changes, in order, were:
-// intents, the records (invisible until their stamp), the stamp (the commit),
-// put_seq, then write_cursor. Finish what was committed, undo the rest.
+// A producer died holding the put lock (or inside under the bias). Its shared
+// changes, in order, were: intents, the records (invisible until their
+// stamp), the stamp (the commit), put_seq, then write_cursor. Finish what was
+// committed, undo the rest.
 void queue_core::repair_put() {
   queue_control& c = control();
   map_through(c.bump.load(std::memory_order_acquire));
@@ -424,9 +549,10 @@ void queue_core::repair_put() {
   }
 }
 
-// A consumer died holding the get lock. Its shared changes were: following a
-// jump (read_cursor), then per record get_seq, then read_cursor. Only the
-// last gap needs mending: a record counted as taken but not yet passed.
+// A consumer died holding the get lock (or inside under the bias). Its shared
+// changes were: following a jump (read_cursor), then per record get_seq, then
+// read_cursor. Only the last gap needs mending: a record counted as taken but
+// not yet passed.
 void queue_core::repair_get() {
   queue_control& c = control();
   map_through(c.bump.load(std::memory_order_acquire));
@@ -588,14 +714,15 @@ bool queue_core::put(const void* item, encoder encode, bool block, mp::timeout t
   for (;;) {
     // A non-blocking put still waits for the lock: it is held only while one
     // item is written.
-    if (!lock_side(c.put_lock, block ? deadline.left() : mp::timeout(), &queue_core::repair_put))
-      return false;
+    const entry how = enter_side(c.put_lock, c.put_bias, block ? deadline.left() : mp::timeout(),
+                                 &queue_core::repair_put);
+    if (how == entry::none) return false;
     if (max != 0 && [&] {
           const uint64_t put = c.put_seq.load(std::memory_order_relaxed);
           const uint64_t got = c.get_seq.load(std::memory_order_acquire);
           return put > got && put - got >= max;
         }()) {
-      lock_release(c.put_lock, false);
+      leave_side(c.put_lock, c.put_bias, how);
       if (!block) return false;
       const bool room = await(
           [&] {
@@ -610,10 +737,10 @@ bool queue_core::put(const void* item, encoder encode, bool block, mp::timeout t
     try {
       put_locked(item, encode);
     } catch (...) {
-      lock_release(c.put_lock, false);
+      leave_side(c.put_lock, c.put_bias, how);
       throw;
     }
-    lock_release(c.put_lock, false);
+    leave_side(c.put_lock, c.put_bias, how);
     wake(c.put_signal, c.get_waiters, 1);
     return true;
   }
@@ -647,11 +774,17 @@ bool queue_core::take_locked(void* out, decoder decode) {
       corrupt("a segment has an impossible size");
     // Producers hand out segments below `bump` only: a segment past it was
     // never written, and whatever its header claims must not be read (nor
-    // its pages populated: a claim of gigabytes would allocate them). (Read
-    // only once a record is there: the line is the producers'.)
-    const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
-    if (segment >= handed_out || capacity > handed_out - segment)
-      corrupt("a segment lies beyond the memory the queue has handed out");
+    // its pages populated: a claim of gigabytes would allocate them). The
+    // line is the producers', written on every put: it is read only once a
+    // record is there, and only when the segment lies past the value seen
+    // last (bump only grows, so an older value is a safe bound).
+    if (const uint64_t seen = handed_out_seen_.load(std::memory_order_relaxed);
+        segment >= seen || capacity > seen - segment) {
+      const uint64_t handed_out = c.bump.load(std::memory_order_acquire);
+      if (segment >= handed_out || capacity > handed_out - segment)
+        corrupt("a segment lies beyond the memory the queue has handed out");
+      handed_out_seen_.store(handed_out, std::memory_order_relaxed);
+    }
     map_through(segment + capacity);
     if ((size & jump_bit) != 0) {
       const uint64_t target = size & ~jump_bit;
@@ -691,17 +824,18 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
   queue_control& c = control();
   const detail::deadline deadline(block ? timeout : mp::timeout());
   for (;;) {
-    if (!lock_side(c.get_lock, block ? deadline.left() : mp::timeout(), &queue_core::repair_get))
-      return false;
+    const entry how = enter_side(c.get_lock, c.get_bias, block ? deadline.left() : mp::timeout(),
+                                 &queue_core::repair_get);
+    if (how == entry::none) return false;
     bool taken = false;
     try {
       taken = take_locked(out, decode);
     } catch (...) {
-      lock_release(c.get_lock, false);
+      leave_side(c.get_lock, c.get_bias, how);
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
       throw;
     }
-    lock_release(c.get_lock, false);
+    leave_side(c.get_lock, c.get_bias, how);
     if (taken) {
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
       return true;

@@ -28,21 +28,10 @@ std::uint32_t self_word() {
   return static_cast<std::uint32_t>(os::self_identity().pid) & pid_mask;
 }
 
-std::int32_t self_tid() {
-  // Cached per thread, and refreshed in a forked child (whose pid differs).
-  thread_local std::int32_t pid = 0, tid = 0;
-  const std::int32_t now = os::self_identity().pid;
-  if (pid != now) {
-    pid = now;
-    tid = static_cast<std::int32_t>(os::thread_id());
-  }
-  return tid;
-}
-
 void record_owner(lock_state& state, bool recursive) {
   state.owner_start.store(os::self_identity().start_time, std::memory_order_relaxed);
   if (recursive) {
-    state.owner_tid.store(self_tid(), std::memory_order_relaxed);
+    state.owner_tid.store(os::self_thread_id(), std::memory_order_relaxed);
     state.depth.store(1, std::memory_order_relaxed);
   }
 }
@@ -79,7 +68,7 @@ void lock_acquire_blocking(lock_state& state, bool recursive) {
 bool lock_acquire(lock_state& state, bool recursive, mp::timeout timeout) {
   const std::uint32_t me = self_word();
   if (recursive && (state.word.load(std::memory_order_relaxed) & pid_mask) == me &&
-      state.owner_tid.load(std::memory_order_relaxed) == self_tid()) {
+      state.owner_tid.load(std::memory_order_relaxed) == os::self_thread_id()) {
     state.depth.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
@@ -131,7 +120,7 @@ void lock_release(lock_state& state, bool recursive) {
   if (current == 0) throw usage_error("release of an unlocked lock");
   if (recursive) {
     if ((current & pid_mask) != self_word() ||
-        state.owner_tid.load(std::memory_order_relaxed) != self_tid())
+        state.owner_tid.load(std::memory_order_relaxed) != os::self_thread_id())
       throw usage_error("cannot release an rlock held by another thread or process");
     if (state.depth.fetch_sub(1, std::memory_order_relaxed) > 1) return;
     state.owner_tid.store(0, std::memory_order_relaxed);
@@ -173,7 +162,7 @@ bool condition::held_by_caller() const {
   const std::uint32_t word = s.word.load(std::memory_order_relaxed);
   if (!recursive_) return word != 0;  // a Lock has no owning thread (Python)
   return (word & detail::pid_mask) == detail::self_word() &&
-         s.owner_tid.load(std::memory_order_relaxed) == detail::self_tid();
+         s.owner_tid.load(std::memory_order_relaxed) == os::self_thread_id();
 }
 
 bool condition::wait(mp::timeout timeout) const {

@@ -627,6 +627,78 @@ TEST(queue, a_consumer_killed_mid_get_leaves_the_others_working) {
   EXPECT_EQ(q.get().producer, 5);
 }
 
+// An item whose process dies inside the queue while encoding or decoding it:
+// with `die` set, its save() exits halfway through the record; load() exits
+// where dying_while_decoding is set (in the child only).
+bool dying_while_decoding = false;
+struct fatal_item {
+  int value = 0;
+  bool die = false;
+
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(value);
+    if (die) ::_exit(3);
+    archive(die);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(value);
+    if (dying_while_decoding && value != 0) ::_exit(3);
+    archive(die);
+  }
+};
+
+// The first producer holds its side's bias and puts without the lock; one that
+// dies inside a put is found out by the next producer, who repairs and goes on.
+TEST(queue, a_producer_dying_inside_a_put_without_the_lock_is_repaired_after) {
+  mp::queue<fatal_item> q;
+  mp::process producer(
+      [](mp::queue<fatal_item> out) {
+        out.put(fatal_item{1, false});  // the side's first entrant: it takes the bias
+        out.put(fatal_item{2, false});
+        out.put(fatal_item{3, true});  // dies inside
+      },
+      q);
+  producer.start();
+  producer.join();
+  ASSERT_EQ(producer.exitcode(), 3);
+  // Blocks forever (here: fails at the timeout) unless the dead owner is noticed.
+  ASSERT_NO_THROW(q.put(fatal_item{4, false}, mp::testing::scaled(30s)));
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)).value, 1);
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)).value, 2);
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)).value, 4);
+  EXPECT_TRUE(q.empty());
+  // And the side works for everyone from then on.
+  mp::process another([](mp::queue<fatal_item> out) { out.put(fatal_item{5, false}); }, q);
+  another.start();
+  EXPECT_EQ(q.get(mp::testing::scaled(30s)).value, 5);
+  another.join();
+  EXPECT_EQ(another.exitcode(), 0);
+}
+
+// The same on the consumers' side: the item the dead consumer was decoding is
+// taken by the next consumer or lost, never damaged, and the rest follow.
+TEST(queue, a_consumer_dying_inside_a_get_without_the_lock_is_repaired_after) {
+  mp::queue<fatal_item> q;
+  for (int i = 0; i <= 3; ++i) q.put(fatal_item{i, false});
+  mp::process consumer(
+      [](mp::queue<fatal_item> in) {
+        dying_while_decoding = true;
+        (void)in.get();  // item 0: the side's first entrant takes the bias
+        (void)in.get();  // item 1: dies inside
+      },
+      q);
+  consumer.start();
+  consumer.join();
+  ASSERT_EQ(consumer.exitcode(), 3);
+  const fatal_item next = q.get(mp::testing::scaled(30s));
+  ASSERT_TRUE(next.value == 1 || next.value == 2) << next.value;
+  for (int expected = next.value + 1; expected <= 3; ++expected)
+    EXPECT_EQ(q.get(mp::testing::scaled(30s)).value, expected);
+  EXPECT_TRUE(q.empty());
+}
+
 // ---- SimpleQueue and JoinableQueue ----------------------------------------------
 
 TEST(simple_queue, puts_and_gets_across_processes) {

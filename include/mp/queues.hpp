@@ -70,6 +70,7 @@ class MP_EXPORT queue_full : public process_error {
 namespace detail {
 
 struct queue_control;
+struct side_bias;
 struct lock_state;
 
 /// The shared state of a queue, without its item type: a memfd holding a
@@ -153,6 +154,13 @@ class MP_EXPORT queue_core {
   }
   void check_open() const;
   bool lock_side(lock_state& lock, mp::timeout timeout, void (queue_core::*repair)());
+  // How a side was entered (see "Biased sides" in queues.cpp).
+  enum class entry : unsigned char { none, biased, locked };
+  entry enter_side(lock_state& lock, side_bias& bias, mp::timeout timeout,
+                   void (queue_core::*repair)());
+  void leave_side(lock_state& lock, side_bias& bias, entry how);
+  bool wait_out_owner(side_bias& bias, const detail::deadline& deadline,
+                      void (queue_core::*repair)(), bool fenced);
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
   bool take_locked(void* out, decoder decode);
@@ -165,6 +173,8 @@ class MP_EXPORT queue_core {
   [[noreturn]] void corrupt(const char* what) const;
 
   std::atomic<view*> view_{nullptr};
+  // The producers' `bump` as this process last read it (consumers only).
+  std::atomic<std::uint64_t> handed_out_seen_{0};
   std::uint64_t size_ = 0;
   int fd_ = -1;
   bool closed_ = false;

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "mp/timeout.hpp"
+#include "os/system.hpp"
 
 namespace mp::os {
 
@@ -52,6 +53,18 @@ inline process_identity self_identity() {
   if (pid == 0) [[unlikely]]
     return self_identity_slow();
   return {pid, cached_start.load(std::memory_order_relaxed)};
+}
+
+/// The caller's thread id (cached per thread, and fetched again in a forked
+/// child, whose pid differs).
+inline std::int32_t self_thread_id() {
+  thread_local std::int32_t pid = 0, tid = 0;
+  const std::int32_t now = self_identity().pid;
+  if (pid != now) [[unlikely]] {
+    pid = now;
+    tid = static_cast<std::int32_t>(thread_id());
+  }
+  return tid;
 }
 
 /// True if the process `id` names is still running (a zombie counts as dead).
