@@ -405,8 +405,10 @@ queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::
       bias.owner.load(std::memory_order_relaxed) == me) {
     bias.busy.store(1, std::memory_order_relaxed);
     // Either the revoker's heavy fence makes it see us inside, or we see the
-    // bias revoked here.
-    if (!os::light_fence()) std::atomic_thread_fence(std::memory_order_seq_cst);
+    // bias revoked here. (Without membarrier, which a bias is never granted
+    // without, a read-modify-write orders the two as a fence would; TSan
+    // cannot see std::atomic_thread_fence.)
+    if (!os::light_fence()) (void)bias.busy.fetch_add(0, std::memory_order_seq_cst);
     if (bias.state.load(std::memory_order_acquire) == bias_held) return entry::biased;
     bias.busy.store(0, std::memory_order_release);
     os::futex_wake(bias.busy, 1);  // the revoker may sleep on it
@@ -427,14 +429,21 @@ queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::
     case bias_held:
       bias.state.store(bias_revoked, std::memory_order_relaxed);
       fenced = os::heavy_fence();
-      if (!fenced) std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (!fenced) (void)bias.state.fetch_add(0, std::memory_order_seq_cst);
       break;
     default:
       break;
   }
   // Revoked (now or earlier): the owner may still be inside, from before.
   if (bias.busy.load(std::memory_order_acquire) != 0 || !fenced) {
-    if (!wait_out_owner(bias, deadline, repair, fenced)) {
+    bool out = false;
+    try {
+      out = wait_out_owner(bias, deadline, repair, fenced);
+    } catch (...) {
+      lock_release(lock, false);  // a repair that failed: the next holder tries again
+      throw;
+    }
+    if (!out) {
       lock_release(lock, false);
       return entry::none;
     }
