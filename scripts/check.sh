@@ -13,7 +13,7 @@ declare -A describe=(
   [dev]="Debug with AddressSanitizer and UndefinedBehaviorSanitizer (preset ci-dev)"
   [release]="Release (preset ci-release)"
   [tsan]="ThreadSanitizer (preset ci-tsan)"
-  [consumer]="package libmp-dev (cpack), extract it, build and run tests/consumer against it with CMake and pkg-config; then a shared install with CMake"
+  [consumer]="package libmp-dev (cpack), extract it, build and run tests/consumer against it with CMake and pkg-config (mp::mpi on three ranks too); then a shared install with CMake"
   [fuzz]="libFuzzer targets, ${MP_FUZZ_SECONDS:-20} s each (preset fuzz)"
   [leftovers]="no process left from this run, no new /dev/shm entries or fork server directories"
 )
@@ -148,6 +148,18 @@ consume() {
     -DCMAKE_PREFIX_PATH="$1" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
   cmake --build "$2"
   "$2/mp_consumer"
+  if [[ -x $2/mp_mpi_consumer ]]; then
+    run_mpi "$2" "$2/mp_mpi_consumer"
+  fi
+}
+
+# run_mpi WORK_DIR PROGRAM: PROGRAM on three ranks of mpirun on this machine (oversubscribed;
+# as root, which Open MPI refuses unless told), its session directories under WORK_DIR.
+run_mpi() {
+  mkdir -p "$1/mpi-sessions"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    OMPI_MCA_orte_tmpdir_base="$1/mpi-sessions" \
+    mpirun --oversubscribe --bind-to none -n 3 "$2"
 }
 
 # consume_with_pkg_config PREFIX BUILD_DIR: the same program, compiled with nothing but the
@@ -160,6 +172,16 @@ consume_with_pkg_config() {
   mkdir -p "$2"
   ${CXX:-c++} -std=c++20 -O2 tests/consumer/main.cpp -o "$2/mp_consumer" "${flags[@]}"
   "$2/mp_consumer"
+  # mp-mpi.pc requires Open MPI's ompi-c.pc, found where pkg-config looks by default.
+  if [[ -f $1/lib/pkgconfig/mp-mpi.pc ]]; then
+    local mpi_flags=() system_path
+    system_path=$(pkg-config --variable pc_path pkg-config)
+    read -r -a mpi_flags < <(PKG_CONFIG_LIBDIR="$1/lib/pkgconfig:$system_path" \
+      pkg-config --cflags --libs mp-mpi)
+    echo "pkg-config --cflags --libs mp-mpi: ${mpi_flags[*]}"
+    ${CXX:-c++} -std=c++20 -O2 tests/consumer/mpi_main.cpp -o "$2/mp_mpi_consumer" "${mpi_flags[@]}"
+    run_mpi "$2" "$2/mp_mpi_consumer"
+  fi
 }
 step_fuzz() {
   if [[ ! -f tests/fuzz/CMakeLists.txt ]]; then
