@@ -148,9 +148,14 @@ consume() {
     -DCMAKE_PREFIX_PATH="$1" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
   cmake --build "$2"
   "$2/mp_consumer"
-  if [[ -x $2/mp_mpi_consumer ]]; then
+  if has_mpi "$1"; then
     run_mpi "$2" "$2/mp_mpi_consumer"
   fi
+}
+
+# has_mpi PREFIX: the install in PREFIX has mp::mpi (then it must have its pkg-config file too).
+has_mpi() {
+  [[ -f $1/lib/cmake/mp/mpMpiTargets.cmake ]]
 }
 
 # run_mpi WORK_DIR PROGRAM: PROGRAM on three ranks of mpirun on this machine (oversubscribed;
@@ -173,7 +178,7 @@ consume_with_pkg_config() {
   ${CXX:-c++} -std=c++20 -O2 tests/consumer/main.cpp -o "$2/mp_consumer" "${flags[@]}"
   "$2/mp_consumer"
   # mp-mpi.pc requires Open MPI's ompi-c.pc, found where pkg-config looks by default.
-  if [[ -f $1/lib/pkgconfig/mp-mpi.pc ]]; then
+  if has_mpi "$1"; then
     local mpi_flags=() system_path
     system_path=$(pkg-config --variable pc_path pkg-config)
     read -r -a mpi_flags < <(PKG_CONFIG_LIBDIR="$1/lib/pkgconfig:$system_path" \
