@@ -3,15 +3,16 @@
 // that collects results and notices dead workers, over workers of any kind
 // (src/pool_engine.hpp).
 //
-// Each worker holds up to its backend's depth() tasks (32 for processes and
-// threads), so that it never waits for the pool between two of them, and a
-// ring of task states says which of them it has started. When a worker dies,
-// the task it started fails with mp::broken_process_pool and the rest go to
-// other workers: nothing else is lost. An idle worker takes queued tasks from
-// a busy one the same way. The pool's thread waits for results, and at least
-// every 20 ms looks at the workers' liveness.
+// Each worker holds up to its backend's depth() tasks (128 for processes and
+// threads, fewer large ones), so that it never waits for the pool between two
+// of them, and a ring of task states says which of them it has started. When
+// a worker dies, the task it started fails with mp::broken_process_pool and
+// the rest go to other workers: nothing else is lost. An idle worker takes
+// queued tasks from a busy one the same way. The pool's thread waits for
+// results, and at least every 20 ms looks at the workers' liveness.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <limits>
@@ -38,6 +39,9 @@ constexpr auto liveness_period = 20ms;
 // Workers in a row that may die before they are ready (their initializer
 // has not returned) before the pool counts itself broken.
 constexpr unsigned failed_starts_allowed = 3;
+
+// About how many bytes of tasks a worker holds at most (see dispatch).
+constexpr std::size_t held_bytes = std::size_t{8} << 20;
 
 pool_result failure_result(std::uint64_t id, task_failure failure, std::string message) {
   pool_result r;
@@ -332,18 +336,28 @@ struct pool_core::impl {
   //
   // A worker is refilled once it holds half its depth or less, and then up
   // to its depth: its tasks go to it in bursts, each one message.
+  //
+  // Large tasks count for more: a worker holds about held_bytes of them (at
+  // least two, the one it runs and the next), so that a map of megabyte
+  // chunks does not fill a worker's queue with a hundred of them.
   void dispatch() {
     start_on_demand();
     const std::size_t depth = backend->depth();
-    // Open to refills: what it held when this dispatch began (its tasks not
-    // yet sent came in this one) was half its depth or less.
-    const auto open = [&](const worker& w) {
-      return usable(w) && w.held.size() - w.unsent <= depth / 2 && w.held.size() < depth;
+    // Open to refills with tasks of which it may hold `most`: what it held
+    // when this dispatch began (its tasks not yet sent came in this one) was
+    // half that or less.
+    const auto open = [&](const worker& w, std::size_t most) {
+      return usable(w) && w.held.size() - w.unsent <= most / 2 && w.held.size() < most;
     };
     while (!pending.empty()) {
+      const std::size_t size = pending.front().payload ? pending.front().payload->size() : 0;
+      const std::size_t most =
+          size == 0 ? depth
+                    : std::max(std::min(held_bytes / size, depth), std::min<std::size_t>(2, depth));
       worker* best = nullptr;
       for (auto& w : workers)
-        if (open(*w) && (best == nullptr || live_count(*w) < live_count(*best))) best = w.get();
+        if (open(*w, most) && (best == nullptr || live_count(*w) < live_count(*best)))
+          best = w.get();
       if (best == nullptr) break;
       job task = std::move(pending.front());
       pending.pop_front();
