@@ -413,7 +413,6 @@ queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::
     bias.busy.store(0, std::memory_order_release);
     os::futex_wake(bias.busy, 1);  // the revoker may sleep on it
   }
-  const detail::deadline deadline(timeout);
   if (!lock_side(lock, timeout, repair)) return entry::none;
   bool fenced = true;
   switch (bias.state.load(std::memory_order_relaxed)) {
@@ -438,7 +437,7 @@ queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::
   if (bias.busy.load(std::memory_order_acquire) != 0 || !fenced) {
     bool out = false;
     try {
-      out = wait_out_owner(bias, deadline, repair, fenced);
+      out = wait_out_owner(bias, timeout, repair, fenced);
     } catch (...) {
       lock_release(lock, false);  // a repair that failed: the next holder tries again
       throw;
@@ -466,9 +465,11 @@ void queue_core::leave_side(lock_state& lock, side_bias& bias, entry how) {
 // out of the side. If the owner died inside, repairs what it left half done.
 // `fenced` false: the revocation went without membarrier, so the owner may
 // have entered unseen a moment ago; busy must stay 0 across a pause. False if
-// the deadline passed first.
-bool queue_core::wait_out_owner(side_bias& bias, const detail::deadline& deadline,
-                                void (queue_core::*repair)(), bool fenced) {
+// `timeout` passed first (counted from here: this wait is rare, and the
+// common path reads no clock for it).
+bool queue_core::wait_out_owner(side_bias& bias, mp::timeout timeout, void (queue_core::*repair)(),
+                                bool fenced) {
+  const detail::deadline deadline(timeout);
   const auto out = [&] { return bias.busy.load(std::memory_order_acquire) == 0; };
   for (;;) {
     if (os::wait_awake(out, spin_time, yield_rounds)) {

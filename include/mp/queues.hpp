@@ -159,8 +159,8 @@ class MP_EXPORT queue_core {
   entry enter_side(lock_state& lock, side_bias& bias, mp::timeout timeout,
                    void (queue_core::*repair)());
   void leave_side(lock_state& lock, side_bias& bias, entry how);
-  bool wait_out_owner(side_bias& bias, const detail::deadline& deadline,
-                      void (queue_core::*repair)(), bool fenced);
+  bool wait_out_owner(side_bias& bias, mp::timeout timeout, void (queue_core::*repair)(),
+                      bool fenced);
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
   void put_locked(const void* item, encoder encode);
   bool take_locked(void* out, decoder decode);
