@@ -400,9 +400,8 @@ uint64_t queue_core::segment_capacity(uint64_t segment) const noexcept {
 // on timeout.
 queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::timeout timeout,
                                          void (queue_core::*repair)()) {
-  const uint64_t me = thread_word();
   if (bias.state.load(std::memory_order_relaxed) == bias_held &&
-      bias.owner.load(std::memory_order_relaxed) == me) {
+      bias.owner.load(std::memory_order_relaxed) == thread_word()) {
     bias.busy.store(1, std::memory_order_relaxed);
     // Either the revoker's heavy fence makes it see us inside, or we see the
     // bias revoked here. (Without membarrier, which a bias is never granted
@@ -420,7 +419,7 @@ queue_core::entry queue_core::enter_side(lock_state& lock, side_bias& bias, mp::
       // The owner's side of the handshake needs this process registered for
       // membarrier; without it, the side simply stays unbiased.
       if (os::light_fence()) {
-        bias.owner.store(me, std::memory_order_relaxed);
+        bias.owner.store(thread_word(), std::memory_order_relaxed);
         bias.owner_start.store(os::self_identity().start_time, std::memory_order_relaxed);
         bias.state.store(bias_held, std::memory_order_release);
       }
