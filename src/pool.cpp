@@ -10,9 +10,11 @@
 // the rest go to other workers: nothing else is lost. An idle worker takes
 // queued tasks from a busy one the same way. The pool's thread waits for
 // results, and at least every 20 ms looks at the workers' liveness.
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bitset>
 #include <cstdio>
 #include <deque>
 #include <limits>
@@ -73,14 +75,16 @@ bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
   result.value.clear();
   result.fault = {};
   auto expected = task_ring::encode(id, task_ring::queued);
-  if (slot < task_ring::depth)
-    ring.started[slot].store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  const std::int64_t now = clock::now().time_since_epoch().count();
+  if (slot < task_ring::depth) ring.started[slot].store(now, std::memory_order_relaxed);
   if (slot >= task_ring::depth ||
       !ring.slot[slot].compare_exchange_strong(expected, task_ring::encode(id, task_ring::running),
                                                std::memory_order_acq_rel)) {
     result.skipped = true;
     return false;
   }
+  ring.cpu.store(os::current_cpu() + 1, std::memory_order_relaxed);
+  ring.running_since.store(now, std::memory_order_relaxed);
   try {
     scratch.clear();
     invoke_call(payload, handles, &scratch);
@@ -89,7 +93,27 @@ bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
     result.failure = task_failure::raised;
     capture_fault(result.fault);
   }
+  ring.running_since.store(0, std::memory_order_relaxed);
   return true;
+}
+
+std::vector<std::pair<std::size_t, int>> spread_over_cpus(std::span<const worker_place> workers) {
+  std::vector<std::pair<std::size_t, int>> moves;
+  std::vector<int> where;  // where each worker runs, after the moves so far
+  for (const auto& w : workers) where.push_back(w.cpu);
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    // Each worker after the first on its CPU goes to a CPU it may use that
+    // none of them runs on, if there is one.
+    const auto before = where.begin() + static_cast<std::ptrdiff_t>(i);
+    if (where[i] < 0 || std::find(where.begin(), before, where[i]) == before) continue;
+    for (const int cpu : workers[i].allowed) {
+      if (std::find(where.begin(), where.end(), cpu) != where.end()) continue;
+      moves.emplace_back(i, cpu);
+      where[i] = cpu;
+      break;
+    }
+  }
+  return moves;
 }
 
 struct pool_core::impl {
@@ -608,6 +632,57 @@ struct pool_core::impl {
     return first;
   }
 
+  // Busy workers are spread over CPUs (see spread_over_cpus). At most every
+  // spread_after, the pool's thread reads in each busy worker's ring the CPU
+  // it began its last task on. Only if a task has run that long (shorter ones
+  // sleep and wake too often for where they run to matter) and two workers
+  // seem to share a CPU does it read where they run from /proc, at most every
+  // spread_period, and move apart those that do.
+  static constexpr auto spread_after = 1ms;
+  static constexpr auto spread_period = 10ms;
+  struct busy_worker {
+    worker* w;
+    int cpu;  // as its ring says
+  };
+  clock::time_point next_spread{};
+  std::vector<busy_worker> busy;
+  std::vector<worker_place> places;
+  std::vector<pid_t> threads;
+
+  void spread_workers(clock::time_point now) {
+    if (now < next_spread) return;
+    next_spread = now + spread_after;
+    busy.clear();
+    bool long_task = false;
+    bool shared = false;
+    std::bitset<CPU_SETSIZE> taken;
+    for (auto& w : workers) {
+      if (!w->site || w->current == 0) continue;
+      task_ring& ring = w->site->ring();
+      const int cpu = ring.cpu.load(std::memory_order_relaxed) - 1;
+      if (cpu < 0 || cpu >= CPU_SETSIZE) continue;
+      busy.push_back({w.get(), cpu});
+      shared = shared || taken.test(static_cast<std::size_t>(cpu));
+      taken.set(static_cast<std::size_t>(cpu));
+      const std::int64_t since = ring.running_since.load(std::memory_order_relaxed);
+      if (since != 0 && now - clock::time_point{clock::duration(since)} >= spread_after)
+        long_task = true;
+    }
+    if (!long_task || !shared) return;
+    next_spread = now + spread_period;
+    places.clear();
+    threads.clear();
+    for (const auto& b : busy) {
+      const pid_t tid = b.w->site->task_thread();
+      threads.push_back(tid);
+      places.push_back(tid == 0 ? worker_place{}
+                                : worker_place{os::thread_cpu(tid), os::thread_allowed_cpus(tid)});
+    }
+    for (const auto& [i, cpu] : spread_over_cpus(places))
+      if (os::move_thread(threads[i], cpu))
+        busy[i].w->site->ring().cpu.store(cpu + 1, std::memory_order_relaxed);
+  }
+
   bool idle() const {
     for (const auto& w : workers)
       if (!w->held.empty()) return false;
@@ -625,10 +700,12 @@ struct pool_core::impl {
         finish(std::move(result));
         take_arrived();
       }
-      if (clock::now() >= next_check) {
-        next_check = clock::now() + liveness_period;
+      const auto now = clock::now();
+      if (now >= next_check) {
+        next_check = now + liveness_period;
         look_after_workers();
       }
+      spread_workers(now);
       if (broken) break;
       dispatch();
       const bool done = closed && pending.empty() && waiting.empty() && idle();

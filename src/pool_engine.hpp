@@ -16,12 +16,15 @@
 // A third backend (ranks of an MPI job) implements the same two classes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mp/detail/byte_buffer.hpp"
@@ -172,6 +175,11 @@ struct task_ring {
   std::atomic<std::uint64_t> slot[depth];
   std::atomic<std::int64_t> started[depth];  // steady_clock nanoseconds, stored before `running`
   std::atomic<std::uint32_t> ready;          // 1 once the initializer has returned
+  // Where the worker runs, for spreading busy workers over CPUs (see
+  // spread_over_cpus): 1 + the CPU it began its last task on (0: none yet),
+  // and since when it runs the task it runs now (0: none).
+  std::atomic<std::int32_t> cpu;
+  std::atomic<std::int64_t> running_since;
 };
 
 /// Runs the initializer of a worker; if it throws, puts the result that says
@@ -200,6 +208,21 @@ bool initialize_worker(const bound_call& initializer, task_ring& ring, Put&& put
 MP_EXPORT bool run_task(task_ring& ring, std::uint64_t id, std::uint32_t slot,
                         std::span<const std::byte> payload, handle_source* handles,
                         pool_result& result, byte_buffer& scratch);
+
+/// A busy worker's place, for spread_over_cpus.
+struct worker_place {
+  int cpu = -1;              // where it runs
+  std::vector<int> allowed;  // where it may run
+};
+
+/// Which busy workers to move to which CPU, as (index, cpu), so that no two
+/// of them share a CPU while another CPU they may use has none of them. Left
+/// alone, the scheduler of a busy machine often wakes workers onto one CPU
+/// (every other one is running something, if only a low-priority loop) and
+/// takes a hundred milliseconds or more to part them: a short CPU-bound map
+/// then runs at the speed of one CPU.
+MP_EXPORT std::vector<std::pair<std::size_t, int>> spread_over_cpus(
+    std::span<const worker_place> workers);
 
 /// One worker: a place that runs tasks, as the engine sees it. Used under
 /// the engine's lock, from one thread at a time.
@@ -231,6 +254,10 @@ class worker_site {
   /// Whether it ended as a process killed from outside ends (SIGKILL,
   /// SIGTERM, SIGINT, SIGHUP): not a failure of its own start.
   virtual bool killed_from_outside() = 0;
+  /// The thread that runs its tasks, on this machine, for moving it to
+  /// another CPU (see spread_over_cpus); 0 if there is none or it is not
+  /// known yet.
+  virtual pid_t task_thread() { return 0; }
 };
 
 /// A kind of worker: makes them and brings their results in.

@@ -177,6 +177,9 @@ class process_site final : public worker_site {
 
   void join() override { process_.join(); }
 
+  // A worker process runs its tasks on its one thread, whose id is its pid.
+  pid_t task_thread() override { return process_.pid().value_or(0); }
+
   std::string who() override {
     return process_.name() + ", pid " + std::to_string(process_.pid().value_or(0));
   }

@@ -87,6 +87,7 @@ struct thread_state {
   std::deque<thread_task> tasks;
   std::atomic<std::size_t> count{0};  // tasks.size(), to look at without the lock
   std::atomic<bool> exited{false};
+  std::atomic<pid_t> tid{0};  // the worker's thread, once it runs
 
   // Queues `more` (emptied), one lock and one wake-up for them all.
   void push(std::deque<thread_task>& more) {
@@ -171,6 +172,7 @@ class thread_site final : public worker_site {
     thread_ = std::thread([state = state_, results, init = options.initializer,
                            max = options.maxtasksperchild, name = name_] {
       os::set_thread_name(name.c_str());
+      state->tid.store(os::thread_id(), std::memory_order_relaxed);
       try {
         worker_thread_main(*state, *results, init, max);
       } catch (...) {
@@ -209,6 +211,8 @@ class thread_site final : public worker_site {
   }
 
   std::string who() override { return name_; }
+
+  pid_t task_thread() override { return state_->tid.load(std::memory_order_relaxed); }
 
   std::string how_it_ended() override { return "ended"; }
 

@@ -4,6 +4,7 @@
 #include <cxxabi.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -114,6 +115,46 @@ void expect_task_timed_out(mp::async_result<R>& r) {
     ADD_FAILURE() << "the task past its timeout succeeded";
   } catch (const mp::timeout_error& e) {
     EXPECT_NE(std::string(e.what()).find("past its timeout"), std::string::npos) << e.what();
+  }
+}
+
+// Moves the calling thread to `cpu`, its affinity mask narrowed for a moment
+// and then restored; false if it could not.
+bool go_to(int cpu) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  cpu_set_t only;
+  CPU_ZERO(&only);
+  CPU_SET(static_cast<std::size_t>(cpu), &only);
+  return ::sched_getaffinity(0, sizeof mask, &mask) == 0 &&
+         ::sched_setaffinity(0, sizeof only, &only) == 0 &&
+         ::sched_setaffinity(0, sizeof mask, &mask) == 0;
+}
+
+// Task `i` of two running at once, each on a worker that go_to() put on the
+// same CPU: spins until the two run on different CPUs or 30 s pass. True if
+// they parted (the pool parts them; the scheduler of a busy machine may take
+// long) and this thread's mask is again `allowed`, its CPUs, as it was (the
+// pool narrows it for a moment to move it).
+bool part_from_the_other(mp::shared_array<int> where, std::size_t i, std::vector<int> allowed) {
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  for (const int cpu : allowed) CPU_SET(static_cast<std::size_t>(cpu), &before);
+  const auto until = std::chrono::steady_clock::now() + mp::testing::scaled(30s);
+  bool parted = false;
+  while (!parted && std::chrono::steady_clock::now() < until) {
+    const int here = ::sched_getcpu();
+    where.atomic(i).store(here);
+    const int other = where.atomic(1 - i).load();
+    parted = other >= 0 && other != here;
+  }
+  for (;;) {
+    cpu_set_t after;
+    CPU_ZERO(&after);
+    if (::sched_getaffinity(0, sizeof after, &after) != 0) return false;
+    if (CPU_EQUAL(&after, &before)) return parted;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(1ms);
   }
 }
 
@@ -1090,6 +1131,28 @@ TYPED_TEST(any_pool, map_takes_functions_returning_void_and_bool) {
   EXPECT_EQ(odd, (std::vector<bool>{true, false, true, false, true}));
   const std::vector<std::tuple<int>> packed{{1}, {2}};
   p.starmap(nothing, packed);
+}
+
+TYPED_TEST(any_pool, busy_workers_made_to_share_a_cpu_part) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  if (CPU_COUNT(&allowed) < 2) GTEST_SKIP() << "one CPU to run on";
+  std::vector<int> cpus;
+  for (std::size_t cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(static_cast<int>(cpu));
+  const int first = cpus.front();
+  TypeParam p(2);
+  mp::shared_array<int> where{-1, -1};
+  // One worker each, in this order (a task goes to the worker holding fewest).
+  auto moved_a = p.apply_async(go_to, first);
+  auto moved_b = p.apply_async(go_to, first);
+  auto a = p.apply_async(part_from_the_other, where, std::size_t{0}, cpus);
+  auto b = p.apply_async(part_from_the_other, where, std::size_t{1}, cpus);
+  EXPECT_TRUE(moved_a.get());
+  EXPECT_TRUE(moved_b.get());
+  EXPECT_TRUE(a.get());
+  EXPECT_TRUE(b.get());
 }
 
 }  // namespace

@@ -176,6 +176,18 @@ std::uint32_t effective_user() noexcept;
 unsigned affinity_cpu_count() noexcept;
 /// Gives the CPU to another runnable thread, if any (sched_yield).
 void yield_processor() noexcept;
+/// The CPU the caller runs on (sched_getcpu, a few nanoseconds); -1 if unknown.
+int current_cpu() noexcept;
+/// The CPU thread `tid` (of any process) runs on, or last ran on if it
+/// sleeps, from /proc; -1 if unknown.
+int thread_cpu(pid_t tid) noexcept;
+/// The CPUs thread `tid` may run on (its affinity mask); empty if unknown.
+std::vector<int> thread_allowed_cpus(pid_t tid);
+/// Moves thread `tid` to `cpu` now and leaves its affinity mask as it was
+/// (narrowed to `cpu` for a moment, then restored, so the scheduler may move
+/// it later as it would have). False if `cpu` is not in its mask or the
+/// move failed.
+bool move_thread(pid_t tid, int cpu) noexcept;
 /// Names the calling thread as ps and perf show it (its first 15 bytes);
 /// failures are ignored.
 void set_thread_name(const char* name) noexcept;

@@ -157,10 +157,12 @@ pid_t thread_id() noexcept {
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 namespace mp::os {
 
@@ -348,6 +350,58 @@ unsigned affinity_cpu_count() noexcept {
 
 void yield_processor() noexcept {
   ::sched_yield();
+}
+
+int current_cpu() noexcept {
+  return ::sched_getcpu();
+}
+
+int thread_cpu(pid_t tid) noexcept {
+  // /proc/<tid>/stat: "pid (comm) state ..."; the CPU is the 39th field, the
+  // 37th after the comm, which may itself hold spaces and parentheses.
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[1024];
+  const ssize_t got = retry([&] { return ::read(fd, text, sizeof text - 1); });
+  ::close(fd);
+  if (got <= 0) return -1;
+  text[got] = '\0';
+  const char* at = std::strrchr(text, ')');
+  if (at == nullptr) return -1;
+  for (int field = 2; field < 39; ++field) {  // the comm was field 2
+    at = std::strchr(at + 1, ' ');
+    if (at == nullptr) return -1;
+  }
+  char* end = nullptr;
+  const long cpu = std::strtol(at + 1, &end, 10);
+  return end == at + 1 || cpu < 0 || cpu >= CPU_SETSIZE ? -1 : static_cast<int>(cpu);
+}
+
+std::vector<int> thread_allowed_cpus(pid_t tid) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(tid, sizeof set, &set) != 0) return cpus;
+  for (std::size_t cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(static_cast<int>(cpu));
+  return cpus;
+}
+
+bool move_thread(pid_t tid, int cpu) noexcept {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
+  const auto at = static_cast<std::size_t>(cpu);
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (::sched_getaffinity(tid, sizeof mask, &mask) != 0 || !CPU_ISSET(at, &mask)) return false;
+  cpu_set_t only;
+  CPU_ZERO(&only);
+  CPU_SET(at, &only);
+  // The kernel migrates a thread at once when its CPU leaves its mask; with
+  // the mask restored, where it now runs is allowed, so it stays.
+  if (::sched_setaffinity(tid, sizeof only, &only) != 0) return false;
+  return ::sched_setaffinity(tid, sizeof mask, &mask) == 0;
 }
 
 void set_thread_name(const char* name) noexcept {
