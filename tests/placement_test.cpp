@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Where a pool's busy workers run: the choice of which to move
-// (spread_over_cpus, src/pool_engine.hpp) and the moves themselves
-// (src/os/system.hpp).
+// (spread_over_cpus, src/pool_engine.hpp), the moves themselves and what
+// /proc says of a thread (src/os/system.hpp).
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -118,9 +119,26 @@ TEST(placement, a_move_outside_the_mask_is_refused_and_changes_nothing) {
   EXPECT_FALSE(mp::os::move_thread(tid, CPU_SETSIZE));
 }
 
+TEST(placement, a_thread_named_with_spaces_and_parentheses_is_read_past_its_name) {
+  spinner s;
+  const pid_t tid = s.tid.load();
+  // The name is field 2 of /proc/<tid>/stat; fields are counted after its last ')'.
+  ASSERT_EQ(::pthread_setname_np(s.thread.native_handle(), "x) 1 2 (y) 3"), 0);
+  const auto stat = mp::os::read_task_stat(tid);
+  ASSERT_TRUE(stat.has_value());
+  EXPECT_EQ(stat->state, 'R');  // spinning: running or runnable
+  const auto process = mp::os::read_task_stat(::getpid());
+  ASSERT_TRUE(process.has_value());
+  EXPECT_GT(process->start_time, 0U);
+  EXPECT_GE(stat->start_time, process->start_time);  // started after its process
+  const auto allowed = mp::os::thread_allowed_cpus(tid);
+  EXPECT_NE(std::find(allowed.begin(), allowed.end(), stat->cpu), allowed.end()) << stat->cpu;
+}
+
 TEST(placement, a_thread_that_does_not_exist_has_no_cpu_and_no_mask) {
   // Thread ids stop below the kernel's pid_max, at most 2^22.
   constexpr pid_t none = (1 << 22) + 1;
+  EXPECT_FALSE(mp::os::read_task_stat(none).has_value());
   EXPECT_EQ(mp::os::thread_cpu(none), -1);
   EXPECT_TRUE(mp::os::thread_allowed_cpus(none).empty());
   EXPECT_FALSE(mp::os::move_thread(none, 0));

@@ -8,11 +8,7 @@
 
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <ctime>
-#include <fstream>
-#include <sstream>
-#include <string>
 
 #include "os/futex.hpp"
 #include "os/system.hpp"
@@ -44,27 +40,6 @@ void futex_wake(const std::atomic<std::uint32_t>& word, int count) {
 
 namespace {
 
-std::uint64_t start_time_of(pid_t pid, char* state) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return 0;
-  // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(line.substr(close + 2));
-  std::string field;
-  fields >> *state;  // field 3
-  for (int i = 4; i < 22 && fields >> field; ++i) {
-  }
-  std::uint64_t start = 0;
-  fields >> start;  // field 22
-  return start;
-}
-
-}  // namespace
-
-namespace {
-
 // Whether this process registered for membarrier's global expedited command:
 // 0 not yet asked, 1 registered, -1 unavailable. Asked again in a forked child.
 std::atomic<int> fence_registration{0};
@@ -85,8 +60,8 @@ process_identity self_identity_slow() {
   std::int32_t pid = cached_pid.load(std::memory_order_acquire);
   if (pid == 0) {
     pid = static_cast<std::int32_t>(::getpid());
-    char state = 0;
-    cached_start.store(start_time_of(pid, &state), std::memory_order_relaxed);
+    const auto stat = read_task_stat(pid);
+    cached_start.store(stat ? stat->start_time : 0, std::memory_order_relaxed);
     cached_pid.store(pid, std::memory_order_release);
   }
   return {pid, cached_start.load(std::memory_order_relaxed)};
@@ -108,12 +83,11 @@ bool heavy_fence() noexcept {
 
 bool is_running(const process_identity& id) {
   if (id.pid <= 0) return false;
-  char state = 0;
-  const std::uint64_t start = start_time_of(id.pid, &state);
-  if (start == 0) return false;  // no such process
-  if (state == 'Z' || state == 'X') return false;
+  const auto stat = read_task_stat(id.pid);
+  if (!stat || stat->start_time == 0) return false;  // no such process
+  if (stat->state == 'Z' || stat->state == 'X') return false;
   // Unknown start time (the holder died before recording it): the pid alone.
-  return id.start_time == 0 || start == id.start_time;  // otherwise the pid was reused
+  return id.start_time == 0 || stat->start_time == id.start_time;  // otherwise the pid was reused
 }
 
 }  // namespace mp::os

@@ -178,6 +178,14 @@ unsigned affinity_cpu_count() noexcept;
 void yield_processor() noexcept;
 /// The CPU the caller runs on (sched_getcpu, a few nanoseconds); -1 if unknown.
 int current_cpu() noexcept;
+/// What /proc/<id>/stat says of a process or thread (any process's).
+struct task_stat {
+  char state = 0;                ///< field 3: 'R', 'S', 'Z', ...
+  std::uint64_t start_time = 0;  ///< field 22: clock ticks after boot
+  int cpu = -1;                  ///< field 39: the CPU it runs on or last ran on
+};
+/// Reads /proc/<id>/stat; nullopt if there is no such process or thread.
+std::optional<task_stat> read_task_stat(pid_t id) noexcept;
 /// The CPU thread `tid` (of any process) runs on, or last ran on if it
 /// sleeps, from /proc; -1 if unknown.
 int thread_cpu(pid_t tid) noexcept;

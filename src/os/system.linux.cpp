@@ -356,27 +356,39 @@ int current_cpu() noexcept {
   return ::sched_getcpu();
 }
 
-int thread_cpu(pid_t tid) noexcept {
-  // /proc/<tid>/stat: "pid (comm) state ..."; the CPU is the 39th field, the
-  // 37th after the comm, which may itself hold spaces and parentheses.
+std::optional<task_stat> read_task_stat(pid_t id) noexcept {
   char path[32];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(id));
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
+  if (fd < 0) return std::nullopt;
   char text[1024];
   const ssize_t got = retry([&] { return ::read(fd, text, sizeof text - 1); });
   ::close(fd);
-  if (got <= 0) return -1;
+  if (got <= 0) return std::nullopt;
   text[got] = '\0';
+  // "pid (comm) state ...": the comm (field 2) may hold spaces and
+  // parentheses, so the fields are counted from its last ')'.
   const char* at = std::strrchr(text, ')');
-  if (at == nullptr) return -1;
-  for (int field = 2; field < 39; ++field) {  // the comm was field 2
-    at = std::strchr(at + 1, ' ');
-    if (at == nullptr) return -1;
-  }
+  if (at == nullptr || at[1] != ' ' || at[2] == '\0') return std::nullopt;
+  task_stat stat;
+  stat.state = at[2];
+  auto field_after = [&at](int from, int to) {  // from the space before field `from` to `to`'s
+    for (; at != nullptr && from < to; ++from) at = std::strchr(at + 1, ' ');
+    return at != nullptr;
+  };
+  at += 1;  // the space before field 3
+  if (!field_after(3, 22)) return stat;
+  stat.start_time = std::strtoull(at + 1, nullptr, 10);
+  if (!field_after(22, 39)) return stat;
   char* end = nullptr;
   const long cpu = std::strtol(at + 1, &end, 10);
-  return end == at + 1 || cpu < 0 || cpu >= CPU_SETSIZE ? -1 : static_cast<int>(cpu);
+  if (end != at + 1 && cpu >= 0 && cpu < CPU_SETSIZE) stat.cpu = static_cast<int>(cpu);
+  return stat;
+}
+
+int thread_cpu(pid_t tid) noexcept {
+  const auto stat = read_task_stat(tid);
+  return stat ? stat->cpu : -1;
 }
 
 std::vector<int> thread_allowed_cpus(pid_t tid) {
