@@ -134,6 +134,9 @@ struct segment_head {
   uint64_t next;       // the segment after this one in the chain
   uint64_t next_free;  // while on a free list
   uint64_t punched;    // while on a free list: its pages were given back
+  // How often its pages were given back: a process that mapped them in knows
+  // from it whether its mapping still holds them (see populate_record).
+  uint64_t punches;
 };
 
 std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
@@ -296,7 +299,7 @@ queue_core::queue_core(uint64_t fingerprint, std::size_t max_items) {
   c->size = address_range;
   c->max_items = max_items;
   const uint64_t first = unit;
-  ::new (static_cast<void*>(at(first))) segment_head{unit, 0, 0, 0};
+  ::new (static_cast<void*>(at(first))) segment_head{unit, 0, 0, 0, 0};
   c->bump.store(first + unit, std::memory_order_relaxed);
   c->oldest.store(first, std::memory_order_relaxed);
   c->write_cursor.store(pack(first, first + segment_header), std::memory_order_relaxed);
@@ -601,7 +604,7 @@ uint64_t queue_core::allocate(uint64_t bytes) {
       throw process_error("the queue's address range (" + std::to_string(size_ >> 30) +
                           " GiB) is used up by the items it holds");
     map_through(s + capacity);
-    ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0, 0};
+    ::new (static_cast<void*>(at(s))) segment_head{capacity, 0, 0, 0, 0};
     c.alloc_intent.store(s, std::memory_order_relaxed);
     c.bump.store(s + capacity, std::memory_order_relaxed);
   }
@@ -633,9 +636,39 @@ void queue_core::trim_free_list(std::size_t cls, uint32_t keep) {
       // stays resident.
       (void)os::punch_hole(fd_, s + page, head->capacity - page);
       head->punched = 1;
+      std::atomic_ref<uint64_t>(head->punches).fetch_add(1, std::memory_order_relaxed);
     }
     s = head->next_free;
   }
+}
+
+// Maps [from, to) of `segment` into this process with one call rather than a
+// page fault per page (optional: without it, on kernels before 5.14, the pages
+// fault in one by one), unless `mapped` says this process did so already for
+// the segment's current pages in the current view. Asking the kernel again is
+// not free: it walks every page (3 ms of the 10 a 64 MiB item took per side).
+void queue_core::populate_record(mapped_pages& mapped, uint64_t segment, uint64_t from, uint64_t to,
+                                 bool for_write) {
+  const std::byte* const base = at(0);
+  const uint64_t punches =
+      std::atomic_ref<uint64_t>(reinterpret_cast<segment_head*>(at(segment))->punches)
+          .load(std::memory_order_relaxed);
+  mapped_pages::entry* slot = &mapped.entries[mapped.next];
+  for (auto& e : mapped.entries) {
+    if (e.base != base || e.segment != segment) continue;
+    if (e.punches == punches && e.from <= from && to <= e.to) return;
+    slot = &e;
+    break;
+  }
+  if (slot == &mapped.entries[mapped.next]) mapped.next = (mapped.next + 1) % mapped.entries.size();
+  from &= ~(page - 1);
+  if (!os::populate(at(from), ((to + page - 1) & ~(page - 1)) - from, for_write)) {
+    *slot = {};
+    return;
+  }
+  const bool extends = slot->base == base && slot->segment == segment && slot->punches == punches;
+  *slot = {base, segment, punches, extends ? std::min(slot->from, from) : from,
+           extends ? std::max(slot->to, to) : to};
 }
 
 // Frees the segments every consumer has left.
@@ -688,12 +721,8 @@ void queue_core::put_locked(const void* item, encoder encode) {
   const uint64_t size = window.needed();
   const uint64_t fresh = allocate(segment_header + record_header + align8(size) + record_header);
   const uint64_t target = fresh + segment_header;
-  if (size >= populate_threshold) {
-    // Optional: without it (kernels before 5.14) the pages fault in one by one.
-    (void)os::populate(at(fresh),
-                       (segment_header + 2 * record_header + align8(size) + page - 1) & ~(page - 1),
-                       true);
-  }
+  if (size >= populate_threshold)
+    populate_record(put_mapped_, fresh, fresh, target + 2 * record_header + align8(size), true);
   try {
     byte_buffer second = byte_buffer::window(
         at(target + record_header), segment_capacity(fresh) - segment_header - 2 * record_header);
@@ -819,11 +848,8 @@ bool queue_core::take_locked(void* out, decoder decode) {
         c.read_cursor.store(cursor, std::memory_order_release);
       }
     } consume{c, expected, pack(segment, next)};
-    if (size >= populate_threshold) {
-      // Maps the pages in with one call rather than one fault each.
-      const uint64_t first = position & ~(page - 1);
-      (void)os::populate(at(first), position + record_header + size - first, false);
-    }
+    if (size >= populate_threshold)
+      populate_record(get_mapped_, segment, position, position + record_header + size, false);
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
     decode(std::span<const std::byte>(at(position + record_header), size), out);

@@ -32,6 +32,7 @@
 // of the side's lock within 100 ms and repairs the queue.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -162,6 +163,18 @@ class MP_EXPORT queue_core {
   bool wait_out_owner(side_bias& bias, mp::timeout timeout, void (queue_core::*repair)(),
                       bool fenced);
   void trim_free_list(std::size_t size_class, std::uint32_t keep);
+  // The large records' pages one side of this process has mapped in lately
+  // (each side's own, used only by the thread inside that side).
+  struct mapped_pages {
+    struct entry {
+      const std::byte* base = nullptr;  // the view they were mapped in
+      std::uint64_t segment = 0, punches = 0, from = 0, to = 0;
+    };
+    std::array<entry, 4> entries{};
+    std::size_t next = 0;
+  };
+  void populate_record(mapped_pages& mapped, std::uint64_t segment, std::uint64_t from,
+                       std::uint64_t to, bool for_write);
   void put_locked(const void* item, encoder encode);
   bool take_locked(void* out, decoder decode);
   void repair_put();
@@ -175,6 +188,7 @@ class MP_EXPORT queue_core {
   std::atomic<view*> view_{nullptr};
   // The producers' `bump` as this process last read it (consumers only).
   std::atomic<std::uint64_t> handed_out_seen_{0};
+  mapped_pages put_mapped_, get_mapped_;
   std::uint64_t size_ = 0;
   int fd_ = -1;
   bool closed_ = false;
