@@ -263,6 +263,37 @@ TEST(pool, a_chunk_sent_from_its_span_encodes_as_its_vector) {
                mp::decode_error);
 }
 
+TEST(pool, a_chunk_of_plain_items_runs_on_its_encoded_bytes_as_on_its_vector) {
+  using call = mp::detail::chunk_call<int (*)(int), int, false>;
+  static_assert(call::runs_on_encoded);
+  static_assert(!mp::detail::chunk_call<bool (*)(int), int, false>::runs_on_encoded);
+  static_assert(!mp::detail::chunk_call<std::string (*)(int), int, false>::runs_on_encoded);
+  const std::vector<int> items{5, 6, 7, 8};
+  mp::detail::byte_buffer payload;
+  {
+    mp::detail::output_archive out(payload);
+    mp::detail::encode_call(out, call{square}, std::tuple<std::vector<int>>(items));
+  }
+  // Run as a worker runs it, the result is the encoding of the vector the
+  // call returns.
+  mp::detail::byte_buffer result;
+  mp::detail::invoke_call(payload.span(), nullptr, &result);
+  mp::detail::byte_buffer expected;
+  mp::detail::encode_into(expected, call{square}(items));
+  ASSERT_EQ(result.size(), expected.size());
+  EXPECT_EQ(std::memcmp(result.data(), expected.data(), result.size()), 0);
+  // Without a result buffer the calls still run.
+  mp::detail::invoke_call(payload.span(), nullptr, nullptr);
+  // A count larger than the bytes that follow, or a missing element, is a decode error.
+  const auto cut = payload.span().first(payload.size() - 1);
+  EXPECT_THROW(mp::detail::invoke_call(cut, nullptr, &result), mp::decode_error);
+  mp::detail::byte_buffer lying;
+  lying.append(payload.data(), payload.size() - items.size() * sizeof(int) - 8);
+  const std::uint64_t huge = std::uint64_t{1} << 60;
+  lying.append(&huge, sizeof huge);
+  EXPECT_THROW(mp::detail::invoke_call(lying.span(), nullptr, &result), mp::decode_error);
+}
+
 TYPED_TEST(any_pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
   TypeParam p(2);
   EXPECT_THROW(p.apply(fails_on_three, 3), std::invalid_argument);
@@ -275,6 +306,8 @@ TYPED_TEST(any_pool, a_task_exception_reaches_the_caller_and_the_pool_goes_on) {
   }
   std::vector<int> input{1, 2, 3, 4, 5};
   EXPECT_THROW(p.map(fails_on_three, input, 1), std::invalid_argument);
+  EXPECT_THROW(p.map(fails_on_three, input, 5), std::invalid_argument);  // mid-chunk
+  EXPECT_EQ(p.map(square, input, 5), (std::vector<int>{1, 4, 9, 16, 25}));
   EXPECT_EQ(p.apply(square, 3), 9);
   auto r = p.apply_async(slow_identity, 2000);  // a thread runs it to the end
   EXPECT_THROW(r.get(10ms), mp::timeout_error);

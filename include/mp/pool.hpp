@@ -287,8 +287,6 @@ struct chunk_call {
   Fn fn{};
 
   auto operator()(const std::vector<Arg>& args) const {
-    using called = decltype(call(std::declval<const Arg&>()));
-    using result = std::conditional_t<std::is_void_v<called>, none, std::decay_t<called>>;
     std::vector<result> out;
     out.reserve(args.size());
     for (const Arg& a : args) {
@@ -307,6 +305,39 @@ struct chunk_call {
     else
       return std::invoke(fn, a);
   }
+  using called = decltype(std::declval<const chunk_call&>().call(std::declval<const Arg&>()));
+  using result = std::conditional_t<std::is_void_v<called>, none, std::decay_t<called>>;
+
+  // A chunk of memcpy-able arguments with memcpy-able results runs over the
+  // arguments as they lie in the encoded task and writes the results as
+  // operator() and their encoding would (see portable_entry): no vector of
+  // either is built, which halves what a worker copies.
+  using encoded_element = Arg;
+  static constexpr bool runs_on_encoded =
+      memcpy_element<Arg> && std::is_default_constructible_v<Arg> && memcpy_element<result> &&
+      !std::is_void_v<called> && !std::is_same_v<result, bool>;
+  void run_on_encoded(const std::byte* args, std::size_t count,
+                      byte_buffer* out) const requires runs_on_encoded {
+    const auto element = [args](std::size_t i) {
+      Arg a;
+      std::memcpy(static_cast<void*>(std::addressof(a)), args + i * sizeof(Arg), sizeof(Arg));
+      return a;
+    };
+    if (out == nullptr) {
+      for (std::size_t i = 0; i < count; ++i) (void)call(element(i));
+      return;
+    }
+    const std::uint64_t fingerprint = type_fingerprint<std::vector<result>>;
+    const auto n = static_cast<std::uint64_t>(count);
+    out->append(&fingerprint, sizeof fingerprint);
+    out->append(&n, sizeof n);
+    std::byte* const to = out->grow(count * sizeof(result));
+    for (std::size_t i = 0; i < count; ++i) {
+      const result r = call(element(i));
+      std::memcpy(to + i * sizeof(result), std::addressof(r), sizeof(result));
+    }
+  }
+
   template <class Archive>
   void save(Archive& archive) const {
     if constexpr (is_function_pointer_v<Fn> && std::same_as<Archive, output_archive>)

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "mp/detail/codec.hpp"
 #include "mp/export.hpp"
@@ -111,30 +112,55 @@ decltype(auto) apply_stored(Fn& fn, Tuple& args) {
       args);
 }
 
+/// A callable of one std::vector argument that runs over the vector's
+/// elements where they lie in the message (a pool's chunk of memcpy-able
+/// items) and encodes its result into the result buffer itself.
+template <class Fn, class... Args>
+concept runs_on_encoded_elements = requires {
+  typename Fn::encoded_element;
+}
+&&Fn::runs_on_encoded&&
+    std::is_same_v<std::tuple<Args...>, std::tuple<std::vector<typename Fn::encoded_element>>>;
+
 template <class Fn, class... Args>
 struct portable_entry {
   static void run(input_archive& in, byte_buffer* result) {
-    auto [fn, args] = load(in);
-    if constexpr (std::is_void_v<decltype(apply_stored(fn, args))>) {
-      apply_stored(fn, args);
+    if constexpr (runs_on_encoded_elements<Fn, Args...>) {
+      using element = typename Fn::encoded_element;
+      Fn fn{};
+      const std::byte* elements = nullptr;
+      std::uint64_t count = 0;
+      try {
+        fn = load_head(in);
+        in.load_binary(&count, sizeof count);
+        if (count > in.remaining() / sizeof(element))
+          throw_bad_length(count, sizeof(element), in.remaining());
+        elements = in.borrow(static_cast<std::size_t>(count) * sizeof(element));
+      } catch (const process_error&) {
+        throw;
+      } catch (...) {
+        rethrow_as_decode_error(type_name<std::tuple<Args...>>());
+      }
+      fn.run_on_encoded(elements, static_cast<std::size_t>(count), result);
     } else {
-      auto value = apply_stored(fn, args);
-      if (result != nullptr) {
-        try {
-          encode_into(*result, value);
-        } catch (const std::exception& e) {
-          throw_result_not_sent(type_name<std::remove_cvref_t<decltype(value)>>(), e.what());
+      auto [fn, args] = load(in);
+      if constexpr (std::is_void_v<decltype(apply_stored(fn, args))>) {
+        apply_stored(fn, args);
+      } else {
+        auto value = apply_stored(fn, args);
+        if (result != nullptr) {
+          try {
+            encode_into(*result, value);
+          } catch (const std::exception& e) {
+            throw_result_not_sent(type_name<std::remove_cvref_t<decltype(value)>>(), e.what());
+          }
         }
       }
     }
   }
   // Decoding failures become mp::decode_error; the call's own exceptions pass.
   static std::pair<Fn, std::tuple<Args...>> load(input_archive& in) try {
-    Fn fn = load_callable(in);
-    std::uint64_t fingerprint = 0;
-    in(fingerprint);
-    if (fingerprint != type_fingerprint<std::tuple<Args...>>)
-      throw_decode("argument types differ from the entry point's");
+    Fn fn = load_head(in);
     std::tuple<Args...> args;
     in(args);
     return {std::move(fn), std::move(args)};
@@ -142,6 +168,15 @@ struct portable_entry {
     throw;
   } catch (...) {
     rethrow_as_decode_error(type_name<std::tuple<Args...>>());
+  }
+  // The callable, and the check that the arguments that follow are ours.
+  static Fn load_head(input_archive& in) {
+    Fn fn = load_callable(in);
+    std::uint64_t fingerprint = 0;
+    in(fingerprint);
+    if (fingerprint != type_fingerprint<std::tuple<Args...>>)
+      throw_decode("argument types differ from the entry point's");
+    return fn;
   }
   static Fn load_callable(input_archive& in) {
     if constexpr (is_function_pointer_v<Fn>) {
