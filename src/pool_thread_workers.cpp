@@ -8,12 +8,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "os/spin.hpp"
 #include "os/system.hpp"
@@ -27,48 +27,83 @@ using namespace std::chrono_literals;
 // Before a worker thread or the pool's thread sleeps on its condition
 // variable, it waits a little while awake, as a queue's side does
 // (src/queues.cpp, with the same spin and yields): back-to-back tasks then
-// never pay for a wake-up, and on a busy machine it does not take the time of
-// the thread it waits for.
+// never pay for a wake-up. Its spin gives the CPU away every few dozen
+// pauses (os::wait_awake_yielding): the thread it waits for is often on the
+// same CPU, and on a busy machine it does not take the time of the thread
+// it waits for.
 constexpr std::chrono::nanoseconds spin_time = 5us;
 constexpr int yield_rounds = 4;
 
 // The results of every worker thread of a pool, in the order they came.
+//
+// Their buffers go round: the pool's thread hands back the spent result it
+// passed in for each one it takes, and a worker takes one of those with each
+// result it adds, to write its next result into. A worker thread that
+// allocated every result and the pool's thread that freed it made the two
+// take turns on the worker's malloc arena lock (a third of map's time with
+// chunksize 1). The lists are vectors swapped whole for the same reason: a
+// deque's blocks were allocated on one thread and freed on the other.
 class result_list {
  public:
-  void push(pool_result&& result) {
+  // Adds `result`, and leaves in it a spent one (or an empty one) for the
+  // worker's next result.
+  void push(pool_result& result) {
     {
       std::lock_guard lock(mutex_);
       results_.push_back(std::move(result));
       count_.store(results_.size(), std::memory_order_release);
+      if (spent_.empty()) {
+        result = pool_result{};
+      } else {
+        result = std::move(spent_.back());
+        spent_.pop_back();
+      }
     }
     arrived_.notify_one();
   }
-  // Takes the first result into `out`, waiting at most `wait` for one. On
-  // the pool's thread only: it takes every result there is at once, under
-  // one lock, and hands them out one by one from its own list.
+  // Takes the first result into `out`, waiting at most `wait` for one, and
+  // keeps what `out` held for a worker to reuse. On the pool's thread only:
+  // it takes every result there is at once, under one lock, and hands them
+  // out one by one from its own list.
   bool pop(pool_result& out, std::chrono::nanoseconds wait) {
-    if (taken_.empty()) {
+    if (next_ == taken_.size()) {
       if (wait.count() > 0)
-        os::wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; }, spin_time,
-                       yield_rounds);
+        os::wait_awake_yielding([&] { return count_.load(std::memory_order_acquire) != 0; },
+                                spin_time, yield_rounds);
       std::unique_lock lock(mutex_);
       if (results_.empty() &&
           (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
         return false;
+      taken_.clear();
+      next_ = 0;
       std::swap(taken_, results_);
       count_.store(0, std::memory_order_release);
+      for (pool_result& r : returned_)
+        if (spent_.size() < max_spent) spent_.push_back(std::move(r));
+      returned_.clear();
     }
-    out = std::move(taken_.front());
-    taken_.pop_front();
+    std::swap(out, taken_[next_]);
+    // (A large buffer is not worth keeping; an empty one is not worth passing.)
+    pool_result& old = taken_[next_++];
+    if (old.value.capacity() != 0 && old.value.capacity() <= max_kept_bytes)
+      returned_.push_back(std::move(old));
     return true;
   }
 
  private:
+  static constexpr std::size_t max_spent = 256;
+  static constexpr std::size_t max_kept_bytes = std::size_t{1} << 20;
+
   std::mutex mutex_;
   std::condition_variable arrived_;
-  std::deque<pool_result> results_;
+  std::vector<pool_result> results_;
   std::atomic<std::size_t> count_{0};  // results_.size(), to look at without the lock
-  std::deque<pool_result> taken_;      // the pool's thread's: taken, not yet handed out
+  std::vector<pool_result> spent_;     // for the workers' next results
+  // The pool's thread's own: taken (handed out up to next_), and spent ones
+  // to give back under the next lock.
+  std::vector<pool_result> taken_;
+  std::size_t next_ = 0;
+  std::vector<pool_result> returned_;
 };
 
 // A task on its way to a thread (id 0: stop).
@@ -84,13 +119,13 @@ struct thread_state {
   task_ring ring{};
   std::mutex mutex;
   std::condition_variable changed;
-  std::deque<thread_task> tasks;
+  std::vector<thread_task> tasks;
   std::atomic<std::size_t> count{0};  // tasks.size(), to look at without the lock
   std::atomic<bool> exited{false};
   std::atomic<pid_t> tid{0};  // the worker's thread, once it runs
 
   // Queues `more` (emptied), one lock and one wake-up for them all.
-  void push(std::deque<thread_task>& more) {
+  void push(std::vector<thread_task>& more) {
     if (more.empty()) return;
     {
       std::lock_guard lock(mutex);
@@ -104,7 +139,7 @@ struct thread_state {
     changed.notify_one();
   }
   void push(thread_task&& task) {
-    std::deque<thread_task> one;
+    std::vector<thread_task> one;
     one.push_back(std::move(task));
     push(one);
   }
@@ -112,27 +147,27 @@ struct thread_state {
   // at once, under one lock, into `taken`. (Taken is not started: the ring
   // still says which task runs, and the pool can take back the others.)
   thread_task pop() {
-    if (taken.empty()) {
-      os::wait_awake([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
-                     yield_rounds);
+    if (next_taken == taken.size()) {
+      os::wait_awake_yielding([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
+                              yield_rounds);
       std::unique_lock lock(mutex);
       changed.wait(lock, [&] { return !tasks.empty(); });
+      taken.clear();
+      next_taken = 0;
       std::swap(taken, tasks);
       count.store(0, std::memory_order_release);
     }
-    thread_task task = std::move(taken.front());
-    taken.pop_front();
-    return task;
+    return std::move(taken[next_taken++]);
   }
 
-  std::deque<thread_task> taken;  // the worker's own
+  // The worker's own: taken, and run up to next_taken.
+  std::vector<thread_task> taken;
+  std::size_t next_taken = 0;
 };
 
 void worker_thread_main(thread_state& state, result_list& results, const bound_call& initializer,
                         unsigned max_tasks) {
-  if (!initialize_worker(initializer, state.ring,
-                         [&](pool_result& r) { results.push(std::move(r)); }))
-    return;
+  if (!initialize_worker(initializer, state.ring, [&](pool_result& r) { results.push(r); })) return;
   pool_result result;
   byte_buffer scratch;
   handle_source handles;
@@ -152,15 +187,13 @@ void worker_thread_main(thread_state& state, result_list& results, const bound_c
         result.id = task.id;
         result.failure = task_failure::raised;
         capture_fault(result.fault);
-        results.push(std::move(result));
-        result = pool_result{};
+        results.push(result);
         continue;
       }
     }
     run_task(state.ring, task.id, task.slot, task.payload->span(), given, result, scratch);
     handles.fds.clear();
-    results.push(std::move(result));
-    result = pool_result{};
+    results.push(result);
   }
 }
 
@@ -222,7 +255,7 @@ class thread_site final : public worker_site {
   std::shared_ptr<thread_state> state_;
   std::string name_;
   std::thread thread_;
-  std::deque<thread_task> outgoing_;  // delivered, not yet flushed
+  std::vector<thread_task> outgoing_;  // delivered, not yet flushed
 };
 
 class thread_workers final : public worker_backend {

@@ -58,6 +58,14 @@ long power(long base, int exponent) {
   return out;
 }
 
+// A result whose length runs all over the place: 0 to 5,000 bytes, and 2 MiB
+// every 97th.
+std::string sized_text(int i) {
+  const auto size =
+      static_cast<std::size_t>(i) * 7919 % 5000 + (i % 97 == 0 ? std::size_t{2} << 20 : 0);
+  return std::string(size, static_cast<char>('a' + i % 26));
+}
+
 std::string greet(std::string name) {
   return "hello " + name;
 }
@@ -210,6 +218,23 @@ TYPED_TEST(any_pool, map_and_starmap_keep_input_order) {
   EXPECT_TRUE(p.map(square, std::vector<int>{}).empty());
   const std::vector<std::tuple<long, int>> pairs{{2, 3}, {3, 2}, {10, 4}};
   EXPECT_EQ(p.starmap(power, pairs), (std::vector<long>{8, 9, 10000}));
+}
+
+TYPED_TEST(any_pool, results_of_every_size_keep_their_own_bytes) {
+  // A worker writes each result into a buffer a spent one left (on threads
+  // they go round between the pool's thread and the workers): a short result
+  // after a long one, and a long one after short ones, are each themselves.
+  TypeParam p(2);
+  std::vector<int> input(400);
+  std::iota(input.begin(), input.end(), 0);
+  for (int round = 0; round < 2; ++round) {
+    const auto texts = p.map(sized_text, input, 1);
+    ASSERT_EQ(texts.size(), input.size());
+    for (const int i : input)
+      EXPECT_TRUE(texts[static_cast<std::size_t>(i)] == sized_text(i)) << "result " << i;
+  }
+  EXPECT_TRUE(p.apply(sized_text, 194) == sized_text(194));
+  EXPECT_TRUE(p.apply(sized_text, 3) == sized_text(3));
 }
 
 TYPED_TEST(any_pool, map_takes_any_input_range_and_any_result_type) {
