@@ -168,23 +168,23 @@ struct queue_control {
   std::atomic<uint64_t> reclaim_intent;  // segment being freed
   std::array<std::atomic<uint64_t>, size_classes> free_head;
 
-  alignas(128) std::atomic<uint64_t> put_seq;  // records committed and counted
-  std::atomic<uint32_t> put_signal;            // bumped to wake consumers
-  alignas(128) std::atomic<uint32_t> get_waiters;
+  alignas(128) std::atomic<uint64_t> put_seq;      // records committed and counted
+  std::atomic<uint32_t> put_signal;                // bumped to wake consumers
+  alignas(128) std::atomic<uint64_t> get_waiters;  // a sleep_word
 
   // The consumers' side, under get_lock.
   alignas(128) lock_state get_lock;
   side_bias get_bias;
   std::atomic<uint64_t> read_cursor;
 
-  alignas(128) std::atomic<uint64_t> get_seq;  // records taken
-  std::atomic<uint32_t> get_signal;            // bumped to wake producers
-  alignas(128) std::atomic<uint32_t> put_waiters;
+  alignas(128) std::atomic<uint64_t> get_seq;      // records taken
+  std::atomic<uint32_t> get_signal;                // bumped to wake producers
+  alignas(128) std::atomic<uint64_t> put_waiters;  // a sleep_word
 
   // JoinableQueue.
   alignas(128) std::atomic<uint64_t> done_count;
   std::atomic<uint32_t> done_signal;
-  std::atomic<uint32_t> join_waiters;
+  std::atomic<uint64_t> join_waiters;  // a sleep_word
 };
 static_assert(sizeof(queue_control) <= unit);
 // 128, not 64: the adjacent-line prefetcher pairs cache lines.
@@ -193,38 +193,79 @@ static_assert(queue_core::first_segment == unit &&
 
 namespace {
 
+// Who sleeps on a signal, in one word: the sleepers in its high half, and in
+// its low half how many of them a wake-up is already on its way to. A waker
+// wakes only sleepers no wake-up is on its way to: a producer that feeds a
+// sleeping consumer item by item makes one FUTEX_WAKE, not one per item
+// until the consumer runs (5-60 us on a busy machine). Each wake-up counted
+// wakes a sleeper that then leaves, taking one count with it: one asleep in
+// the kernel is woken, and one not yet there finds the signal changed. A
+// sleeper that leaves for another reason (its time, or the work was there)
+// takes a count too if there is one, which can only make the next waker wake
+// one more than needed, never one fewer. (A process killed asleep holds at
+// most one count for ever.)
+constexpr uint64_t one_sleeper = uint64_t{1} << 32;
+constexpr uint32_t sleepers_in(uint64_t word) {
+  return static_cast<uint32_t>(word >> 32);
+}
+constexpr uint32_t woken_in(uint64_t word) {
+  return static_cast<uint32_t>(word);
+}
+
+void leave_sleepers(std::atomic<uint64_t>& sleep) {
+  uint64_t word = sleep.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint32_t sleepers = sleepers_in(word) - 1;
+    const uint32_t woken = std::min(woken_in(word) == 0 ? 0 : woken_in(word) - 1, sleepers);
+    if (sleep.compare_exchange_weak(word, uint64_t{sleepers} << 32 | woken,
+                                    std::memory_order_relaxed))
+      return;
+  }
+}
+
 // Waits until `ready()` or the deadline: spins briefly, then sleeps on
-// `signal` (bumped by wake() when `waiters` is non-zero). Returns true when
+// `signal` (bumped by wake() for sleepers `sleep` counts). Returns true when
 // ready, or after a quiet sleep slice, so that the caller looks under its lock
 // (a process that died mid-operation leaves work the hints do not show).
 template <class Ready>
-bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters,
+bool await(Ready ready, std::atomic<uint32_t>& signal, std::atomic<uint64_t>& sleep,
            const detail::deadline& deadline) {
   if (os::wait_awake(ready, spin_time, yield_rounds)) return true;
   const uint32_t seen = signal.load(std::memory_order_acquire);
-  waiters.fetch_add(1, std::memory_order_acq_rel);
+  sleep.fetch_add(one_sleeper, std::memory_order_acq_rel);
   // Pairs with light_fence() in wake(): either we see the change, or the
   // waker sees us. Without it, sleep in short slices.
   auto slice = os::heavy_fence() ? sleep_slice : unfenced_slice;
   if (ready()) {
-    waiters.fetch_sub(1, std::memory_order_relaxed);
+    leave_sleepers(sleep);
     return true;
   }
   if (deadline.limited()) slice = std::min(slice, deadline.left().duration());
   if (slice > 0ns) os::futex_wait(signal, seen, slice);
-  waiters.fetch_sub(1, std::memory_order_relaxed);
+  leave_sleepers(sleep);
   return ready() || !deadline.passed();
 }
 
-// Wakes up to `count` sleepers on `signal`, if any sleep; called after the
-// change they wait for was published.
-void wake(std::atomic<uint32_t>& signal, std::atomic<uint32_t>& waiters, int count) {
+// Wakes up to `count` sleepers on `signal` that no wake-up is on its way to,
+// if any; called after the change they wait for was published.
+void wake(std::atomic<uint32_t>& signal, std::atomic<uint64_t>& sleep, int count) {
+  uint64_t word = 0;
   if (os::light_fence()) {
-    if (waiters.load(std::memory_order_relaxed) == 0) return;
-  } else if (waiters.fetch_add(0, std::memory_order_acq_rel) == 0) {
+    word = sleep.load(std::memory_order_relaxed);
+  } else {
     // The read-modify-write orders the check after the publication, as a
     // fence would (TSan cannot see std::atomic_thread_fence).
-    return;
+    word = sleep.fetch_add(0, std::memory_order_acq_rel);
+  }
+  for (;;) {
+    const uint32_t sleepers = sleepers_in(word);
+    const uint32_t woken = woken_in(word);
+    if (woken >= sleepers) return;  // none, or each has a wake-up coming
+    const uint32_t more = count <= 0 ? 0 : std::min(sleepers - woken, static_cast<uint32_t>(count));
+    if (more == 0) return;
+    if (sleep.compare_exchange_weak(word, uint64_t{sleepers} << 32 | (woken + more),
+                                    std::memory_order_relaxed))
+      break;
   }
   signal.fetch_add(1, std::memory_order_release);
   os::futex_wake(signal, count);
