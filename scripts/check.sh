@@ -175,7 +175,9 @@ consume_with_pkg_config() {
   read -r -a flags < <(PKG_CONFIG_LIBDIR="$1/lib/pkgconfig" pkg-config --cflags --libs mp)
   echo "pkg-config --cflags --libs mp: ${flags[*]}"
   mkdir -p "$2"
-  ${CXX:-c++} -std=c++20 -O2 tests/consumer/main.cpp -o "$2/mp_consumer" "${flags[@]}"
+  # The warnings users turn on, with mp's headers included as their own (-I, not -isystem).
+  ${CXX:-c++} -std=c++20 -O2 -Wall -Wextra -Wpedantic -Werror tests/consumer/main.cpp \
+    -o "$2/mp_consumer" "${flags[@]}"
   "$2/mp_consumer"
   # mp-mpi.pc requires Open MPI's ompi-c.pc, found where pkg-config looks by default.
   if has_mpi "$1"; then

@@ -157,11 +157,11 @@ struct executor_options {
   /// converted): std::invalid_argument.
   unsigned max_workers = 0;
   /// Python's initializer and initargs: `{init, args...}` (see mp::bound_call).
-  bound_call initializer;
+  bound_call initializer{};
   /// Python's max_tasks_per_child; 0: no limit.
   unsigned max_tasks_per_child = 0;
   /// How the workers start (Python's mp_context); unset: mp::get_start_method().
-  std::optional<start_method> method;
+  std::optional<start_method> method{};
 };
 
 /// Python's concurrent.futures.ProcessPoolExecutor. Thread-safe. The

@@ -92,11 +92,11 @@ MP_EXPORT address arbitrary_address(address_family family);
 struct listener_options {
   /// With an address: checked against its family. Without: the family of
   /// the arbitrary address chosen (AF_UNIX if unset).
-  std::optional<address_family> family;
+  std::optional<address_family> family{};
   /// Connections the kernel queues before accept(). Python's default is 1,
   /// which makes clients that connect together wait or fail; 128 here.
   int backlog = 128;
-  std::optional<std::vector<std::byte>> authkey;
+  std::optional<std::vector<std::byte>> authkey{};
   bool authenticate = false;
   /// Accept the bare HMAC-MD5 handshake of Python 3.11 and older.
   bool legacy_md5 = false;
@@ -107,8 +107,8 @@ struct listener_options {
 
 /// Python's Client(address, family, authkey), keyword arguments as fields.
 struct client_options {
-  std::optional<address_family> family;
-  std::optional<std::vector<std::byte>> authkey;
+  std::optional<address_family> family{};
+  std::optional<std::vector<std::byte>> authkey{};
   bool authenticate = false;
   bool legacy_md5 = false;
   mp::timeout handshake_timeout = std::chrono::seconds(20);

@@ -1161,11 +1161,11 @@ class MP_EXPORT barrier_proxy : public proxy_base<detail::server_barrier> {
 struct manager_options {
   /// Where the server listens (start, serve_forever) or is (connect). Unset:
   /// a fresh name in Linux's abstract socket namespace (never a file).
-  std::optional<mp::address> address;
+  std::optional<mp::address> address{};
   /// Unset: mp::current_process().authkey(), as Python.
-  std::optional<std::vector<std::byte>> authkey;
+  std::optional<std::vector<std::byte>> authkey{};
   /// How the server process starts; unset: mp::get_start_method().
-  std::optional<start_method> method;
+  std::optional<start_method> method{};
   /// Python's Manager() starts the server: true. False for a manager that
   /// will connect() or serve_forever(), or start() later.
   bool start = true;

@@ -50,7 +50,7 @@ struct polling {
 };
 
 struct session_options {
-  polling wait;
+  polling wait{};
   /// How often a worker rank serving an executor says it is alive, from a
   /// thread of its own (so also while it runs a long task).
   std::chrono::milliseconds heartbeat = std::chrono::milliseconds(500);
@@ -95,7 +95,7 @@ struct executor_options {
   /// Python's initializer and initargs, run once on each worker rank as the
   /// executor takes it (it must be portable: see mp::bound_call). If it
   /// throws, the executor is broken (mp::broken_process_pool).
-  bound_call initializer;
+  bound_call initializer{};
   /// When the job has no free worker rank (a program started alone), start
   /// this many with MPI_Comm_spawn: the same program, which serves from its
   /// session. 0: none (then mp::usage_error). Open MPI needs room for them:

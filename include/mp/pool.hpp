@@ -113,13 +113,13 @@ struct pool_options {
   /// initargs: `{init, args...}`). If it throws, the pool is broken: every
   /// task fails with mp::broken_process_pool, saying why. Under spawn or
   /// forkserver it must be portable (see bound_call).
-  bound_call initializer;
+  bound_call initializer{};
   /// Tasks a worker runs before it is replaced by a fresh one; 0: no limit.
   /// Past INT_MAX: std::invalid_argument, as for `processes`.
   unsigned maxtasksperchild = 0;
   /// How the workers start (Python's context= argument); unset:
   /// mp::get_start_method().
-  std::optional<start_method> method;
+  std::optional<start_method> method{};
   /// What the pool's destructor does: `join` finishes the submitted work
   /// (close() and join()); `terminate` or `kill` drops it (terminate() and
   /// join()), as Python's `with Pool() as p:` does.
@@ -632,18 +632,18 @@ class async_result {
 /// pool's own thread: keep them short.
 template <class R>
 struct apply_options {
-  std::function<void(const R&)> callback;
-  std::function<void(std::exception_ptr)> error_callback;
+  std::function<void(const R&)> callback{};
+  std::function<void(std::exception_ptr)> error_callback{};
   /// A limit on the task's running time (from when a worker starts it): when
   /// it passes, the worker is killed and replaced and the task fails with
   /// mp::timeout_error. No Python pool can stop a running task.
-  mp::timeout timeout;
+  mp::timeout timeout{};
 };
 template <>
 struct apply_options<void> {
-  std::function<void()> callback;
-  std::function<void(std::exception_ptr)> error_callback;
-  mp::timeout timeout;
+  std::function<void()> callback{};
+  std::function<void(std::exception_ptr)> error_callback{};
+  mp::timeout timeout{};
 };
 namespace detail {
 template <class T>
@@ -669,19 +669,19 @@ using progress_callback = std::function<void(std::size_t done, std::size_t total
 template <class R>
 struct map_options {
   std::size_t chunksize = 0;  // 0: Python's rule
-  progress_callback progress;
-  std::function<void(const std::vector<R>&)> callback;
-  std::function<void(std::exception_ptr)> error_callback;
-  mp::timeout timeout;
+  progress_callback progress{};
+  std::function<void(const std::vector<R>&)> callback{};
+  std::function<void(std::exception_ptr)> error_callback{};
+  mp::timeout timeout{};
 };
 /// For a function returning void (the map returns void): the callback takes nothing.
 template <>
 struct map_options<void> {
   std::size_t chunksize = 0;
-  progress_callback progress;
-  std::function<void()> callback;
-  std::function<void(std::exception_ptr)> error_callback;
-  mp::timeout timeout;
+  progress_callback progress{};
+  std::function<void()> callback{};
+  std::function<void(std::exception_ptr)> error_callback{};
+  mp::timeout timeout{};
 };
 
 /// A ready-made progress_callback: a bar on stderr with the count, the rate

@@ -50,15 +50,15 @@ enum class destroy_action {
 /// Python's Process keyword arguments (`name`, `daemon`) and mp's destroy policy.
 struct process_options {
   /// Empty: "Process-N[:M...]" as Python names them.
-  std::string name;
+  std::string name{};
   /// Unset: inherit the current process's flag (false in the main process).
-  std::optional<bool> daemon;
+  std::optional<bool> daemon{};
   /// Unset: join for non-daemon, terminate for daemon children.
-  std::optional<destroy_action> on_destroy;
+  std::optional<destroy_action> on_destroy{};
   /// How long `terminate` in the destructor waits before escalating to SIGKILL.
   mp::timeout terminate_timeout = std::chrono::seconds(2);
   /// Unset: mp::get_start_method(), the default of the program.
-  std::optional<start_method> method;
+  std::optional<start_method> method{};
 };
 
 namespace detail {

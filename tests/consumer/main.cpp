@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Install-consumer check: uses an installed mp through <mp/mp.hpp> and exits 0 only if
-// - a forked child can send a string back through a pipe, and
+// - a forked child can send a string back through a pipe,
+// - a thread pool maps with options filled as users fill them (the pkg-config
+//   build compiles this with -Wall -Wextra -Wpedantic -Werror, mp's headers
+//   included as the user's own: a field left out of a designated initializer
+//   must not warn), and
 // - a spawned child (a fresh run of this program) runs its target after this
 //   program's static initializers and never runs main: with a static and with
 //   a shared libmp, whose start hooks differ (docs/start-methods.md).
@@ -10,6 +14,7 @@
 #include <iostream>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace {
 
@@ -30,10 +35,16 @@ int main() {
   p.join();
   std::cout << s << '\n';
 
-  // main would print the line above again and exit with 0 or 1.
+  mp::thread_pool pool({.processes = 1});
+  const auto squares =
+      pool.map([](int x) { return x * x; }, std::vector<int>{1, 2, 3}, {.chunksize = 1});
+  std::cout << "squares " << squares[0] << ' ' << squares[1] << ' ' << squares[2] << '\n';
+
+  // main would print the lines above again and exit with 0 or 1.
   mp::process spawned = mp::get_context(mp::start_method::spawn).process(spawned_target, 2);
   spawned.start();
   spawned.join();
   std::cout << "spawned child exited with " << spawned.exitcode().value_or(-1) << '\n';
-  return s == "hello from child" && p.exitcode() == 0 && spawned.exitcode() == 42 ? 0 : 1;
+  const bool mapped = squares == std::vector<int>{1, 4, 9};
+  return s == "hello from child" && p.exitcode() == 0 && spawned.exitcode() == 42 && mapped ? 0 : 1;
 }
