@@ -83,7 +83,8 @@ class result_list {
       returned_.clear();
     }
     std::swap(out, taken_[next_]);
-    // (A large buffer is not worth keeping; an empty one is not worth passing.)
+    // (An empty buffer is not worth passing, and a large one not worth
+    // holding: at most max_spent of max_kept_bytes, 16 MiB, wait here.)
     pool_result& old = taken_[next_++];
     if (old.value.capacity() != 0 && old.value.capacity() <= max_kept_bytes)
       returned_.push_back(std::move(old));
@@ -92,7 +93,7 @@ class result_list {
 
  private:
   static constexpr std::size_t max_spent = 256;
-  static constexpr std::size_t max_kept_bytes = std::size_t{1} << 20;
+  static constexpr std::size_t max_kept_bytes = std::size_t{64} << 10;
 
   std::mutex mutex_;
   std::condition_variable arrived_;
