@@ -28,7 +28,7 @@ using namespace std::chrono_literals;
 // variable, it waits a little while awake, as a queue's side does
 // (src/queues.cpp, with the same spin and yields): back-to-back tasks then
 // never pay for a wake-up. Its spin gives the CPU away every few dozen
-// pauses (os::wait_awake_yielding): the thread it waits for is often on the
+// pauses (os::spin_kind::yielding): the thread it waits for is often on the
 // same CPU, and on a busy machine it does not take the time of the thread
 // it waits for.
 constexpr std::chrono::nanoseconds spin_time = 5us;
@@ -68,8 +68,8 @@ class result_list {
   bool pop(pool_result& out, std::chrono::nanoseconds wait) {
     if (next_ == taken_.size()) {
       if (wait.count() > 0)
-        os::wait_awake_yielding([&] { return count_.load(std::memory_order_acquire) != 0; },
-                                spin_time, yield_rounds);
+        os::wait_awake([&] { return count_.load(std::memory_order_acquire) != 0; }, spin_time,
+                       yield_rounds, os::spin_kind::yielding);
       std::unique_lock lock(mutex_);
       if (results_.empty() &&
           (wait.count() <= 0 || !arrived_.wait_for(lock, wait, [&] { return !results_.empty(); })))
@@ -149,8 +149,8 @@ struct thread_state {
   // still says which task runs, and the pool can take back the others.)
   thread_task pop() {
     if (next_taken == taken.size()) {
-      os::wait_awake_yielding([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
-                              yield_rounds);
+      os::wait_awake([&] { return count.load(std::memory_order_acquire) != 0; }, spin_time,
+                     yield_rounds, os::spin_kind::yielding);
       std::unique_lock lock(mutex);
       changed.wait(lock, [&] { return !tasks.empty(); });
       taken.clear();

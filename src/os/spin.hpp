@@ -33,47 +33,36 @@ inline bool spinning_helps() noexcept {
   return value != 0;
 }
 
+/// How a wait_awake spin shares its CPU.
+enum class spin_kind {
+  plain,     // pauses only
+  yielding,  // gives the CPU away every 32 pauses too
+};
+
 /// Waits for `ready()` awake: spins for `spin` where spinning helps, then
 /// gives the CPU away `yields` times (with more threads than CPUs, the one
 /// we wait for may be waiting for ours). True once ready; false means the
 /// caller should sleep.
+///
+/// A yielding spin is for a wait whose peers are threads of this process,
+/// which the scheduler likes to put on our CPU: there a plain spin holds off
+/// the very thread it waits for (a worker thread spinning for its next task,
+/// beside the pool's thread that must first pass on its result).
+/// mp::thread_pool's apply() round trip took 12-40 us with a plain spin,
+/// 8-12 us with a yielding one, on 2 CPUs. Where nothing else wants the CPU,
+/// a yield returns at once and the spin looks a little less often.
 template <class Ready>
-bool wait_awake(Ready&& ready, std::chrono::nanoseconds spin, int yields) {
+bool wait_awake(Ready&& ready, std::chrono::nanoseconds spin, int yields,
+                spin_kind kind = spin_kind::plain) {
   using clock = std::chrono::steady_clock;
   if (spinning_helps()) {
     const auto spin_end = clock::now() + spin;
+    const unsigned pauses = kind == spin_kind::yielding ? 32 : 16;
     for (unsigned i = 1;; ++i) {
       if (ready()) return true;
       cpu_relax();
-      if (i % 16 == 0 && clock::now() >= spin_end) break;
-    }
-  }
-  for (int i = 0; i < yields; ++i) {
-    if (ready()) return true;
-    yield_processor();
-  }
-  return ready();
-}
-
-/// As wait_awake, but gives the CPU away every few dozen pauses of the spin
-/// too: for a wait whose peers are threads of this process, which the
-/// scheduler likes to put on our CPU. There a plain spin holds off the very
-/// thread it waits for (a worker thread spinning for its next task, beside
-/// the pool's thread that must first pass on its result): mp::thread_pool's
-/// apply() round trip took 12-40 us with wait_awake, 8-12 us with this, on 2
-/// CPUs. Where nothing else wants the CPU, a yield returns at once and the
-/// wait is a spin that looks a little less often.
-template <class Ready>
-bool wait_awake_yielding(Ready&& ready, std::chrono::nanoseconds spin, int yields) {
-  using clock = std::chrono::steady_clock;
-  constexpr unsigned pauses_per_yield = 32;
-  if (spinning_helps()) {
-    const auto spin_end = clock::now() + spin;
-    for (unsigned i = 1;; ++i) {
-      if (ready()) return true;
-      cpu_relax();
-      if (i % pauses_per_yield == 0) {
-        yield_processor();
+      if (i % pauses == 0) {
+        if (kind == spin_kind::yielding) yield_processor();
         if (clock::now() >= spin_end) break;
       }
     }
