@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -75,12 +77,16 @@ class byte_buffer {
     if (n > capacity_) reserve(n);
     size_ = n;
   }
+  /// Grows by realloc: a large block (malloc maps those on its own) moves by
+  /// remapping its pages, so growing a buffer of a gibibyte neither copies it
+  /// nor faults its pages in a second time.
   void reserve(std::size_t n) {
     if (n <= capacity_) return;
     if (window_) throw std::length_error("a byte_buffer window cannot grow");
-    auto bigger = std::make_unique_for_overwrite<std::byte[]>(n);
-    if (size_ != 0) std::memcpy(bigger.get(), data_, size_);
-    owned_ = std::move(bigger);
+    void* bigger = std::realloc(owned_.get(), n);
+    if (bigger == nullptr) throw std::bad_alloc();
+    (void)owned_.release();
+    owned_.reset(static_cast<std::byte*>(bigger));
     data_ = owned_.get();
     capacity_ = n;
   }
@@ -99,7 +105,10 @@ class byte_buffer {
     std::size_t want = capacity_ * 2 > size_ + n ? capacity_ * 2 : size_ + n;
     return want > 256 ? want : 256;
   }
-  std::unique_ptr<std::byte[]> owned_;
+  struct free_bytes {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<std::byte, free_bytes> owned_;
   std::byte* data_ = nullptr;  // owned_, or the window
   std::size_t size_ = 0;
   std::size_t capacity_ = 0;
