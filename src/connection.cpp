@@ -6,6 +6,7 @@
 #include <chrono>
 #include <climits>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -284,6 +285,14 @@ bytes connection::read_payload(std::size_t length) {
   // fill. The room ahead stays below what has arrived (plus min_read), and is
   // large enough for one receive to keep pace with a fast sender; sizing it to
   // the bytes queued (FIONREAD) instead made 1 MiB messages three times slower.
+  //
+  // Once a sixteenth of the message is in, the rest is reserved at once: the
+  // header has been proven that far, reserved pages cost address space only
+  // until the receives fill them, and the later steps then neither copy what
+  // came nor fault in a second buffer. (Growing by doubling to the end copied
+  // and faulted twice the message: a 1 GiB message took 15 s here, most of it
+  // in page faults.) Where the reservation is refused (a limit on address
+  // space), the steps go on doubling.
   std::size_t done = std::min(length, read_end_ - read_begin_);
   bytes out(read_buffer_.data() + read_begin_, read_buffer_.data() + read_begin_ + done);
   read_begin_ += done;
@@ -292,7 +301,15 @@ bytes connection::read_payload(std::size_t length) {
     read_buffer_.clear();
   }
   while (done < length) {
-    if (done == out.size()) out.resize(std::min(length, std::max(done * 2, done + min_read)));
+    if (done == out.size()) {
+      if (out.capacity() < length && done >= length / 16) {
+        try {
+          out.reserve(length);
+        } catch (const std::bad_alloc&) {
+        }
+      }
+      out.resize(std::min(length, std::max(done * 2, done + min_read)));
+    }
     const std::size_t got = receive(out.data() + done, out.size() - done);
     if (got == 0) throw eof_error("the peer closed the connection in the middle of a message");
     done += got;

@@ -624,7 +624,7 @@ TEST(connection, a_resource_named_twice_travels_once_and_arrives_twice) {
 
 TEST(connection, moves_a_one_gibibyte_message_intact) {
   if (mp::testing::thread_sanitizer) GTEST_SKIP() << "sheer size: left to the other builds";
-  // The transfer is the same under every start method, and it takes 35 s under ASan.
+  // The transfer is the same under every start method, and a gibibyte is slow under ASan.
   MP_ONE_RUN_ONLY("the start method does not touch a message's transfer");
   constexpr std::size_t size = std::size_t{1} << 30;
   auto [reader, writer] = mp::pipe(false);
