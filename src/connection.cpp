@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 
+#include "big_endian.hpp"
 #include "os/system.hpp"
 
 namespace mp {
@@ -126,14 +127,11 @@ void connection::send_frame(std::byte* frame, std::size_t length, std::span<cons
     std::memcpy(frame + header_room - size, &header, size);
   } else if (payload <= 0x7fffffff) {
     size = 4;
-    const auto header = static_cast<std::uint32_t>(payload);
-    for (std::size_t i = 0; i < 4; ++i)
-      frame[header_room - 1 - i] = static_cast<std::byte>(header >> (8 * i));
+    detail::store_big_endian(frame + header_room - size, payload, size);
   } else {  // -1, then the length as 8 bytes, big-endian
     size = 12;
-    for (std::size_t i = 0; i < 4; ++i) frame[i] = std::byte{0xff};
-    for (std::size_t i = 0; i < 8; ++i)
-      frame[header_room - 1 - i] = static_cast<std::byte>(payload >> (8 * i));
+    detail::store_big_endian(frame + header_room - size, 0xffffffff, 4);
+    detail::store_big_endian(frame + header_room - 8, payload, 8);
   }
   const std::span<const std::byte> pieces[] = {{frame + header_room - size, size + length}, extra};
   try {
@@ -219,10 +217,7 @@ std::size_t connection::read_header(detail::handle_source& handles) {
 
 std::size_t connection::read_python_header() {
   const auto big_endian = [&](std::size_t at, std::size_t count) {
-    std::uint64_t value = 0;
-    for (std::size_t i = 0; i < count; ++i)
-      value = value << 8 | static_cast<std::uint8_t>(read_buffer_.data()[read_begin_ + at + i]);
-    return value;
+    return detail::load_big_endian(read_buffer_.data() + read_begin_ + at, count);
   };
   header_size_ = 4;
   fill(header_size_);

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "big_endian.hpp"
 #include "mp/errors.hpp"
 #include "os/system.hpp"
 
@@ -110,8 +111,7 @@ void read_exact(int socket, std::span<std::byte> out, const settings& how) {
 std::vector<std::byte> read_message(int socket, const settings& how) {
   std::array<std::byte, 4> header{};
   read_exact(socket, header, how);
-  std::uint32_t length = 0;
-  for (const std::byte b : header) length = length << 8 | static_cast<std::uint8_t>(b);
+  const auto length = static_cast<std::uint32_t>(load_big_endian(header.data(), header.size()));
   if (length > max_message)  // also -1 (a large message) and other negative lengths
     throw authentication_error(
         std::string(how.peer) + " sent a handshake message of " +
@@ -124,8 +124,7 @@ std::vector<std::byte> read_message(int socket, const settings& how) {
 
 void write_message(int socket, byte_span message, const settings& how) {
   std::array<std::byte, 4> header{};
-  const auto length = static_cast<std::uint32_t>(message.size());
-  for (std::size_t i = 0; i < 4; ++i) header[3 - i] = static_cast<std::byte>(length >> (8 * i));
+  store_big_endian(header.data(), message.size(), header.size());
   const byte_span pieces[] = {header, message};
   try {
     os::send_with_fds(socket, std::span<const byte_span>(pieces));
