@@ -157,7 +157,14 @@ class process_site final : public worker_site {
 
   void flush() override {
     if (outgoing_.empty()) return;
-    tasks_.put(pool_task_batch{outgoing_, {}, 0});
+    try {
+      tasks_.put(pool_task_batch{outgoing_, {}, 0});
+    } catch (...) {
+      // None of them reached the worker, and the engine fails them all: a
+      // later flush must not send them (their slots go to other tasks).
+      outgoing_.clear();
+      throw;
+    }
     outgoing_.clear();
   }
 

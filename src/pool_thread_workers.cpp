@@ -125,15 +125,19 @@ struct thread_state {
   std::atomic<bool> exited{false};
   std::atomic<pid_t> tid{0};  // the worker's thread, once it runs
 
-  // Queues `more` (emptied), one lock and one wake-up for them all.
+  // Queues `more` (emptied), one lock and one wake-up for them all; all of
+  // them or, if memory runs out, none (the engine then fails them as never
+  // delivered, so none may reach the thread).
   void push(std::vector<thread_task>& more) {
     if (more.empty()) return;
     {
       std::lock_guard lock(mutex);
-      if (tasks.empty())
+      if (tasks.empty()) {
         std::swap(tasks, more);  // the usual case: the thread took all there was
-      else
+      } else {
+        tasks.reserve(tasks.size() + more.size());  // the one step that can fail
         for (auto& task : more) tasks.push_back(std::move(task));
+      }
       count.store(tasks.size(), std::memory_order_release);
     }
     more.clear();
@@ -229,7 +233,14 @@ class thread_site final : public worker_site {
     return true;
   }
 
-  void flush() override { state_->push(outgoing_); }
+  void flush() override {
+    try {
+      state_->push(outgoing_);
+    } catch (...) {
+      outgoing_.clear();  // as a process worker's: failed by the engine, never sent later
+      throw;
+    }
+  }
 
   bool alive() override { return !state_->exited.load(std::memory_order_acquire); }
 

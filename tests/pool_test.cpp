@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <list>
 #include <memory>
@@ -834,6 +835,52 @@ TEST(pool, a_pool_and_an_executor_work_under_a_virtual_memory_limit) {
   child.start();
   child.join();
   EXPECT_EQ(child.exitcode(), 0);
+}
+
+// A task the pool cannot hand to its worker (here: the queue to it cannot map room for the task
+// under an address-space limit) fails with the reason, and only it: the tasks after it run, and
+// it is never sent later in another's place.
+TEST(pool, a_task_that_cannot_reach_its_worker_fails_alone) {
+  if (mp::testing::shadow_memory) GTEST_SKIP() << "a sanitizer's shadow memory exceeds the limit";
+  MP_ONE_RUN_ONLY("the engine's undo does not depend on how workers start");
+  mp::process child([] {
+    mp::pool p(1);
+    if (p.apply(square, 2) != 4) throw mp::system_exit{2};  // the pool's threads exist by now
+    constexpr std::size_t text_size = std::size_t{96} << 20;
+    const std::string text(text_size, 'x');
+    std::uint64_t used_kib = 0;
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmSize:", 0) == 0) used_kib = std::stoull(line.substr(7));
+    if (used_kib == 0) throw mp::system_exit{3};
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{3};
+    // Room for the task's encoded call and some, not for the 128 MiB segment that would carry
+    // it to the worker; how much "some" needs depends on the allocator, so a few are tried.
+    for (std::size_t slack_mib = 64; slack_mib <= 224; slack_mib += 32) {
+      limit.rlim_cur = (used_kib << 10) + text_size + (slack_mib << 20);
+      if (::setrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{3};
+      try {
+        (void)p.apply(weigh, text);
+        throw mp::system_exit{4};  // it fitted after all: the limit is not what the test needs
+      } catch (const std::system_error& e) {
+        if (e.code() != std::errc::not_enough_memory) throw mp::system_exit{5};
+      } catch (const std::bad_alloc&) {
+        continue;  // the call itself did not fit: more room
+      }
+      // Under the same limit, the pool goes on.
+      if (p.apply(square, 3) != 9) throw mp::system_exit{6};
+      if (p.map(square, std::vector<int>{1, 2, 3}) != std::vector<int>{1, 4, 9})
+        throw mp::system_exit{6};
+      return;
+    }
+    throw mp::system_exit{7};  // no limit made the queue fail
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0) << "2-3: setup, 4: no limit tried made the task fail, 5: a "
+                                    "failure other than ENOMEM, 6: the pool did not go on, 7: "
+                                    "only the call's own allocation failed";
 }
 
 TEST(thread_pool, has_the_pool_interface_on_threads) {
