@@ -118,6 +118,16 @@ constexpr uint64_t align8(uint64_t n) {
 // sleeps at most before re-checking on its own.
 constexpr std::chrono::nanoseconds spin_time = 5us;
 constexpr int yield_rounds = 4;
+// How long a consumer that took its last item without waiting (a stream:
+// the producer keeps up) holds back before it looks for the next one. Polling
+// at once reads the cache line the producer is writing the next record into,
+// so every record crosses between the CPUs twice; half a microsecond later a
+// few records wait there together. 8-byte items from one process to another
+// went from 12.5 to 16.5 M/s (4 KiB items and 4 producers with 4 consumers:
+// +25%), the queue's own round trip is unchanged (it always waits), and an
+// item in a stream arrives at most this much later. A time, not a count of
+// pauses: a pause takes 20 ns on one CPU and a few cycles on another.
+constexpr std::chrono::nanoseconds stream_backoff = 500ns;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
 constexpr std::chrono::nanoseconds unfenced_slice = 1ms;
@@ -902,6 +912,8 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
   check_open();
   queue_control& c = control();
   const detail::deadline deadline(block ? timeout : mp::timeout());
+  bool awaited = false;
+  bool backed_off = false;
   for (;;) {
     const entry how = enter_side(c.get_lock, c.get_bias, block ? deadline.left() : mp::timeout(),
                                  &queue_core::repair_get);
@@ -916,10 +928,22 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
     }
     leave_side(c.get_lock, c.get_bias, how);
     if (taken) {
+      streaming_.store(!awaited, std::memory_order_relaxed);
       if (c.max_items != 0) wake(c.get_signal, c.put_waiters, 1);
       return true;
     }
     if (!block) return false;
+    if (!backed_off && streaming_.load(std::memory_order_relaxed) && os::spinning_helps()) {
+      // In a stream, the producer is writing the very record we would poll:
+      // give it a moment to fill the line first (see stream_backoff).
+      backed_off = true;
+      const auto end = clock::now() + stream_backoff;
+      do {
+        for (int i = 0; i < 4; ++i) os::cpu_relax();
+      } while (clock::now() < end);
+      continue;
+    }
+    awaited = true;
     // Polls the stamp where the next record will be, not a counter: that line
     // is the one the producer writes anyway, so waiting costs it no extra
     // cache-line transfer. get_seq is read on both sides of the cursor so that

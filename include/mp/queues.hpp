@@ -189,6 +189,9 @@ class MP_EXPORT queue_core {
   // The producers' `bump` as this process last read it (consumers only).
   std::atomic<std::uint64_t> handed_out_seen_{0};
   mapped_pages put_mapped_, get_mapped_;
+  // Whether this process's last get took its item without waiting (a hint,
+  // for queues.cpp's stream_backoff).
+  std::atomic<bool> streaming_{false};
   std::uint64_t size_ = 0;
   int fd_ = -1;
   bool closed_ = false;
