@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -53,6 +55,20 @@ struct handle_message {
   }
 };
 
+// A task's slot that says "not a task": it only takes away the descriptors
+// that were sent for a task that then never reached the worker (its batch
+// could not be queued), so that the handle channel stays in step with the
+// task queue.
+constexpr std::uint32_t handles_only = std::numeric_limits<std::uint32_t>::max();
+
+// Takes the descriptors that came for `task` off the handle channel.
+handle_message take_handles(mp::connection& channel, const pool_task& task) {
+  auto message = channel.recv<handle_message>();
+  if (message.id != task.id || message.fds.size() != task.fds)
+    throw decode_error("a pool worker's handle channel is out of step with its tasks");
+  return message;
+}
+
 // Runs one task a worker process took (false: the stop task), with the
 // descriptors that came for it, and puts its result.
 bool run_one(pool_task& task, task_ring& ring, mp::queue<pool_result>& results,
@@ -63,10 +79,7 @@ bool run_one(pool_task& task, task_ring& ring, mp::queue<pool_result>& results,
   if (task.fds != 0) {
     // Taken even for a task skipped below, so the next task's come next.
     // The pool sent them before it queued the task: they are here.
-    auto message = channel.recv<handle_message>();
-    if (message.id != task.id || message.fds.size() != task.fds)
-      throw decode_error("a pool worker's handle channel is out of step with its tasks");
-    handles.fds = std::move(message.fds);
+    handles.fds = take_handles(channel, task).fds;
     given = &handles;
   }
   run_task(ring, task.id, task.slot, task.payload.span(), given, result, scratch);
@@ -97,6 +110,12 @@ void worker_process_main(mp::queue<pool_task_batch> tasks, mp::queue<pool_result
   for (unsigned done = 0;;) {
     tasks.get_into(batch);
     for (std::size_t i = 0; i < batch.count; ++i) {
+      if (batch.tasks[i].slot == handles_only) {
+        if (batch.tasks[i].fds == 0)
+          throw decode_error("a pool worker was given a handles-only task without descriptors");
+        (void)take_handles(channel, batch.tasks[i]);  // closed here
+        continue;
+      }
       if (!run_one(batch.tasks[i], *ring, results, channel, handles, result, scratch)) return;
       if (max_tasks != 0 && ++done >= max_tasks) return;
     }
@@ -143,6 +162,8 @@ class process_site final : public worker_site {
 
   bool deliver(const job& task, std::uint32_t slot) override {
     const auto fds = task.handles ? static_cast<std::uint32_t>(task.handles->size()) : 0;
+    // Room first: once its descriptors are sent, the task must be queued too.
+    outgoing_.reserve(outgoing_.size() + 1);
     if (fds != 0) {
       try {
         channel_.send(handle_message{task.id, task.handles.get(), {}});
@@ -162,7 +183,7 @@ class process_site final : public worker_site {
     } catch (...) {
       // None of them reached the worker, and the engine fails them all: a
       // later flush must not send them (their slots go to other tasks).
-      outgoing_.clear();
+      drop_unsent();
       throw;
     }
     outgoing_.clear();
@@ -183,6 +204,27 @@ class process_site final : public worker_site {
   }
 
   void join() override { process_.join(); }
+
+  // After a batch failed to be queued: forgets its tasks, and has the worker
+  // take away the descriptors already sent for them, in a small batch of
+  // handles_only tasks (which fits where the failed batch did not: that one
+  // failed for its size, or for memory). If even that cannot be queued, the
+  // worker could only fall out of step later: it is stopped now, and the
+  // pool replaces it.
+  void drop_unsent() noexcept {
+    std::vector<pool_task> markers;
+    try {
+      for (const pool_task& task : outgoing_)
+        if (task.fds != 0) markers.push_back(pool_task{task.id, handles_only, task.fds, {}, {}});
+      if (!markers.empty()) tasks_.put(pool_task_batch{markers, {}, 0});
+    } catch (...) {
+      try {
+        process_.kill();
+      } catch (...) {  // (it has gone already)
+      }
+    }
+    outgoing_.clear();
+  }
 
   // A worker process runs its tasks on its one thread, whose id is its pid.
   pid_t task_thread() override { return process_.pid().value_or(0); }

@@ -837,17 +837,24 @@ TEST(pool, a_pool_and_an_executor_work_under_a_virtual_memory_limit) {
   EXPECT_EQ(child.exitcode(), 0);
 }
 
+std::size_t weigh_beside(const std::string& text, const mp::queue<int>&) {
+  return weigh(text);
+}
+
 // A task the pool cannot hand to its worker (here: the queue to it cannot map room for the task
-// under an address-space limit) fails with the reason, and only it: the tasks after it run, and
-// it is never sent later in another's place.
+// under an address-space limit) fails with the reason, and only it: the tasks after it run, it
+// is never sent later in another's place, and the descriptors sent ahead of it (a queue among
+// its arguments) do not put the worker out of step for the next task that carries some.
 TEST(pool, a_task_that_cannot_reach_its_worker_fails_alone) {
   if (mp::testing::shadow_memory) GTEST_SKIP() << "a sanitizer's shadow memory exceeds the limit";
   MP_ONE_RUN_ONLY("the engine's undo does not depend on how workers start");
   mp::process child([] {
     mp::pool p(1);
     if (p.apply(square, 2) != 4) throw mp::system_exit{2};  // the pool's threads exist by now
+    const int worker = p.apply(own_pid, 0);
     constexpr std::size_t text_size = std::size_t{96} << 20;
     const std::string text(text_size, 'x');
+    const mp::queue<int> beside;  // its descriptor goes ahead of the task that cannot
     std::uint64_t used_kib = 0;
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);)
@@ -861,26 +868,30 @@ TEST(pool, a_task_that_cannot_reach_its_worker_fails_alone) {
       limit.rlim_cur = (used_kib << 10) + text_size + (slack_mib << 20);
       if (::setrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{3};
       try {
-        (void)p.apply(weigh, text);
+        (void)p.apply(weigh_beside, text, beside);
         throw mp::system_exit{4};  // it fitted after all: the limit is not what the test needs
       } catch (const std::system_error& e) {
         if (e.code() != std::errc::not_enough_memory) throw mp::system_exit{5};
       } catch (const std::bad_alloc&) {
         continue;  // the call itself did not fit: more room
       }
-      // Under the same limit, the pool goes on.
+      // Under the same limit, the pool goes on, with the same worker.
       if (p.apply(square, 3) != 9) throw mp::system_exit{6};
       if (p.map(square, std::vector<int>{1, 2, 3}) != std::vector<int>{1, 4, 9})
         throw mp::system_exit{6};
+      mp::queue<int> out;
+      if (p.apply(put_square, 5, out) != 5 || out.get() != 25) throw mp::system_exit{6};
+      if (p.apply(own_pid, 0) != worker) throw mp::system_exit{8};
       return;
     }
     throw mp::system_exit{7};  // no limit made the queue fail
   });
   child.start();
   child.join();
-  EXPECT_EQ(child.exitcode(), 0) << "2-3: setup, 4: no limit tried made the task fail, 5: a "
-                                    "failure other than ENOMEM, 6: the pool did not go on, 7: "
-                                    "only the call's own allocation failed";
+  EXPECT_EQ(child.exitcode(), 0)
+      << "2-3: setup, 4: no limit tried made the task fail, 5: a "
+         "failure other than ENOMEM, 6: the pool did not go on, 7: "
+         "only the call's own allocation failed, 8: the worker was replaced";
 }
 
 TEST(thread_pool, has_the_pool_interface_on_threads) {
