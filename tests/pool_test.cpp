@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <list>
 #include <memory>
@@ -855,17 +854,14 @@ TEST(pool, a_task_that_cannot_reach_its_worker_fails_alone) {
     constexpr std::size_t text_size = std::size_t{96} << 20;
     const std::string text(text_size, 'x');
     const mp::queue<int> beside;  // its descriptor goes ahead of the task that cannot
-    std::uint64_t used_kib = 0;
-    std::ifstream status("/proc/self/status");
-    for (std::string line; std::getline(status, line);)
-      if (line.rfind("VmSize:", 0) == 0) used_kib = std::stoull(line.substr(7));
-    if (used_kib == 0) throw mp::system_exit{3};
+    const long used_kib = mp::testing::address_space_kib();
+    if (used_kib <= 0) throw mp::system_exit{3};
     rlimit limit{};
     if (::getrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{3};
     // Room for the task's encoded call and some, not for the 128 MiB segment that would carry
     // it to the worker; how much "some" needs depends on the allocator, so a few are tried.
     for (std::size_t slack_mib = 64; slack_mib <= 224; slack_mib += 32) {
-      limit.rlim_cur = (used_kib << 10) + text_size + (slack_mib << 20);
+      limit.rlim_cur = (static_cast<rlim_t>(used_kib) << 10) + text_size + (slack_mib << 20);
       if (::setrlimit(RLIMIT_AS, &limit) != 0) throw mp::system_exit{3};
       try {
         (void)p.apply(weigh_beside, text, beside);

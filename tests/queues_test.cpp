@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -95,14 +94,6 @@ TEST(queue, a_queue_sent_over_a_connection_is_the_same_queue) {
   EXPECT_THROW(static_cast<void>(theirs.recv<mp::queue<int>>()), mp::decode_error);
 }
 
-// This process's address space, in KiB (VmSize).
-long address_space_kib() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmSize:", 0) == 0) return std::stol(line.substr(7));
-  return -1;
-}
-
 TEST(queue, a_queue_received_many_times_is_mapped_once) {
   mp::queue<int> q;
   auto [ours, theirs] = mp::pipe();
@@ -110,9 +101,9 @@ TEST(queue, a_queue_received_many_times_is_mapped_once) {
   // queues first, each a queue of its own until it is replaced, which TSan's address space
   // does not hold many of.)
   ours.send(std::vector<mp::queue<int>>(3, q));
-  const long before = address_space_kib();
+  const long before = mp::testing::address_space_kib();
   auto received = theirs.recv<std::vector<mp::queue<int>>>();
-  const long grown = address_space_kib() - before;
+  const long grown = mp::testing::address_space_kib() - before;
   // One queue's 64 GiB reservation, not three.
   EXPECT_LT(grown, 2L * 64 * 1024 * 1024);
   received.front().put(7);

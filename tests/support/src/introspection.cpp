@@ -119,6 +119,16 @@ std::set<int> open_fds() {
   return fds;
 }
 
+long address_space_kib() {
+  const std::string status = read_small_file("/proc/self/status");
+  const std::size_t field = status.find("\nVmSize:");
+  if (field == std::string::npos) return -1;
+  const std::size_t begin = status.find_first_of("0123456789", field);
+  const std::size_t end = status.find(' ', begin);
+  if (begin == std::string::npos || end == std::string::npos) return -1;
+  return parse_number(std::string_view(status).substr(begin, end - begin)).value_or(-1);
+}
+
 std::vector<pid_t> child_pids() {
   const pid_t self = ::getpid();
   std::vector<pid_t> children;

@@ -94,6 +94,8 @@ inline constexpr bool thread_sanitizer = false;
 
 /// The fds open in this process, from /proc/self/fd (without the one used to read it).
 std::set<int> open_fds();
+/// This process's address space in KiB (VmSize in /proc/self/status); -1 if unknown.
+long address_space_kib();
 
 /// This process's direct children, zombies included (they stay until somebody reaps them).
 std::vector<pid_t> child_pids();
