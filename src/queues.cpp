@@ -4,18 +4,30 @@
 // Memory: one memfd, sized to a large address range, of which each process
 // maps the part in use (see queue_core::view), without reserving memory.
 // Offset 0 holds the control block; the rest is carved into segments whose
-// sizes are 256 KiB times a power of two. Records (a 16-byte header, then the
+// sizes are 256 KiB times a power of two. Records (an 8-byte header, then the
 // encoded item, padded to 8 bytes) are appended to the tail segment; when one
 // does not fit, the producer takes a new segment that fits it and leaves a
 // jump record behind. Consumers read records in order and follow jumps; a
 // producer returns segments the consumers have left to per-size free lists
 // (punching the pages of large ones out of memory).
 //
-// Publication: a record is committed by storing its stamp, the record's
-// sequence number (1, 2, ...), with release order. A consumer expecting record
-// n takes what it finds only if the stamp reads n. Stamps only grow, and each
-// producer zeroes the stamp after its record before committing, so stale bytes
-// in reused memory are never taken for a record.
+// Publication: a record is committed by storing its header, one word, with
+// release order: the record's size (or where it jumps to) beside its stamp,
+// the record's sequence number (1, 2, ...) folded to 31 bits with the top bit
+// set (see stamp_of). A consumer expecting record n takes what it finds only
+// if the stamp reads n's. Each producer zeroes the header after its record
+// before committing, so what a consumer finds where it expects record n is
+// either nothing yet (0, never a stamp) or record n: stale bytes in reused
+// memory are never taken for a record, and the stamps may wrap.
+//
+// The header's size half: the item's encoded size; with the top bit set, a
+// jump to the segment of that index (offset / unit), whose first record comes
+// next; or long_size, for an item of 2 GiB or more, whose 64-bit size is the
+// word after the header (and the item the bytes after that). An 8-byte item
+// is thus a 16-byte record, four to a cache line, not three in two (a 16-byte
+// header before): 8-byte items from one process to another went from 30 to
+// 37 M/s with the two CPUs on different cores of the host, a pool's map with
+// chunksize 1 and an executor's stream of tiny tasks about 10% faster.
 //
 // Producers serialise on the put lock and consumers on the get lock (each a
 // lock_state, which detects a dead holder). Every change a side makes is
@@ -90,15 +102,36 @@ constexpr uint64_t page = 4096;
 // fresh pool took 89 instead of 104 ms, the median of 10 runs.)
 constexpr uint64_t populate_threshold = uint64_t{1} << 16;
 
-constexpr uint64_t record_header = 16;  // stamp, then size (or jump target)
+constexpr uint64_t record_header = 8;  // one word: stamp and size (see Publication)
 constexpr uint64_t segment_header = 64;
-constexpr uint64_t jump_bit = uint64_t{1} << 63;
+constexpr uint32_t jump_bit = uint32_t{1} << 31;
+// The size half of a header whose item's size is the next word.
+constexpr uint32_t long_size = jump_bit - 1;
+constexpr uint64_t long_header = record_header + 8;
+
+// A header's stamp for record n: never 0.
+constexpr uint32_t stamp_of(uint64_t n) {
+  return static_cast<uint32_t>(n) | jump_bit;
+}
+constexpr uint64_t header_of(uint64_t n, uint32_t size_half) {
+  return uint64_t{size_half} << 32 | stamp_of(n);
+}
+constexpr uint32_t stamp_in(uint64_t header) {
+  return static_cast<uint32_t>(header);
+}
+constexpr uint32_t size_half_in(uint64_t header) {
+  return static_cast<uint32_t>(header >> 32);
+}
+constexpr bool is_jump(uint64_t header) {
+  return (size_half_in(header) & jump_bit) != 0;
+}
 
 // A cursor packs a segment's index (offset / unit) and a position in one word,
 // so that a side's progress is published by one store.
 constexpr int position_bits = 40;
 constexpr uint64_t position_mask = (uint64_t{1} << position_bits) - 1;
 static_assert(address_range <= position_mask);
+static_assert(address_range / unit < jump_bit);  // a jump names a segment by its index
 
 constexpr uint64_t pack(uint64_t segment, uint64_t position) {
   return (segment / unit) << position_bits | position;
@@ -162,6 +195,17 @@ struct segment_head {
 
 std::atomic_ref<uint64_t> word_at(std::byte* p) noexcept {
   return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
+}
+
+// A data record's item: where its bytes start, from the record's start, and
+// how many there are.
+struct record_item {
+  uint64_t offset, size;
+  uint64_t record_end() const noexcept { return offset + align8(size); }
+};
+record_item item_of(std::byte* record, uint64_t header) noexcept {
+  if (size_half_in(header) != long_size) return {record_header, size_half_in(header)};
+  return {long_header, word_at(record + record_header).load(std::memory_order_relaxed)};
 }
 
 }  // namespace
@@ -605,17 +649,17 @@ void queue_core::repair_put() {
   const uint64_t counted = c.put_seq.load(std::memory_order_relaxed);
   uint64_t segment = cursor_segment(cursor);
   uint64_t position = cursor_position(cursor);
-  const uint64_t stamp = word_at(at(position)).load(std::memory_order_acquire);
-  if (stamp == counted + 1 || (counted != 0 && stamp == counted)) {
+  uint64_t header = word_at(at(position)).load(std::memory_order_acquire);
+  const bool newer = stamp_in(header) == stamp_of(counted + 1);
+  if (newer || (counted != 0 && stamp_in(header) == stamp_of(counted))) {
     // Committed: move past it (through a jump to the record it leads to).
-    uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
-    if ((size & jump_bit) != 0) {
-      position = size & ~jump_bit;
-      segment = position - segment_header;
-      size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    if (is_jump(header)) {
+      segment = uint64_t{size_half_in(header) & ~jump_bit} * unit;
+      position = segment + segment_header;
+      header = word_at(at(position)).load(std::memory_order_relaxed);
     }
-    c.put_seq.store(stamp, std::memory_order_release);
-    c.write_cursor.store(pack(segment, position + record_header + align8(size)),
+    c.put_seq.store(newer ? counted + 1 : counted, std::memory_order_release);
+    c.write_cursor.store(pack(segment, position + item_of(at(position), header).record_end()),
                          std::memory_order_release);
   }
   if (const uint64_t s = c.alloc_intent.load(std::memory_order_relaxed); s != 0) {
@@ -641,11 +685,11 @@ void queue_core::repair_get() {
   const uint64_t taken = c.get_seq.load(std::memory_order_relaxed);
   const uint64_t position = cursor_position(cursor);
   if (taken == 0) return;
-  if (word_at(at(position)).load(std::memory_order_acquire) != taken) return;
-  const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
-  if ((size & jump_bit) != 0) return;
-  c.read_cursor.store(pack(cursor_segment(cursor), position + record_header + align8(size)),
-                      std::memory_order_release);
+  const uint64_t header = word_at(at(position)).load(std::memory_order_acquire);
+  if (stamp_in(header) != stamp_of(taken) || is_jump(header)) return;
+  c.read_cursor.store(
+      pack(cursor_segment(cursor), position + item_of(at(position), header).record_end()),
+      std::memory_order_release);
 }
 
 // ---- segments ---------------------------------------------------------------
@@ -765,17 +809,20 @@ void queue_core::put_locked(const void* item, encoder encode) {
   const uint64_t end = segment + reinterpret_cast<const segment_head*>(base + segment)->capacity;
 
   // Encode in place; if it does not fit, the pass still measures it. A record
-  // always leaves room behind it for a jump (so position + 16 <= end), but
-  // not always for another record.
-  const uint64_t room =
+  // always leaves room behind it for a jump (so position + 8 <= end), but
+  // not always for another record. (A long item always takes a segment of
+  // its own, below: the room here is for a short one.)
+  const uint64_t left =
       end - position >= 2 * record_header ? end - position - 2 * record_header : 0;
+  const uint64_t room = std::min(left, uint64_t{long_size - 1});
   byte_buffer window = byte_buffer::window(base + position + record_header, room);
   encode(item, window);
   if (!window.overflowed()) {
     const uint64_t next = position + record_header + align8(window.size());
     word_at(base + next).store(0, std::memory_order_relaxed);
-    word_at(base + position + 8).store(window.size(), std::memory_order_relaxed);
-    word_at(base + position).store(n, std::memory_order_release);  // commit
+    word_at(base + position)
+        .store(header_of(n, static_cast<uint32_t>(window.size())),
+               std::memory_order_release);  // commit
     c.put_seq.store(n, std::memory_order_release);
     c.write_cursor.store(pack(segment, next), std::memory_order_release);
     // Once per cache line this record moved into (see write_ahead).
@@ -789,13 +836,16 @@ void queue_core::put_locked(const void* item, encoder encode) {
   // consumers' cursor on every put would pull their cache line over.
   reclaim();
   const uint64_t size = window.needed();
-  const uint64_t fresh = allocate(segment_header + record_header + align8(size) + record_header);
+  const bool long_item = size >= long_size;
+  const record_item placed{long_item ? long_header : record_header, size};
+  const uint64_t fresh = allocate(segment_header + placed.record_end() + record_header);
   const uint64_t target = fresh + segment_header;
   if (size >= populate_threshold)
-    populate_record(put_mapped_, fresh, fresh, target + 2 * record_header + align8(size), true);
+    populate_record(put_mapped_, fresh, fresh, target + placed.record_end() + record_header, true);
   try {
-    byte_buffer second = byte_buffer::window(
-        at(target + record_header), segment_capacity(fresh) - segment_header - 2 * record_header);
+    byte_buffer second =
+        byte_buffer::window(at(target + placed.offset), segment_capacity(fresh) - segment_header -
+                                                            placed.offset - record_header);
     encode(item, second);
     if (second.overflowed() || second.size() != size)
       throw usage_error("an item encoded to different sizes on two passes");
@@ -804,13 +854,16 @@ void queue_core::put_locked(const void* item, encoder encode) {
     c.alloc_intent.store(0, std::memory_order_relaxed);
     throw;
   }
-  const uint64_t next = target + record_header + align8(size);
+  const uint64_t next = target + placed.record_end();
   word_at(at(next)).store(0, std::memory_order_relaxed);
-  word_at(at(target + 8)).store(size, std::memory_order_relaxed);
-  word_at(at(target)).store(n, std::memory_order_release);
+  if (long_item) word_at(at(target + record_header)).store(size, std::memory_order_relaxed);
+  word_at(at(target))
+      .store(header_of(n, long_item ? long_size : static_cast<uint32_t>(size)),
+             std::memory_order_release);
   reinterpret_cast<segment_head*>(at(segment))->next = fresh;
-  word_at(at(position + 8)).store(jump_bit | target, std::memory_order_relaxed);
-  word_at(at(position)).store(n, std::memory_order_release);  // commit
+  word_at(at(position))
+      .store(header_of(n, jump_bit | static_cast<uint32_t>(fresh / unit)),
+             std::memory_order_release);  // commit
   c.put_seq.store(n, std::memory_order_release);
   c.write_cursor.store(pack(fresh, next), std::memory_order_release);
   c.alloc_intent.store(0, std::memory_order_relaxed);
@@ -875,8 +928,8 @@ bool queue_core::take_locked(void* out, decoder decode) {
         corrupt("a segment lies beyond the memory the queue has handed out");
       map_through(handed_out);
     }
-    if (word_at(at(position)).load(std::memory_order_acquire) != expected) return false;
-    const uint64_t size = word_at(at(position + 8)).load(std::memory_order_relaxed);
+    const uint64_t header = word_at(at(position)).load(std::memory_order_acquire);
+    if (stamp_in(header) != stamp_of(expected)) return false;
     const uint64_t capacity = segment_capacity(segment);
     // (A power of two tested by hand: std::has_single_bit is a libgcc call
     // without -mpopcnt.)
@@ -897,19 +950,24 @@ bool queue_core::take_locked(void* out, decoder decode) {
       handed_out_seen_.store(handed_out, std::memory_order_relaxed);
     }
     map_through(segment + capacity);
-    if ((size & jump_bit) != 0) {
-      const uint64_t target = size & ~jump_bit;
-      if (jumped || target % unit != segment_header || target < unit + segment_header ||
-          target >= size_ || target - segment_header == segment)
+    if (is_jump(header)) {
+      const uint64_t target = uint64_t{size_half_in(header) & ~jump_bit} * unit;
+      if (jumped || target < unit || target >= size_ || target == segment)
         corrupt("a jump leads nowhere a record can be");
-      cursor = pack(target - segment_header, target);
+      cursor = pack(target, target + segment_header);
       c.read_cursor.store(cursor, std::memory_order_release);
       continue;
     }
+    // (Positions are 8-aligned and segments end at a unit, so the record's
+    // end, rounded up, fits if its size does.)
     const uint64_t left = segment + capacity - position;
-    if (left < 2 * record_header || size > left - 2 * record_header)
+    if (left < long_header + record_header && size_half_in(header) == long_size)
       corrupt("a record runs past its segment");
-    const uint64_t next = position + record_header + align8(size);
+    const record_item item = item_of(at(position), header);
+    if (left < item.offset + record_header || item.size > left - item.offset - record_header)
+      corrupt("a record runs past its segment");
+    const uint64_t size = item.size;
+    const uint64_t next = position + item.record_end();
     struct commit {
       queue_control& c;
       uint64_t expected, cursor;
@@ -919,10 +977,10 @@ bool queue_core::take_locked(void* out, decoder decode) {
       }
     } consume{c, expected, pack(segment, next)};
     if (size >= populate_threshold)
-      populate_record(get_mapped_, segment, position, position + record_header + size, false);
+      populate_record(get_mapped_, segment, position, position + item.offset + size, false);
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
-    decode(std::span<const std::byte>(at(position + record_header), size), out);
+    decode(std::span<const std::byte>(at(position + item.offset), size), out);
     return true;
   }
 }
@@ -983,8 +1041,8 @@ bool queue_core::get(void* out, decoder decode, bool block, mp::timeout timeout)
           const uint64_t position = cursor_position(cursor);
           if (position + record_header > size_) return true;
           map_through(position + record_header);
-          const uint64_t stamp = word_at(at(position)).load(std::memory_order_acquire);
-          return stamp == count + 1 || (count != 0 && stamp == count);
+          const uint32_t stamp = stamp_in(word_at(at(position)).load(std::memory_order_acquire));
+          return stamp == stamp_of(count + 1) || (count != 0 && stamp == stamp_of(count));
         },
         c.put_signal, c.get_waiters, deadline);
     if (!ready) return false;

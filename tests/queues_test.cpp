@@ -748,17 +748,72 @@ TEST(queue, a_record_that_jumps_past_what_was_handed_out_is_damage) {
   const auto put = [&](std::uint64_t at, std::uint64_t value) {
     std::memcpy(memory + at, &value, sizeof value);
   };
-  put(queue_core::first_record, 1);  // the first record's stamp
-  put(queue_core::first_record + 8, (std::uint64_t{1} << 63) | (2 * unit + 64));  // a jump
+  // A record's header: its stamp (record 1: 0x80000001) in the low half, its
+  // size in the high half, or with the top bit set a jump to a segment by index.
+  constexpr std::uint64_t first_stamp = 0x80000001;
+  put(queue_core::first_record, (std::uint64_t{0x80000000 | 2} << 32) | first_stamp);  // a jump
   put(2 * unit, std::uint64_t{1} << 30);  // that segment's capacity: 1 GiB
-  put(2 * unit + 64, 1);
-  put(2 * unit + 72, std::uint64_t{1} << 29);  // a record of 512 MiB
+  put(2 * unit + 64, (std::uint64_t{1} << 29 << 32) | first_stamp);  // a record of 512 MiB
   std::optional<strings> out;
   try {
     queue.get(&out, &mp::detail::decode_item<strings>, false, {});
     FAIL() << "a damaged queue gave an item";
   } catch (const mp::decode_error& e) {
     EXPECT_NE(std::string(e.what()).find("handed out"), std::string::npos) << e.what();
+  }
+}
+
+// An item of 2 GiB or more has its size in the word after its record's
+// header (the header's own half has 31 bits): written and read whole.
+TEST(queue, an_item_of_more_than_two_gibibytes_round_trips) {
+  if (mp::testing::shadow_memory) GTEST_SKIP() << "sheer size: left to the release build";
+  MP_ONE_RUN_ONLY("the start method does not touch a record's layout");
+  constexpr std::size_t size = (std::size_t{1} << 31) + 8;
+  mp::queue<std::vector<std::uint8_t>> q;
+  {
+    std::vector<std::uint8_t> big(size);
+    for (std::size_t i = 0; i < size; i += 4096) big[i] = static_cast<std::uint8_t>(i >> 12);
+    big.back() = 0xa5;
+    q.put(big);
+  }
+  q.put({1, 2, 3});  // a short record behind it, in the same segment
+  const auto got = q.get();
+  ASSERT_EQ(got.size(), size);
+  for (std::size_t i = 0; i < size; i += 4096)
+    ASSERT_EQ(got[i], static_cast<std::uint8_t>(i >> 12)) << "at " << i;
+  EXPECT_EQ(got.back(), 0xa5);
+  EXPECT_EQ(q.get(), (std::vector<std::uint8_t>{1, 2, 3}));
+}
+
+// The same layout written by hand, small: a consumer reads the size from the
+// word after the header, and refuses one that runs past the segment.
+TEST(queue, a_long_record_takes_its_size_from_the_next_word) {
+  using mp::detail::queue_core;
+  constexpr std::uint64_t first_stamp = 0x80000001, long_size = 0x7fffffff;
+  const auto write = [](std::byte* at, std::uint64_t value) {
+    std::memcpy(at, &value, sizeof value);
+  };
+  {
+    queue_core queue(mp::type_fingerprint<std::string>, 0);
+    std::byte* record = queue.memory_for_testing() + queue_core::first_record;
+    write(record, long_size << 32 | first_stamp);
+    write(record + 8, 13);  // the item: a count of 5, then 5 bytes
+    write(record + 16, 5);
+    std::memcpy(record + 24, "hello", 5);
+    std::optional<std::string> out;
+    ASSERT_TRUE(queue.get(&out, &mp::detail::decode_item<std::string>, false, {}));
+    EXPECT_EQ(out, "hello");
+  }
+  queue_core queue(mp::type_fingerprint<std::string>, 0);
+  std::byte* record = queue.memory_for_testing() + queue_core::first_record;
+  write(record, long_size << 32 | first_stamp);
+  write(record + 8, std::uint64_t{1} << 40);
+  std::optional<std::string> out;
+  try {
+    queue.get(&out, &mp::detail::decode_item<std::string>, false, {});
+    FAIL() << "a damaged queue gave an item";
+  } catch (const mp::decode_error& e) {
+    EXPECT_NE(std::string(e.what()).find("runs past its segment"), std::string::npos) << e.what();
   }
 }
 
