@@ -162,15 +162,16 @@ constexpr int yield_rounds = 4;
 // pauses: a pause takes 20 ns on one CPU and a few cycles on another.
 constexpr std::chrono::nanoseconds stream_backoff = 500ns;
 // How far ahead of its write position a producer asks for a cache line it
-// will write, while the consumers stream (see put_locked): two lines on. The
-// line was last in a consumer's cache (it read the segment's records a lap
-// earlier), and a store that must first take it from there holds up every
-// store after it. 8-byte items went from 11 to about 28 M/s with the two CPUs
-// on different cores of the host, 4 producers with 4 consumers from 11 to 19;
-// three and four lines on did no better, seven worse. Not in a round trip,
-// whose consumer waits at the very next record: there the extra line
-// transfer cost a tenth of a microsecond.
-constexpr uint64_t write_ahead = 128;
+// will write, while the consumers stream (see put_locked): three lines on.
+// The line was last in a consumer's cache (it read the segment's records a
+// lap earlier), and a store that must first take it from there holds up every
+// store after it. 8-byte items went from 11 to about 30 M/s with the two CPUs
+// on different cores of the host, 4 producers with 4 consumers from 11 to 19
+// (with the 16-byte headers of before); with 8-byte headers, three lines on
+// made 72 M/s where two made 50 and four 42. Not in a round trip, whose
+// consumer waits at the very next record: there the extra line transfer cost
+// a tenth of a microsecond.
+constexpr uint64_t write_ahead = 192;
 constexpr uint64_t cache_line = 64;
 constexpr std::chrono::nanoseconds sleep_slice = 100ms;
 // The same where membarrier is unavailable and a wake-up may be missed.
