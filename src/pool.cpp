@@ -212,6 +212,8 @@ struct pool_core::impl {
   std::thread thread;
   std::vector<ready_call> ready;   // to hand out outside the mutex
   std::vector<pool_result> spare;  // results done with, for their buffers (pool's thread)
+  std::size_t spare_bytes = 0;     // their buffers' capacity
+  static constexpr std::size_t spare_budget = std::size_t{64} << 20;
 
   void start_worker(std::size_t index) {
     auto w = std::make_unique<worker>();
@@ -456,12 +458,29 @@ struct pool_core::impl {
     if (spare.empty()) return {};
     pool_result r = std::move(spare.back());
     spare.pop_back();
+    spare_bytes -= r.value.capacity();
     return r;
   }
 
+  // Keeps a result done with for the next (the sinks only read it): at most
+  // 64 of them, holding at most 64 MiB of buffers together.
+  void keep_spare(pool_result&& r) {
+    const std::size_t bytes = r.value.capacity();
+    if (spare.size() >= 64 || bytes > spare_budget - spare_bytes) return;
+    spare_bytes += bytes;
+    spare.push_back(std::move(r));
+  }
+
   void take_arrived() {
-    for (pool_result r = spare_result(); backend->next_result(r, {}); r = spare_result())
+    pool_result r = spare_result();
+    while (backend->next_result(r, {})) {
       finish(std::move(r));
+      r = spare_result();
+    }
+    // (A look that found nothing keeps the buffers: dropping them here, as
+    // once, freed a spare on almost every look, so a map's 1 MB results were
+    // decoded into fresh pages each time: a third of its page faults.)
+    keep_spare(std::move(r));
   }
 
   // Under the mutex: puts the tasks `w` holds (not skipped) for which
@@ -602,10 +621,7 @@ struct pool_core::impl {
       }
       sink->complete(tag, std::move(outcome));
       sink.reset();
-      // Kept for the next results (the sinks only read them), unless
-      // its buffer is large enough to be worth giving back.
-      if (spare.size() < 64 && r.value.capacity() <= (std::size_t{16} << 20))
-        spare.push_back(std::move(r));
+      keep_spare(std::move(r));
     }
     lock.lock();
   }
@@ -699,6 +715,8 @@ struct pool_core::impl {
       if (arrived) {
         finish(std::move(result));
         take_arrived();
+      } else {
+        keep_spare(std::move(result));
       }
       const auto now = clock::now();
       if (now >= next_check) {
