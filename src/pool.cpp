@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <bitset>
+#include <climits>
 #include <cstdio>
 #include <deque>
 #include <limits>
@@ -24,6 +25,7 @@
 #include <utility>
 
 #include "mp/pool.hpp"
+#include "os/futex.hpp"
 #include "os/spin.hpp"
 #include "os/system.hpp"
 #include "pool_engine.hpp"
@@ -1007,6 +1009,26 @@ pool::pool(pool_options options)
 }  // namespace mp
 
 namespace mp::detail {
+
+bool await_done_word(std::atomic<std::uint32_t>& word, mp::timeout timeout) {
+  const deadline until(timeout);
+  for (;;) {
+    std::uint32_t seen = word.load(std::memory_order_acquire);
+    if (seen == task_state_base::done_value) return true;
+    // Marked waited for first, so that the settler knows to wake us.
+    if (seen == 0 && !word.compare_exchange_weak(seen, 1, std::memory_order_acq_rel)) continue;
+    if (until.passed()) return false;
+    (void)os::futex_wait(word, 1, until.left());
+  }
+}
+
+void wake_done_word(std::atomic<std::uint32_t>& word) noexcept {
+  try {
+    os::futex_wake(word, INT_MAX);
+  } catch (...) {
+    // FUTEX_WAKE fails only on an address that is not mapped, which this is.
+  }
+}
 
 void report_callback_error(const char* what) noexcept {
   try {
