@@ -78,7 +78,11 @@ using clock = std::chrono::steady_clock;
 using std::uint32_t;
 using std::uint64_t;
 
-constexpr uint64_t magic = 0x6d702d7175657565;  // "mp-queue"
+// "mp-queu2": the layout of 8-byte record headers. ("mp-queue", the one
+// before, had 16-byte headers: such a queue, received from a program built
+// with an older mp, is refused by name.)
+constexpr uint64_t magic = 0x6d702d7175657532;
+constexpr uint64_t magic_before = 0x6d702d7175657565;
 // The size of a queue's memory file; memory is used only as items need it,
 // and address space as segments are handed out.
 constexpr uint64_t address_range = uint64_t{64} << 30;
@@ -425,9 +429,12 @@ queue_core::queue_core(unique_fd fd, uint64_t fingerprint) {
   const queue_control& c = control();
   const bool is_queue = c.magic == magic && c.size == address_range;
   if (!is_queue || c.fingerprint != fingerprint) {
+    const bool older = c.magic == magic_before;
     unmap_all();
     close_fd(fd_);
     throw decode_error(is_queue ? "a received queue holds items of another type"
+                       : older  ? "a received queue was made by an older mp, whose records "
+                                  "this one does not read"
                                 : "a received queue's memory is not a queue");
   }
 }

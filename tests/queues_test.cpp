@@ -763,6 +763,21 @@ TEST(queue, a_record_that_jumps_past_what_was_handed_out_is_damage) {
   }
 }
 
+// A queue whose memory has the layout of an older mp (16-byte record headers,
+// "mp-queue" at its start) is refused by name, not misread.
+TEST(queue, a_queue_of_an_older_layout_is_refused) {
+  using mp::detail::queue_core;
+  queue_core older(mp::type_fingerprint<int>, 0);
+  constexpr std::uint64_t magic_before = 0x6d702d7175657565;  // "mp-queue"
+  std::memcpy(older.memory_for_testing(), &magic_before, sizeof magic_before);
+  try {
+    (void)queue_core::received(mp::unique_fd(::dup(older.fd())), mp::type_fingerprint<int>);
+    FAIL() << "a queue of an older layout was taken";
+  } catch (const mp::decode_error& e) {
+    EXPECT_NE(std::string(e.what()).find("older mp"), std::string::npos) << e.what();
+  }
+}
+
 // An item of 2 GiB or more has its size in the word after its record's
 // header (the header's own half has 31 bits): written and read whole.
 TEST(queue, an_item_of_more_than_two_gibibytes_round_trips) {
