@@ -129,6 +129,13 @@ constexpr uint32_t size_half_in(uint64_t header) {
 constexpr bool is_jump(uint64_t header) {
   return (size_half_in(header) & jump_bit) != 0;
 }
+// A jump's size half, to the segment at `segment`, and back.
+constexpr uint32_t jump_to(uint64_t segment) {
+  return jump_bit | static_cast<uint32_t>(segment / unit);
+}
+constexpr uint64_t jump_target(uint64_t header) {
+  return uint64_t{size_half_in(header) & ~jump_bit} * unit;
+}
 
 // A cursor packs a segment's index (offset / unit) and a position in one word,
 // so that a side's progress is published by one store.
@@ -662,7 +669,7 @@ void queue_core::repair_put() {
   if (newer || (counted != 0 && stamp_in(header) == stamp_of(counted))) {
     // Committed: move past it (through a jump to the record it leads to).
     if (is_jump(header)) {
-      segment = uint64_t{size_half_in(header) & ~jump_bit} * unit;
+      segment = jump_target(header);
       position = segment + segment_header;
       header = word_at(at(position)).load(std::memory_order_relaxed);
     }
@@ -869,9 +876,8 @@ void queue_core::put_locked(const void* item, encoder encode) {
       .store(header_of(n, long_item ? long_size : static_cast<uint32_t>(size)),
              std::memory_order_release);
   reinterpret_cast<segment_head*>(at(segment))->next = fresh;
-  word_at(at(position))
-      .store(header_of(n, jump_bit | static_cast<uint32_t>(fresh / unit)),
-             std::memory_order_release);  // commit
+  word_at(at(position)).store(header_of(n, jump_to(fresh)),
+                              std::memory_order_release);  // commit
   c.put_seq.store(n, std::memory_order_release);
   c.write_cursor.store(pack(fresh, next), std::memory_order_release);
   c.alloc_intent.store(0, std::memory_order_relaxed);
@@ -959,7 +965,7 @@ bool queue_core::take_locked(void* out, decoder decode) {
     }
     map_through(segment + capacity);
     if (is_jump(header)) {
-      const uint64_t target = uint64_t{size_half_in(header) & ~jump_bit} * unit;
+      const uint64_t target = jump_target(header);
       if (jumped || target < unit || target >= size_ || target == segment)
         corrupt("a jump leads nowhere a record can be");
       cursor = pack(target, target + segment_header);
@@ -974,7 +980,6 @@ bool queue_core::take_locked(void* out, decoder decode) {
     const record_item item = item_of(at(position), header);
     if (left < item.offset + record_header || item.size > left - item.offset - record_header)
       corrupt("a record runs past its segment");
-    const uint64_t size = item.size;
     const uint64_t next = position + item.record_end();
     struct commit {
       queue_control& c;
@@ -984,11 +989,11 @@ bool queue_core::take_locked(void* out, decoder decode) {
         c.read_cursor.store(cursor, std::memory_order_release);
       }
     } consume{c, expected, pack(segment, next)};
-    if (size >= populate_threshold)
-      populate_record(get_mapped_, segment, position, position + item.offset + size, false);
+    if (item.size >= populate_threshold)
+      populate_record(get_mapped_, segment, position, position + item.offset + item.size, false);
     // Consumed even if decoding throws, as Python consumes an item it cannot
     // unpickle.
-    decode(std::span<const std::byte>(at(position + item.offset), size), out);
+    decode(std::span<const std::byte>(at(position + item.offset), item.size), out);
     return true;
   }
 }
