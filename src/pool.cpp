@@ -1017,8 +1017,9 @@ bool await_done_word(std::atomic<std::uint32_t>& word, mp::timeout timeout) {
     if (seen == task_state_base::done_value) return true;
     // Marked waited for first, so that the settler knows to wake us.
     if (seen == 0 && !word.compare_exchange_weak(seen, 1, std::memory_order_acq_rel)) continue;
-    if (until.passed()) return false;
-    (void)os::futex_wait(word, 1, until.left());
+    const mp::timeout left = until.left();
+    if (left.zero()) return false;
+    (void)os::futex_wait(word, 1, left);
   }
 }
 
